@@ -1,0 +1,1 @@
+"""Food volume from one photo: metric depth, support plane, height integration."""
