@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import shutil
 import tempfile
 from pathlib import Path
 from typing import Any, Iterator
@@ -39,6 +40,25 @@ def atomic_write(path: str | Path, suffix: str | None = None) -> Iterator[Path]:
     finally:
         if tmp_path.exists():
             tmp_path.unlink()
+
+
+@contextlib.contextmanager
+def atomic_dir(path: str | Path) -> Iterator[Path]:
+    """Yield a temp folder beside `path`; swap it into place only if the block succeeds,
+    so a killed stage leaves either the old folder or the new one, never half of one."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(dir=path.parent, prefix=f".{path.name}.tmp-"))
+    try:
+        yield tmp
+        old = path.with_name(f".{path.name}.old")
+        shutil.rmtree(old, ignore_errors=True)
+        if path.exists():
+            path.rename(old)
+        tmp.rename(path)
+        shutil.rmtree(old, ignore_errors=True)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
 
 
 def write_text(path: str | Path, text: str) -> None:
@@ -195,3 +215,9 @@ def read_index(path: str | Path, required: list[str] | None = None) -> pd.DataFr
     if dup:
         raise ValueError(f"{path}: duplicate dish ids {dup[:5]}")
     return df
+
+
+def data_roots(params: dict) -> list[Path]:
+    """Folders outside the repository that index paths may point into (the Nutrition5k release)."""
+    data = params.get("data", {})
+    return [REPO_ROOT / data["root"]] if data.get("source") == "nutrition5k" and data.get("root") else []

@@ -1,0 +1,167 @@
+"""Food masks: ground truth (synthetic), geometry (height above the support), or SAM 2.
+
+Geometry masks need no model: the table is the dominant plane of the scene, the plate (or bowl
+floor) is the dominant plane of what stands on the table, and food is what rises above the
+plate. Plate rims and bowl walls also rise above the floor, but they run round the vessel's
+outer edge, so regions touching that edge are dropped.
+"""
+from __future__ import annotations
+
+import multiprocessing as mp
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pandas as pd
+from tqdm import tqdm
+
+from pipeline import io
+from pipeline.geometry import backproject, fit_plane, height_above_plane
+
+_MAX_FIT_POINTS = 20000
+
+
+def _plane_on(depth: np.ndarray, K: np.ndarray, region: np.ndarray, seed: int) -> tuple[np.ndarray, float]:
+    pts = backproject(depth, K)[region]
+    if len(pts) > _MAX_FIT_POINTS:
+        pts = pts[np.random.default_rng(seed).choice(len(pts), _MAX_FIT_POINTS, replace=False)]
+    return fit_plane(pts, seed=seed)
+
+
+def _fill_holes(mask: np.ndarray) -> np.ndarray:
+    """Fill enclosed holes (flood the background from the border)."""
+    m = mask.astype(np.uint8)
+    padded = np.pad(m, 1)
+    flood = padded.copy()
+    cv2.floodFill(flood, None, (0, 0), 1)
+    holes = flood[1:-1, 1:-1] == 0
+    return mask | holes
+
+
+def _largest_component(mask: np.ndarray) -> np.ndarray:
+    n, labels, stats, _ = cv2.connectedComponentsWithStats(mask.astype(np.uint8), connectivity=8)
+    if n <= 1:
+        return np.zeros_like(mask)
+    return labels == 1 + int(np.argmax(stats[1:, cv2.CC_STAT_AREA]))
+
+
+def geometry_mask(depth: np.ndarray, K: np.ndarray, min_height_mm: float = 4.0,
+                  min_area_px: int = 150, seed: int = 0) -> np.ndarray:
+    """Food = connected regions higher than `min_height_mm` above the local support plane."""
+    depth = np.asarray(depth, dtype=np.float32)
+    valid = np.isfinite(depth) & (depth > 0)
+    if valid.sum() < 100:
+        raise ValueError("depth has fewer than 100 valid pixels: cannot find the table")
+    thr = min_height_mm * 1e-3
+    table_n, table_d = _plane_on(depth, K, valid, seed)
+    h_table = height_above_plane(depth, K, table_n, table_d)
+    above = valid & (np.nan_to_num(h_table, nan=-1.0) > thr)
+    vessel = _fill_holes(_largest_component(above))
+    food = above
+    if vessel.sum() > 0.02 * depth.size:
+        # Fit the vessel floor on its lowest-lying part (food and rims are above it).
+        floor_n, floor_d = _plane_on(depth, K, vessel & valid, seed)
+        h_floor = np.nan_to_num(height_above_plane(depth, K, floor_n, floor_d), nan=-1.0)
+        on_floor = (np.abs(h_floor) < thr / 2) & vessel & valid
+        if on_floor.sum() > 0.3 * (vessel & valid).sum():  # a real floor, not a food top
+            food = vessel & valid & (h_floor > thr)
+            edge = vessel & ~cv2.erode(vessel.astype(np.uint8), np.ones((5, 5), np.uint8)).astype(bool)
+            food = _drop_touching(food, edge)
+    return clean_mask(food, min_area_px)
+
+
+def _drop_touching(mask: np.ndarray, edge: np.ndarray) -> np.ndarray:
+    """Remove connected regions of `mask` that touch `edge` (rims, walls)."""
+    n, labels = cv2.connectedComponents(mask.astype(np.uint8), connectivity=8)
+    touching = np.unique(labels[edge & mask])
+    return mask & ~np.isin(labels, touching[touching > 0])
+
+
+def clean_mask(mask: np.ndarray, min_area_px: int) -> np.ndarray:
+    """Close small gaps, fill holes (depth holes inside food), drop specks."""
+    k = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (5, 5))
+    m = cv2.morphologyEx(mask.astype(np.uint8), cv2.MORPH_CLOSE, k)
+    m = cv2.morphologyEx(m, cv2.MORPH_OPEN, k)
+    m = _fill_holes(m.astype(bool)).astype(np.uint8)
+    n, labels, stats, _ = cv2.connectedComponentsWithStats(m, connectivity=8)
+    keep = np.zeros(n, dtype=bool)
+    keep[1:] = stats[1:, cv2.CC_STAT_AREA] >= min_area_px
+    return keep[labels]
+
+
+def iou(a: np.ndarray, b: np.ndarray) -> float:
+    """Intersection over union of two boolean masks (1.0 when both are empty)."""
+    union = np.logical_or(a, b).sum()
+    return 1.0 if union == 0 else float(np.logical_and(a, b).sum() / union)
+
+
+def _mask_one(job: tuple[dict, str, dict, str], predictor: object = None) -> dict:
+    """Make, write and score one dish's mask (runs in a worker process for geometry)."""
+    row, method, cfg, out_dir = job
+    out = {"dish_id": row["dish_id"], "mask_path": "", "mask_status": "ok", "mask_px": 0,
+           "mask_iou_gt": np.nan}
+    try:
+        if method == "gt":
+            if not isinstance(row.get("gt_mask_path"), str) or not row["gt_mask_path"]:
+                raise ValueError(f"{row['dish_id']}: masks.method=gt needs a ground-truth mask "
+                                 "(synthetic data only); use geometry or sam2")
+            mask = io.read_mask(io.resolve(row["gt_mask_path"], cfg["roots"]))
+        else:
+            depth = io.read_depth_png(io.resolve(row["depth_path"], cfg["roots"]))
+            K = io.K_from_row(row)
+            if method == "sam2":
+                from pipeline.sam2_masks import sam2_food_mask
+                rgb = io.read_rgb(io.resolve(row["rgb_path"], cfg["roots"]))
+                mask = sam2_food_mask(predictor, rgb, depth, K, cfg["min_height_mm"], cfg["min_area_px"])
+            else:
+                mask = geometry_mask(depth, K, cfg["min_height_mm"], cfg["min_area_px"])
+        path = Path(out_dir) / f"{row['dish_id']}.png"
+        io.write_mask(path, mask)
+        out["mask_px"] = int(mask.sum())
+        out["mask_status"] = "ok" if mask.any() else "empty"
+        if isinstance(row.get("gt_mask_path"), str) and row["gt_mask_path"]:
+            out["mask_iou_gt"] = iou(mask, io.read_mask(io.resolve(row["gt_mask_path"], cfg["roots"])))
+    except ValueError as e:
+        out["mask_status"] = f"error: {e}"
+    return out
+
+
+def make_masks(df: pd.DataFrame, out_dir: Path, method: str, cfg: dict,
+               workers: int = 1) -> tuple[pd.DataFrame, dict]:
+    """Write `<out_dir>/<dish_id>.png` for every dish; return the per-dish table and a report.
+
+    A dish whose mask fails (unreadable depth, no table) is kept in the table with its reason
+    and counted; it never stops the stage.
+    """
+    if method not in ("gt", "geometry", "sam2"):
+        raise ValueError(f"masks.method must be gt, geometry or sam2, got {method!r}")
+    out_dir = Path(out_dir)
+    records = df.to_dict("records")
+    with io.atomic_dir(out_dir) as tmp:
+        jobs = [(r, method, cfg, str(tmp)) for r in records]
+        bar = dict(total=len(jobs), desc=f"masks ({method})", unit="dish")
+        if method == "sam2":  # one model in one process
+            from pipeline.sam2_masks import load_sam2_predictor
+            predictor = load_sam2_predictor(cfg["sam2_checkpoint"], cfg["sam2_config"])
+            rows = [_mask_one(j, predictor) for j in tqdm(jobs, **bar)]
+        else:
+            if workers > 1:
+                with mp.get_context("spawn").Pool(workers) as pool:
+                    rows = list(tqdm(pool.imap(_mask_one, jobs, chunksize=4), **bar))
+            else:
+                rows = [_mask_one(j) for j in tqdm(jobs, **bar)]
+        table = pd.DataFrame(rows)
+        ok = table["mask_status"] == "ok"
+        table["mask_path"] = [io.rel_to_repo(out_dir / f"{d}.png") if k else ""
+                              for d, k in zip(table["dish_id"], ok)]
+        io.write_csv(tmp / "masks.csv", table)
+    ious = table["mask_iou_gt"].dropna()
+    report = {"method": method, "n_dishes": len(table), "n_ok": int(ok.sum()),
+              "n_empty": int((table["mask_status"] == "empty").sum()),
+              "n_failed": int(table["mask_status"].str.startswith("error").sum())}
+    if len(ious):
+        report.update({"iou_mean": round(float(ious.mean()), 4),
+                       "iou_median": round(float(ious.median()), 4),
+                       "iou_p10": round(float(ious.quantile(0.1)), 4),
+                       "n_iou_below_0_5": int((ious < 0.5).sum())})
+    return table, report

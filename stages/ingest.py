@@ -1,0 +1,29 @@
+"""DVC stage `ingest`: data source -> data/raw/ (+ manifest.csv) and metrics/ingest.json."""
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from pipeline import io  # noqa: E402
+from pipeline.ingest import ingest_nutrition5k, ingest_synthetic  # noqa: E402
+
+
+def main() -> None:
+    p = io.load_params()
+    d = p["data"]
+    out = io.REPO_ROOT / "data/raw"
+    if d["source"] == "synthetic":
+        _, report = ingest_synthetic(out, d["seed"], d["n_dishes"], d["width"], d["height"],
+                                     d["noise"], d["workers"])
+    elif d["source"] == "nutrition5k":
+        n5k = p["nutrition5k"]
+        _, report = ingest_nutrition5k(out, io.REPO_ROOT / d["root"], n5k["fx"], n5k["fy"],
+                                       n5k["cx"], n5k["cy"], d["workers"])
+    else:
+        raise SystemExit(f"params.yaml: data.source must be synthetic or nutrition5k, got {d['source']!r}")
+    io.write_json(io.REPO_ROOT / "metrics/ingest.json", report)
+    print({k: v for k, v in report.items() if not isinstance(v, (list, dict))})
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,23 @@
+"""DVC stage `masks`: one food mask per dish in data/masks/ and metrics/masks.json."""
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from pipeline import io  # noqa: E402
+from pipeline.masks import make_masks  # noqa: E402
+
+
+def main() -> None:
+    p = io.load_params()
+    df = io.read_index(io.REPO_ROOT / "data/interim/split.csv",
+                       required=["dish_id", "split", "rgb_path", "depth_path", "fx", "fy", "cx", "cy"])
+    cfg = {**p["masks"], "roots": io.data_roots(p)}
+    _, report = make_masks(df, io.REPO_ROOT / "data/masks", p["masks"]["method"], cfg,
+                           workers=p["data"]["workers"])
+    io.write_json(io.REPO_ROOT / "metrics/masks.json", report)
+    print(report)
+
+
+if __name__ == "__main__":
+    main()
