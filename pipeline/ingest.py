@@ -15,9 +15,7 @@ import pandas as pd
 from tqdm import tqdm
 
 from pipeline import io
-
-MANIFEST_COLUMNS = ["dish_id", "rgb_path", "depth_path", "gt_mask_path", "fx", "fy", "cx", "cy",
-                    "width", "height", "volume_ml_true", "mass_g", "source_split"]
+from pipeline.nutrition5k import MANIFEST_COLUMNS
 
 
 def _render_one(job: tuple[int, int, int, int, bool, str, str]) -> dict:
@@ -68,12 +66,15 @@ def ingest_synthetic(out_dir: Path, seed: int, n_dishes: int, width: int = 640, 
     return manifest, report
 
 
-def ingest_nutrition5k(out_dir: Path, root: Path, fx: float, fy: float, cx: float, cy: float,
-                       workers: int = 1) -> tuple[pd.DataFrame, dict]:
-    """Validate a Nutrition5k release in place and write only the manifest into `out_dir`."""
+def ingest_nutrition5k(out_dir: Path, root: Path, cfg: dict, workers: int = 1) -> tuple[pd.DataFrame, dict]:
+    """Validate a Nutrition5k release in place and write only the manifest into `out_dir`.
+    `cfg` is params.yaml's `nutrition5k` section (intrinsics, valid depth range)."""
     from pipeline.nutrition5k import scan_release
 
-    manifest, report = scan_release(Path(root), fx, fy, cx, cy, workers=workers)
+    manifest, report = scan_release(Path(root), cfg["fx"], cfg["fy"], cfg["cx"], cfg["cy"],
+                                    workers=workers, min_depth_m=cfg["min_depth_m"],
+                                    max_depth_m=cfg["max_depth_m"],
+                                    min_valid_fraction=cfg["min_valid_fraction"])
     with io.atomic_dir(out_dir) as tmp_dir:
         io.write_csv(tmp_dir / "manifest.csv", manifest)
     return manifest, {"source": "nutrition5k", **report}

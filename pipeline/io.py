@@ -124,6 +124,18 @@ def read_depth_png(path: str | Path, shape: tuple[int, int] | None = None) -> np
     return raw.astype(np.float32) * np.float32(DEPTH_SCALE_M)
 
 
+def read_dish_depth(row: Any, roots: list[Path] | None = None) -> np.ndarray:
+    """A dish's depth (metres) from its index row. Readings outside the row's valid range
+    (`min_depth_m`/`max_depth_m`, set by sources such as Nutrition5k whose files hold 65535
+    and beyond-the-table values) become 0, the convention for 'no measurement'."""
+    d = read_depth_png(resolve(row["depth_path"], roots))
+    for col, bad in (("min_depth_m", np.less), ("max_depth_m", np.greater)):
+        limit = row.get(col) if hasattr(row, "get") else None
+        if limit is not None and np.isfinite(float(limit)):
+            d[bad(d, float(limit))] = 0.0
+    return d
+
+
 def write_depth_png(path: str | Path, depth_m: np.ndarray) -> None:
     """Write metres as 16-bit PNG in 1e-4 m; invalid (0, NaN, inf, out of range) -> 0."""
     d = np.asarray(depth_m, dtype=np.float64)

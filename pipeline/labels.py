@@ -23,7 +23,7 @@ def _label_one(job: tuple[dict, dict]) -> dict:
     try:
         if row.get("mask_status", "ok") != "ok":
             raise ValueError(f"no usable mask ({row['mask_status']})")
-        depth = io.read_depth_png(io.resolve(row["depth_path"], cfg["roots"]))
+        depth = io.read_dish_depth(row, cfg["roots"])
         mask = io.read_mask(io.resolve(row["mask_path"], cfg["roots"]), shape=depth.shape)
         K = io.K_from_row(row)
         res = estimate_volume(depth, mask, K, method=cfg["method"], ring_px=cfg["ring_px"],

@@ -19,6 +19,7 @@ from pipeline import io
 from pipeline.geometry import backproject, fit_plane, height_above_plane
 
 _MAX_FIT_POINTS = 20000
+_MAX_FLOOR_HEIGHT_M = 0.03  # a plate top / bowl floor sits at most this high above the table
 
 
 def _plane_on(depth: np.ndarray, K: np.ndarray, region: np.ndarray, seed: int) -> tuple[np.ndarray, float]:
@@ -56,18 +57,46 @@ def geometry_mask(depth: np.ndarray, K: np.ndarray, min_height_mm: float = 4.0,
     table_n, table_d = _plane_on(depth, K, valid, seed)
     h_table = height_above_plane(depth, K, table_n, table_d)
     above = valid & (np.nan_to_num(h_table, nan=-1.0) > thr)
+    border = np.zeros_like(valid)
+    border[[0, -1], :] = border[:, [0, -1]] = True
     vessel = _fill_holes(_largest_component(above))
-    food = above
+    # Default: the dominant plane is the support; rims/walls show up as rings or reach the frame.
+    food = _drop_touching(clean_mask(above, min_area_px), border)
     if vessel.sum() > 0.02 * depth.size:
-        # Fit the vessel floor on its lowest-lying part (food and rims are above it).
+        # Is the biggest thing above it a plate/bowl? Then its floor is the dominant plane
+        # inside it and the food stands on that floor, surrounded by it.
         floor_n, floor_d = _plane_on(depth, K, vessel & valid, seed)
         h_floor = np.nan_to_num(height_above_plane(depth, K, floor_n, floor_d), nan=-1.0)
-        on_floor = (np.abs(h_floor) < thr / 2) & vessel & valid
-        if on_floor.sum() > 0.3 * (vessel & valid).sum():  # a real floor, not a food top
-            food = vessel & valid & (h_floor > thr)
-            edge = vessel & ~cv2.erode(vessel.astype(np.uint8), np.ones((5, 5), np.uint8)).astype(bool)
-            food = _drop_touching(food, edge)
-    return clean_mask(food, min_area_px)
+        on_floor = (np.abs(h_floor) < thr) & vessel & valid
+        eroded = cv2.erode(vessel.astype(np.uint8), np.ones((5, 5), np.uint8)).astype(bool)
+        edge = (vessel & ~eroded) | border
+        on_vessel = clean_mask(_drop_touching(vessel & valid & (h_floor > thr), edge), min_area_px)
+        floor_h = np.nanmedian(h_table[on_floor]) if on_floor.any() else np.inf
+        level = abs(float(np.dot(floor_n, table_n))) > np.cos(np.deg2rad(15))
+        if (level and floor_h < _MAX_FLOOR_HEIGHT_M and on_vessel.any()
+                and on_floor.sum() > 0.25 * (vessel & valid).sum()
+                and _ring_fraction(on_vessel, on_floor) > 0.4):
+            food = on_vessel
+    return food
+
+
+def _drop_rings(mask: np.ndarray) -> np.ndarray:
+    """Remove ring-shaped regions (a plate rim seen from above encloses far more than it covers)."""
+    n, labels, stats, _ = cv2.connectedComponentsWithStats(mask.astype(np.uint8), connectivity=8)
+    out = mask.copy()
+    for k in range(1, n):
+        x, y, w, h, area = stats[k]
+        comp = labels[y:y + h, x:x + w] == k
+        if _fill_holes(comp).sum() > 2 * area:
+            out[y:y + h, x:x + w] &= ~comp
+    return out
+
+
+def _ring_fraction(mask: np.ndarray, support: np.ndarray, width: int = 7) -> float:
+    """Fraction of the ring just outside `mask` that lies on `support`."""
+    k = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * width + 1, 2 * width + 1))
+    ring = cv2.dilate(mask.astype(np.uint8), k).astype(bool) & ~mask
+    return float((ring & support).sum() / max(ring.sum(), 1))
 
 
 def _drop_touching(mask: np.ndarray, edge: np.ndarray) -> np.ndarray:
@@ -78,9 +107,10 @@ def _drop_touching(mask: np.ndarray, edge: np.ndarray) -> np.ndarray:
 
 
 def clean_mask(mask: np.ndarray, min_area_px: int) -> np.ndarray:
-    """Close small gaps, fill holes (depth holes inside food), drop specks."""
+    """Close small gaps, drop rims, fill holes (depth holes inside food), drop specks."""
     k = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (5, 5))
     m = cv2.morphologyEx(mask.astype(np.uint8), cv2.MORPH_CLOSE, k)
+    m = _drop_rings(m.astype(bool)).astype(np.uint8)
     m = cv2.morphologyEx(m, cv2.MORPH_OPEN, k)
     m = _fill_holes(m.astype(bool)).astype(np.uint8)
     n, labels, stats, _ = cv2.connectedComponentsWithStats(m, connectivity=8)
@@ -107,7 +137,7 @@ def _mask_one(job: tuple[dict, str, dict, str], predictor: object = None) -> dic
                                  "(synthetic data only); use geometry or sam2")
             mask = io.read_mask(io.resolve(row["gt_mask_path"], cfg["roots"]))
         else:
-            depth = io.read_depth_png(io.resolve(row["depth_path"], cfg["roots"]))
+            depth = io.read_dish_depth(row, cfg["roots"])
             K = io.K_from_row(row)
             if method == "sam2":
                 from pipeline.sam2_masks import sam2_food_mask

@@ -17,8 +17,7 @@ def main() -> None:
                                      d["noise"], d["workers"])
     elif d["source"] == "nutrition5k":
         n5k = p["nutrition5k"]
-        _, report = ingest_nutrition5k(out, io.REPO_ROOT / d["root"], n5k["fx"], n5k["fy"],
-                                       n5k["cx"], n5k["cy"], d["workers"])
+        _, report = ingest_nutrition5k(out, io.REPO_ROOT / d["root"], n5k, d["workers"])
     else:
         raise SystemExit(f"params.yaml: data.source must be synthetic or nutrition5k, got {d['source']!r}")
     io.write_json(io.REPO_ROOT / "metrics/ingest.json", report)

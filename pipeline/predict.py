@@ -1,0 +1,310 @@
+"""Food volume for a new photo: `python -m pipeline.predict IMAGE --model CKPT [--mask M] [--fx ... | --K k.json]`.
+
+Prints the volume of each connected food region and the total, and saves a PNG
+(RGB | predicted depth | height above the support plane with region labels).
+
+Intrinsics, in order: --fx/--fy/--cx/--cy, --K k.json, UniDepth's own prediction, else the
+default below. Volumes scale as 1/(fx·fy), so a wrong focal length is the largest error a
+user can make: pass the camera's K when you know it.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from pipeline import io
+
+# Default camera when none is given: the Nutrition5k D435 colour camera (f = 616.6 px at
+# 640 px width, ~55 deg horizontal field of view), scaled to the image width, principal point
+# at the image centre. Models fine-tuned on Nutrition5k-like data saw this camera.
+DEFAULT_F_AT_640 = 616.6
+DEFAULT_WIDTH_PX = 518   # inference width when the model's cfg names no size (multiple of 14)
+
+_MODEL_CACHE: dict[str, object] = {}
+
+
+def default_K(width: int, height: int) -> np.ndarray:
+    f = DEFAULT_F_AT_640 * width / 640.0
+    return io.intrinsics(f, f, (width - 1) / 2.0, (height - 1) / 2.0)
+
+
+def load_image(image: np.ndarray | str | Path) -> np.ndarray:
+    """HxWx3 uint8 RGB from an array or a file (ValueError naming the file if unreadable)."""
+    if isinstance(image, (str, Path)):
+        return io.read_rgb(image)
+    rgb = np.asarray(image)
+    if rgb.ndim != 3 or rgb.shape[2] != 3 or rgb.dtype != np.uint8:
+        raise ValueError(f"image: expected HxWx3 uint8 RGB, got {rgb.shape} {rgb.dtype}")
+    return rgb
+
+
+def load_K_json(path: str | Path) -> np.ndarray:
+    """K from JSON: a 3x3 list, {"K": 3x3}, or {"fx", "fy", "cx", "cy"}."""
+    obj = io.read_json(path)
+    try:
+        if isinstance(obj, dict) and "K" in obj:
+            obj = obj["K"]
+        if isinstance(obj, dict):
+            K = io.intrinsics(float(obj["fx"]), float(obj.get("fy", obj["fx"])),
+                              float(obj["cx"]), float(obj["cy"]))
+        else:
+            K = np.asarray(obj, dtype=np.float64)
+    except (KeyError, TypeError, ValueError) as e:
+        raise ValueError(f"{path}: expected a 3x3 K or fx/fy/cx/cy ({type(e).__name__}: {e})") from None
+    return check_K(K, str(path))
+
+
+def check_K(K: np.ndarray, what: str) -> np.ndarray:
+    K = np.asarray(K, dtype=np.float64)
+    if K.shape != (3, 3) or not np.all(np.isfinite(K)):
+        raise ValueError(f"{what}: K must be a finite 3x3 matrix, got shape {K.shape}")
+    if not (K[0, 0] > 0 and K[1, 1] > 0) or not np.allclose(K[2], [0, 0, 1]):
+        raise ValueError(f"{what}: K needs fx, fy > 0 and last row [0, 0, 1], got {K.tolist()}")
+    return K
+
+
+def weights_dir(weights: str | Path) -> Path:
+    """A weights folder (model.safetensors + model.json) from the folder or the .safetensors path."""
+    from pipeline.inference import META_FILE, WEIGHTS_FILE
+    p = Path(weights)
+    if p.is_file() and p.suffix == ".safetensors":
+        p = p.parent
+    if not p.is_dir():
+        raise ValueError(f"--model {weights}: not found (expected a folder with {WEIGHTS_FILE} "
+                         f"and {META_FILE}, e.g. models/depth_anything_v2/stage2)")
+    for f in (WEIGHTS_FILE, META_FILE):
+        if not (p / f).is_file():
+            raise ValueError(f"--model {weights}: {p / f} is missing")
+    return p
+
+
+def model_name(weights: str | Path) -> str:
+    """The architecture a weights folder holds (model.json `name`)."""
+    from pipeline.inference import META_FILE
+    meta = io.read_json(weights_dir(weights) / META_FILE)
+    name = meta.get("name") if isinstance(meta, dict) else None
+    if not name:
+        raise ValueError(f"{weights_dir(weights) / META_FILE}: no model name")
+    return str(name)
+
+
+def inference_size(wdir: Path, shape: tuple[int, int], multiple: int) -> tuple[int, int]:
+    """(H, W) for the model: its trained size from model.json cfg, else DEFAULT_WIDTH_PX wide."""
+    from pipeline.inference import META_FILE
+    cfg = (io.read_json(wdir / META_FILE) or {}).get("cfg") or {}
+    for k in ("infer_size", "input_size", "size"):
+        s = cfg.get(k) if isinstance(cfg, dict) else None
+        if isinstance(s, (list, tuple)) and len(s) == 2:
+            return int(s[0]), int(s[1])
+    h, w = shape
+    W = DEFAULT_WIDTH_PX // multiple * multiple
+    H = max(multiple, int(round(W * h / w / multiple)) * multiple)
+    return H, W
+
+
+def predict_depth(image: np.ndarray | str | Path, model_type: str, weights: str | Path | None = None,
+                  K: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Metric z-depth (HxW float32 m, at the image's resolution) and the K to measure it with.
+
+    `weights`: a trained weights folder (default models/<model_type>/stage2). K: the given K;
+    else UniDepth's predicted K; else `default_K` (Depth-Anything needs a K only for geometry)."""
+    from pipeline.inference import load_model, predict_depth_array
+    from pipeline.models import MODEL_NAMES
+
+    if model_type not in MODEL_NAMES:
+        raise ValueError(f"model_type: unknown {model_type!r}, expected one of {MODEL_NAMES}")
+    rgb = load_image(image)
+    wdir = weights_dir(weights if weights is not None else io.REPO_ROOT / "models" / model_type / "stage2")
+    if model_name(wdir) != model_type:
+        raise ValueError(f"{wdir}: holds a {model_name(wdir)} model, not {model_type}")
+    key = str(wdir.resolve())
+    if key not in _MODEL_CACHE:
+        _MODEL_CACHE.clear()
+        _MODEL_CACHE[key] = load_model(wdir)
+    model = _MODEL_CACHE[key]
+    h, w = rgb.shape[:2]
+    K_in = check_K(K, "K") if K is not None else default_K(w, h)
+    depth, K_model = predict_depth_array(model, rgb, K_in, inference_size(wdir, (h, w), model.input_multiple))
+    return depth, (K_in if K is not None else K_model)
+
+
+# --- volumes per region -------------------------------------------------------------------
+
+@dataclass
+class Prediction:
+    depth: np.ndarray
+    K: np.ndarray
+    mask: np.ndarray
+    labels: np.ndarray                  # 0 background, 1..N regions
+    height_mm: np.ndarray               # height above the support plane (NaN where unknown)
+    volumes_ml: list[float] = field(default_factory=list)
+    total_ml: float = 0.0
+    K_source: str = ""
+    mask_source: str = ""
+
+
+def region_volumes(depth: np.ndarray, mask: np.ndarray, K: np.ndarray, method: str = "heightmap",
+                   ring_px: int = 20, cell_mm: float = 2.0, min_area_px: int = 1
+                   ) -> tuple[np.ndarray, list[float], np.ndarray, np.ndarray]:
+    """(labels, volume per region, plane normal, plane offset).
+
+    The support plane is fitted once, on the ring around the WHOLE food mask, and every region
+    is integrated against it: a ring around one region would lie partly on its neighbours."""
+    from pipeline.geometry import estimate_volume
+
+    n, labels, stats, _ = cv2.connectedComponentsWithStats(mask.astype(np.uint8), connectivity=8)
+    whole = estimate_volume(depth, mask, K, method=method, ring_px=ring_px, cell_mm=cell_mm)
+    normal, offset = np.asarray(whole.plane_normal), float(whole.plane_d)
+    vols, keep = [], np.zeros(n, dtype=np.int32)
+    for i in range(1, n):
+        if stats[i, cv2.CC_STAT_AREA] < min_area_px:
+            continue
+        try:
+            vols.append(float(estimate_volume(depth, labels == i, K, method=method, ring_px=ring_px,
+                                              cell_mm=cell_mm, plane=(normal, offset)).volume_ml))
+        except ValueError:  # no valid depth inside this region
+            vols.append(float("nan"))
+        keep[i] = len(vols)
+    return keep[labels], vols, normal, offset
+
+
+def predict_volume(image: np.ndarray | str | Path, model_type: str, weights: str | Path,
+                   K: np.ndarray | None = None, mask: np.ndarray | None = None,
+                   method: str = "heightmap", ring_px: int = 20, cell_mm: float = 2.0,
+                   min_height_mm: float = 4.0, min_area_px: int = 150) -> Prediction:
+    """Depth, mask (given or from geometry on the predicted depth), per-region and total volume."""
+    from pipeline.geometry import height_above_plane
+    from pipeline.masks import geometry_mask
+
+    rgb = load_image(image)
+    depth, K_used = predict_depth(rgb, model_type, weights, K)
+    K_source = "given" if K is not None else ("predicted" if model_type == "unidepth_v2" else "default")
+    if mask is not None:
+        mask = np.asarray(mask, dtype=bool)
+        if mask.shape != depth.shape:
+            raise ValueError(f"mask is {mask.shape[1]}x{mask.shape[0]}, image is "
+                             f"{depth.shape[1]}x{depth.shape[0]}")
+        mask_source = "given"
+    else:
+        mask = geometry_mask(depth, K_used, min_height_mm, min_area_px)
+        mask_source = "geometry"
+    pred = Prediction(depth=depth, K=K_used, mask=mask, labels=np.zeros(depth.shape, np.int32),
+                      height_mm=np.full(depth.shape, np.nan, np.float32), K_source=K_source,
+                      mask_source=mask_source)
+    if mask.any():
+        labels, vols, n, d = region_volumes(depth, mask, K_used, method, ring_px, cell_mm,
+                                            min_area_px=1 if mask_source == "given" else min_area_px)
+        pred.labels, pred.volumes_ml, pred.total_ml = labels, vols, float(np.nansum(vols))
+        pred.height_mm = (1000.0 * height_above_plane(depth, K_used, n, d)).astype(np.float32)
+    return pred
+
+
+def save_visualisation(path: str | Path, rgb: np.ndarray, pred: Prediction) -> None:
+    """RGB | depth | height above the plane with numbered regions and their volumes."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(1, 3, figsize=(15, 4.4))
+    ax[0].imshow(rgb)
+    ax[0].set_title("photo")
+    d = np.where(pred.depth > 0, pred.depth, np.nan)
+    im = ax[1].imshow(d, cmap="viridis")
+    fig.colorbar(im, ax=ax[1], fraction=0.046, label="depth (m)")
+    ax[1].set_title(f"predicted depth (K {pred.K_source}, fx={pred.K[0, 0]:.0f})")
+    h = np.clip(np.nan_to_num(pred.height_mm, nan=0.0), 0, None)
+    vmax = max(5.0, float(np.percentile(h[pred.mask], 99)) if pred.mask.any() else 5.0)
+    im = ax[2].imshow(h, cmap="magma", vmin=0, vmax=vmax)
+    fig.colorbar(im, ax=ax[2], fraction=0.046, label="height above plane (mm)")
+    if pred.labels.any():
+        ax[2].contour(pred.labels > 0, levels=[0.5], colors="cyan", linewidths=0.8)
+    for i, v in enumerate(pred.volumes_ml, start=1):
+        ys, xs = np.nonzero(pred.labels == i)
+        ax[2].text(xs.mean(), ys.mean(), f"{i}: {v:.0f} mL", color="white", fontsize=8,
+                   ha="center", bbox=dict(facecolor="black", alpha=0.5, pad=1, lw=0))
+    ax[2].set_title(f"food ({pred.mask_source} mask): {len(pred.volumes_ml)} regions, "
+                    f"{pred.total_ml:.0f} mL")
+    for a in ax:
+        a.axis("off")
+    fig.tight_layout()
+    with io.atomic_write(path, suffix=".png") as tmp:
+        fig.savefig(tmp, dpi=90, format="png")
+    plt.close(fig)
+
+
+# --- command line -------------------------------------------------------------------------
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python -m pipeline.predict", description=__doc__.splitlines()[0])
+    p.add_argument("image", help="photo (any format OpenCV reads)")
+    p.add_argument("--model", required=True, help="weights folder (model.safetensors + model.json) "
+                   "or its model.safetensors, e.g. models/depth_anything_v2/stage2")
+    p.add_argument("--mask", help="food mask PNG (food > 127); default: from the predicted depth")
+    p.add_argument("--fx", type=float)
+    p.add_argument("--fy", type=float, help="default: fx")
+    p.add_argument("--cx", type=float, help="default: image centre")
+    p.add_argument("--cy", type=float, help="default: image centre")
+    p.add_argument("--K", dest="K_json", help="JSON with a 3x3 K or fx/fy/cx/cy")
+    p.add_argument("--out", help="visualisation PNG (default: <image>_volume.png beside the image)")
+    p.add_argument("--params", help="params.yaml for volume/mask settings (default: the repo's)")
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    try:
+        if args.fx is not None and args.K_json:
+            raise ValueError("give either --fx/--fy/--cx/--cy or --K, not both")
+        if args.fx is None and any(v is not None for v in (args.fy, args.cx, args.cy)):
+            raise ValueError("--fy/--cx/--cy need --fx")
+        rgb = load_image(args.image)
+        h, w = rgb.shape[:2]
+        K = None
+        if args.K_json:
+            K = load_K_json(args.K_json)
+        elif args.fx is not None:
+            K = check_K(io.intrinsics(args.fx, args.fy if args.fy is not None else args.fx,
+                                      args.cx if args.cx is not None else (w - 1) / 2.0,
+                                      args.cy if args.cy is not None else (h - 1) / 2.0), "--fx/--fy")
+        mask = io.read_mask(args.mask, shape=(h, w)) if args.mask else None
+        params = _settings(args.params)
+        pred = predict_volume(rgb, model_name(args.model), args.model, K=K, mask=mask, **params)
+        out = Path(args.out) if args.out else Path(args.image).with_name(Path(args.image).stem + "_volume.png")
+        save_visualisation(out, rgb, pred)
+    except ValueError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    K = pred.K
+    print(f"intrinsics ({pred.K_source}): fx={K[0, 0]:.1f} fy={K[1, 1]:.1f} cx={K[0, 2]:.1f} cy={K[1, 2]:.1f}")
+    print(f"mask: {pred.mask_source}, {int(pred.mask.sum())} px, {len(pred.volumes_ml)} regions")
+    for i, v in enumerate(pred.volumes_ml, start=1):
+        print(f"region {i}: {v:8.1f} mL  ({int((pred.labels == i).sum())} px)")
+    if not pred.volumes_ml:
+        print("no food region found")
+    print(f"total: {pred.total_ml:8.1f} mL")
+    print(f"saved {out}")
+    return 0
+
+
+def _settings(params_path: str | None) -> dict:
+    """Volume and mask settings from params.yaml (falls back to the defaults if absent)."""
+    try:
+        p = io.load_params(params_path)
+    except ValueError:
+        if params_path:
+            raise
+        return {}
+    v, m = p.get("volume") or {}, p.get("masks") or {}
+    out = {"method": v.get("method"), "ring_px": v.get("ring_px"), "cell_mm": v.get("cell_mm"),
+           "min_height_mm": m.get("min_height_mm"), "min_area_px": m.get("min_area_px")}
+    return {k: x for k, x in out.items() if x is not None}
+
+
+if __name__ == "__main__":
+    sys.exit(main())
