@@ -19,11 +19,13 @@ from pipeline import io
 from pipeline.geometry import backproject, fit_plane, height_above_plane
 
 _MAX_FIT_POINTS = 20000
+_MIN_RIM_PX = 200
 _MAX_FLOOR_HEIGHT_M = 0.03  # a plate top / bowl floor sits at most this high above the table
 
 
-def _plane_on(depth: np.ndarray, K: np.ndarray, region: np.ndarray, seed: int) -> tuple[np.ndarray, float]:
-    pts = backproject(depth, K)[region]
+def _plane_on(points: np.ndarray, region: np.ndarray, seed: int) -> tuple[np.ndarray, float]:
+    """Robust plane through the back-projected `points` (HxWx3) of `region` (subsampled)."""
+    pts = points[region]
     if len(pts) > _MAX_FIT_POINTS:
         pts = pts[np.random.default_rng(seed).choice(len(pts), _MAX_FIT_POINTS, replace=False)]
     return fit_plane(pts, seed=seed)
@@ -54,7 +56,8 @@ def geometry_mask(depth: np.ndarray, K: np.ndarray, min_height_mm: float = 4.0,
     if valid.sum() < 100:
         raise ValueError("depth has fewer than 100 valid pixels: cannot find the table")
     thr = min_height_mm * 1e-3
-    table_n, table_d = _plane_on(depth, K, valid, seed)
+    points = backproject(depth, K)
+    table_n, table_d = _plane_on(points, valid, seed)
     h_table = height_above_plane(depth, K, table_n, table_d)
     above = valid & (np.nan_to_num(h_table, nan=-1.0) > thr)
     border = np.zeros_like(valid)
@@ -65,7 +68,7 @@ def geometry_mask(depth: np.ndarray, K: np.ndarray, min_height_mm: float = 4.0,
     if vessel.sum() > 0.02 * depth.size:
         # Is the biggest thing above it a plate/bowl? Then its floor is the dominant plane
         # inside it and the food stands on that floor, surrounded by it.
-        floor_n, floor_d = _plane_on(depth, K, vessel & valid, seed)
+        floor_n, floor_d = _plane_on(points, vessel & valid, seed)
         h_floor = np.nan_to_num(height_above_plane(depth, K, floor_n, floor_d), nan=-1.0)
         on_floor = (np.abs(h_floor) < thr) & vessel & valid
         eroded = cv2.erode(vessel.astype(np.uint8), np.ones((5, 5), np.uint8)).astype(bool)
@@ -86,6 +89,8 @@ def _drop_rings(mask: np.ndarray) -> np.ndarray:
     out = mask.copy()
     for k in range(1, n):
         x, y, w, h, area = stats[k]
+        if area < _MIN_RIM_PX:  # specks cannot be rims; skip the flood fill
+            continue
         comp = labels[y:y + h, x:x + w] == k
         if _fill_holes(comp).sum() > 2 * area:
             out[y:y + h, x:x + w] &= ~comp
