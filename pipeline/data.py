@@ -1,0 +1,130 @@
+"""Dishes from data/dishes/index.csv as training/validation batches.
+
+Each split is decoded once into memory at a "work" resolution a little above the training
+size (so zoom-in augmentations keep detail and epochs cost no PNG decoding), then every
+sample is warped to the training size with its K updated (pipeline.augment).
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pandas as pd
+import pytorch_lightning as pl
+import torch
+from torch.utils.data import DataLoader, Dataset
+from tqdm import tqdm
+
+from pipeline.augment import augment_sample, resize_K
+from pipeline.io import K_from_row, read_depth_png, read_index, read_mask, read_rgb, resolve
+
+TRAIN_COLUMNS = ["dish_id", "split", "rgb_path", "depth_path", "mask_path",
+                 "fx", "fy", "cx", "cy", "width", "height", "volume_ml"]
+
+
+def check_size(size: list | tuple, multiple: int = 14) -> tuple[int, int]:
+    """(H, W) from params; both positive multiples of `multiple`."""
+    if len(size) != 2 or any(int(s) <= 0 or int(s) % multiple for s in size):
+        raise ValueError(f"train.size: expected [H, W], multiples of {multiple}, got {size}")
+    return int(size[0]), int(size[1])
+
+
+class DishDataset(Dataset):
+    """One split, preloaded. `augment` None = deterministic resize (validation)."""
+
+    def __init__(self, rows: pd.DataFrame, out_hw: tuple[int, int], augment: dict | None,
+                 seed: int = 0, work_scale: float = 1.5, desc: str = "dishes",
+                 allowed_roots: list[Path] | None = None) -> None:
+        self.out_hw = out_hw
+        self.augment = augment
+        self.seed = int(seed)
+        self.epoch = 0  # set by the LightningModule so draws depend on (seed, epoch, index)
+        wh = (int(round(out_hw[0] * work_scale)), int(round(out_hw[1] * work_scale)))
+        self.items: list[dict] = []
+        for _, row in tqdm(rows.iterrows(), total=len(rows), desc=f"load {desc}", leave=False):
+            self.items.append(self._load(row, wh, allowed_roots))
+
+    @staticmethod
+    def _load(row: pd.Series, work_hw: tuple[int, int], roots: list[Path] | None) -> dict:
+        rgb = read_rgb(resolve(row["rgb_path"], roots))
+        h0, w0 = rgb.shape[:2]
+        depth = read_depth_png(resolve(row["depth_path"], roots), shape=(h0, w0))
+        mask = read_mask(resolve(row["mask_path"], roots), shape=(h0, w0))
+        vol = float(row["volume_ml"])
+        if not np.isfinite(vol) or vol <= 0:
+            raise ValueError(f"index: dish {row['dish_id']} has no positive volume_ml label ({vol})")
+        dsize = (work_hw[1], work_hw[0])
+        return {
+            "dish_id": str(row["dish_id"]),
+            "rgb": cv2.resize(rgb, dsize, interpolation=cv2.INTER_AREA).astype(np.float32) / 255.0,
+            "depth": cv2.resize(depth, dsize, interpolation=cv2.INTER_NEAREST),
+            "mask": cv2.resize(mask.astype(np.uint8), dsize, interpolation=cv2.INTER_NEAREST) > 0,
+            "K": resize_K(K_from_row(row), (h0, w0), work_hw),
+            "px_scale": work_hw[1] / w0,
+            "volume_ml": vol,
+        }
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+    def __getitem__(self, idx: int) -> dict:
+        it = self.items[idx]
+        rng = np.random.default_rng([self.seed, self.epoch, idx]) if self.augment is not None else None
+        s = augment_sample(it["rgb"], it["depth"], it["mask"], it["K"], self.out_hw, self.augment,
+                           rng, px_scale=it["px_scale"])
+        return {
+            "image": torch.from_numpy(np.ascontiguousarray(s["rgb"].transpose(2, 0, 1))).float(),
+            "depth": torch.from_numpy(s["depth"]).float(),
+            "mask": torch.from_numpy(s["mask"]),
+            "loss_mask": torch.from_numpy(s["loss_mask"]),
+            "K": torch.from_numpy(s["K"]).float(),
+            "volume_ml": torch.tensor(it["volume_ml"], dtype=torch.float32),
+            "dish_id": it["dish_id"],
+        }
+
+
+class DishDataModule(pl.LightningDataModule):
+    """Train/val splits of the index; test dishes are left to the evaluation stage."""
+
+    def __init__(self, index_path: str | Path, size: tuple[int, int], batch_size: int,
+                 augment: dict | None, seed: int = 0, num_workers: int = 0,
+                 work_scale: float = 1.5, max_dishes: int | None = None,
+                 allowed_roots: list[Path] | None = None) -> None:
+        super().__init__()
+        self.index_path = Path(index_path)
+        self.size, self.batch_size, self.augment = size, int(batch_size), augment
+        self.seed, self.num_workers, self.work_scale = int(seed), int(num_workers), float(work_scale)
+        self.max_dishes = max_dishes
+        self.allowed_roots = allowed_roots  # besides the repository (io.resolve's guard)
+        self.train_set: DishDataset | None = None
+        self.val_set: DishDataset | None = None
+
+    def rows(self, split: str) -> pd.DataFrame:
+        df = read_index(self.index_path, required=TRAIN_COLUMNS)
+        rows = df[df["split"] == split]
+        if rows.empty:
+            raise ValueError(f"{self.index_path}: no dishes with split == {split!r}")
+        return rows.head(self.max_dishes) if self.max_dishes else rows
+
+    def setup(self, stage: str | None = None) -> None:
+        if self.train_set is None:
+            self.train_set = DishDataset(self.rows("train"), self.size, self.augment, self.seed,
+                                         self.work_scale, "train", self.allowed_roots)
+        if self.val_set is None:
+            self.val_set = DishDataset(self.rows("val"), self.size, None, self.seed,
+                                       self.work_scale, "val", self.allowed_roots)
+
+    def original_width(self) -> float:
+        """Median original image width (to scale pixel-sized params to the training size)."""
+        return float(read_index(self.index_path, required=TRAIN_COLUMNS)["width"].median())
+
+    def train_dataloader(self) -> DataLoader:
+        g = torch.Generator().manual_seed(self.seed)
+        return DataLoader(self.train_set, batch_size=self.batch_size, shuffle=True, generator=g,
+                          num_workers=self.num_workers, drop_last=len(self.train_set) > self.batch_size,
+                          persistent_workers=False)
+
+    def val_dataloader(self) -> DataLoader:
+        return DataLoader(self.val_set, batch_size=self.batch_size, shuffle=False,
+                          num_workers=self.num_workers, persistent_workers=False)

@@ -1,0 +1,84 @@
+"""Saving, loading and running a fine-tuned depth model (evaluation and prediction use these).
+
+Weights are safetensors; `model.json` holds the architecture, so loading needs no hub access.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import cv2
+import numpy as np
+import torch
+from safetensors.torch import load_file, save_file
+
+from pipeline.augment import resize_K
+from pipeline.io import atomic_write, read_json, write_json
+from pipeline.models import MODEL_NAMES, DepthModel, build_from_arch
+
+WEIGHTS_FILE = "model.safetensors"
+META_FILE = "model.json"
+
+
+def save_model(model: DepthModel, out_dir: Path, name: str, cfg: dict) -> None:
+    """Write out_dir/model.safetensors then out_dir/model.json (each atomically)."""
+    out_dir = Path(out_dir)
+    state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
+    with atomic_write(out_dir / WEIGHTS_FILE) as tmp:
+        save_file(state, str(tmp))
+    write_json(out_dir / META_FILE, {"name": name, "cfg": cfg, "arch": model.arch_config(),
+                                     "input_multiple": model.input_multiple})
+
+
+def load_model(weights_dir: Path) -> DepthModel:
+    """Rebuild the architecture from model.json and load model.safetensors (strict)."""
+    weights_dir = Path(weights_dir)
+    meta = read_json(weights_dir / META_FILE)
+    if not isinstance(meta, dict) or meta.get("name") not in MODEL_NAMES or "arch" not in meta:
+        raise ValueError(f"{weights_dir / META_FILE}: not a model description (name/arch missing)")
+    wpath = weights_dir / WEIGHTS_FILE
+    if not wpath.is_file():
+        raise ValueError(f"{wpath}: file not found")
+    model = build_from_arch(meta["name"], meta["arch"])
+    try:
+        state = load_file(str(wpath))
+    except Exception as e:
+        raise ValueError(f"{wpath}: not readable safetensors ({e})") from None
+    missing, unexpected = model.load_state_dict(state, strict=False)
+    if missing or unexpected:
+        raise ValueError(f"{wpath}: weights do not match {meta['name']} "
+                         f"(missing {missing[:3]}, unexpected {unexpected[:3]})")
+    return model.eval()
+
+
+def predict_depth_array(model: DepthModel, rgb: np.ndarray, K: np.ndarray,
+                        size: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
+    """Depth (HxW float32 m) and K (3x3) at the ORIGINAL resolution of `rgb`.
+
+    The image is resized to `size` = (H, W) (multiples of the model's input multiple), K
+    scaled with it; the depth is resized back bilinearly and K scaled back.
+    """
+    rgb = np.asarray(rgb)
+    if rgb.ndim != 3 or rgb.shape[2] != 3 or rgb.dtype != np.uint8:
+        raise ValueError(f"rgb: expected HxWx3 uint8, got {rgb.shape} {rgb.dtype}")
+    K = np.asarray(K, dtype=np.float64)
+    if K.shape != (3, 3):
+        raise ValueError(f"K: expected 3x3, got {K.shape}")
+    h0, w0 = rgb.shape[:2]
+    h, w = int(size[0]), int(size[1])
+    m = model.input_multiple
+    if h % m or w % m or h <= 0 or w <= 0:
+        raise ValueError(f"size: {h}x{w} is not a positive multiple of {m}")
+    small = cv2.resize(rgb, (w, h), interpolation=cv2.INTER_AREA if h < h0 else cv2.INTER_LINEAR)
+    K_small = resize_K(K, (h0, w0), (h, w))
+    device = next(model.parameters()).device
+    x = torch.from_numpy(small).to(device).permute(2, 0, 1)[None].float() / 255.0
+    kt = torch.from_numpy(K_small).float().to(device)[None]
+    was_training = model.training
+    model.eval()
+    with torch.no_grad():
+        out = model(x, kt.clone())
+        depth = torch.nn.functional.interpolate(out["depth"][:, None].float(), size=(h0, w0),
+                                                mode="bilinear", align_corners=False)[0, 0]
+    model.train(was_training)
+    K_out = resize_K(out["K"][0].double().cpu().numpy(), (h, w), (h0, w0))
+    return depth.cpu().numpy().astype(np.float32), K_out

@@ -1,0 +1,176 @@
+"""Training losses, computed in fp32 whatever the autocast precision.
+
+Weights come from params.yaml `loss.*`. Volume and plane terms go through
+pipeline.geometry (the same code that makes the labels and the evaluation), so the model
+is trained on exactly the quantity it is judged by.
+"""
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+LOSS_KEYS = ("w_depth", "w_grad", "w_plane", "w_volume", "w_silog", "w_intrinsics")
+_SOBEL_X = torch.tensor([[-1.0, 0.0, 1.0], [-2.0, 0.0, 2.0], [-1.0, 0.0, 1.0]]) / 8.0
+
+
+def valid_depth(depth: Tensor) -> Tensor:
+    """True where a GT depth measurement exists (0 / non-finite = none)."""
+    return torch.isfinite(depth) & (depth > 0)
+
+
+def _zero(pred: Tensor) -> Tensor:
+    """A zero that keeps the graph (so an all-skipped term still back-propagates cleanly)."""
+    return pred.sum() * 0.0
+
+
+def depth_l1(pred: Tensor, gt: Tensor, valid: Tensor) -> Tensor:
+    """Mean |pred - gt| (m) over valid GT pixels of the batch."""
+    if not valid.any():
+        return _zero(pred)
+    return (pred.float() - gt.float()).abs()[valid].mean()
+
+
+def _sobel(x: Tensor) -> tuple[Tensor, Tensor]:
+    kx = _SOBEL_X.to(x.device, torch.float32).view(1, 1, 3, 3)
+    ky = kx.transpose(-1, -2)
+    x = x.float()[:, None]
+    return F.conv2d(x, kx, padding=1)[:, 0], F.conv2d(x, ky, padding=1)[:, 0]
+
+
+def dilate(mask: Tensor, px: int) -> Tensor:
+    """Binary dilation by a (2px+1) square (max-pool)."""
+    if px <= 0:
+        return mask
+    return F.max_pool2d(mask.float()[:, None], 2 * px + 1, stride=1, padding=px)[:, 0] > 0
+
+
+def gradient_loss(pred: Tensor, gt: Tensor, valid: Tensor, mask: Tensor, ring_px: int) -> Tensor:
+    """L1 between Sobel gradients of pred and GT in and around the food mask (food edges
+    and the plate rim are where volume is won or lost). Only where the whole 3x3 GT
+    neighbourhood is valid, so holes do not create fake edges."""
+    region = dilate(mask, ring_px)
+    region = region & ~dilate(~valid, 1)  # valid with a 1-px erosion
+    if not region.any():
+        return _zero(pred)
+    gt = torch.where(valid, gt.float(), torch.zeros_like(gt, dtype=torch.float32))
+    pgx, pgy = _sobel(pred)
+    ggx, ggy = _sobel(gt)
+    return ((pgx - ggx).abs() + (pgy - ggy).abs())[region].mean()
+
+
+def silog_loss(pred: Tensor, gt: Tensor, valid: Tensor, lam: float = 0.5, eps: float = 1e-8) -> Tensor:
+    """Scale-invariant log loss per image, sqrt(mean g^2 - lam (mean g)^2), batch mean.
+    fp32, log guarded (pred clamped > 0), images with < 2 valid pixels skipped."""
+    pred = pred.float().clamp_min(1e-6)
+    gt = torch.where(valid, gt.float(), torch.ones_like(gt, dtype=torch.float32))
+    g = torch.where(valid, torch.log(pred) - torch.log(gt), torch.zeros_like(pred))
+    n = valid.flatten(1).sum(1).float()
+    keep = n >= 2
+    if not keep.any():
+        return _zero(pred)
+    n = n.clamp_min(1)
+    m1 = g.flatten(1).sum(1) / n
+    m2 = (g * g).flatten(1).sum(1) / n
+    var = (m2 - lam * m1 * m1).clamp_min(0)
+    per = torch.sqrt(var + eps) - math.sqrt(eps)
+    return per[keep].mean()
+
+
+def intrinsics_loss(K_pred: Tensor, K_true: Tensor) -> Tensor:
+    """Mean relative error of predicted fx, fy."""
+    Kp, Kt = K_pred.float(), K_true.float()
+    return 0.5 * ((Kp[:, 0, 0] - Kt[:, 0, 0]).abs() / Kt[:, 0, 0]
+                  + (Kp[:, 1, 1] - Kt[:, 1, 1]).abs() / Kt[:, 1, 1]).mean()
+
+
+def normal_angle(n1: Tensor, n2: Tensor) -> Tensor:
+    """Angle (rad) between unit normals, sign-agnostic, with a finite gradient at 0."""
+    n1, n2 = n1.float(), n2.float()
+    dot = (n1 * n2).sum(-1).abs()
+    cross = torch.linalg.cross(n1, n2, dim=-1)
+    return torch.atan2(torch.sqrt((cross * cross).sum(-1) + 1e-12), dot) - 1e-6
+
+
+def fit_plane(depth: Tensor, mask: Tensor, K: Tensor, ring_px: int, seed: int = 0) -> tuple[Tensor, Tensor]:
+    """Support plane (normal Bx3 towards the camera, d B) via pipeline.geometry; GT holes stay 0."""
+    from pipeline.geometry import fit_support_plane_torch
+    d = torch.where(valid_depth(depth), depth.float(), torch.zeros_like(depth, dtype=torch.float32))
+    return fit_support_plane_torch(d, mask, K.float(), ring_px=ring_px, seed=seed)
+
+
+def plane_loss(pred: Tensor, gt: Tensor, mask: Tensor, K: Tensor, ring_px: int, seed: int = 0,
+               pred_plane: tuple[Tensor, Tensor] | None = None) -> Tensor:
+    """Angle between the support-plane normals fitted (pipeline.geometry) on pred and GT:
+    generalises the seed's 1-|n_z|, which assumed a level table seen from above."""
+    with torch.no_grad():
+        n_gt, _ = fit_plane(gt, mask, K, ring_px, seed)
+    n_pred = (pred_plane if pred_plane is not None else fit_plane(pred, mask, K, ring_px, seed))[0]
+    return normal_angle(n_pred, n_gt).clamp_min(0).mean()
+
+
+def volume_loss(pred: Tensor, mask: Tensor, K: Tensor, target_ml: Tensor, geom: dict,
+                pred_plane: tuple[Tensor, Tensor] | None = None) -> Tensor:
+    """Mean relative volume error |V(pred) - V_label| / V_label, V through
+    pipeline.geometry.estimate_volume_torch with the true K."""
+    from pipeline.geometry import estimate_volume_torch
+    keep = torch.isfinite(target_ml) & (target_ml > 0) & mask.flatten(1).any(1)
+    if not keep.any():
+        return _zero(pred)
+    plane = None if pred_plane is None else (pred_plane[0][keep], pred_plane[1][keep])
+    vol = estimate_volume_torch(pred[keep].float(), mask[keep], K[keep].float(),
+                                method=geom.get("method", "heightmap"),
+                                ring_px=int(geom.get("ring_px", 20)), cell_mm=float(geom.get("cell_mm", 2.0)),
+                                plane=plane, seed=int(geom.get("seed", 0)))
+    t = target_ml[keep].float()
+    return ((vol.float() - t).abs() / t).mean()
+
+
+def check_weights(weights: dict) -> dict[str, float]:
+    """`loss` params -> floats; unknown or missing keys are a ValueError naming them."""
+    missing = [k for k in LOSS_KEYS if k not in weights]
+    unknown = [k for k in weights if k not in LOSS_KEYS]
+    if missing or unknown:
+        raise ValueError(f"params.yaml loss: missing {missing}, unknown {unknown}")
+    out = {k: float(weights[k]) for k in LOSS_KEYS}
+    bad = [k for k, v in out.items() if not math.isfinite(v) or v < 0]
+    if bad:
+        raise ValueError(f"params.yaml loss: weights must be finite and >= 0: {bad}")
+    return out
+
+
+def total_loss(out: dict[str, Tensor], batch: dict[str, Tensor], weights: dict[str, float],
+               geom: dict, predicts_K: bool) -> tuple[Tensor | None, dict[str, float]]:
+    """Weighted sum of all terms (fp32). Returns (None, {}) for a batch with no valid GT
+    pixel (the caller skips it); raises FloatingPointError naming the terms if non-finite."""
+    gt, mask, K = batch["depth"], batch["mask"], batch["K"]
+    loss_mask = batch.get("loss_mask", mask)
+    valid = valid_depth(gt)
+    if not valid.any():
+        return None, {}
+    pred = out["depth"].float()
+    ring = int(geom.get("ring_px", 20))
+    with torch.autocast(device_type=pred.device.type, enabled=False):
+        terms: dict[str, Tensor] = {}
+        if weights["w_depth"] > 0:
+            terms["depth"] = depth_l1(pred, gt, valid)
+        if weights["w_grad"] > 0:
+            terms["grad"] = gradient_loss(pred, gt, valid, loss_mask, ring)
+        if weights["w_silog"] > 0:
+            terms["silog"] = silog_loss(pred, gt, valid)
+        seed = int(geom.get("seed", 0))
+        # one support-plane fit on the prediction serves both geometric terms
+        plane = fit_plane(pred, mask, K, ring, seed) if weights["w_plane"] > 0 or weights["w_volume"] > 0 else None
+        if weights["w_plane"] > 0:
+            terms["plane"] = plane_loss(pred, gt, mask, K, ring, seed, pred_plane=plane)
+        if weights["w_volume"] > 0:
+            terms["volume"] = volume_loss(pred, mask, K, batch["volume_ml"], geom, pred_plane=plane)
+        if predicts_K and weights["w_intrinsics"] > 0:
+            terms["intrinsics"] = intrinsics_loss(out["K"], K)
+        total = sum(weights["w_" + k] * v for k, v in terms.items())
+    logs = {k: float(v.detach()) for k, v in terms.items()}
+    if not torch.isfinite(total):
+        raise FloatingPointError(f"non-finite training loss {float(total)}; terms: {logs}")
+    return total, logs

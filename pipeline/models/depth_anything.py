@@ -1,0 +1,107 @@
+"""Depth-Anything V2 (metric head) through transformers' `DepthAnythingForDepthEstimation`.
+
+`pretrained` may be a hub id / local path (a metric checkpoint is used as is; a relative one
+keeps its encoder and gets a fresh metric neck+head, as the official metric recipe does) or
+null: a tiny random config of the same classes, fast enough to train on two CPU cores.
+"""
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+from transformers import DepthAnythingConfig, DepthAnythingForDepthEstimation, Dinov2Config
+
+from pipeline.models import DepthModel
+
+TINY_DEFAULTS = {"hidden_size": 48, "num_layers": 4, "num_heads": 3,
+                 "neck_hidden_sizes": [16, 32, 48, 64], "fusion_hidden_size": 32,
+                 "head_hidden_size": 16}
+
+
+def tiny_config(tiny: dict, max_depth: int) -> DepthAnythingConfig:
+    """A small DINOv2 + DPT config (same classes as the real model)."""
+    t = {**TINY_DEFAULTS, **(tiny or {})}
+    n = int(t["num_layers"])
+    if n < 4:
+        raise ValueError(f"model_cfg.depth_anything_v2.tiny.num_layers: need >= 4, got {n}")
+    step = n // 4
+    backbone = Dinov2Config(image_size=518, patch_size=14, hidden_size=int(t["hidden_size"]),
+                            num_hidden_layers=n, num_attention_heads=int(t["num_heads"]),
+                            intermediate_size=2 * int(t["hidden_size"]),
+                            out_indices=[step * (i + 1) for i in range(3)] + [n],
+                            reshape_hidden_states=False)
+    return DepthAnythingConfig(backbone_config=backbone, reassemble_hidden_size=int(t["hidden_size"]),
+                               neck_hidden_sizes=list(t["neck_hidden_sizes"]),
+                               fusion_hidden_size=int(t["fusion_hidden_size"]),
+                               head_hidden_size=int(t["head_hidden_size"]),
+                               depth_estimation_type="metric", max_depth=int(max_depth))
+
+
+class DepthAnythingV2(DepthModel):
+    name = "depth_anything_v2"
+
+    def __init__(self, net: DepthAnythingForDepthEstimation) -> None:
+        super().__init__()
+        if net.config.depth_estimation_type != "metric":
+            raise ValueError("depth_anything_v2: the network must have a metric head")
+        self.net = net
+
+    @classmethod
+    def from_cfg(cls, cfg: dict, seed: int = 0) -> "DepthAnythingV2":
+        max_depth = cfg.get("max_depth", 20)
+        if not isinstance(max_depth, int) or max_depth <= 0:
+            raise ValueError(f"model_cfg.depth_anything_v2.max_depth: positive int expected, got {max_depth!r}")
+        src = cfg.get("pretrained")
+        if src is None:
+            torch.manual_seed(seed)
+            model = cls(DepthAnythingForDepthEstimation(tiny_config(cfg.get("tiny", {}), max_depth)))
+            model.reset_decoder(float(cfg.get("init_depth", 0.5)), seed)
+            return model
+        conf = DepthAnythingConfig.from_pretrained(str(src))
+        if conf.depth_estimation_type == "metric":  # keep the scale its head was trained with
+            return cls(DepthAnythingForDepthEstimation.from_pretrained(str(src)))
+        conf.depth_estimation_type, conf.max_depth = "metric", max_depth
+        model = cls(DepthAnythingForDepthEstimation.from_pretrained(str(src), config=conf))
+        model.reset_decoder(float(cfg.get("init_depth", 0.5)), seed)
+        return model
+
+    @classmethod
+    def from_arch(cls, arch: dict) -> "DepthAnythingV2":
+        return cls(DepthAnythingForDepthEstimation(DepthAnythingConfig.from_dict(arch["hf_config"])))
+
+    def arch_config(self) -> dict[str, Any]:
+        return {"hf_config": self.net.config.to_dict()}
+
+    def reset_decoder(self, init_depth: float, seed: int = 0) -> None:
+        """Fresh neck + head: transformers' init zeroes biases and saturates the sigmoid, so a
+        random model would output a constant max_depth; PyTorch's default init plus a head
+        bias at `init_depth` gives a varying output near plausible depths."""
+        torch.manual_seed(seed + 1)
+        for mod in list(self.net.neck.modules()) + list(self.net.head.modules()):
+            if isinstance(mod, (nn.Conv2d, nn.ConvTranspose2d)):
+                mod.reset_parameters()
+        max_depth = float(self.net.config.max_depth)
+        p = min(max(init_depth / max_depth, 1e-3), 1 - 1e-3)
+        with torch.no_grad():
+            self.net.head.conv3.bias.fill_(math.log(p / (1 - p)))
+
+    def forward(self, images: Tensor, K: Tensor | None) -> dict[str, Tensor]:
+        self.check_input(images, K)
+        depth = self.net(pixel_values=self.normalise(images)).predicted_depth
+        if K is None:
+            raise ValueError("K: depth_anything_v2 passes K through; got None")
+        return {"depth": depth, "K": K}
+
+    def encoder_parameters(self) -> list:
+        return list(self.net.backbone.parameters())
+
+    def decoder_parameters(self) -> list:
+        return list(self.net.neck.parameters()) + list(self.net.head.parameters())
+
+    def set_encoder_frozen(self, frozen: bool) -> None:
+        # requires_grad survives .train(); with the input not requiring grad, autograd then
+        # skips the whole backbone.
+        for p in self.net.backbone.parameters():
+            p.requires_grad = not frozen

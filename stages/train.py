@@ -1,0 +1,43 @@
+"""DVC stage: fine-tune one model, one stage (1: frozen encoder, 2: all layers from stage 1).
+
+    python stages/train.py --model depth_anything_v2 --stage 1
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from pipeline.io import REPO_ROOT, load_params  # noqa: E402
+from pipeline.models import MODEL_NAMES  # noqa: E402
+from pipeline.training import run_stage  # noqa: E402
+
+
+def main(argv: list[str] | None = None) -> None:
+    ap = argparse.ArgumentParser(description=__doc__)
+    ap.add_argument("--model", required=True, choices=MODEL_NAMES)
+    ap.add_argument("--stage", required=True, type=int, choices=(1, 2))
+    ap.add_argument("--params", default=str(REPO_ROOT / "params.yaml"))
+    args = ap.parse_args(argv)
+    params = load_params(args.params)
+    name, k = args.model, args.stage
+    m = run_stage(
+        name, k, params,
+        index_path=REPO_ROOT / "data/dishes/index.csv",
+        weights_out=REPO_ROOT / f"models/{name}/stage{k}",
+        ckpt_dir=REPO_ROOT / f"checkpoints/{name}/stage{k}",
+        live_dir=REPO_ROOT / f"dvclive/{name}/stage{k}",
+        metrics_path=REPO_ROOT / f"metrics/train/{name}_stage{k}.json",
+        init_weights=REPO_ROOT / f"models/{name}/stage1" if k == 2 else None,
+        allowed_roots=[REPO_ROOT / params.get("data", {}).get("root", "data")],
+    )
+    if m:
+        curve = ", ".join(f"{r['val/volume_ape']:.3f}" for r in m["curve"])
+        print(f"{name} stage {k}: best val/volume_ape {m['best_val_volume_ape']:.4f} "
+              f"after {m['epochs_run']} epochs in {m['train_seconds']} s; curve [{curve}]")
+
+
+if __name__ == "__main__":
+    main()

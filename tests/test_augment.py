@@ -1,0 +1,106 @@
+"""Augmentations keep K consistent with the pixels, and masks/depth with the image."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from pipeline.augment import (augment_sample, jitter_mask, resize_K, similarity, warp_K,
+                              warp_sample)
+
+K0 = np.array([[300.0, 0, 159.5], [0, 300.0, 119.5], [0, 0, 1]])
+
+
+def project(K: np.ndarray, X: np.ndarray) -> np.ndarray:
+    p = K @ X
+    return p[:2] / p[2]
+
+
+def roll(A: np.ndarray) -> np.ndarray:
+    """The camera roll equivalent to the in-plane rotation of A (as warp_K uses it)."""
+    R = np.eye(3)
+    R[:2, :2] = A[:, :2] / np.hypot(A[0, 0], A[1, 0])
+    return R
+
+
+def test_resize_K_moves_projections_with_pixels():
+    X = np.array([0.05, -0.03, 0.5])
+    K1 = resize_K(K0, (240, 320), (126, 168))
+    p0, p1 = project(K0, X), project(K1, X)
+    # pixel centres at integer coordinates: u' = (u + 0.5) * s - 0.5
+    np.testing.assert_allclose(p1, (p0 + 0.5) * np.array([168 / 320, 126 / 240]) - 0.5, atol=1e-9)
+
+
+@pytest.mark.parametrize("scale,angle,shift", [(1.0, 0.0, (0, 0)), (1.2, 10.0, (5, -3)),
+                                               (0.85, -10.0, (-7, 4)), (1.0, 7.0, (0, 0))])
+def test_projected_point_lands_on_same_feature(scale, angle, shift):
+    """A 3D point seen as a bright dot: after the warp the dot sits where K' projects it."""
+    X = np.array([0.04, 0.03, 0.45])
+    u, v = project(K0, X)
+    img = np.zeros((240, 320, 3), np.float32)
+    ui, vi = int(round(u)), int(round(v))
+    img[vi - 1:vi + 2, ui - 1:ui + 2] = 1.0
+    # snap X so that its projection is exactly the dot centre
+    X = np.linalg.inv(K0) @ np.array([ui, vi, 1.0]) * X[2]
+    depth = np.full((240, 320), 0.45, np.float32)
+    mask = np.zeros((240, 320), bool)
+    A = similarity((120, 160), (240, 320), scale, angle, shift)
+    rgb2, depth2, mask2, K2 = warp_sample(img, depth, mask, K0, A, (120, 160))
+    Xc = roll(A) @ X
+    assert abs(Xc[2] - X[2]) < 1e-12  # a roll keeps z-depth
+    pu, pv = project(K2, Xc)
+    ys, xs = np.nonzero(rgb2[..., 0] > 0.2)
+    w = rgb2[ys, xs, 0]
+    cu, cv = (xs * w).sum() / w.sum(), (ys * w).sum() / w.sum()
+    assert abs(cu - pu) < 0.6 and abs(cv - pv) < 0.6
+    assert K2[0, 1] == 0 and K2[2, 2] == 1
+    assert np.allclose(depth2[depth2 > 0], 0.45)  # z-depth values resampled, never rescaled
+
+
+def test_warp_K_pure_scale_matches_resize():
+    A = similarity((120, 160), (240, 320), 1.0, 0.0, (0, 0))
+    np.testing.assert_allclose(warp_K(K0, A), resize_K(K0, (240, 320), (120, 160)), atol=1e-9)
+
+
+def test_similarity_rejects_aspect_change():
+    with pytest.raises(ValueError, match="aspect"):
+        similarity((126, 126), (240, 320), 1.0, 0.0, (0, 0))
+
+
+def test_jitter_mask_erodes_and_dilates():
+    m = np.zeros((60, 60), bool)
+    m[20:40, 20:40] = True
+    big, small = jitter_mask(m, 5), jitter_mask(m, -5)
+    assert big.sum() > m.sum() > small.sum() > 0
+    assert (small <= m).all() and (m <= big).all()
+    assert big[15, 30] and not big[14, 30] and small[25, 30] and not small[24, 30]
+
+
+def _sample_inputs():
+    rng = np.random.default_rng(0)
+    rgb = rng.random((240, 320, 3)).astype(np.float32)
+    depth = np.full((240, 320), 0.5, np.float32)
+    mask = np.zeros((240, 320), bool)
+    mask[100:140, 140:190] = True
+    return rgb, depth, mask
+
+
+def test_train_augment_keeps_food_in_view_and_is_seeded():
+    rgb, depth, mask = _sample_inputs()
+    cfg = {"p_geometric": 1.0, "p_holes": 1.0, "p_depth_noise": 1.0, "p_mask": 1.0, "p_blur": 1.0}
+    for s in range(8):
+        out = augment_sample(rgb, depth, mask, K0, (84, 112), cfg, np.random.default_rng(s), px_scale=0.5)
+        assert out["rgb"].shape == (84, 112, 3) and out["depth"].shape == (84, 112)
+        assert out["rgb"].min() >= 0 and out["rgb"].max() <= 1
+        m = out["mask"]
+        assert m.any() and not (m[0].any() or m[-1].any() or m[:, 0].any() or m[:, -1].any())
+        assert (out["depth"] == 0).any()  # holes
+    a = augment_sample(rgb, depth, mask, K0, (84, 112), cfg, np.random.default_rng(1))
+    b = augment_sample(rgb, depth, mask, K0, (84, 112), cfg, np.random.default_rng(1))
+    assert np.array_equal(a["rgb"], b["rgb"]) and np.array_equal(a["K"], b["K"])
+
+
+def test_eval_view_is_plain_resize():
+    rgb, depth, mask = _sample_inputs()
+    out = augment_sample(rgb, depth, mask, K0, (120, 160), None, None)
+    np.testing.assert_allclose(out["K"], resize_K(K0, (240, 320), (120, 160)), atol=1e-9)
+    assert np.array_equal(out["mask"], out["loss_mask"]) and np.all(out["depth"] == 0.5)

@@ -1,0 +1,150 @@
+"""Each loss on simple cases: zero at pred == gt, positive otherwise, gradients, guards."""
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+from pipeline.losses import (check_weights, depth_l1, gradient_loss, intrinsics_loss, normal_angle,
+                             plane_loss, silog_loss, total_loss, valid_depth, volume_loss)
+
+H, W = 56, 70
+K1 = torch.tensor([[60.0, 0, (W - 1) / 2], [0, 60.0, (H - 1) / 2], [0, 0, 1]])
+WEIGHTS = {"w_depth": 1.0, "w_grad": 0.1, "w_plane": 0.05, "w_volume": 0.1, "w_silog": 0.1,
+           "w_intrinsics": 0.1}
+GEOM = {"method": "heightmap", "ring_px": 5, "cell_mm": 2.0, "seed": 0}
+
+
+def plane_depth(normal, d: float) -> torch.Tensor:
+    """z-depth of the plane n.X + d = 0 seen through K1."""
+    n = torch.tensor(normal, dtype=torch.float64)
+    n = n / n.norm()
+    v, u = torch.meshgrid(torch.arange(H, dtype=torch.float64), torch.arange(W, dtype=torch.float64), indexing="ij")
+    rays = torch.stack([(u - K1[0, 2]) / K1[0, 0], (v - K1[1, 2]) / K1[1, 1], torch.ones_like(u)], -1)
+    return (-d / (rays @ n)).float()
+
+
+def scene(tilt: float = 0.0) -> dict:
+    """A table plane with a box of food on it (B=2, second one tilted differently)."""
+    ds, ms = [], []
+    for t in (tilt, tilt + 0.1):
+        table = plane_depth([0.0, math.sin(t), -math.cos(t)], 0.5)
+        mask = torch.zeros(H, W, dtype=torch.bool)
+        mask[20:36, 25:45] = True
+        ds.append(torch.where(mask, table - 0.03, table))
+        ms.append(mask)
+    depth, mask = torch.stack(ds), torch.stack(ms)
+    return {"depth": depth, "mask": mask, "loss_mask": mask, "K": K1.repeat(2, 1, 1)}
+
+
+@pytest.fixture(scope="module")
+def sc():
+    s = scene()
+    from pipeline.geometry import estimate_volume_torch
+    s["volume_ml"] = estimate_volume_torch(s["depth"], s["mask"], s["K"], method="heightmap", ring_px=5).float()
+    return s
+
+
+def _grad_ok(loss, pred):
+    loss.backward()
+    assert pred.grad is not None and torch.isfinite(pred.grad).all() and pred.grad.abs().sum() > 0
+
+
+def test_depth_terms_zero_positive_grad(sc):
+    gt = sc["depth"]
+    valid = valid_depth(gt)
+    for fn in (lambda p: depth_l1(p, gt, valid), lambda p: silog_loss(p, gt, valid),
+               lambda p: gradient_loss(p, gt, valid, sc["mask"], 5)):
+        assert float(fn(gt.clone())) == pytest.approx(0.0, abs=1e-6)
+        pred = (gt * (1 + 0.05 * torch.rand_like(gt))).requires_grad_()
+        loss = fn(pred)
+        assert float(loss) > 0
+        _grad_ok(loss, pred)
+
+
+def test_silog_scale_part_and_log0_guard(sc):
+    gt, valid = sc["depth"], valid_depth(sc["depth"])
+    # lambda = 0.5: a global scale costs sqrt(0.5) |log s|
+    assert float(silog_loss(gt * 2, gt, valid)) == pytest.approx(math.sqrt(0.5) * math.log(2), rel=1e-3)
+    pred = gt.clone()
+    pred[:, :5] = 0.0  # log 0 must not produce inf/NaN
+    pred.requires_grad_()
+    loss = silog_loss(pred, gt, valid)
+    assert torch.isfinite(loss)
+    loss.backward()
+    assert torch.isfinite(pred.grad).all()
+
+
+def test_empty_masks_give_zero_with_graph(sc):
+    gt = sc["depth"]
+    none = torch.zeros_like(gt, dtype=torch.bool)
+    pred = gt.clone().requires_grad_()
+    for loss in (depth_l1(pred, gt, none), silog_loss(pred, gt, none),
+                 gradient_loss(pred, gt, none, sc["mask"], 5)):
+        assert float(loss) == 0.0
+        loss.backward()  # still part of the graph
+    z = volume_loss(pred, none, sc["K"], sc["volume_ml"], GEOM)
+    assert float(z) == 0.0
+
+
+def test_intrinsics_loss():
+    K = K1.repeat(2, 1, 1)
+    assert float(intrinsics_loss(K, K)) == 0.0
+    Kp = K.clone().requires_grad_()
+    Kq = Kp * torch.tensor([[1.1, 1, 1], [1, 0.9, 1], [1, 1, 1]])
+    loss = intrinsics_loss(Kq, K)
+    assert float(loss) == pytest.approx(0.1)
+    _grad_ok(loss, Kp)
+
+
+def test_normal_angle():
+    a = torch.tensor([[0.0, 0.0, -1.0]])
+    b = torch.tensor([[0.0, math.sin(0.2), -math.cos(0.2)]])
+    assert float(normal_angle(a, b)) == pytest.approx(0.2, abs=1e-4)
+    assert float(normal_angle(a, -a)) == pytest.approx(0.0, abs=1e-4)  # sign-agnostic
+    x = a.clone().requires_grad_()
+    normal_angle(x, a).sum().backward()
+    assert torch.isfinite(x.grad).all()
+
+
+def test_plane_loss_is_angle_between_support_planes(sc):
+    gt = sc["depth"]
+    assert float(plane_loss(gt.clone(), gt, sc["mask"], sc["K"], 5)) == pytest.approx(0.0, abs=1e-3)
+    tilted = scene(tilt=0.15)["depth"].requires_grad_()
+    loss = plane_loss(tilted, gt, sc["mask"], sc["K"], 5)
+    assert float(loss) == pytest.approx(0.15, abs=0.02)  # not just 1-|n_z|: a tilted GT table is fine
+    _grad_ok(loss, tilted)
+
+
+def test_volume_loss(sc):
+    gt = sc["depth"]
+    assert float(volume_loss(gt.clone(), sc["mask"], sc["K"], sc["volume_ml"], GEOM)) == pytest.approx(0, abs=1e-4)
+    pred = gt.clone()
+    pred = torch.where(sc["mask"], pred - 0.01, pred).requires_grad_()  # food 1 cm taller
+    loss = volume_loss(pred, sc["mask"], sc["K"], sc["volume_ml"], GEOM)
+    assert float(loss) > 0.1
+    _grad_ok(loss, pred)
+
+
+def test_total_loss_skips_empty_and_stops_on_nan(sc):
+    batch = dict(sc)
+    out = {"depth": sc["depth"].clone().requires_grad_(), "K": sc["K"]}
+    loss, terms = total_loss(out, batch, WEIGHTS, GEOM, predicts_K=False)
+    assert float(loss) == pytest.approx(0.0, abs=1e-3) and "intrinsics" not in terms
+    loss.backward()
+    empty = {**batch, "depth": torch.zeros_like(sc["depth"])}
+    assert total_loss(out, empty, WEIGHTS, GEOM, predicts_K=False) == (None, {})
+    bad = sc["depth"].clone()
+    bad[0, 0, 0] = float("nan")
+    with pytest.raises(FloatingPointError, match="non-finite training loss"):
+        total_loss({"depth": bad, "K": sc["K"]}, batch, {**WEIGHTS, "w_plane": 0, "w_volume": 0, "w_grad": 0},
+                   GEOM, predicts_K=False)
+
+
+def test_check_weights():
+    assert check_weights(WEIGHTS)["w_volume"] == 0.1
+    with pytest.raises(ValueError, match="missing"):
+        check_weights({"w_depth": 1.0})
+    with pytest.raises(ValueError, match=">= 0"):
+        check_weights({**WEIGHTS, "w_grad": -1})

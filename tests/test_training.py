@@ -1,0 +1,142 @@
+"""Stage 1 + stage 2 smoke run on a few tiny synthetic dishes, and resume after a kill."""
+from __future__ import annotations
+
+import copy
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from pipeline import io
+from pipeline.inference import load_model
+import pipeline.training as tr
+from pipeline.training import DepthLitModule, config_hash, prepare_checkpoint_dir, trainer_kwargs
+
+
+def make_index(root: Path, n_train: int = 6, n_val: int = 2, width: int = 224, height: int = 168) -> Path:
+    """A tiny dishes index (real synthetic dishes written with pipeline.io) under `root`."""
+    from pipeline.synthetic import generate_dish
+    rows = []
+    for i in range(n_train + n_val):
+        d = generate_dish(seed=7, index=i, width=width, height=height, noise=True)
+        base = root / "dishes" / f"d{i:03d}"
+        io.write_rgb(base / "rgb.png", d.rgb)
+        io.write_depth_png(base / "depth.png", d.depth)
+        io.write_mask(base / "mask.png", d.mask)
+        rows.append({"dish_id": f"d{i:03d}", "split": "train" if i < n_train else "val",
+                     "rgb_path": io.rel_to_repo(base / "rgb.png"),
+                     "depth_path": io.rel_to_repo(base / "depth.png"),
+                     "mask_path": io.rel_to_repo(base / "mask.png"),
+                     "fx": d.K[0, 0], "fy": d.K[1, 1], "cx": d.K[0, 2], "cy": d.K[1, 2],
+                     "width": width, "height": height, "volume_ml": d.volume_ml_true,
+                     "volume_ml_true": d.volume_ml_true})
+    path = root / "index.csv"
+    io.write_csv(path, pd.DataFrame(rows))
+    return path
+
+
+def small_params(epochs1: int = 1, epochs2: int = 1) -> dict:
+    p = copy.deepcopy(io.load_params())
+    p["model_cfg"]["depth_anything_v2"]["size"] = [84, 112]
+    p["train"].update({"batch_size": 4, "stage1": {"epochs": epochs1, "lr_decoder": 1e-3},
+                       "stage2": {"epochs": epochs2, "lr_decoder": 2e-4, "lr_encoder": 2e-5}})
+    p["trainer"].update({"accelerator": "cpu", "precision": "auto", "num_workers": 0})
+    return p
+
+
+@pytest.fixture(scope="module")
+def index_path(tmp_path_factory) -> Path:
+    return make_index(Path(tmp_path_factory.mktemp("dishes")))
+
+
+def run_stage(name: str, stage: int, params: dict, index_path: Path, **kw) -> dict:
+    """tr.run_stage with the tmp dishes allowed (as stages/train.py allows data.root)."""
+    return tr.run_stage(name, stage, params, index_path, allowed_roots=[index_path.parent], **kw)
+
+
+def paths(tmp: Path, k: int) -> dict:
+    return {"weights_out": tmp / f"models/stage{k}", "ckpt_dir": tmp / f"ckpt/stage{k}",
+            "live_dir": tmp / f"dvclive/stage{k}", "metrics_path": tmp / f"metrics/stage{k}.json"}
+
+
+def test_stage1_then_stage2(index_path: Path, tmp_path: Path):
+    p = small_params(epochs1=2, epochs2=1)
+    m1 = run_stage("depth_anything_v2", 1, p, index_path, **paths(tmp_path, 1))
+    assert m1["n_train"] == 6 and m1["n_val"] == 2 and len(m1["curve"]) == 2
+    assert np.isfinite(m1["best_val_volume_ape"])
+    s1 = tmp_path / "models/stage1"
+    assert (s1 / "model.safetensors").is_file() and (s1 / "model.json").is_file()
+    # stage 1 leaves the encoder untouched
+    from pipeline.models import build_model
+    fresh = build_model("depth_anything_v2", p["model_cfg"]["depth_anything_v2"], seed=0)
+    trained = load_model(s1)
+    for a, b in zip(fresh.encoder_parameters(), trained.encoder_parameters()):
+        assert torch.equal(a, b)
+    assert any(not torch.equal(a, b) for a, b in zip(fresh.decoder_parameters(), trained.decoder_parameters()))
+    m2 = run_stage("depth_anything_v2", 2, p, index_path, init_weights=s1, **paths(tmp_path, 2))
+    assert len(m2["curve"]) == 1
+    trained2 = load_model(tmp_path / "models/stage2")
+    assert any(not torch.equal(a, b) for a, b in zip(trained.encoder_parameters(), trained2.encoder_parameters()))
+    tsv = tmp_path / "dvclive/stage2/plots/metrics/val/volume_ape.tsv"
+    assert tsv.is_file()
+    assert json.loads((tmp_path / "metrics/stage2.json").read_text())["stage"] == 2
+
+
+def test_resume_after_interrupted_fit(index_path: Path, tmp_path: Path, monkeypatch):
+    p = small_params(epochs1=3)
+    calls = {"n": 0}
+    orig = DepthLitModule.on_train_epoch_start
+
+    def killer(self):
+        if self.current_epoch == 1 and calls["n"] == 0:
+            calls["n"] += 1
+            raise KeyboardInterrupt  # as a kill during the 2nd epoch (last.ckpt holds epoch 0)
+        orig(self)
+
+    monkeypatch.setattr(DepthLitModule, "on_train_epoch_start", killer)
+    kw = paths(tmp_path, 1)
+    with pytest.raises((KeyboardInterrupt, SystemExit)):
+        run_stage("depth_anything_v2", 1, p, index_path, **kw)
+    assert (kw["ckpt_dir"] / "last.ckpt").is_file()
+    m = run_stage("depth_anything_v2", 1, p, index_path, **kw)
+    assert m["resumed"] is True
+    assert [r["epoch"] for r in m["curve"]] == [1, 2]  # epoch 0 was not trained again
+    steps = (kw["live_dir"] / "plots/metrics/val/volume_ape.tsv").read_text().split()[2::2]
+    assert steps == ["0", "1", "2"]  # DVCLive curve continues across the resume
+    # a changed parameter restarts cleanly instead of resuming stale state
+    p2 = copy.deepcopy(p)
+    p2["loss"]["w_volume"] = 0.2
+    m2 = run_stage("depth_anything_v2", 1, p2, index_path, **kw)
+    assert m2["resumed"] is False and [r["epoch"] for r in m2["curve"]] == [0, 1, 2]
+    # a finished run is never resumed (DVC re-runs it only because something changed)
+    m3 = run_stage("depth_anything_v2", 1, p2, index_path, **kw)
+    assert m3["resumed"] is False and len(m3["curve"]) == 3
+
+
+def test_checkpoint_dir_hash(tmp_path: Path):
+    ck, live = tmp_path / "ck", tmp_path / "live"
+    assert prepare_checkpoint_dir(ck, live, "a") is None
+    (ck / "last.ckpt").write_bytes(b"x")
+    assert prepare_checkpoint_dir(ck, live, "a") == ck / "last.ckpt"
+    live.mkdir()
+    assert prepare_checkpoint_dir(ck, live, "b") is None
+    assert not (ck / "last.ckpt").exists() and not live.exists()
+    assert config_hash({"a": 1}) != config_hash({"a": 2})
+
+
+def test_trainer_precision_auto():
+    kw = trainer_kwargs({"accelerator": "cpu", "precision": "auto"})
+    assert kw["precision"] == "32-true" and kw["num_nodes"] == 1
+
+
+def test_same_seed_same_weights_on_cpu(index_path: Path, tmp_path: Path):
+    from safetensors.torch import load_file
+    p = small_params(epochs1=1)
+    for run in ("a", "b"):
+        run_stage("depth_anything_v2", 1, p, index_path, **paths(tmp_path / run, 1))
+    a = load_file(str(tmp_path / "a/models/stage1/model.safetensors"))
+    b = load_file(str(tmp_path / "b/models/stage1/model.safetensors"))
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
