@@ -17,7 +17,7 @@ from torch.utils.data import DataLoader, Dataset
 from tqdm import tqdm
 
 from pipeline.augment import augment_sample, resize_K
-from pipeline.io import K_from_row, read_depth_png, read_index, read_mask, read_rgb, resolve
+from pipeline.io import K_from_row, read_dish_depth, read_index, read_mask, read_rgb, resolve
 
 TRAIN_COLUMNS = ["dish_id", "split", "rgb_path", "depth_path", "mask_path",
                  "fx", "fy", "cx", "cy", "width", "height", "volume_ml"]
@@ -49,7 +49,7 @@ class DishDataset(Dataset):
     def _load(row: pd.Series, work_hw: tuple[int, int], roots: list[Path] | None) -> dict:
         rgb = read_rgb(resolve(row["rgb_path"], roots))
         h0, w0 = rgb.shape[:2]
-        depth = read_depth_png(resolve(row["depth_path"], roots), shape=(h0, w0))
+        depth = read_dish_depth(row, roots, shape=(h0, w0))
         mask = read_mask(resolve(row["mask_path"], roots), shape=(h0, w0))
         vol = float(row["volume_ml"])
         if not np.isfinite(vol) or vol <= 0:

@@ -21,6 +21,8 @@ import yaml
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 DEPTH_SCALE_M = 1e-4  # one 16-bit PNG unit, as in Nutrition5k's depth_raw.png
+_UMASK = os.umask(0)
+os.umask(_UMASK)
 INDEX_COLUMNS = ["dish_id", "split", "rgb_path", "depth_path", "mask_path",
                  "fx", "fy", "cx", "cy", "width", "height"]
 
@@ -34,6 +36,7 @@ def atomic_write(path: str | Path, suffix: str | None = None) -> Iterator[Path]:
                                suffix=suffix if suffix is not None else path.suffix)
     os.close(fd)
     tmp_path = Path(tmp)
+    os.chmod(tmp_path, 0o666 & ~_UMASK)  # mkstemp makes 0600; outputs get the usual mode
     try:
         yield tmp_path
         os.replace(tmp_path, path)
@@ -124,11 +127,12 @@ def read_depth_png(path: str | Path, shape: tuple[int, int] | None = None) -> np
     return raw.astype(np.float32) * np.float32(DEPTH_SCALE_M)
 
 
-def read_dish_depth(row: Any, roots: list[Path] | None = None) -> np.ndarray:
+def read_dish_depth(row: Any, roots: list[Path] | None = None,
+                    shape: tuple[int, int] | None = None) -> np.ndarray:
     """A dish's depth (metres) from its index row. Readings outside the row's valid range
     (`min_depth_m`/`max_depth_m`, set by sources such as Nutrition5k whose files hold 65535
     and beyond-the-table values) become 0, the convention for 'no measurement'."""
-    d = read_depth_png(resolve(row["depth_path"], roots))
+    d = read_depth_png(resolve(row["depth_path"], roots), shape=shape)
     for col, bad in (("min_depth_m", np.less), ("max_depth_m", np.greater)):
         limit = row.get(col) if hasattr(row, "get") else None
         if limit is not None and np.isfinite(float(limit)):

@@ -7,7 +7,6 @@ geometry and the masks is known before any model is trained.
 from __future__ import annotations
 
 import multiprocessing as mp
-from pathlib import Path
 
 import numpy as np
 import pandas as pd

@@ -10,7 +10,6 @@ user can make: pass the camera's K when you know it.
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path

@@ -1,0 +1,120 @@
+"""Non-learned volume baselines, fitted on the train split only.
+
+They answer "did depth help?": a model worth its compute must beat both.
+
+- `baseline_mean`: every dish gets the training-set mean volume.
+- `baseline_area_height`: food area from the mask alone times the mean training food
+  height. GT depth is hidden at test time, so the mask's pixel count is turned into m²
+  with the true K and one training-set constant distance:
+      area_m2 = n_mask_px * Z_ref² / (fx * fy),   volume = area_m2 * h_mean
+  Z_ref = mean over training dishes of the median GT depth inside the food mask (the
+  distance at which the food's pixels are seen); h_mean = mean over training dishes of
+  volume / area_m2, the latter with that dish's own median food depth (the mean height of
+  an equivalent flat-topped column). The fit uses GT depth of training dishes only.
+  Training volumes are the labels `volume_ml` (what the models train on).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+import pandas as pd
+from tqdm import tqdm
+
+from pipeline.io import read_dish_depth, read_mask, resolve
+
+BASELINE_NAMES = ("baseline_mean", "baseline_area_height")
+# Not a baseline to beat but the ceiling: GT depth through the same masks and geometry.
+ORACLE_NAME = "oracle_gt_depth"
+
+
+def _train_volumes(train: pd.DataFrame) -> np.ndarray:
+    if "volume_ml" not in train.columns:
+        raise ValueError("index: missing label column `volume_ml` (run the labels stage)")
+    v = train["volume_ml"].to_numpy(float)
+    ok = np.isfinite(v) & (v > 0)
+    if not ok.any():
+        raise ValueError("index: no training dish with a positive `volume_ml` label")
+    return v
+
+
+def mask_pixels(df: pd.DataFrame, allowed_roots: Sequence[Path] = (), desc: str = "mask area") -> np.ndarray:
+    """Food pixel count of every row's mask."""
+    out = np.empty(len(df), dtype=np.float64)
+    for i, p in enumerate(tqdm(df["mask_path"].tolist(), desc=desc, unit="dish", leave=False)):
+        out[i] = float(read_mask(resolve(p, list(allowed_roots))).sum())
+    return out
+
+
+@dataclass
+class MeanVolumeBaseline:
+    mean_ml: float
+
+    @classmethod
+    def fit(cls, train: pd.DataFrame) -> "MeanVolumeBaseline":
+        v = _train_volumes(train)
+        return cls(mean_ml=float(np.mean(v[np.isfinite(v) & (v > 0)])))
+
+    def predict(self, df: pd.DataFrame, allowed_roots: Sequence[Path] = ()) -> np.ndarray:
+        return np.full(len(df), self.mean_ml, dtype=np.float64)
+
+    def describe(self) -> dict:
+        return {"fit_mean_ml": round(self.mean_ml, 3)}
+
+
+@dataclass
+class AreaHeightBaseline:
+    z_ref_m: float
+    mean_height_m: float
+
+    @staticmethod
+    def area_m2(n_px: np.ndarray, fx: np.ndarray, fy: np.ndarray, z_m: np.ndarray | float) -> np.ndarray:
+        """Metric area of n_px pixels seen fronto-parallel at distance z (pinhole)."""
+        return np.asarray(n_px, float) * np.asarray(z_m, float) ** 2 / (np.asarray(fx, float) * np.asarray(fy, float))
+
+    @classmethod
+    def fit(cls, train: pd.DataFrame, allowed_roots: Sequence[Path] = ()) -> "AreaHeightBaseline":
+        vols = _train_volumes(train)
+        z_med, n_px = [], []
+        for _, row in tqdm(train.iterrows(), total=len(train), desc="fit area x height", unit="dish"):
+            mask = read_mask(resolve(row["mask_path"], list(allowed_roots)))
+            depth = read_dish_depth(row, list(allowed_roots), shape=mask.shape)
+            d = depth[mask & (depth > 0)]
+            z_med.append(float(np.median(d)) if d.size else np.nan)
+            n_px.append(float(mask.sum()))
+        z = np.asarray(z_med)
+        area = cls.area_m2(np.asarray(n_px), train["fx"].to_numpy(float), train["fy"].to_numpy(float), z)
+        ok = np.isfinite(z) & (area > 0) & np.isfinite(vols) & (vols > 0)
+        if not ok.any():
+            raise ValueError("index: no training dish with a non-empty mask, valid depth and a label")
+        heights = vols[ok] * 1e-6 / area[ok]
+        return cls(z_ref_m=float(np.mean(z[ok])), mean_height_m=float(np.mean(heights)))
+
+    def predict(self, df: pd.DataFrame, allowed_roots: Sequence[Path] = ()) -> np.ndarray:
+        n_px = mask_pixels(df, allowed_roots)
+        area = self.area_m2(n_px, df["fx"].to_numpy(float), df["fy"].to_numpy(float), self.z_ref_m)
+        return area * self.mean_height_m * 1e6
+
+    def describe(self) -> dict:
+        return {"fit_z_ref_m": round(self.z_ref_m, 5), "fit_mean_height_mm": round(self.mean_height_m * 1e3, 3)}
+
+
+def fit_baselines(train: pd.DataFrame, allowed_roots: Sequence[Path] = ()) -> dict[str, object]:
+    """Both baselines fitted on `train` (rows of the train split only)."""
+    if "split" in train.columns and (train["split"] != "train").any():
+        raise ValueError("fit_baselines: rows outside the train split were passed (test leakage)")
+    return {"baseline_mean": MeanVolumeBaseline.fit(train),
+            "baseline_area_height": AreaHeightBaseline.fit(train, allowed_roots)}
+
+
+def baseline_table(baseline: object, dishes: pd.DataFrame, allowed_roots: Sequence[Path] = ()) -> pd.DataFrame:
+    """Per-dish predictions (dish_id, volume_ml_gt, volume_ml_pred) for `dishes` from `select_split`."""
+    pred = baseline.predict(dishes, allowed_roots)  # type: ignore[attr-defined]
+    return pd.DataFrame({"dish_id": dishes["dish_id"].to_numpy(), "volume_ml_gt": dishes["volume_ml_gt"].to_numpy(float),
+                         "volume_ml_pred": pred, "failed": False, "error": ""})
+
+
+__all__ = ["BASELINE_NAMES", "ORACLE_NAME", "MeanVolumeBaseline", "AreaHeightBaseline", "fit_baselines",
+           "baseline_table", "mask_pixels"]

@@ -1,0 +1,293 @@
+"""Held-out evaluation of a depth model as a food-volume estimator.
+
+The model sees only the RGB image and the true K of each test dish (GT depth hidden);
+its depth goes through the same `pipeline.geometry.estimate_volume` as the labels, with
+the same true K for every model, so differences between rows of the report come from the
+predicted depth alone. GT depth is used afterwards, only to score depth and food height.
+
+Reference volume: `volume_ml_true` (analytic, synthetic dishes) where present, else the
+label `volume_ml` (GT depth through the same geometry).
+
+A dish whose predicted depth makes the geometry fail (ValueError, non-finite volume) is
+kept in the table with `failed=True`, scored as 0 mL (APE 100 %) so a model cannot improve
+its score by failing, and counted in `n_failed`.
+"""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Sequence
+
+import numpy as np
+import pandas as pd
+from tqdm import tqdm
+
+from pipeline import geometry
+from pipeline.io import K_from_row, read_dish_depth, read_mask, read_rgb, resolve, write_csv, write_json
+from pipeline.metrics import (DEFAULT_BIN_EDGES, assign_bins, depth_errors, height_error_mm, nanmean,
+                              per_bin_metrics, volume_metrics)
+
+# (rgb HxWx3 uint8, K 3x3) -> metric z-depth HxW (m) at the same resolution
+DepthPredictor = Callable[[np.ndarray, np.ndarray], np.ndarray]
+
+CSV_COLUMNS = ["dish_id", "volume_ml_gt", "volume_ml_pred", "abs_err_ml", "ape",
+               "err_ml", "rel_err", "volume_bin", "failed", "error",
+               "depth_abs_rel", "depth_rmse_m", "depth_delta1",
+               "depth_ring_abs_rel", "depth_ring_rmse_m", "depth_ring_delta1",
+               "height_mae_mm", "height_bias_mm", "infer_s"]
+DEPTH_COLUMNS = ["depth_abs_rel", "depth_rmse_m", "depth_delta1", "depth_ring_abs_rel",
+                 "depth_ring_rmse_m", "depth_ring_delta1", "height_mae_mm", "height_bias_mm"]
+BIN_KEYS = ("n", "volume_mae_ml", "volume_mape", "volume_median_ape", "volume_bias_pct", "within_20pct")
+
+
+@dataclass
+class VolumeConfig:
+    """The `volume:` params: the same settings the labels used."""
+    method: str = "heightmap"
+    ring_px: int = 20
+    cell_mm: float = 2.0
+
+    @classmethod
+    def from_params(cls, params: dict) -> "VolumeConfig":
+        v = params.get("volume", {}) or {}
+        return cls(method=str(v.get("method", "heightmap")), ring_px=int(v.get("ring_px", 20)),
+                   cell_mm=float(v.get("cell_mm", 2.0)))
+
+
+def reference_volume(df: pd.DataFrame) -> pd.Series:
+    """`volume_ml_true` where present (synthetic truth), else the label `volume_ml`."""
+    if "volume_ml" not in df.columns and "volume_ml_true" not in df.columns:
+        raise ValueError("index: needs a `volume_ml` or `volume_ml_true` column (run the labels stage)")
+    label = df["volume_ml"] if "volume_ml" in df.columns else pd.Series(np.nan, index=df.index)
+    if "volume_ml_true" in df.columns:
+        ref = df["volume_ml_true"].where(df["volume_ml_true"].notna(), label)
+    else:
+        ref = label
+    return ref.astype(float)
+
+
+def select_split(df: pd.DataFrame, split: str = "test") -> pd.DataFrame:
+    """Rows of one split with a usable reference volume; ValueError when none."""
+    if "split" not in df.columns:
+        raise ValueError("index: missing column `split`")
+    sub = df[df["split"] == split].copy()
+    sub["volume_ml_gt"] = reference_volume(sub)
+    bad = sub["volume_ml_gt"].isna() | ~(sub["volume_ml_gt"] > 0)
+    if bad.any():
+        raise ValueError(f"index: {int(bad.sum())} {split} dishes have no positive reference volume "
+                         f"(e.g. {sub.loc[bad, 'dish_id'].head(3).tolist()})")
+    if sub.empty:
+        raise ValueError(f"index: no dishes in split {split!r}")
+    return sub.reset_index(drop=True)
+
+
+def load_dish(row: pd.Series, allowed_roots: Sequence[Path] = ()) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """(rgb, gt depth m, mask bool, K) of one index row, shapes checked against each other."""
+    rgb = read_rgb(resolve(row["rgb_path"], list(allowed_roots)))
+    shape = rgb.shape[:2]
+    depth = read_dish_depth(row, list(allowed_roots), shape=shape)
+    mask = read_mask(resolve(row["mask_path"], list(allowed_roots)), shape=shape)
+    return rgb, depth, mask, K_from_row(row)
+
+
+def _nan_depth_record() -> dict:
+    return {c: float("nan") for c in DEPTH_COLUMNS}
+
+
+def score_depth(pred: np.ndarray, gt: np.ndarray, mask: np.ndarray, K: np.ndarray,
+                pred_plane: tuple[np.ndarray, float] | None, cfg: VolumeConfig) -> dict:
+    """Depth errors in the food mask and on the support ring, and the food-height error,
+    each height measured above its own support plane (GT plane fitted on GT depth)."""
+    rec = _nan_depth_record()
+    m = depth_errors(pred, gt, mask)
+    rec.update(depth_abs_rel=m["abs_rel"], depth_rmse_m=m["rmse_m"], depth_delta1=m["delta1"])
+    valid_gt = np.isfinite(gt) & (gt > 0)
+    ring = geometry.support_mask(mask, valid_gt, cfg.ring_px)
+    r = depth_errors(pred, gt, ring)
+    rec.update(depth_ring_abs_rel=r["abs_rel"], depth_ring_rmse_m=r["rmse_m"], depth_ring_delta1=r["delta1"])
+    if pred_plane is not None:
+        try:
+            n_gt, d_gt = geometry.fit_support_plane(gt, mask, K, ring_px=cfg.ring_px)
+        except ValueError:
+            return rec  # GT plane unknown: height error undefined for this dish (NaN, not 0)
+        h_gt = geometry.height_above_plane(gt, K, n_gt, d_gt)
+        h_pred = geometry.height_above_plane(pred, K, pred_plane[0], pred_plane[1])
+        h = height_error_mm(h_pred, h_gt, mask)
+        rec.update(height_mae_mm=h["mae_mm"], height_bias_mm=h["bias_mm"])
+    return rec
+
+
+def evaluate_predictor(predict: DepthPredictor | None, dishes: pd.DataFrame, cfg: VolumeConfig,
+                       desc: str = "evaluate", allowed_roots: Sequence[Path] = (),
+                       bin_edges: Sequence[float] = DEFAULT_BIN_EDGES) -> pd.DataFrame:
+    """Per-dish table (CSV_COLUMNS) for a depth predictor over `dishes` (from `select_split`).
+    `predict=None` is the oracle: the GT depth itself, i.e. the ceiling that the masks and the
+    geometry leave for any depth model."""
+    rows = []
+    for _, row in tqdm(dishes.iterrows(), total=len(dishes), desc=desc, unit="dish"):
+        rgb, gt, mask, K = load_dish(row, allowed_roots)
+        t0 = time.perf_counter()
+        pred = gt.copy() if predict is None else np.asarray(predict(rgb, K.copy()), dtype=np.float32)
+        infer_s = time.perf_counter() - t0
+        if pred.shape != gt.shape:
+            raise ValueError(f"{row['dish_id']}: predicted depth is {pred.shape}, image is {gt.shape}")
+        rec: dict = {"dish_id": row["dish_id"], "volume_ml_gt": float(row["volume_ml_gt"]),
+                     "failed": False, "error": "", "infer_s": infer_s}
+        plane = None
+        try:
+            res = geometry.estimate_volume(pred, mask, K, method=cfg.method, ring_px=cfg.ring_px,
+                                           cell_mm=cfg.cell_mm)
+            vol = float(res.volume_ml)
+            if not np.isfinite(vol):
+                raise ValueError(f"non-finite volume {vol}")
+            plane = (np.asarray(res.plane_normal), float(res.plane_d))
+        except ValueError as e:
+            rec.update(failed=True, error=str(e)[:200])
+            vol = 0.0
+        rec["volume_ml_pred"] = vol
+        rec.update(score_depth(pred, gt, mask, K, plane, cfg))
+        rows.append(rec)
+    return finish_table(pd.DataFrame(rows), bin_edges)
+
+
+def finish_table(df: pd.DataFrame, bin_edges: Sequence[float] = DEFAULT_BIN_EDGES) -> pd.DataFrame:
+    """Add the error columns and put the columns in CSV order (missing ones as NaN/empty)."""
+    df = df.copy()
+    df["err_ml"] = df["volume_ml_pred"] - df["volume_ml_gt"]
+    df["abs_err_ml"] = df["err_ml"].abs()
+    df["rel_err"] = df["err_ml"] / df["volume_ml_gt"]
+    df["ape"] = df["rel_err"].abs()
+    df["volume_bin"] = assign_bins(df["volume_ml_gt"].to_numpy(), bin_edges) if len(df) else []
+    if "failed" not in df.columns:
+        df["failed"] = False
+    if "error" not in df.columns:
+        df["error"] = ""
+    for c in CSV_COLUMNS:
+        if c not in df.columns:
+            df[c] = np.nan
+    return df[CSV_COLUMNS]
+
+
+def _clean(x: float) -> float | None:
+    """JSON-safe: NaN -> null (no depth for baselines), rounded for readable `dvc metrics diff`."""
+    if x is None or not np.isfinite(x):
+        return None
+    return round(float(x), 6)
+
+
+def summarise(table: pd.DataFrame, bin_edges: Sequence[float] = DEFAULT_BIN_EDGES,
+              extra: dict | None = None) -> dict:
+    """The metrics JSON: SPEC keys at top level, per-bin metrics one level down (`bins.<bin>.<key>`)
+    so `dvc metrics diff` prints one readable row per model and key."""
+    gt = table["volume_ml_gt"].to_numpy(float)
+    pred = table["volume_ml_pred"].to_numpy(float)
+    vm = volume_metrics(gt, pred)
+    out: dict = {"n_dishes": int(len(table)), "n_failed": int(table["failed"].astype(bool).sum())}
+    for k in ("volume_mae_ml", "volume_mape", "volume_median_ape", "volume_rmse_ml", "volume_bias_pct",
+              "volume_bias_ml", "within_10pct", "within_20pct"):
+        out[k] = _clean(vm[k])
+    for c in DEPTH_COLUMNS:
+        out[c] = _clean(nanmean(table[c].to_numpy(float)))
+    out["bins"] = {lab: {k: (int(v[k]) if k == "n" else _clean(v[k])) for k in BIN_KEYS}
+                   for lab, v in per_bin_metrics(gt, pred, bin_edges).items()}
+    if extra:
+        out.update(extra)
+    return out
+
+
+def write_results(name: str, table: pd.DataFrame, metrics_dir: Path,
+                  bin_edges: Sequence[float] = DEFAULT_BIN_EDGES, extra: dict | None = None) -> dict:
+    """Write metrics/eval/<name>.json and .csv atomically; returns the summary."""
+    summary = summarise(table, bin_edges, extra)
+    write_csv(Path(metrics_dir) / f"{name}.csv", table)
+    write_json(Path(metrics_dir) / f"{name}.json", summary)
+    return summary
+
+
+def worst_dishes(table: pd.DataFrame, n: int) -> pd.DataFrame:
+    """The n dishes with the largest APE (failed dishes first: APE 1 and an error message)."""
+    return table.sort_values("ape", ascending=False, kind="stable").head(max(int(n), 0))
+
+
+@dataclass
+class EvalConfig:
+    """The `eval:` params."""
+    split: str = "test"
+    size: tuple[int, int] | None = None   # inference input (H, W); None -> the model's own cfg
+    bin_edges: tuple[float, ...] = DEFAULT_BIN_EDGES
+    n_worst: int = 6
+
+    @classmethod
+    def from_params(cls, params: dict) -> "EvalConfig":
+        e = params.get("eval", {}) or {}
+        size = e.get("size")
+        if size is not None:
+            if not (isinstance(size, (list, tuple)) and len(size) == 2):
+                raise ValueError(f"params eval.size: expected [H, W] or null, got {size!r}")
+            size = (int(size[0]), int(size[1]))
+        return cls(split=str(e.get("split", "test")), size=size,
+                   bin_edges=tuple(float(x) for x in e.get("volume_bins", DEFAULT_BIN_EDGES)),
+                   n_worst=int(e.get("n_worst", 6)))
+
+
+def model_predictor(model, size: tuple[int, int]) -> DepthPredictor:
+    """Wrap a DepthModel: RGB + true K in, depth at the original resolution out. The K the
+    model returns (UniDepth predicts one) is ignored: volumes always use the true K."""
+    from pipeline.inference import predict_depth_array
+
+    def predict(rgb: np.ndarray, K: np.ndarray) -> np.ndarray:
+        return predict_depth_array(model, rgb, K, size)[0]
+    return predict
+
+
+def worst_panels(predict: DepthPredictor | None, table: pd.DataFrame, dishes: pd.DataFrame, n: int,
+                 allowed_roots: Sequence[Path] = ()):
+    """Re-predict the n worst dishes (cheaper than keeping every depth map in memory)."""
+    from pipeline.plots import DishPanel
+    by_id = dishes.set_index("dish_id")
+    panels = []
+    for _, w in worst_dishes(table, n).iterrows():
+        row = by_id.loc[w["dish_id"]]
+        rgb, gt, mask, K = load_dish(row, allowed_roots)
+        pred = gt.copy() if predict is None else predict(rgb, K.copy())
+        panels.append(DishPanel(str(w["dish_id"]), rgb, gt, pred, mask,
+                                float(w["volume_ml_gt"]), float(w["volume_ml_pred"])))
+    return panels
+
+
+def evaluate_model(name: str, predict: DepthPredictor | None, dishes: pd.DataFrame, vcfg: VolumeConfig,
+                   ecfg: EvalConfig, metrics_dir: Path, plots_dir: Path,
+                   allowed_roots: Sequence[Path] = ()) -> dict:
+    """Evaluate one predictor end to end: metrics/eval/<name>.{json,csv} and plots/eval/<name>/."""
+    from pipeline.io import atomic_dir
+    from pipeline.plots import plot_evaluation
+    table = evaluate_predictor(predict, dishes, vcfg, desc=f"evaluate {name}",
+                               allowed_roots=allowed_roots, bin_edges=ecfg.bin_edges)
+    summary = write_results(name, table, metrics_dir, ecfg.bin_edges)
+    panels = worst_panels(predict, table, dishes, ecfg.n_worst, allowed_roots)
+    with atomic_dir(Path(plots_dir) / name) as tmp:
+        plot_evaluation(name, table, tmp, ecfg.bin_edges, panels)
+    return summary
+
+
+
+
+def inference_size(params: dict, name: str) -> tuple[int, int]:
+    """(H, W) fed to the model: `eval.size` if set, else the model's own inference size from
+    `model_cfg.<name>` (the size it was trained at)."""
+    e = EvalConfig.from_params(params)
+    if e.size is not None:
+        return e.size
+    s = ((params.get("model_cfg") or {}).get(name) or {}).get("size")
+    if s is None:
+        raise ValueError(f"params: set eval.size or model_cfg.{name}.size (inference [H, W])")
+    if not (isinstance(s, (list, tuple)) and len(s) == 2):
+        raise ValueError(f"params model_cfg.{name}.size: expected [H, W], got {s!r}")
+    return int(s[0]), int(s[1])
+
+
+def zeroshot_seed(params: dict) -> int:
+    """The seed training builds its stage-0 model with, so the zero-shot row is that model."""
+    train = params.get("train") or {}
+    return int(train.get("seed", (params.get("data") or {}).get("seed", 0)))

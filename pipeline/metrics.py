@@ -1,0 +1,128 @@
+"""Volume and depth error metrics for evaluation (pure numpy, no I/O).
+
+Fractions are 0-1 (SPEC), volumes in mL, depths in metres, heights in mm.
+Per-dish depth errors are computed inside a region (food mask or support ring) and
+averaged over dishes, because whole-image AbsRel says little about a 2 cm mound seen
+from 0.36 m: the food and the plane it sits on are what the volume depends on.
+"""
+from __future__ import annotations
+
+import math
+from typing import Iterable, Sequence
+
+import numpy as np
+
+DEFAULT_BIN_EDGES: tuple[float, ...] = (100.0, 300.0, 600.0)
+VOLUME_KEYS = ("volume_mae_ml", "volume_mape", "volume_median_ape", "volume_rmse_ml",
+               "volume_bias_pct", "volume_bias_ml", "within_10pct", "within_20pct")
+
+
+def _as_1d(name: str, x: Iterable[float]) -> np.ndarray:
+    a = np.asarray(list(x) if not isinstance(x, np.ndarray) else x, dtype=np.float64).ravel()
+    return a
+
+
+def volume_metrics(gt_ml: Sequence[float], pred_ml: Sequence[float]) -> dict[str, float]:
+    """MAE, MAPE, median APE, RMSE, bias and within-10/20 % over dishes.
+
+    `volume_bias_pct` is the mean signed relative error (pred - gt) / gt as a fraction
+    (negative = the model underestimates). Empty input gives NaN metrics and n = 0 so a
+    volume bin without dishes still has a row.
+    """
+    gt = _as_1d("gt_ml", gt_ml)
+    pred = _as_1d("pred_ml", pred_ml)
+    if gt.shape != pred.shape:
+        raise ValueError(f"gt_ml and pred_ml differ in length: {gt.size} vs {pred.size}")
+    if gt.size and (not np.all(np.isfinite(gt)) or np.any(gt <= 0)):
+        raise ValueError("gt_ml: reference volumes must be finite and > 0")
+    if gt.size and not np.all(np.isfinite(pred)):
+        raise ValueError("pred_ml: predicted volumes must be finite (score failures explicitly)")
+    out: dict[str, float] = {"n": int(gt.size)}
+    if gt.size == 0:
+        out.update({k: float("nan") for k in VOLUME_KEYS})
+        return out
+    err = pred - gt
+    ape = np.abs(err) / gt
+    out.update({
+        "volume_mae_ml": float(np.mean(np.abs(err))),
+        "volume_mape": float(np.mean(ape)),
+        "volume_median_ape": float(np.median(ape)),
+        "volume_rmse_ml": float(np.sqrt(np.mean(err ** 2))),
+        "volume_bias_pct": float(np.mean(err / gt)),
+        "volume_bias_ml": float(np.mean(err)),
+        "within_10pct": float(np.mean(ape <= 0.10)),
+        "within_20pct": float(np.mean(ape <= 0.20)),
+    })
+    return out
+
+
+def bin_labels(edges: Sequence[float] = DEFAULT_BIN_EDGES) -> list[str]:
+    """Readable, DVC-key-safe names: lt100, 100_300, 300_600, ge600."""
+    e = [float(x) for x in edges]
+    if not e or any(b <= a for a, b in zip(e, e[1:])) or e[0] <= 0:
+        raise ValueError(f"volume bin edges must be positive and increasing, got {list(edges)}")
+    fmt = lambda v: f"{v:g}".replace(".", "p")  # noqa: E731
+    labels = [f"lt{fmt(e[0])}"]
+    labels += [f"{fmt(a)}_{fmt(b)}" for a, b in zip(e, e[1:])]
+    labels.append(f"ge{fmt(e[-1])}")
+    return labels
+
+
+def assign_bins(gt_ml: Sequence[float], edges: Sequence[float] = DEFAULT_BIN_EDGES) -> np.ndarray:
+    """Bin label per dish by its reference volume (left-closed: 100 mL falls in 100_300)."""
+    labels = np.array(bin_labels(edges), dtype=object)
+    idx = np.searchsorted(np.asarray(edges, dtype=np.float64), _as_1d("gt_ml", gt_ml), side="right")
+    return labels[idx]
+
+
+def per_bin_metrics(gt_ml: Sequence[float], pred_ml: Sequence[float],
+                    edges: Sequence[float] = DEFAULT_BIN_EDGES) -> dict[str, dict[str, float]]:
+    """`volume_metrics` restricted to each volume bin (keys from `bin_labels`)."""
+    gt = _as_1d("gt_ml", gt_ml)
+    pred = _as_1d("pred_ml", pred_ml)
+    bins = assign_bins(gt, edges)
+    return {lab: volume_metrics(gt[bins == lab], pred[bins == lab]) for lab in bin_labels(edges)}
+
+
+def depth_errors(pred: np.ndarray, gt: np.ndarray, region: np.ndarray) -> dict[str, float]:
+    """AbsRel, RMSE (m) and delta1 (max(p/g, g/p) < 1.25) over `region` pixels where both
+    depths are valid (> 0, finite). NaN metrics when no pixel qualifies."""
+    pred = np.asarray(pred, dtype=np.float64)
+    gt = np.asarray(gt, dtype=np.float64)
+    region = np.asarray(region, dtype=bool)
+    if not (pred.shape == gt.shape == region.shape):
+        raise ValueError(f"depth_errors: shapes differ pred {pred.shape}, gt {gt.shape}, "
+                         f"region {region.shape}")
+    ok = region & np.isfinite(pred) & np.isfinite(gt) & (pred > 0) & (gt > 0)
+    n = int(ok.sum())
+    if n == 0:
+        return {"abs_rel": float("nan"), "rmse_m": float("nan"), "delta1": float("nan"), "n_px": 0}
+    p, g = pred[ok], gt[ok]
+    ratio = np.maximum(p / g, g / p)
+    return {"abs_rel": float(np.mean(np.abs(p - g) / g)),
+            "rmse_m": float(np.sqrt(np.mean((p - g) ** 2))),
+            "delta1": float(np.mean(ratio < 1.25)),
+            "n_px": n}
+
+
+def height_error_mm(h_pred: np.ndarray, h_gt: np.ndarray, region: np.ndarray) -> dict[str, float]:
+    """Mean absolute and signed food-height error (mm) over `region` where both heights
+    are finite. Heights are each measured above their own fitted support plane, which is
+    what the volume integrates."""
+    h_pred = np.asarray(h_pred, dtype=np.float64)
+    h_gt = np.asarray(h_gt, dtype=np.float64)
+    region = np.asarray(region, dtype=bool)
+    if not (h_pred.shape == h_gt.shape == region.shape):
+        raise ValueError(f"height_error_mm: shapes differ h_pred {h_pred.shape}, "
+                         f"h_gt {h_gt.shape}, region {region.shape}")
+    ok = region & np.isfinite(h_pred) & np.isfinite(h_gt)
+    if not ok.any():
+        return {"mae_mm": float("nan"), "bias_mm": float("nan")}
+    d = (h_pred[ok] - h_gt[ok]) * 1000.0
+    return {"mae_mm": float(np.mean(np.abs(d))), "bias_mm": float(np.mean(d))}
+
+
+def nanmean(values: Iterable[float]) -> float:
+    """Mean ignoring NaN; NaN (not a warning) when nothing is left."""
+    a = np.asarray([v for v in values if v is not None and not math.isnan(v)], dtype=np.float64)
+    return float(a.mean()) if a.size else float("nan")
