@@ -68,16 +68,19 @@ def _valid_depth(depth: np.ndarray) -> np.ndarray:
     return np.isfinite(depth) & (depth > 0)
 
 
-def _check_K(K: np.ndarray) -> np.ndarray:
+def check_K(K: np.ndarray, what: str = "K") -> np.ndarray:
+    """A valid pinhole K as float64, or ValueError saying what is wrong with `what`."""
     K = np.asarray(K, dtype=np.float64)
     if K.shape != (3, 3):
-        raise ValueError(f"K: must be 3x3, got shape {K.shape}")
+        raise ValueError(f"{what}: must be 3x3, got shape {K.shape}")
     if not np.all(np.isfinite(K)):
-        raise ValueError("K: contains non-finite values")
+        raise ValueError(f"{what}: contains non-finite values")
     if K[0, 0] <= 0 or K[1, 1] <= 0:
-        raise ValueError(f"K: focal lengths must be positive, got fx={K[0, 0]}, fy={K[1, 1]}")
+        raise ValueError(f"{what}: focal lengths must be positive, got fx={K[0, 0]}, fy={K[1, 1]}")
     if abs(np.linalg.det(K)) < 1e-12:
-        raise ValueError("K: not invertible")
+        raise ValueError(f"{what}: not invertible")
+    if not np.allclose(K[2], [0.0, 0.0, 1.0]):
+        raise ValueError(f"{what}: last row must be [0, 0, 1], got {K[2].tolist()}")
     return K
 
 
@@ -94,7 +97,7 @@ def _check_inputs(depth: np.ndarray, mask: np.ndarray, K: np.ndarray
     mask = mask.astype(bool)
     if not mask.any():
         raise ValueError("mask: empty (no food pixels)")
-    return depth, mask, _check_K(K)
+    return depth, mask, check_K(K)
 
 
 def _check_method(method: str) -> None:
@@ -122,7 +125,7 @@ def backproject(depth: np.ndarray, K: np.ndarray) -> np.ndarray:
     depth = np.asarray(depth, dtype=np.float64)
     if depth.ndim != 2:
         raise ValueError(f"depth: must be 2-D (HxW), got shape {depth.shape}")
-    K = _check_K(K)
+    K = check_K(K)
     H, W = depth.shape
     ys, xs = np.mgrid[0:H, 0:W]
     r = _rays(K, ys.ravel(), xs.ravel()).reshape(H, W, 3)
@@ -637,7 +640,7 @@ def _t_support_fit(depth: Tensor, mask_np: np.ndarray, valid_np: np.ndarray, Kin
 
 def _t_prepare(depth: Tensor, mask: Tensor, K: Tensor, b: int):
     """Per-item numpy views of the non-differentiable inputs (mask, validity) and K^-1."""
-    Kb = _check_K(K[b].detach().cpu().numpy())
+    Kb = check_K(K[b].detach().cpu().numpy())
     dt = depth.dtype if depth.dtype in (torch.float32, torch.float64) else torch.float32
     Kinv = torch.linalg.inv(K[b].to(dt))
     m = mask[b].detach().cpu().numpy().astype(bool)

@@ -6,15 +6,14 @@ temporary name and renamed at the end, so a killed ingest leaves no half-written
 """
 from __future__ import annotations
 
-import multiprocessing as mp
 import time
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from tqdm import tqdm
 
 from pipeline import io
+from pipeline.parallel import map_dishes
 from pipeline.nutrition5k import MANIFEST_COLUMNS
 
 
@@ -52,12 +51,7 @@ def ingest_synthetic(out_dir: Path, seed: int, n_dishes: int, width: int = 640, 
     with io.atomic_dir(out_dir) as tmp_dir:
         jobs = [(seed, i, width, height, noise, str(tmp_dir), str(out_dir)) for i in range(n_dishes)]
         t0 = time.perf_counter()
-        bar = dict(total=n_dishes, desc="render dishes", unit="dish")
-        if workers > 1:
-            with mp.get_context("spawn").Pool(workers) as pool:
-                rows = list(tqdm(pool.imap(_render_one, jobs, chunksize=4), **bar))
-        else:
-            rows = [_render_one(j) for j in tqdm(jobs, **bar)]
+        rows = map_dishes(_render_one, jobs, workers, "render dishes")
         seconds = time.perf_counter() - t0
         manifest = pd.DataFrame(rows)
         io.write_csv(tmp_dir / "manifest.csv", manifest)

@@ -6,13 +6,12 @@ geometry and the masks is known before any model is trained.
 """
 from __future__ import annotations
 
-import multiprocessing as mp
 
 import numpy as np
 import pandas as pd
-from tqdm import tqdm
 
 from pipeline import io
+from pipeline.parallel import map_dishes
 from pipeline.geometry import estimate_volume
 
 
@@ -57,12 +56,7 @@ def make_labels(df: pd.DataFrame, cfg: dict, workers: int = 1) -> tuple[pd.DataF
     if cfg["method"] not in ("heightmap", "columns"):
         raise ValueError(f"volume.method must be heightmap or columns, got {cfg['method']!r}")
     jobs = [(r, cfg) for r in df.to_dict("records")]
-    bar = dict(total=len(jobs), desc=f"labels ({cfg['method']})", unit="dish")
-    if workers > 1:
-        with mp.get_context("spawn").Pool(workers) as pool:
-            rows = list(tqdm(pool.imap(_label_one, jobs, chunksize=4), **bar))
-    else:
-        rows = [_label_one(j) for j in tqdm(jobs, **bar)]
+    rows = map_dishes(_label_one, jobs, workers, f"labels ({cfg['method']})")
     labelled = df.merge(pd.DataFrame(rows), on="dish_id", how="left", validate="one_to_one")
     ok = labelled["label_status"] == "ok"
     index, skipped = labelled[ok].reset_index(drop=True), labelled[~ok].reset_index(drop=True)

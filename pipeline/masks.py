@@ -7,15 +7,15 @@ outer edge, so regions touching that edge are dropped.
 """
 from __future__ import annotations
 
-import multiprocessing as mp
+from functools import partial
 from pathlib import Path
 
 import cv2
 import numpy as np
 import pandas as pd
-from tqdm import tqdm
 
 from pipeline import io
+from pipeline.parallel import map_dishes
 from pipeline.geometry import backproject, fit_plane, height_above_plane
 
 _MAX_FIT_POINTS = 20000
@@ -174,17 +174,12 @@ def make_masks(df: pd.DataFrame, out_dir: Path, method: str, cfg: dict,
     records = df.to_dict("records")
     with io.atomic_dir(out_dir) as tmp:
         jobs = [(r, method, cfg, str(tmp)) for r in records]
-        bar = dict(total=len(jobs), desc=f"masks ({method})", unit="dish")
         if method == "sam2":  # one model in one process
             from pipeline.sam2_masks import load_sam2_predictor
             predictor = load_sam2_predictor(cfg["sam2_checkpoint"], cfg["sam2_config"])
-            rows = [_mask_one(j, predictor) for j in tqdm(jobs, **bar)]
+            rows = map_dishes(partial(_mask_one, predictor=predictor), jobs, 1, "masks (sam2)")
         else:
-            if workers > 1:
-                with mp.get_context("spawn").Pool(workers) as pool:
-                    rows = list(tqdm(pool.imap(_mask_one, jobs, chunksize=4), **bar))
-            else:
-                rows = [_mask_one(j) for j in tqdm(jobs, **bar)]
+            rows = map_dishes(_mask_one, jobs, workers, f"masks ({method})")
         table = pd.DataFrame(rows)
         ok = table["mask_status"] == "ok"
         table["mask_path"] = [io.rel_to_repo(out_dir / f"{d}.png") if k else ""

@@ -19,16 +19,15 @@ dishes agree with 616, hence the default. Volumes scale as 1/(fx·fy): with f = 
 from __future__ import annotations
 
 import csv
-import multiprocessing as mp
 import time
 from pathlib import Path
 
 import cv2
 import numpy as np
 import pandas as pd
-from tqdm import tqdm
 
 from pipeline import io
+from pipeline.parallel import map_dishes
 
 MANIFEST_COLUMNS = ["dish_id", "rgb_path", "depth_path", "gt_mask_path", "fx", "fy", "cx", "cy",
                     "width", "height", "volume_ml_true", "mass_g", "source_split"]
@@ -191,12 +190,7 @@ def scan_release(root: Path, fx: float, fy: float, cx: float, cy: float, workers
 
     dirs = sorted(p for p in (root / IMAGERY).iterdir() if p.is_dir() and p.name.startswith("dish_"))
     jobs = [(str(p), p.name, min_depth_m, max_depth_m, min_valid_fraction) for p in dirs]
-    bar = dict(total=len(jobs), desc="validate nutrition5k", unit="dish")
-    if workers > 1 and len(jobs) > 1:
-        with mp.get_context("spawn").Pool(workers) as pool:
-            checks = list(tqdm(pool.imap(validate_dish, jobs, chunksize=16), **bar))
-    else:
-        checks = [validate_dish(j) for j in tqdm(jobs, **bar)]
+    checks = map_dishes(validate_dish, jobs, workers, "validate nutrition5k", chunksize=16)
 
     rows, skipped = [], {r: [] for r in SKIP_REASONS}
     details = {}

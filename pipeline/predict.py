@@ -18,6 +18,7 @@ import cv2
 import numpy as np
 
 from pipeline import io
+from pipeline.geometry import check_K
 
 # Default camera when none is given: the Nutrition5k D435 colour camera (f = 616.6 px at
 # 640 px width, ~55 deg horizontal field of view), scaled to the image width, principal point
@@ -57,15 +58,6 @@ def load_K_json(path: str | Path) -> np.ndarray:
     except (KeyError, TypeError, ValueError) as e:
         raise ValueError(f"{path}: expected a 3x3 K or fx/fy/cx/cy ({type(e).__name__}: {e})") from None
     return check_K(K, str(path))
-
-
-def check_K(K: np.ndarray, what: str) -> np.ndarray:
-    K = np.asarray(K, dtype=np.float64)
-    if K.shape != (3, 3) or not np.all(np.isfinite(K)):
-        raise ValueError(f"{what}: K must be a finite 3x3 matrix, got shape {K.shape}")
-    if not (K[0, 0] > 0 and K[1, 1] > 0) or not np.allclose(K[2], [0, 0, 1]):
-        raise ValueError(f"{what}: K needs fx, fy > 0 and last row [0, 0, 1], got {K.tolist()}")
-    return K
 
 
 def weights_dir(weights: str | Path) -> Path:
