@@ -247,7 +247,8 @@ def run_stage(name: str, stage: int, params: dict, index_path: Path, weights_out
     if trainer.is_global_zero:
         lit.live = Live(dir=str(live_dir), dvcyaml=False, save_dvc_exp=False, resume=resume is not None)
     t0 = time.time()
-    trainer.fit(lit, datamodule=dm, ckpt_path=str(resume) if resume else None)
+    trainer.fit(lit, datamodule=dm, ckpt_path=str(resume) if resume else None,
+                weights_only=True)  # resume never unpickles code
     seconds = time.time() - t0
     if lit.live is not None:
         lit.live.end()
