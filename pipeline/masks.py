@@ -13,6 +13,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pandas as pd
+from scipy import ndimage
 
 from pipeline import io
 from pipeline.parallel import map_dishes
@@ -104,6 +105,23 @@ def _ring_fraction(mask: np.ndarray, support: np.ndarray, width: int = 7) -> flo
     return float((ring & support).sum() / max(ring.sum(), 1))
 
 
+def _drop_arcs(mask: np.ndarray, max_half_width_px: float = 10.0, min_elongation: float = 8.0
+               ) -> np.ndarray:
+    """Remove long thin regions: pieces of a plate rim left after noise broke its ring.
+    Food, even a small piece, is about as wide as it is long."""
+    n, labels, stats, _ = cv2.connectedComponentsWithStats(mask.astype(np.uint8), connectivity=8)
+    if n <= 1:
+        return mask
+    half_width = ndimage.maximum(cv2.distanceTransform(mask.astype(np.uint8), cv2.DIST_L2, 3),
+                                 labels, index=np.arange(1, n))
+    w, h = stats[1:, cv2.CC_STAT_WIDTH], stats[1:, cv2.CC_STAT_HEIGHT]
+    length = np.maximum(w, h)
+    fill = stats[1:, cv2.CC_STAT_AREA] / (w * h)  # a broken ring fills little of its box
+    arc = (((half_width <= max_half_width_px) & (length > min_elongation * half_width))
+           | ((fill < 0.12) & (length > 60)))
+    return mask & ~np.isin(labels, 1 + np.flatnonzero(arc))
+
+
 def _drop_touching(mask: np.ndarray, edge: np.ndarray) -> np.ndarray:
     """Remove connected regions of `mask` that touch `edge` (rims, walls)."""
     n, labels = cv2.connectedComponents(mask.astype(np.uint8), connectivity=8)
@@ -117,6 +135,7 @@ def clean_mask(mask: np.ndarray, min_area_px: int) -> np.ndarray:
     m = cv2.morphologyEx(mask.astype(np.uint8), cv2.MORPH_CLOSE, k)
     m = _drop_rings(m.astype(bool)).astype(np.uint8)
     m = cv2.morphologyEx(m, cv2.MORPH_OPEN, k)
+    m = _drop_arcs(m.astype(bool)).astype(np.uint8)
     m = _fill_holes(m.astype(bool)).astype(np.uint8)
     n, labels, stats, _ = cv2.connectedComponentsWithStats(m, connectivity=8)
     keep = np.zeros(n, dtype=bool)
