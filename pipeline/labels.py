@@ -13,6 +13,7 @@ import pandas as pd
 from pipeline import io
 from pipeline.parallel import map_dishes
 from pipeline.geometry import estimate_volume
+from pipeline.metrics import volume_metrics
 
 
 def _label_one(job: tuple[dict, dict]) -> dict:
@@ -39,16 +40,11 @@ def _label_one(job: tuple[dict, dict]) -> dict:
     return out
 
 
-def ape_summary(pred: pd.Series, true: pd.Series, prefix: str) -> dict:
-    """Median/mean/p90 absolute % error and bias of `pred` against `true` (fractions)."""
+def label_error(pred: pd.Series, true: pd.Series, prefix: str) -> dict:
+    """The evaluation's volume metrics (pipeline.metrics), for labels against the truth."""
     ok = pred.notna() & true.notna() & (true > 0)
-    err = (pred[ok] - true[ok]) / true[ok]
-    if not ok.any():
-        return {}
-    return {f"{prefix}_median_ape": round(float(err.abs().median()), 4),
-            f"{prefix}_mean_ape": round(float(err.abs().mean()), 4),
-            f"{prefix}_p90_ape": round(float(err.abs().quantile(0.9)), 4),
-            f"{prefix}_bias_pct": round(float(100 * err.mean()), 3)}
+    m = volume_metrics(true[ok].to_numpy(), pred[ok].to_numpy())
+    return {f"{prefix}_{k.removeprefix('volume_')}": round(float(v), 4) for k, v in m.items()}
 
 
 def make_labels(df: pd.DataFrame, cfg: dict, workers: int = 1) -> tuple[pd.DataFrame, pd.DataFrame, dict]:
@@ -64,8 +60,8 @@ def make_labels(df: pd.DataFrame, cfg: dict, workers: int = 1) -> tuple[pd.DataF
               "n_skipped": int((~ok).sum()),
               "n_per_split": {s: int((index["split"] == s).sum()) for s in ("train", "val", "test")}}
     if "volume_ml_true" in index and index["volume_ml_true"].notna().any():
-        report.update(ape_summary(index["volume_ml"], index["volume_ml_true"], "label"))
+        report.update(label_error(index["volume_ml"], index["volume_ml_true"], "label"))
         if "volume_ml_gt_mask" in index:
-            report.update(ape_summary(index["volume_ml_gt_mask"], index["volume_ml_true"],
+            report.update(label_error(index["volume_ml_gt_mask"], index["volume_ml_true"],
                                       "label_gt_mask"))
     return index, skipped, report
