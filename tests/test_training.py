@@ -140,3 +140,30 @@ def test_same_seed_same_weights_on_cpu(index_path: Path, tmp_path: Path):
     a = load_file(str(tmp_path / "a/models/stage1/model.safetensors"))
     b = load_file(str(tmp_path / "b/models/stage1/model.safetensors"))
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_killed_run_resumes_to_identical_weights(index_path: Path, tmp_path: Path, monkeypatch):
+    """A kill during epoch 1, then a re-run, ends with exactly the weights of an uninterrupted run."""
+    from safetensors.numpy import load_file
+
+    p = small_params(epochs1=3)
+    ref = paths(tmp_path / "ref", 1)
+    run_stage("depth_anything_v2", 1, p, index_path, **ref)
+    calls = {"n": 0}
+    orig = DepthLitModule.on_train_epoch_start
+
+    def killer(self):
+        if self.current_epoch == 1 and calls["n"] == 0:
+            calls["n"] += 1
+            raise KeyboardInterrupt
+        orig(self)
+
+    monkeypatch.setattr(DepthLitModule, "on_train_epoch_start", killer)
+    cut = paths(tmp_path / "cut", 1)
+    with pytest.raises((KeyboardInterrupt, SystemExit)):
+        run_stage("depth_anything_v2", 1, p, index_path, **cut)
+    assert run_stage("depth_anything_v2", 1, p, index_path, **cut)["resumed"]
+    a = load_file(str(ref["weights_out"] / "model.safetensors"))
+    b = load_file(str(cut["weights_out"] / "model.safetensors"))
+    assert a.keys() == b.keys()
+    assert all(np.array_equal(a[k], b[k]) for k in a)
