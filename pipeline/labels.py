@@ -44,7 +44,8 @@ def label_error(pred: pd.Series, true: pd.Series, prefix: str) -> dict:
     """The evaluation's volume metrics (pipeline.metrics), for labels against the truth."""
     ok = pred.notna() & true.notna() & (true > 0)
     m = volume_metrics(true[ok].to_numpy(), pred[ok].to_numpy())
-    return {f"{prefix}_{k.removeprefix('volume_')}": round(float(v), 4) for k, v in m.items()}
+    return {f"{prefix}_{k.removeprefix('volume_')}": v if k == "n" else round(float(v), 4)
+            for k, v in m.items()}
 
 
 def make_labels(df: pd.DataFrame, cfg: dict, workers: int = 1) -> tuple[pd.DataFrame, pd.DataFrame, dict]:
