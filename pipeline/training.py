@@ -169,6 +169,18 @@ class DepthLitModule(pl.LightningModule):
         return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "epoch"}}
 
 
+def open_live(live_dir: Path, resume: bool) -> Any:
+    """DVCLive logger for one stage; its dvc.yaml entries are ours, not DVCLive's."""
+    from dvclive import Live
+    from scmrepo.exceptions import SCMError
+
+    try:
+        return Live(dir=str(live_dir), dvcyaml=False, save_dvc_exp=False, resume=resume)
+    except SCMError as e:  # DVCLive 3.49 fails on a git repository with no commit yet
+        raise ValueError(f"DVCLive could not read this git repository ({e}): make a first "
+                         "commit (`git add -A && git commit -m init`), then run dvc repro again") from None
+
+
 def truncate_live(live_dir: Path, from_step: int) -> None:
     """Remove DVCLive .tsv rows with step >= from_step (written before a kill)."""
     for tsv in (live_dir / "plots" / "metrics").rglob("*.tsv"):
@@ -207,8 +219,6 @@ def run_stage(name: str, stage: int, params: dict, index_path: Path, weights_out
               ckpt_dir: Path, live_dir: Path, metrics_path: Path, init_weights: Path | None = None,
               max_dishes: int | None = None, allowed_roots: list[Path] | None = None) -> dict:
     """Train one stage end to end; write safetensors weights, stage metrics and DVCLive logs."""
-    from dvclive import Live
-
     if stage not in (1, 2):
         raise ValueError(f"stage: expected 1 or 2, got {stage}")
     tp = params["train"]
@@ -245,7 +255,7 @@ def run_stage(name: str, stage: int, params: dict, index_path: Path, weights_out
                          default_root_dir=str(ckpt_dir), enable_model_summary=False,
                          log_every_n_steps=1, **trainer_kwargs(tr))
     if trainer.is_global_zero:
-        lit.live = Live(dir=str(live_dir), dvcyaml=False, save_dvc_exp=False, resume=resume is not None)
+        lit.live = open_live(live_dir, resume is not None)
     t0 = time.time()
     trainer.fit(lit, datamodule=dm, ckpt_path=str(resume) if resume else None,
                 weights_only=True)  # resume never unpickles code
