@@ -13,7 +13,7 @@ import numpy as np
 import pandas as pd
 import pytorch_lightning as pl
 import torch
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import DataLoader, Dataset, Sampler
 from tqdm import tqdm
 
 from pipeline.augment import augment_sample, resize_K
@@ -84,6 +84,23 @@ class DishDataset(Dataset):
         }
 
 
+class EpochShuffle(Sampler[int]):
+    """Shuffle whose order depends only on (seed, epoch): a resumed run replays the batches of
+    an uninterrupted one. Lightning calls `set_epoch` before every epoch."""
+
+    def __init__(self, n: int, seed: int) -> None:
+        self.n, self.seed, self.epoch = int(n), int(seed), 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = int(epoch)
+
+    def __len__(self) -> int:
+        return self.n
+
+    def __iter__(self):
+        return iter(np.random.default_rng([self.seed, self.epoch]).permutation(self.n).tolist())
+
+
 class DishDataModule(pl.LightningDataModule):
     """Train/val splits of the index; test dishes are left to the evaluation stage."""
 
@@ -120,8 +137,8 @@ class DishDataModule(pl.LightningDataModule):
         return float(read_index(self.index_path, required=TRAIN_COLUMNS)["width"].median())
 
     def train_dataloader(self) -> DataLoader:
-        g = torch.Generator().manual_seed(self.seed)
-        return DataLoader(self.train_set, batch_size=self.batch_size, shuffle=True, generator=g,
+        return DataLoader(self.train_set, batch_size=self.batch_size,
+                          sampler=EpochShuffle(len(self.train_set), self.seed),
                           num_workers=self.num_workers, drop_last=len(self.train_set) > self.batch_size,
                           persistent_workers=False)
 

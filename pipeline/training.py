@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+import os
 import shutil
 import time
 from pathlib import Path
@@ -17,7 +18,7 @@ from typing import Any
 import numpy as np
 import pytorch_lightning as pl
 import torch
-from pytorch_lightning.callbacks import EarlyStopping, ModelCheckpoint
+from pytorch_lightning.callbacks import Checkpoint, EarlyStopping, ModelCheckpoint
 
 from pipeline.data import DishDataModule, check_size
 from pipeline.inference import load_model, save_model
@@ -169,6 +170,21 @@ class DepthLitModule(pl.LightningModule):
         return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "epoch"}}
 
 
+class LatestCheckpoint(Checkpoint):
+    """Writes `path` at the end of every epoch (after validation and early stopping), atomically.
+    Lightning's `save_last` only follows a new best, so a kill after epochs without improvement
+    would lose them on resume."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = Path(path)
+
+    def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        tmp = self.path.with_name(f".{self.path.name}.tmp")
+        trainer.save_checkpoint(tmp)
+        if trainer.is_global_zero:
+            os.replace(tmp, self.path)
+
+
 def open_live(live_dir: Path, resume: bool) -> Any:
     """DVCLive logger for one stage; its dvc.yaml entries are ours, not DVCLive's."""
     from dvclive import Live
@@ -248,10 +264,11 @@ def run_stage(name: str, stage: int, params: dict, index_path: Path, weights_out
     lit = DepthLitModule(model, stage, params["loss"], geom, sp.get("lr_encoder", 0.0), sp["lr_decoder"],
                          tp.get("weight_decay", 0.01), sp["epochs"])
     ckpt_cb = ModelCheckpoint(dirpath=str(ckpt_dir), filename="best", monitor=MONITOR, mode="min",
-                              save_top_k=1, save_last=True)
+                              save_top_k=1)
     stop_cb = EarlyStopping(monitor=MONITOR, mode="min", patience=int(tp.get("patience", 3)))
     trainer = pl.Trainer(max_epochs=int(sp["epochs"]), gradient_clip_val=float(tp.get("grad_clip", 1.0)),
-                         callbacks=[ckpt_cb, stop_cb], logger=False, num_sanity_val_steps=0,
+                         callbacks=[ckpt_cb, stop_cb, LatestCheckpoint(ckpt_dir / "last.ckpt")],
+                         logger=False, num_sanity_val_steps=0,
                          default_root_dir=str(ckpt_dir), enable_model_summary=False,
                          log_every_n_steps=1, **trainer_kwargs(tr))
     if trainer.is_global_zero:

@@ -143,17 +143,19 @@ def test_same_seed_same_weights_on_cpu(index_path: Path, tmp_path: Path):
 
 
 def test_killed_run_resumes_to_identical_weights(index_path: Path, tmp_path: Path, monkeypatch):
-    """A kill during epoch 1, then a re-run, ends with exactly the weights of an uninterrupted run."""
+    """A kill during epoch 3, then a re-run, resumes after epoch 2 (not after the last best)
+    and ends with exactly the weights of an uninterrupted run (same batches, same draws)."""
     from safetensors.numpy import load_file
 
-    p = small_params(epochs1=3)
+    p = small_params(epochs1=4)
+    p["train"]["batch_size"] = 2  # several batches per epoch, so the shuffle order matters
     ref = paths(tmp_path / "ref", 1)
     run_stage("depth_anything_v2", 1, p, index_path, **ref)
     calls = {"n": 0}
     orig = DepthLitModule.on_train_epoch_start
 
     def killer(self):
-        if self.current_epoch == 1 and calls["n"] == 0:
+        if self.current_epoch == 3 and calls["n"] == 0:
             calls["n"] += 1
             raise KeyboardInterrupt
         orig(self)
@@ -162,7 +164,8 @@ def test_killed_run_resumes_to_identical_weights(index_path: Path, tmp_path: Pat
     cut = paths(tmp_path / "cut", 1)
     with pytest.raises((KeyboardInterrupt, SystemExit)):
         run_stage("depth_anything_v2", 1, p, index_path, **cut)
-    assert run_stage("depth_anything_v2", 1, p, index_path, **cut)["resumed"]
+    m = run_stage("depth_anything_v2", 1, p, index_path, **cut)
+    assert m["resumed"] and [r["epoch"] for r in m["curve"]] == [3]
     a = load_file(str(ref["weights_out"] / "model.safetensors"))
     b = load_file(str(cut["weights_out"] / "model.safetensors"))
     assert a.keys() == b.keys()
