@@ -289,6 +289,57 @@ def _plane_basis(n: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return e1, np.cross(n, e1)
 
 
+def _eno_diff(S: dict, lib):
+    """Derivative of plane coordinates (a, b) along one image axis from samples S[k] =
+    [a, b, h] at offsets k = -2..2 (NaN = not food), with the smoothest stencil (ENO):
+    central where the surface is smooth across the pixel, else the one-sided difference
+    whose side is smoother. Why: at a crease (a flat top meeting a wall) a central
+    difference mixes the top's and the wall's footprints; the smoother side keeps each
+    pixel on its own surface. Stencil choices are made on detached values."""
+    det = (lambda x: x) if lib is np else (lambda x: x.detach())
+    D = {k: [det(x) for x in v] for k, v in S.items()}
+    inf = float("inf")
+
+    def norm(vs):   # NaN (a missing neighbour) -> inf
+        n = lib.sqrt(sum(v * v for v in vs))
+        return lib.where(lib.isfinite(n), n, inf) if lib is np else torch.nan_to_num(n, nan=inf)
+    c2 = norm([p1 - 2 * p0 + m1 for p0, p1, m1 in zip(D[0], D[1], D[-1])])
+    f2 = norm([p2 - 2 * p1 + p0 for p0, p1, p2 in zip(D[0], D[1], D[2])])
+    b2 = norm([p0 - 2 * m1 + m2 for p0, m1, m2 in zip(D[0], D[-1], D[-2])])
+    has_f, has_b = lib.isfinite(D[1][0]), lib.isfinite(D[-1][0])
+    big = 1e30      # a side with one neighbour only is usable, but least preferred
+    f2 = lib.where(has_f, lib.minimum(f2, big), inf)
+    b2 = lib.where(has_b, lib.minimum(b2, big), inf)
+    use_c = has_f & has_b & (c2 <= lib.minimum(f2, b2))
+    use_f = ~use_c & has_f & (f2 <= b2)
+    use_b = ~use_c & ~use_f & has_b
+    out = []
+    for ch in (0, 1):
+        x0, xf, xb = S[0][ch], S[1][ch], S[-1][ch]
+        zero = x0 * 0.0
+        fwd = lib.where(use_f | use_c, xf - x0, zero)    # NaN-free where unused (gradients)
+        bwd = lib.where(use_b | use_c, x0 - xb, zero)
+        out.append(lib.where(use_c, 0.5 * (fwd + bwd), fwd + bwd))
+    return out, use_c | use_f | use_b
+
+
+def _patch_area(maps: list, W: int, idx, lib):
+    """Horizontal area (m^2) of the surface patch seen by each selected pixel:
+    |da/du db/dv - da/dv db/du| of the food's own plane coordinates. `maps` = [a, b, h]
+    flattened, padded by 2 pixels (row width W + 4) with NaN off the food; idx = flat
+    indices of the pixels in that padded frame. Why not the column area Z^2/(fx fy |r.n|):
+    that is a pixel's footprint on a level surface, so a pixel on a vertical wall counts
+    as much table as one on the top; the patch area of a wall pixel is ~0, so walls add no
+    coverage beyond the top's edge, and the error shrinks with resolution. Signed (the
+    image -> plane map keeps its orientation on any surface seen from its front), so depth
+    noise averages out instead of adding up. Returns (area, ok); ok is False where a pixel
+    has no food neighbour along an axis."""
+    Wp = W + 4
+    du, ok_u = _eno_diff({k: [m[idx + k] for m in maps] for k in range(-2, 3)}, lib)
+    dv, ok_v = _eno_diff({k: [m[idx + k * Wp] for m in maps] for k in range(-2, 3)}, lib)
+    return -(du[0] * dv[1] - dv[0] * du[1]), ok_u & ok_v   # basis e1 ~ x, e2 = n x e1: flip
+
+
 def _boundary(mask: np.ndarray) -> np.ndarray:
     """Mask pixels with a non-mask 4-neighbour (the silhouette; image border excluded)."""
     er = cv2.erode(mask.astype(np.uint8), cv2.getStructuringElement(cv2.MORPH_CROSS, (3, 3)),
@@ -385,8 +436,19 @@ def estimate_volume(depth: np.ndarray, mask: np.ndarray, K: np.ndarray,
     a, b = X @ e1, X @ e2
     a0, b0, nx, ny = _grid_plan(np.concatenate([a, ap]), np.concatenate([b, bp]), c)
     cell = _cell_of(a, b, a0, b0, nx, c)
-    grid = _heightmap_np(cell, h, area, (a, b), (ab, bb, ap, bp, hb), a0, b0, nx, ny, c, sigma,
-                         (e1, e2, n, d, K, mask))
+    Hc, Wc = depth.shape
+    pidx = (ys + 2) * (Wc + 4) + xs + 2
+    maps = []
+    for v in (a, b, h):
+        mp = np.full((Hc + 4) * (Wc + 4), np.nan)
+        mp[pidx] = v
+        maps.append(mp)
+
+    def patch_area(sel: np.ndarray) -> np.ndarray:
+        pa, ok = _patch_area(maps, Wc, pidx[sel], np)
+        return np.where(ok, pa, area[sel])
+    grid = _heightmap_np(cell, h, patch_area, (a, b), (ab, bb, ap, bp, hb), a0, b0, nx, ny, c,
+                         sigma, (e1, e2, n, d, K, mask))
     return VolumeResult(float(grid.sum() * c * c * 1e6), n, float(d), n_food, n_holes,
                         height_map=grid)
 
@@ -433,7 +495,7 @@ def _footprint_splat(a: np.ndarray, b: np.ndarray, area: np.ndarray, a0: float, 
     cells it overlaps: (target cells (4N,), fractions (4N,)); parts falling on cells with no
     sample go back to the sample's own cell. Why: counting whole footprints per cell makes
     edge-cell coverage jump with how many pixel rows land in it (3 or 4, say)."""
-    half = 0.5 * np.sqrt(area)
+    half = np.maximum(0.5 * np.sqrt(np.maximum(area, 0.0)), 1e-12)
     i = np.floor((a - a0) / c)
     j = np.floor((b - b0) / c)
     lo_a, lo_b = a0 + i * c, b0 + j * c
@@ -514,8 +576,10 @@ def _columns_holes_np(depth, food, holes, h, ys, xs, K, n, d) -> float:
     return float(np.sum(med * area))
 
 
-def _heightmap_np(cell, h, area, ab_pts, rays, a0, b0, nx, ny, c, sigma, view) -> np.ndarray:
-    """Rasterise (top-band mean), close gaps, fill hidden cells, weight edges by coverage."""
+def _heightmap_np(cell, h, patch_area, ab_pts, rays, a0, b0, nx, ny, c, sigma, view
+                  ) -> np.ndarray:
+    """Rasterise (top-band mean), close gaps, fill hidden cells, weight edges by coverage
+    (patch_area(selection): the horizontal surface area each selected sample sees)."""
     N = nx * ny
     top = np.full(N, -np.inf)
     np.maximum.at(top, cell, h)
@@ -549,9 +613,9 @@ def _heightmap_np(cell, h, area, ab_pts, rays, a0, b0, nx, ny, c, sigma, view) -
     # coverage of an edge cell = area of the pixel footprints on it / cell area; only
     # samples in or next to edge cells can reach one
     near = cv2.dilate(edge.astype(np.uint8), np.ones((3, 3), np.uint8)).ravel().astype(bool)[cell]
-    tgt, wts = _footprint_splat(ab_pts[0][near], ab_pts[1][near], area[near], a0, b0, nx, c,
-                                cnt > 0)
-    asum = np.bincount(tgt, weights=wts * np.tile(area[near], 4), minlength=N)
+    area = patch_area(near)
+    tgt, wts = _footprint_splat(ab_pts[0][near], ab_pts[1][near], area, a0, b0, nx, c, cnt > 0)
+    asum = np.bincount(tgt, weights=wts * np.tile(area, 4), minlength=N)
     ef = edge.astype(np.float64)
     box = dict(ksize=(EDGE_SMOOTH, EDGE_SMOOTH), normalize=False, borderType=cv2.BORDER_CONSTANT)
     cov = cv2.boxFilter(asum.reshape(ny, nx) * ef, -1, **box) / np.maximum(
