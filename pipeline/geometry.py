@@ -50,6 +50,8 @@ PROBE_NOISE = 2.0        # a fall smaller than PROBE_NOISE * sigma is noise, not
 HIDDEN_PROBE = 1         # cells inside the silhouette where the top's fall is probed
 GAP_MASK_TOL_PX = 1      # a gap cell may project this far (px) outside the mask
 GAP_KERNEL = 3           # closing kernel (cells) for sub-sampling gaps and holes
+ENO_SMOOTH_M = 2e-5      # patch area: second differences below this (m) count as smooth
+ENO_RATIO = 2.0          # ... and a one-sided stencil must be this much smoother
 HOLE_WIN = 5             # columns: hole height = median of valid food within +-HOLE_WIN px
 
 
@@ -289,44 +291,58 @@ def _plane_basis(n: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return e1, np.cross(n, e1)
 
 
-def _eno_diff(S: dict, lib):
-    """Derivative of plane coordinates (a, b) along one image axis from samples S[k] =
-    [a, b, h] at offsets k = -2..2 (NaN = not food), with the smoothest stencil (ENO):
-    central where the surface is smooth across the pixel, else the one-sided difference
-    whose side is smoother. Why: at a crease (a flat top meeting a wall) a central
-    difference mixes the top's and the wall's footprints; the smoother side keeps each
-    pixel on its own surface. Stencil choices are made on detached values."""
-    det = (lambda x: x) if lib is np else (lambda x: x.detach())
-    D = {k: [det(x) for x in v] for k, v in S.items()}
+def _eno_diff(S, lib):
+    """Derivatives of plane coordinates (a, b) along the image axes from samples S
+    (3 = [a, b, h], 2 axes, 5 offsets -2..2, N pixels; NaN = not food), each with the
+    smoothest stencil (ENO): central where the surface is smooth across the pixel, else the
+    one-sided difference whose side is smoother. Why: at a crease (a flat top meeting a
+    wall) a central difference mixes the top's and the wall's footprints; the smoother side
+    keeps each pixel on its own surface. Stencil choices are made on detached values.
+    Returns (d (2, 2, N): [a, b] x axis x pixel, ok (2, N)). Pixels last: numpy is slow
+    on short inner axes."""
+    D = S if lib is np else S.detach()
     inf = float("inf")
-
-    def norm(vs):   # NaN (a missing neighbour) -> inf
-        n = lib.sqrt(sum(v * v for v in vs))
-        return lib.where(lib.isfinite(n), n, inf) if lib is np else torch.nan_to_num(n, nan=inf)
-    c2 = norm([p1 - 2 * p0 + m1 for p0, p1, m1 in zip(D[0], D[1], D[-1])])
-    f2 = norm([p2 - 2 * p1 + p0 for p0, p1, p2 in zip(D[0], D[1], D[2])])
-    b2 = norm([p0 - 2 * m1 + m2 for p0, m1, m2 in zip(D[0], D[-1], D[-2])])
-    has_f, has_b = lib.isfinite(D[1][0]), lib.isfinite(D[-1][0])
+    sec = D[:, :, 2:] - 2 * D[:, :, 1:4] + D[:, :, :3]   # at offsets -1, 0, +1
+    nrm = lib.sqrt((sec * sec).sum(0))                   # (2 axes, 3, N)
+    nrm = lib.where(lib.isfinite(nrm), nrm, inf) if lib is np else torch.nan_to_num(nrm, nan=inf)
+    b2, c2, f2 = nrm[:, 0], nrm[:, 1], nrm[:, 2]
+    has_b, has_f = lib.isfinite(D[0, :, 1]), lib.isfinite(D[0, :, 3])
     big = 1e30      # a side with one neighbour only is usable, but least preferred
-    f2 = lib.where(has_f, lib.minimum(f2, big), inf)
-    b2 = lib.where(has_b, lib.minimum(b2, big), inf)
-    use_c = has_f & has_b & (c2 <= lib.minimum(f2, b2))
+    f2 = lib.where(has_f, f2.clip(max=big), inf)
+    b2 = lib.where(has_b, b2.clip(max=big), inf)
+    # central unless a side is clearly smoother: near-ties would flip the stencil with
+    # round-off (a jump in the volume, wrong finite-difference gradients)
+    use_c = has_f & has_b & (c2 <= ENO_RATIO * lib.minimum(f2, b2) + ENO_SMOOTH_M)
     use_f = ~use_c & has_f & (f2 <= b2)
     use_b = ~use_c & ~use_f & has_b
-    out = []
-    for ch in (0, 1):
-        x0, xf, xb = S[0][ch], S[1][ch], S[-1][ch]
-        zero = x0 * 0.0
-        fwd = lib.where(use_f | use_c, xf - x0, zero)    # NaN-free where unused (gradients)
-        bwd = lib.where(use_b | use_c, x0 - xb, zero)
-        out.append(lib.where(use_c, 0.5 * (fwd + bwd), fwd + bwd))
-    return out, use_c | use_f | use_b
+    x0 = S[:2, :, 2]
+    zero = x0 * 0.0
+    fwd = lib.where(use_f | use_c, S[:2, :, 3] - x0, zero)   # NaN-free where unused
+    bwd = lib.where(use_b | use_c, x0 - S[:2, :, 1], zero)
+    return lib.where(use_c, 0.5 * (fwd + bwd), fwd + bwd), use_c | use_f | use_b
 
 
-def _patch_area(maps: list, W: int, idx, lib):
+def _patch_maps(ys: np.ndarray, xs: np.ndarray, vals, lib):
+    """(maps (3, P): a, b, h of the food pixels on their bounding box padded by 2 pixels,
+    NaN off the food; that frame's row width less 4; each pixel's flat index in it)."""
+    y0, x0 = int(ys.min()), int(xs.min())
+    H, W = int(ys.max()) - y0 + 1, int(xs.max()) - x0 + 1
+    pidx = (ys - y0 + 2) * (W + 4) + (xs - x0 + 2)
+    if lib is np:
+        maps = np.full((3, (H + 4) * (W + 4)), np.nan)
+        maps[:, pidx] = vals
+        return maps, W, pidx
+    a = vals[0]
+    pidx = torch.as_tensor(pidx, device=a.device)
+    maps = torch.full((3, (H + 4) * (W + 4)), float("nan"), dtype=a.dtype, device=a.device)
+    maps[:, pidx] = torch.stack(list(vals))
+    return maps, W, pidx
+
+
+def _patch_area(maps, W: int, idx, lib):
     """Horizontal area (m^2) of the surface patch seen by each selected pixel:
-    |da/du db/dv - da/dv db/du| of the food's own plane coordinates. `maps` = [a, b, h]
-    flattened, padded by 2 pixels (row width W + 4) with NaN off the food; idx = flat
+    |da/du db/dv - da/dv db/du| of the food's own plane coordinates. `maps` (3, P) = [a, b,
+    h] flattened, padded by 2 pixels (row width W + 4) with NaN off the food; idx = flat
     indices of the pixels in that padded frame. Why not the column area Z^2/(fx fy |r.n|):
     that is a pixel's footprint on a level surface, so a pixel on a vertical wall counts
     as much table as one on the top; the patch area of a wall pixel is ~0, so walls add no
@@ -334,10 +350,16 @@ def _patch_area(maps: list, W: int, idx, lib):
     image -> plane map keeps its orientation on any surface seen from its front), so depth
     noise averages out instead of adding up. Returns (area, ok); ok is False where a pixel
     has no food neighbour along an axis."""
-    Wp = W + 4
-    du, ok_u = _eno_diff({k: [m[idx + k] for m in maps] for k in range(-2, 3)}, lib)
-    dv, ok_v = _eno_diff({k: [m[idx + k * Wp] for m in maps] for k in range(-2, 3)}, lib)
-    return -(du[0] * dv[1] - dv[0] * du[1]), ok_u & ok_v   # basis e1 ~ x, e2 = n x e1: flip
+    k = np.arange(-2, 3)
+    offs = np.stack([k, k * (W + 4)])                        # (2 axes, 5 offsets)
+    if lib is np:
+        ii = (offs[:, :, None] + idx[None, None]).ravel()
+        S = np.stack([m[ii] for m in maps]).reshape(3, 2, 5, len(idx))
+    else:
+        S = maps[:, torch.as_tensor(offs, device=idx.device)[:, :, None] + idx[None, None]]
+    dd, ok = _eno_diff(S, lib)
+    # basis e1 ~ camera x, e2 = n x e1 flips the orientation: area = -(a_u b_v - a_v b_u)
+    return -(dd[0, 0] * dd[1, 1] - dd[0, 1] * dd[1, 0]), ok[0] & ok[1]
 
 
 def _boundary(mask: np.ndarray) -> np.ndarray:
@@ -436,16 +458,10 @@ def estimate_volume(depth: np.ndarray, mask: np.ndarray, K: np.ndarray,
     a, b = X @ e1, X @ e2
     a0, b0, nx, ny = _grid_plan(np.concatenate([a, ap]), np.concatenate([b, bp]), c)
     cell = _cell_of(a, b, a0, b0, nx, c)
-    Hc, Wc = depth.shape
-    pidx = (ys + 2) * (Wc + 4) + xs + 2
-    maps = []
-    for v in (a, b, h):
-        mp = np.full((Hc + 4) * (Wc + 4), np.nan)
-        mp[pidx] = v
-        maps.append(mp)
+    maps, Wf, pidx = _patch_maps(ys, xs, (a, b, h), np)
 
     def patch_area(sel: np.ndarray) -> np.ndarray:
-        pa, ok = _patch_area(maps, Wc, pidx[sel], np)
+        pa, ok = _patch_area(maps, Wf, pidx[sel], np)
         return np.where(ok, pa, area[sel])
     grid = _heightmap_np(cell, h, patch_area, (a, b), (ab, bb, ap, bp, hb), a0, b0, nx, ny, c,
                          sigma, (e1, e2, n, d, K, mask))
@@ -791,8 +807,13 @@ def _t_volume(db, m, food, Kb, Kinv, n, d, method, c, sigma) -> Tensor:
                                     torch.cat([b, bp]).cpu().numpy(), c)
         cell = _cell_of(a.detach(), b.detach(), a0, b0, nx, c)
     view = (*(x.detach().cpu().numpy() for x in (e1, e2, n)), float(d.detach()), Kb, m)
-    grid = _t_heightmap(cell, h, area, (a, b), (ab, bb, ap, bp, hb), a0, b0, nx, ny, c, sigma,
-                        view)
+    maps, Wf, pidx = _patch_maps(ys, xs, (a, b, h), torch)
+
+    def patch_area(sel: Tensor) -> Tensor:
+        pa, ok = _patch_area(maps, Wf, pidx[sel], torch)
+        return torch.where(ok, pa, area[sel])
+    grid = _t_heightmap(cell, h, patch_area, (a, b), (ab, bb, ap, bp, hb), a0, b0, nx, ny, c,
+                        sigma, view)
     return grid.sum() * c * c * 1e6
 
 
@@ -843,7 +864,7 @@ def _t_erode(x: Tensor, k: int) -> Tensor:
     return -_t_dilate(-x, k)
 
 
-def _t_heightmap(cell, h, area, ab_pts, rays, a0, b0, nx, ny, c, sigma, view) -> Tensor:
+def _t_heightmap(cell, h, patch_area, ab_pts, rays, a0, b0, nx, ny, c, sigma, view) -> Tensor:
     """Torch twin of _heightmap_np; heights and coverage keep their graph."""
     N = nx * ny
     dt, dev = h.dtype, h.device
@@ -878,13 +899,14 @@ def _t_heightmap(cell, h, area, ab_pts, rays, a0, b0, nx, ny, c, sigma, view) ->
     seen = (occ | gap).to(dt)
     edge = occ & ~(_t_erode(seen, 3) > 0.5)
     near = (_t_dilate(edge.to(dt), 3) > 0.5).reshape(-1)[cell]
+    area = patch_area(near)
     with torch.no_grad():
-        tgt, wts = _footprint_splat(*(x[near].detach().cpu().numpy()
-                                      for x in (ab_pts[0], ab_pts[1], area)),
+        tgt, wts = _footprint_splat(*(x.detach().cpu().numpy()
+                                      for x in (ab_pts[0][near], ab_pts[1][near], area)),
                                     a0, b0, nx, c, (cnt > 0).cpu().numpy())
     wts_t = torch.as_tensor(wts, dtype=dt, device=dev)
     asum = torch.zeros(N, dtype=dt, device=dev).index_add(
-        0, torch.as_tensor(tgt, device=dev), wts_t * area[near].repeat(4)).reshape(ny, nx)
+        0, torch.as_tensor(tgt, device=dev), wts_t * area.repeat(4)).reshape(ny, nx)
     ef = edge.to(dt)
     cov = _t_box(asum * ef, EDGE_SMOOTH) / _t_box(ef, EDGE_SMOOTH).clamp(min=1.0)
     cov = (cov / (c * c)).clamp(max=1.0)
