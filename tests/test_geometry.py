@@ -7,7 +7,7 @@ import torch
 
 from pipeline import geometry as g
 from pipeline.io import intrinsics
-from pipeline.shapes import Camera, Cylinder, Plane, SphereCap, render
+from pipeline.shapes import Box, Camera, Cylinder, Plane, SphereCap, render
 
 F_PX = 600.0
 
@@ -163,6 +163,18 @@ def test_heightmap_oblique(cap_scenes, name):
     assert res.height_map.max() == pytest.approx(0.025 if name == "cap" else 0.03, rel=0.05)
     # plane: world z up seen from 60 deg elevation
     assert np.degrees(np.arccos(-res.plane_normal[2])) == pytest.approx(30.0, abs=0.1)
+
+
+@pytest.mark.parametrize("el", [90, 60])
+def test_heightmap_small_walls_off_centre(el):
+    """Small items with vertical walls away from the image centre (walls in view): wall
+    pixels see no table area, so they must not add coverage past the top's edge (the
+    column-area coverage over-counted these by +2..+10 %)."""
+    cam = Camera.look_at(el, 20.0, 0.36)
+    for shape in (Box(0.05, 0.03, 0.03, 0.025, 0.01, yaw=0.3), Cylinder(-0.04, 0.02, 0.012, 0.02)):
+        depth, label = render([shape, Plane()], cam)
+        res = g.estimate_volume(depth, label == 0, cam.K)
+        assert abs(res.volume_ml / (shape.volume_m3 * 1e6) - 1) < 0.02, (type(shape), res.volume_ml)
 
 
 def test_given_plane_skips_fit():
