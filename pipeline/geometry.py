@@ -330,7 +330,8 @@ def _patch_maps(ys: np.ndarray, xs: np.ndarray, vals, lib):
     pidx = (ys - y0 + 2) * (W + 4) + (xs - x0 + 2)
     if lib is np:
         maps = np.full((3, (H + 4) * (W + 4)), np.nan)
-        maps[:, pidx] = vals
+        for m, v in zip(maps, vals):
+            m[pidx] = v
         return maps, W, pidx
     a = vals[0]
     pidx = torch.as_tensor(pidx, device=a.device)
@@ -460,9 +461,11 @@ def estimate_volume(depth: np.ndarray, mask: np.ndarray, K: np.ndarray,
     cell = _cell_of(a, b, a0, b0, nx, c)
     maps, Wf, pidx = _patch_maps(ys, xs, (a, b, h), np)
 
-    def patch_area(sel: np.ndarray) -> np.ndarray:
-        pa, ok = _patch_area(maps, Wf, pidx[sel], np)
-        return np.where(ok, pa, area[sel])
+    def patch_area(sel: np.ndarray, sub: np.ndarray) -> np.ndarray:
+        out = area[sel]
+        pa, ok = _patch_area(maps, Wf, pidx[sel][sub], np)
+        out[sub] = np.where(ok, pa, out[sub])
+        return out
     grid = _heightmap_np(cell, h, patch_area, (a, b), (ab, bb, ap, bp, hb), a0, b0, nx, ny, c,
                          sigma, (e1, e2, n, d, K, mask))
     return VolumeResult(float(grid.sum() * c * c * 1e6), n, float(d), n_food, n_holes,
@@ -629,7 +632,7 @@ def _heightmap_np(cell, h, patch_area, ab_pts, rays, a0, b0, nx, ny, c, sigma, v
     # coverage of an edge cell = area of the pixel footprints on it / cell area; only
     # samples in or next to edge cells can reach one
     near = cv2.dilate(edge.astype(np.uint8), np.ones((3, 3), np.uint8)).ravel().astype(bool)[cell]
-    area = patch_area(near)
+    area = patch_area(near, edge.ravel()[cell][near])   # surface patch areas in edge cells
     tgt, wts = _footprint_splat(ab_pts[0][near], ab_pts[1][near], area, a0, b0, nx, c, cnt > 0)
     asum = np.bincount(tgt, weights=wts * np.tile(area, 4), minlength=N)
     ef = edge.astype(np.float64)
@@ -809,9 +812,12 @@ def _t_volume(db, m, food, Kb, Kinv, n, d, method, c, sigma) -> Tensor:
     view = (*(x.detach().cpu().numpy() for x in (e1, e2, n)), float(d.detach()), Kb, m)
     maps, Wf, pidx = _patch_maps(ys, xs, (a, b, h), torch)
 
-    def patch_area(sel: Tensor) -> Tensor:
-        pa, ok = _patch_area(maps, Wf, pidx[sel], torch)
-        return torch.where(ok, pa, area[sel])
+    def patch_area(sel: Tensor, sub: Tensor) -> Tensor:
+        out = area[sel]
+        pa, ok = _patch_area(maps, Wf, pidx[sel][sub], torch)
+        out = out.clone()
+        out[sub] = torch.where(ok, pa, out[sub])
+        return out
     grid = _t_heightmap(cell, h, patch_area, (a, b), (ab, bb, ap, bp, hb), a0, b0, nx, ny, c,
                         sigma, view)
     return grid.sum() * c * c * 1e6
@@ -899,7 +905,7 @@ def _t_heightmap(cell, h, patch_area, ab_pts, rays, a0, b0, nx, ny, c, sigma, vi
     seen = (occ | gap).to(dt)
     edge = occ & ~(_t_erode(seen, 3) > 0.5)
     near = (_t_dilate(edge.to(dt), 3) > 0.5).reshape(-1)[cell]
-    area = patch_area(near)
+    area = patch_area(near, edge.reshape(-1)[cell][near])
     with torch.no_grad():
         tgt, wts = _footprint_splat(*(x.detach().cpu().numpy()
                                       for x in (ab_pts[0][near], ab_pts[1][near], area)),
