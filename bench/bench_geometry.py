@@ -109,6 +109,8 @@ class SyncCounter(torch.utils._python_dispatch.TorchDispatchMode):
         self.counts: Counter = Counter()
 
     def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        if geometry.HOST_SIDE.get():     # work on the twin's host copy: no device waits
+            return func(*args, **(kwargs or {}))
         name = func.__name__.split(".")[0]
         if any(name.startswith(s) or name == s for s in self.SYNC_OPS):
             self.counts[name] += 1
@@ -123,11 +125,13 @@ class SyncCounter(torch.utils._python_dispatch.TorchDispatchMode):
         counts = self.counts
 
         def cpu(t, *a, **k):
-            counts["to-host (.cpu)"] += 1
+            if not geometry.HOST_SIDE.get():
+                counts["to-host (.cpu)"] += 1
             return self._cpu(t, *a, **k)
 
         def numpy(t, *a, **k):
-            counts["to-host (.numpy)"] += 1
+            if not geometry.HOST_SIDE.get():
+                counts["to-host (.numpy)"] += 1
             return self._numpy(t, *a, **k)
         torch.Tensor.cpu, torch.Tensor.numpy = cpu, numpy
         return super().__enter__()
@@ -137,17 +141,38 @@ class SyncCounter(torch.utils._python_dispatch.TorchDispatchMode):
         return super().__exit__(*exc)
 
 
-def host_syncs(batch: int = 4) -> dict[str, Counter]:
-    """Host syncs of one training-loss call (plane fit + volume, batch of `batch` dishes)."""
+def host_syncs(batch: int = 4) -> dict[str, tuple[Counter, Counter]]:
+    """Host syncs of the geometric loss terms of one training step (pipeline.losses.total_loss
+    with only w_plane and w_volume: support planes of prediction and GT, volume of the
+    prediction, backward), batch of `batch` dishes. 'per-dish' = the twin's direct path (what
+    a GPU ran before), 'host copy' = its GPU default now (forced here on the CPU). Returns
+    (whole step, the geometry calls alone) per path."""
+    from pipeline.losses import LOSS_KEYS, total_loss
     depth, mask, K = _one_dish()
-    dt = torch.as_tensor(depth, dtype=torch.float32)[None].repeat(batch, 1, 1).requires_grad_()
-    mt = torch.as_tensor(mask)[None].repeat(batch, 1, 1)
-    Kt = torch.as_tensor(K, dtype=torch.float32)[None].repeat(batch, 1, 1)
+    gt = torch.as_tensor(depth, dtype=torch.float32)[None].repeat(batch, 1, 1)
+    noise = 1e-3 * torch.sin(torch.arange(gt.numel(), dtype=torch.float32)).reshape(gt.shape)
+    batch_ = {"depth": gt, "mask": torch.as_tensor(mask)[None].repeat(batch, 1, 1),
+              "K": torch.as_tensor(K, dtype=torch.float32)[None].repeat(batch, 1, 1),
+              "volume_ml": torch.full((batch,), 200.0)}
+    weights = {k: 0.0 for k in LOSS_KEYS} | {"w_plane": 0.05, "w_volume": 0.1}
     out = {}
     for m in ("heightmap", "columns"):
-        with SyncCounter() as sc:
-            geometry.estimate_volume_torch(dt, mt, Kt, method=m).sum().backward()
-        out[m] = sc.counts
+        for label, host in (("per-dish", False), ("host copy", True)):
+            pred = (gt + noise).requires_grad_()
+            geometry.HOST_COPY = host
+            try:
+                with SyncCounter() as sc:
+                    loss, _ = total_loss({"depth": pred}, batch_, weights, {"method": m}, False)
+                    loss.backward()
+                with SyncCounter() as sg:   # the geometry calls alone
+                    with torch.no_grad():
+                        geometry.fit_support_plane_torch(gt, batch_["mask"], batch_["K"])
+                    plane = geometry.fit_support_plane_torch(pred, batch_["mask"], batch_["K"])
+                    geometry.estimate_volume_torch(pred, batch_["mask"], batch_["K"], method=m,
+                                                   plane=plane).sum().backward()
+            finally:
+                geometry.HOST_COPY = None
+            out[f"{m}, {label}"] = (sc.counts, sg.counts)
     return out
 
 
@@ -178,10 +203,12 @@ def main() -> None:
     for k, (wall, cpu) in throughput(20 if args.quick else 100).items():
         print(f"{k:<30} {wall:>14.1f} {cpu:>13.1f}")
     print()
-    print("host syncs of estimate_volume_torch + backward, batch of 4 dishes (CPU count):")
-    for m, c in host_syncs().items():
-        print(f"  {m:<10} total {sum(c.values()):>5}  per dish {sum(c.values()) / 4:>6.1f}  "
-              + ", ".join(f"{k} {v}" for k, v in sorted(c.items())))
+    print("host syncs per training step, geometric loss terms (plane x2 + volume) + backward,"
+          " batch of 4 (counted on the CPU):")
+    print(f"  {'twin path':<21} {'step':>5} {'geometry':>9}  geometry's syncs by kind")
+    for m, (c, cg) in host_syncs().items():
+        print(f"  {m:<21} {sum(c.values()):>5} {sum(cg.values()):>9}  "
+              + ", ".join(f"{k} {v}" for k, v in sorted(cg.items())))
 
 
 if __name__ == "__main__":
