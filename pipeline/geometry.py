@@ -266,10 +266,18 @@ def height_above_plane(depth: np.ndarray, K: np.ndarray, normal: np.ndarray, d: 
     return X @ np.asarray(normal, dtype=np.float64) + float(d)
 
 
+def _median(x: np.ndarray) -> float:
+    """np.median of a non-empty 1-D array by partitioning (np.median's checks cost more than
+    the work at these sizes, and this runs on every call)."""
+    n = len(x)
+    p = np.partition(x, [(n - 1) // 2, n // 2])
+    return 0.5 * (float(p[(n - 1) // 2]) + float(p[n // 2]))
+
+
 def _cell_size(cell_mm: float, area: np.ndarray) -> float:
     """Cell edge (m): cell_mm, but at least MIN_CELL_PX pixel footprints, so every cell
     holds several samples (edge coverage and gap closing need them at low resolution)."""
-    return max(cell_mm * 1e-3, MIN_CELL_PX * float(np.sqrt(np.median(area[::8]))))
+    return max(cell_mm * 1e-3, MIN_CELL_PX * float(np.sqrt(_median(area[::8]))))
 
 
 def _noise_sigma(P: np.ndarray, n: np.ndarray, d: float) -> float:
@@ -283,7 +291,7 @@ def _noise_sigma(P: np.ndarray, n: np.ndarray, d: float) -> float:
     r = S @ np.asarray(n, dtype=np.float64) + float(d)
     # only the plane's inliers: the ring may also hold plate rims or neighbouring food
     r = r[np.abs(r) < _inlier_thr(S)]
-    return float(1.4826 * np.median(np.abs(r - np.median(r)))) if len(r) else 0.0
+    return float(1.4826 * _median(np.abs(r - _median(r)))) if len(r) else 0.0
 
 
 def _plane_basis(n: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
