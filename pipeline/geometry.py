@@ -218,7 +218,12 @@ def fit_plane(points: np.ndarray, seed: int = 0) -> tuple[np.ndarray, float]:
     if len(P) < 3:
         raise ValueError(f"points: need >= 3 finite points to fit a plane, got {len(P)}")
     sub, hyp, refit = _ransac_draws(len(P), seed)
-    S = P[sub]
+    return _fit_plane_drawn(P[sub], hyp, P[refit])
+
+
+def _fit_plane_drawn(S: np.ndarray, hyp: np.ndarray, R: np.ndarray) -> tuple[np.ndarray, float]:
+    """fit_plane on its drawn points: subsample S, hypothesis triples into S, refit points R
+    (finite). Why split: a caller can back-project only the points that are drawn."""
     thr = _inlier_thr(S)
     A, B, C = S[hyp[:, 0]], S[hyp[:, 1]], S[hyp[:, 2]]
     u, v = B - A, C - A
@@ -234,7 +239,6 @@ def fit_plane(points: np.ndarray, seed: int = 0) -> tuple[np.ndarray, float]:
     if score[k] < 3:
         raise ValueError("points: degenerate (collinear) point set, no plane")
     n, d = nrm[k], float(dd[k])
-    R = P[refit]
     for _ in range(2):
         inl = np.abs(R @ n + d) < thr
         if inl.sum() < 3:
@@ -280,14 +284,18 @@ def _cell_size(cell_mm: float, area: np.ndarray) -> float:
     return max(cell_mm * 1e-3, MIN_CELL_PX * float(np.sqrt(_median(area[::8]))))
 
 
+def _sigma_idx(n: int) -> np.ndarray:
+    """The support points _noise_sigma looks at (evenly spread, at most 1024)."""
+    return np.linspace(0, n - 1, min(n, 1024)).astype(np.int64)
+
+
 def _noise_sigma(P: np.ndarray, n: np.ndarray, d: float) -> float:
     """Depth noise (m) seen as the robust spread (1.4826 MAD) of support heights: widens
     the heightmap's top band so noise is averaged, not maxed (numpy only; the torch twin
     calls it on detached values)."""
     if len(P) < 3:
         return 0.0
-    idx = np.linspace(0, len(P) - 1, min(len(P), 1024)).astype(np.int64)
-    S = P[idx]
+    S = P[_sigma_idx(len(P))]
     r = S @ np.asarray(n, dtype=np.float64) + float(d)
     # only the plane's inliers: the ring may also hold plate rims or neighbouring food
     r = r[np.abs(r) < _inlier_thr(S)]
@@ -431,20 +439,25 @@ def estimate_volume(depth: np.ndarray, mask: np.ndarray, K: np.ndarray,
         raise ValueError("depth: no valid depth inside the mask")
     ring = _ring(mask, valid, ring_px)
     if ring.sum() >= MIN_SUPPORT_PX:
-        ys, xs = np.nonzero(ring)
-        P = _rays(K, ys, xs) * depth[ys, xs][:, None]
+        sys_, sxs, sK, sdepth = *np.nonzero(ring), K, depth
     else:  # fall back to every valid non-food pixel of the whole image
-        fd = full_depth.astype(np.float64)
-        ys, xs = np.nonzero(_valid_depth(fd) & ~full_mask)
-        P = _rays(full_K, ys, xs) * fd[ys, xs][:, None]
+        sdepth = full_depth.astype(np.float64)
+        sys_, sxs = np.nonzero(_valid_depth(sdepth) & ~full_mask)
+        sK = full_K
+
+    def support(idx: np.ndarray) -> np.ndarray:
+        """Back-projected support points (valid depth: finite) -- only those drawn."""
+        return _rays(sK, sys_[idx], sxs[idx]) * sdepth[sys_[idx], sxs[idx]][:, None]
+    n_sup = len(sys_)
     if plane is None:
-        if len(P) < 3:
-            raise ValueError(f"depth: no valid support pixels around the mask ({len(P)} found)")
-        n, d = fit_plane(P, seed)
+        if n_sup < 3:
+            raise ValueError(f"depth: no valid support pixels around the mask ({n_sup} found)")
+        sub, hyp, refit = _ransac_draws(n_sup, seed)
+        n, d = _fit_plane_drawn(support(sub), hyp, support(refit))
     else:
         n = np.asarray(plane[0], dtype=np.float64).reshape(3)
         n, d = _orient(n / np.linalg.norm(n), float(plane[1]) / np.linalg.norm(plane[0]))
-    sigma = _noise_sigma(P, n, d)
+    sigma = _noise_sigma(support(_sigma_idx(n_sup)), n, d) if n_sup >= 3 else 0.0
     fy_, fx_ = K[1, 1], K[0, 0]
     ys, xs = np.nonzero(food)
     r = _rays(K, ys, xs)
