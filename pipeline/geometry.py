@@ -783,8 +783,7 @@ def _host_twin(fn, depth: Tensor, mask: Tensor, K: Tensor, params: list[Tensor])
     (pinned) copy. First derivatives only (no double backward)."""
     dev, dt, B = depth.device, depth.dtype, depth.shape[0]
     grad_in = [x for x in [depth, *params] if x.requires_grad and torch.is_grad_enabled()]
-    parts = [depth.detach().reshape(B, -1), mask.reshape(B, -1).to(dt),
-             K.detach().reshape(B, -1).to(dt)] + [p.detach().reshape(B, -1).to(dt) for p in params]
+    parts = [x.detach().reshape(B, -1).to(device=dev, dtype=dt) for x in [depth, mask, K, *params]]
     host = torch.cat(parts, 1).cpu().split([x.shape[1] for x in parts], 1)   # the one sync
     dh = host[0].reshape(depth.shape).requires_grad_(depth.requires_grad)
     ph = [h.reshape(p.shape).requires_grad_(p.requires_grad) for h, p in zip(host[3:], params)]
