@@ -622,7 +622,8 @@ def _columns_holes_np(depth, food, holes, h, ys, xs, K, n, d) -> float:
 def _heightmap_np(cell, h, patch_area, ab_pts, rays, a0, b0, nx, ny, c, sigma, view
                   ) -> np.ndarray:
     """Rasterise (top-band mean), close gaps, fill hidden cells, weight edges by coverage
-    (patch_area(selection): the horizontal surface area each selected sample sees)."""
+    (patch_area(sel, sub): horizontal areas of the selected samples, surface patch areas for
+    the subset sub, level-column areas for the rest)."""
     N = nx * ny
     top = np.full(N, -np.inf)
     np.maximum.at(top, cell, h)
