@@ -605,8 +605,9 @@ def _add_rig(rng: np.random.Generator, sc: Scene, base_z: float) -> None:
             parts.append(PART["rail"])
             n_rails += 1
             keep.append(pos + (w / 2 + 0.01) * axes[k])
-        extras += _cable(rng, sc, axes, ext, vis, base_z)
-        parts += [PART["cable"]] * (len(extras) - len(parts))
+        boxes, cable_end = _cable(rng, sc, axes, ext, vis, base_z)
+        extras += boxes
+        parts += [PART["cable"]] * len(boxes)
         cable = True
     elif sc.family != "deep_bowl":
         keep += [(ext[k] + 0.012) * axes[k] for k in vis]
@@ -617,39 +618,52 @@ def _add_rig(rng: np.random.Generator, sc: Scene, base_z: float) -> None:
         k = int(np.argmax([p @ ax for ax in axes]))
         along = axes[3] if k < 2 else axes[1]
         pts += [np.r_[p + t * along, 0.0] for t in (-0.04, 0.0, 0.04)]
+    if cable:  # the cable's end is in view
+        pts.append(np.r_[cable_end, base_z])
     sc.extras, sc.extra_parts, sc.platform_z, sc.rig_az = extras, parts, base_z, az
     sc.frame_pts = np.array(pts) if pts else None
     sc.info.update(platform_edges=len(vis), n_rails=n_rails, cable=cable)
 
 
 def _cable(rng: np.random.Generator, sc: Scene, axes: list[np.ndarray], ext: list[float],
-           vis: list[int], z0: float) -> list[Shape]:
+           vis: list[int], z0: float) -> tuple[list[Shape], np.ndarray]:
     """A cable lying on the platform: from well outside the image (over a side whose edge is
-    out of view) towards the dish, stopping short of the vessel; thin boxes along a curve."""
+    out of view) to an end point in view beside the dish, clear of the vessel; thin boxes
+    along a wobbly curve. Returns (boxes, end point)."""
     side = int(rng.choice([k for k in range(4) if k not in vis]))
     a = axes[side]
     b = np.array([-a[1], a[0]])
-    p = 0.45 * a + rng.uniform(-0.12, 0.12) * b
+    stop = sc.outer_r + 0.012
+
+    def on_platform(q: np.ndarray, margin: float) -> bool:
+        return all(q @ axes[k] < ext[k] - margin for k in vis)
+
+    for _ in range(50):  # the end: towards a corner of the view, beside the dish
+        end = rng.uniform(0.06, 0.12) * a + rng.choice([-1.0, 1.0]) * rng.uniform(0.06, 0.12) * b
+        if np.hypot(*end) >= stop + 0.005 and on_platform(end, 0.015):
+            break
+    else:
+        end = end / np.hypot(*end) * (stop + 0.005)
+    p = 0.45 * a + (end @ b + rng.uniform(-0.1, 0.1)) * b
     for k in vis:  # start on the platform
         p = p - max(p @ axes[k] - (ext[k] - 0.02), 0.0) * axes[k]
-    ang = np.arctan2(-a[1], -a[0]) + rng.uniform(-0.6, 0.6)
-    head = np.array([np.cos(ang), np.sin(ang)])
+    head = (end - p) / np.hypot(*(end - p))
     d, step = rng.uniform(0.004, 0.007), 0.012
-    stop = sc.outer_r + 0.015
     out: list[Shape] = []
-    for _ in range(60):
-        to_c = -p / max(np.hypot(*p), 1e-9)
-        head = head + 0.3 * to_c + rng.normal(0, 0.25) * np.array([-head[1], head[0]])
+    for _ in range(80):
+        to_end = (end - p) / max(np.hypot(*(end - p)), 1e-9)
+        head = head + 0.5 * to_end + rng.normal(0, 0.25) * np.array([-head[1], head[0]])
         head /= np.hypot(*head)
         q = p + step * head
-        inside = all(q @ axes[k] < ext[k] - 0.01 for k in vis)
-        if np.hypot(*q) < stop or not inside:
+        if np.hypot(*q) < stop or not on_platform(q, 0.01):
             break
         m = 0.5 * (p + q)
         out.append(Box(float(m[0]), float(m[1]), step + d, d, d,
                        yaw=float(np.arctan2(head[1], head[0])), z0=z0))
         p = q
-    return out
+        if np.hypot(*(end - p)) < step:
+            break
+    return out, p
 
 
 def dish_scene(seed: int, index: int, families: dict[str, float] | None = None,
