@@ -622,7 +622,11 @@ def _add_rig(rng: np.random.Generator, sc: Scene, base_z: float) -> None:
         pts.append(np.r_[cable_end, base_z])
     sc.extras, sc.extra_parts, sc.platform_z, sc.rig_az = extras, parts, base_z, az
     sc.frame_pts = np.array(pts) if pts else None
-    sc.info.update(platform_edges=len(vis), n_rails=n_rails, cable=cable)
+    # half the rigs have a clear (glass) platform top: the camera sees it, the depth sensor
+    # reads the bench through it, as on the Nutrition5k rig (plate ~5 cm above its
+    # surroundings in depth)
+    glass = bool(rng.uniform() < 0.5)
+    sc.info.update(platform_edges=len(vis), n_rails=n_rails, cable=cable, platform_glass=glass)
 
 
 def _cable(rng: np.random.Generator, sc: Scene, axes: list[np.ndarray], ext: list[float],
@@ -791,6 +795,9 @@ def generate_dish(seed: int, index: int, width: int = 640, height: int = 480,
     rgb_u8 = (np.clip(rgb, 0, 1) * 255 + 0.5).astype(np.uint8)
 
     # ---- outputs
+    if sc.info.get("platform_glass"):  # depth through the clear platform top: the bench
+        see = parts == PART["platform"]
+        depth.ravel()[see] = -origin[2] / dirs[see, 2]
     depth_clean = np.where(hit, depth, 0.0).astype(np.float32)
     mask = (label >= 0) & (label < n_food)
     items = np.zeros((H, W), np.int16)
@@ -799,6 +806,8 @@ def generate_dish(seed: int, index: int, width: int = 640, height: int = 480,
     hole_frac = 0.0
     if noise:
         depth_noisy = _sensor_noise(rng, depth_clean)
+        if fam != "table":  # the rig's D435: stereo occlusion bands beside raised objects
+            depth_noisy[_stereo_shadow(depth_clean, cam.K[0, 0])] = 0.0
         if metal.any():
             hole_frac = float(rng.uniform(0.25, 0.38))
             view = dirs / np.linalg.norm(dirs, axis=1, keepdims=True)
@@ -818,6 +827,22 @@ def generate_dish(seed: int, index: int, width: int = 640, height: int = 480,
     return Dish(rgb=rgb_u8, depth=depth_noisy, depth_clean=depth_clean, mask=mask, items=items,
                 K=cam.K.copy(), item_volumes_ml=item_vols, item_kinds=kinds,
                 volume_ml_true=float(sum(item_vols)), meta=meta, parts=parts.reshape(H, W))
+
+
+STEREO_BASELINE_M = 0.05  # RealSense D435 IR pair
+
+
+def _stereo_shadow(depth: np.ndarray, f_px: float, baseline: float = STEREO_BASELINE_M
+                   ) -> np.ndarray:
+    """Pixels the second IR camera cannot see (no stereo match, so no depth): left of a
+    nearer object, a band as wide as the disparity jump (~11 px for the plate's 5 cm at
+    0.36 m): u is hidden when some u + k has a disparity larger by >= k."""
+    disp = np.where(depth > 0, baseline * f_px / np.maximum(depth, 1e-6), 0.0)
+    hidden = np.zeros(depth.shape, bool)
+    k_max = int(np.ceil(disp.max() - disp[depth > 0].min())) if (depth > 0).any() else 0
+    for k in range(1, min(k_max, depth.shape[1] - 1) + 1):
+        hidden[:, :-k] |= disp[:, k:] - disp[:, :-k] >= k
+    return hidden
 
 
 def _metal_pixels(sc: Scene, parts: np.ndarray) -> np.ndarray:
