@@ -12,6 +12,7 @@ import argparse
 import os
 import sys
 import time
+import warnings
 from collections import Counter
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
@@ -48,17 +49,26 @@ def _run(n: int, procs: int, w: int, h: int, seed: int, families: dict) -> tuple
     return n / wall, res
 
 
-def _depth_stats(depth: np.ndarray, parts: np.ndarray | None = None) -> dict:
-    """Hole fraction, depth percentiles; with parts: holes on metal, the platform step."""
+def _depth_stats(depth: np.ndarray, d=None) -> dict:
+    """Hole fraction, depth percentiles; for a synthetic dish `d` also the share of metal
+    pixels, holes on them, and the step (m) from the vessel floor down to what the depth
+    shows around the dish (bench, or platform when opaque)."""
     v = depth[depth > 0]
     out = {"holes": (depth == 0).mean(), "p5": np.percentile(v, 5), "p50": np.median(v),
-           "p95": np.percentile(v, 95)}
-    if parts is not None:
-        metal = np.isin(parts, [PART["vessel"], PART["vessel_floor"], PART["rail"]])
+           "p95": np.percentile(v, 95), "metal_px": np.nan, "metal_holes": np.nan, "step": np.nan}
+    if d is not None:
+        parts, z = d.parts, d.depth_clean
+        metal = parts == PART["rail"]
+        if d.meta.get("metal"):
+            metal |= np.isin(parts, [PART["vessel"], PART["vessel_floor"]])
         out["metal_px"] = metal.mean()
         out["metal_holes"] = (depth[metal] == 0).mean() if metal.any() else np.nan
-        s, p = (parts == PART["surface"]) & (depth > 0), (parts == PART["platform"]) & (depth > 0)
-        out["step"] = np.median(depth[s]) - np.median(depth[p]) if s.any() and p.any() else np.nan
+        around = parts == PART["surface"]
+        if d.meta.get("platform_glass"):
+            around |= parts == PART["platform"]
+        floor = parts == PART["vessel_floor"]
+        if d.meta["scene"] != "table" and around.any() and floor.any():
+            out["step"] = np.median(z[around]) - np.median(z[floor])
     return out
 
 
@@ -126,24 +136,25 @@ def main() -> None:
     print("item kinds:", dict(kinds.most_common()))
 
     print(f"\n## Depth statistics per family (mean over {a.n_family} dishes at "
-          f"{a.width}x{a.height}; step = surface - platform depth, m)")
+          f"{a.width}x{a.height}; step: depth around the dish - vessel floor depth, m)")
     print(f"{'scene':>16} | {'holes':>5} | {'metal px':>8} | {'holes on metal':>14} | "
           f"{'step':>5} | {'depth p5 / p50 / p95 (m)':>24}")
     print("-" * 88)
     rows = []
     for f in FAMILIES:
-        st = [_depth_stats((d := generate_dish(a.seed, i, a.width, a.height, family=f)).depth,
-                           d.parts) for i in range(a.n_family)]
-        rows.append((f, {k: float(np.nanmean([s[k] for s in st])) for k in st[0]}))
+        st = [_depth_stats((d := generate_dish(a.seed, i, a.width, a.height, family=f)).depth, d)
+              for i in range(a.n_family)]
+        with np.errstate(all="ignore"), warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN columns stay NaN
+            rows.append((f, {k: float(np.nanmean([s[k] for s in st])) for k in st[0]}))
     if a.real_root is not None:
         import cv2
         for p in sorted((a.real_root / "imagery" / "realsense_overhead").glob("*/depth_raw.png")):
             z = cv2.imread(str(p), cv2.IMREAD_UNCHANGED).astype(np.float32) * 1e-4
             rows.append((f"real {p.parent.name[-6:]}", _depth_stats(z)))
     for name, s in rows:
-        mh = "-" if np.isnan(s.get("metal_holes", np.nan)) else f"{s['metal_holes']:.2f}"
-        mp = "-" if "metal_px" not in s else f"{s['metal_px']:.2f}"
-        st = "-" if np.isnan(s.get("step", np.nan)) else f"{s['step']:.3f}"
+        mh, mp, st = ("-" if np.isnan(s[k]) else f"{s[k]:.{n}f}"
+                      for k, n in (("metal_holes", 2), ("metal_px", 2), ("step", 3)))
         print(f"{name:>16} | {s['holes']:>5.2f} | {mp:>8} | {mh:>14} | {st:>5} | "
               f"{s['p5']:.3f} / {s['p50']:.3f} / {s['p95']:.3f}")
 

@@ -645,6 +645,7 @@ class Ring(Shape):
     thickness: float
     height: float
     z0: float = 0.0
+    outer_wall: bool = True  # False: never hit from a camera above the rim, inside its radius
 
     @property
     def volume_m3(self) -> float:  # type: ignore[override]
@@ -664,13 +665,31 @@ class Ring(Shape):
         w = self.thickness
         return _first([
             _disc(o, dirs, self.cx, self.cy, z1, self.r_in1, self.r_in1 + w, 1.0),
-            _cone_wall(o, dirs, self.cx, self.cy, self.z0, z1, self.r_in0 + w, self.r_in1 + w, 1.0),
+            _cone_wall(o, dirs, self.cx, self.cy, self.z0, z1, self.r_in0 + w, self.r_in1 + w, 1.0)
+            if self.outer_wall else None,
             _cone_wall(o, dirs, self.cx, self.cy, self.z0, z1, self.r_in0, self.r_in1, -1.0),
             None if o[2] >= self.z0 else
             _disc(o, dirs, self.cx, self.cy, self.z0, self.r_in0, self.r_in0 + w, -1.0)])
 
 
 # --------------------------------------------------------------------------- render
+def _slab_inv(origin: np.ndarray, inv: np.ndarray, lo: np.ndarray, hi: np.ndarray
+              ) -> tuple[np.ndarray, np.ndarray]:
+    """_slab with precomputed 1/dirs (zero components replaced by a tiny number, so a
+    parallel ray gets +-huge slab parameters: inside the slab or never)."""
+    o = np.asarray(origin, float)
+    t1 = (lo[0] - o[0]) * inv[:, 0]
+    t2 = (hi[0] - o[0]) * inv[:, 0]
+    tmin = np.maximum(np.minimum(t1, t2), 0.0)
+    tmax = np.maximum(t1, t2)
+    for ax in (1, 2):
+        t1 = (lo[ax] - o[ax]) * inv[:, ax]
+        t2 = (hi[ax] - o[ax]) * inv[:, ax]
+        np.maximum(tmin, np.minimum(t1, t2), out=tmin)
+        np.minimum(tmax, np.maximum(t1, t2), out=tmax)
+    return tmin, tmax
+
+
 def _slab(origin: np.ndarray, dirs: np.ndarray, lo: np.ndarray, hi: np.ndarray
           ) -> tuple[np.ndarray, np.ndarray]:
     """(t_enter, t_exit) of each ray through the box lo..hi (t_enter > t_exit: a miss)."""
@@ -733,6 +752,7 @@ def render_full(shapes: list[Shape], camera: Camera,
     `rays`: camera.rays(), when the caller already has them."""
     W, H = camera.width, camera.height
     origin, dirs = camera.rays() if rays is None else rays
+    inv = 1.0 / np.where(dirs == 0, 1e-300, dirs)
     depth = np.full(H * W, INF)
     label = np.full(H * W, -1, dtype=np.int32)
     normals = np.zeros((H * W, 3))
@@ -746,8 +766,8 @@ def render_full(shapes: list[Shape], camera: Camera,
         else:
             idx = (np.arange(v0, v1)[:, None] * W + np.arange(u0, u1)[None, :]).ravel()
         b = s.bounds()
-        if b is not None:  # z-culling: rays that enter the AABB behind their current hit
-            tmin, tmax = _slab(origin, dirs[idx], b[0] - 1e-9, b[1] + 1e-9)
+        if b is not None:  # z-culling: skip rays that enter the AABB behind their current hit
+            tmin, tmax = _slab_inv(origin, inv[idx], b[0] - 1e-9, b[1] + 1e-9)
             idx = idx[(tmax >= tmin) & (tmin < depth[idx])]
             if idx.size == 0:
                 continue

@@ -136,7 +136,7 @@ def _solve_cap_height(volume: float, a: float) -> float:
 
 
 def _noisy_mound(rng: np.random.Generator, cx: float, cy: float, r: float, volume: float,
-                 z0: float) -> HeightField:
+                 z0: float, n_bisect: int = 22) -> HeightField:
     """Irregular height-field mound scaled to `volume` (volume is linear in height)."""
     n = 81
     cell = 2 * r / (n - 1)
@@ -155,7 +155,7 @@ def _noisy_mound(rng: np.random.Generator, cx: float, cy: float, r: float, volum
     hgt = np.clip(hgt, 0, None)
     hf = HeightField(cx - r - cell, cy - r - cell, cell, hgt, z0=z0)
     c = min(volume / hf.volume_m3, min(MAX_FOOD_H_M, 1.3 * r) / hgt.max())
-    return HeightField(cx - r - cell, cy - r - cell, cell, hgt * c, z0=z0)
+    return HeightField(cx - r - cell, cy - r - cell, cell, hgt * c, z0=z0, n_bisect=n_bisect)
 
 
 def _pack(rng: np.random.Generator, centres: list, radii: list, r: float, R: float,
@@ -532,8 +532,9 @@ def _draw_deep_bowl(rng: np.random.Generator, base_z: float) -> Scene:
     floor_z = base_z + base_h
     zs, rs = _bowl_profile(floor_r, rim_r, depth, p)
     vessel: list[Shape] = [Cylinder(0, 0, floor_r + thick, base_h, z0=base_z)]
+    # the rig camera is above the rim and inside its radius: the flaring outside is hidden
     vessel += [Ring(0, 0, float(rs[k]), float(rs[k + 1]), thick, float(zs[k + 1] - zs[k]),
-                    z0=floor_z + float(zs[k])) for k in range(BOWL_SEGMENTS)]
+                    z0=floor_z + float(zs[k]), outer_wall=False) for k in range(BOWL_SEGMENTS)]
     # fill height for the drawn share of the volume (bisection on the exact frusta volume)
     want = total_ml * 1e-6 * rng.uniform(0.35, 0.75)
     lo, hi = 0.004, 0.6 * depth
@@ -555,7 +556,8 @@ def _draw_deep_bowl(rng: np.random.Generator, base_z: float) -> Scene:
     rest = total_ml * 1e-6 - sum(s.volume_m3 for s in fill)
     top_z = floor_z + h
     if rest > 10e-6 and rng.uniform() < 0.4:  # a heaped mound reaching the wall
-        food.append([_noisy_mound(rng, 0.0, 0.0, 0.97 * r_h, rest, top_z)])
+        # (bisection to ~1e-7 m is plenty for 1e-4 m depth units, and this mound is big)
+        food.append([_noisy_mound(rng, 0.0, 0.0, 0.97 * r_h, rest, top_z, n_bisect=14)])
         kinds.append("noisy_mound")
         item_looks.append(str(rng.choice(looks)))
         centres.append((0.0, 0.0))
@@ -779,6 +781,8 @@ def generate_dish(seed: int, index: int, width: int = 640, height: int = 480,
         sdirs = P[idx] - light_pos  # t = 1 at the surface point
         blocked = np.zeros(idx.size, bool)
         for s in shapes[:n_food]:
+            if isinstance(s, Frustum):  # a bowl's food layer shades nothing in view
+                continue
             t, _ = intersect_culled(s, light_pos, sdirs)
             blocked |= t < 1 - 1e-4
         shadow[idx[blocked]] = 1.0
