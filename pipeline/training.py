@@ -105,7 +105,11 @@ class DepthLitModule(pl.LightningModule):
         return loss
 
     def validation_step(self, batch: dict, batch_idx: int) -> None:
-        from pipeline.geometry import estimate_volume_torch
+        from pipeline.geometry import estimate_volume_torch as volume_any_precision
+
+        def estimate_volume_torch(*a, **kw) -> torch.Tensor:  # float32 under bf16 autocast (geometry's
+            with torch.autocast(self.device.type, enabled=False):  # numpy steps reject bf16)
+                return volume_any_precision(*a, **kw)
         out = self(batch["image"], batch["K"])
         pred = out["depth"].float()
         gt, mask, K = batch["depth"], batch["mask"], batch["K"]
