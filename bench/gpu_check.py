@@ -7,7 +7,8 @@ own data loader, augmentations and losses.
 
 Prints train img/s, inference img/s, peak GPU memory and the fraction of the training step
 time spent waiting for the DataLoader; UniDepth V2 (vits14 encoder, the params' decoder
-sizes) too when the `unidepth` package is importable.
+sizes) too when the `unidepth` package is importable. `depth` is the dtype of the predicted
+depth under autocast (float32 expected: it feeds the geometry).
 """
 from __future__ import annotations
 
@@ -142,9 +143,10 @@ def infer_bench(model: DepthModel, size: tuple[int, int], batch: int, device: to
             out = model(x, K.clone())
         sync(device)
         dt = time.time() - t
-    assert out["depth"].dtype == torch.float32 and torch.isfinite(out["depth"]).all()
+    if not torch.isfinite(out["depth"]).all():
+        raise FloatingPointError("non-finite depth in inference")
     peak = torch.cuda.max_memory_allocated() / 2**30 if device.type == "cuda" else float("nan")
-    return {"img_s": batch * iters / dt, "peak_gb": peak}
+    return {"img_s": batch * iters / dt, "peak_gb": peak, "dtype": str(out["depth"].dtype).replace("torch.", "")}
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -178,7 +180,8 @@ def main(argv: list[str] | None = None) -> None:
     with tempfile.TemporaryDirectory(prefix="gpu_check_") as tmp:
         from quick_dishes import write_dishes
         index = write_dishes(Path(tmp), n_dishes, width=w, height=h, n_val=1)
-        models = [("depth_anything_v2", lambda: depth_anything(params, smoke)), ("unidepth_v2", lambda: unidepth(params))]
+        models = [("depth_anything_v2", lambda: depth_anything(params, smoke)),
+                  ("unidepth_v2", lambda: unidepth(params))]
         for name, make in models:
             if name not in wanted:
                 continue
@@ -204,11 +207,12 @@ def main(argv: list[str] | None = None) -> None:
     print(f"\n{dev}, input {h}x{w}, batch {bs}, bf16 autocast, {workers} DataLoader workers"
           f"{' (SMOKE: tiny model)' if smoke else ''}")
     print(f"{'model':<18} {'params M':>8} {'steps':>5} {'train img/s':>11} {'step s':>7} "
-          f"{'data wait':>9} {'train GB':>8} {'infer img/s':>11} {'infer GB':>8}")
+          f"{'data wait':>9} {'train GB':>8} {'infer img/s':>11} {'infer GB':>8} {'depth':>8}")
     gb = (lambda x: f"{x:>8.2f}") if device.type == "cuda" else (lambda x: f"{'-':>8}")
     for name, n_par, tr, inf in rows:
         print(f"{name:<18} {n_par:>8.1f} {tr['steps']:>5} {tr['img_s']:>11.1f} {tr['step_s']:>7.3f} "
-              f"{tr['wait_frac']:>9.1%} {gb(tr['peak_gb'])} {inf['img_s']:>11.1f} {gb(inf['peak_gb'])}")
+              f"{tr['wait_frac']:>9.1%} {gb(tr['peak_gb'])} {inf['img_s']:>11.1f} {gb(inf['peak_gb'])} "
+              f"{inf['dtype']:>8}")
     for line in failed:
         print(line)
     if failed or not rows:

@@ -161,8 +161,10 @@ class DishDataModule(pl.LightningDataModule):
         return DataLoader(self.train_set, batch_size=self.batch_size,
                           sampler=EpochShuffle(len(self.train_set), self.seed),
                           num_workers=self.num_workers, drop_last=len(self.train_set) > self.batch_size,
-                          persistent_workers=False)
+                          persistent_workers=False,  # new workers each epoch see the new .epoch
+                          pin_memory=torch.cuda.is_available())
 
     def val_dataloader(self) -> DataLoader:
         return DataLoader(self.val_set, batch_size=self.batch_size, shuffle=False,
-                          num_workers=self.num_workers, persistent_workers=False)
+                          num_workers=self.num_workers, persistent_workers=False,
+                          pin_memory=torch.cuda.is_available())
