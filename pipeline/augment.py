@@ -2,8 +2,8 @@
 
 Geometry (scale, rotation about the image centre, crop/translation) is one similarity warp
 in the output pixel frame; K follows it exactly: K' = A K Rz^T, where Rz is the camera roll
-that the in-plane rotation amounts to. A roll leaves z-depth unchanged, so depth values are
-only resampled, never rescaled. (With fx != fy a roll adds a tiny skew, which is dropped.)
+that the in-plane rotation amounts to. A roll leaves z-depth unchanged, so rotation and
+translation only resample depth values. (With fx != fy a roll adds a tiny skew, which is dropped.)
 
 Zoom needs care for a model that never sees K (Depth-Anything): zooming by s multiplies the
 focal length by s while the depth stays, and such a model cannot tell zoom from distance.
