@@ -2,8 +2,19 @@
 
 Geometry (scale, rotation about the image centre, crop/translation) is one similarity warp
 in the output pixel frame; K follows it exactly: K' = A K Rz^T, where Rz is the camera roll
-that the in-plane rotation amounts to. A roll leaves z-depth unchanged, so depth values are
-only resampled, never rescaled. (With fx != fy a roll adds a tiny skew, which is dropped.)
+that the in-plane rotation amounts to. A roll leaves z-depth unchanged, so rotation and
+translation only resample depth values. (With fx != fy a roll adds a tiny skew, which is dropped.)
+
+Zoom needs care for a model that never sees K (Depth-Anything): zooming by s multiplies the
+focal length by s while the depth stays, and such a model cannot tell zoom from distance.
+`zoom` (per model, params `model_cfg.<model>.zoom`) chooses how a zoom is made consistent:
+- "depth": the focal length of K stays at its unzoomed value and depth becomes depth / s.
+  That is exactly the scene compressed by 1/s along the optical axis (X, Y, Z/s): every
+  pixel still back-projects onto it, so its volume is the original / s; the sample's
+  `volume_scale` (1/s) rescales the volume label. Right for any model.
+- "intrinsics": K follows the zoom (focal * s), depth unchanged: the physical zoom lens,
+  only learnable by a model that predicts or takes K (UniDepth).
+- "off": no zoom (scale 1).
 Photometric jitter, blur, depth noise/holes and mask erosion/dilation are train-only too.
 """
 from __future__ import annotations
@@ -19,8 +30,9 @@ DEFAULTS: dict[str, Any] = {
     "brightness": 0.2, "contrast": 0.2, "saturation": 0.2, "hue_deg": 5.0,
     "p_blur": 0.2, "blur_sigma": [0.3, 1.2],
     "p_depth_noise": 0.5, "depth_noise_rel": 0.003, "p_holes": 0.3, "max_holes": 4,
-    "p_mask": 0.5, "mask_px": 5,
+    "p_mask": 0.5, "mask_px": 5, "zoom": "depth",
 }
+ZOOM_MODES = ("depth", "intrinsics", "off")
 
 
 def resize_K(K: np.ndarray, src_hw: tuple[int, int], dst_hw: tuple[int, int]) -> np.ndarray:
@@ -83,21 +95,23 @@ def _mask_bbox_out(mask: np.ndarray, A: np.ndarray) -> np.ndarray | None:
 
 
 def random_geometry(mask: np.ndarray, out_hw: tuple[int, int], cfg: dict,
-                    rng: np.random.Generator) -> np.ndarray:
+                    rng: np.random.Generator) -> tuple[np.ndarray, float]:
     """A random similarity that keeps the whole food mask in view (the volume label
-    stays valid); falls back to the plain resize when no draw fits."""
+    stays valid), and its zoom factor; falls back to the plain resize when no draw fits."""
     in_hw = mask.shape[:2]
     identity = similarity(out_hw, in_hw, 1.0, 0.0, (0.0, 0.0))
     if rng.random() >= cfg["p_geometric"]:
-        return identity
+        return identity, 1.0
     ho, wo = out_hw
     for _ in range(4):
         scale = float(np.exp(rng.uniform(*np.log(cfg["scale"]))))
+        if cfg["zoom"] == "off":
+            scale = 1.0  # drawn anyway: the other draws stay those of the other modes
         angle = float(rng.uniform(-cfg["rotate_deg"], cfg["rotate_deg"]))
         A = similarity(out_hw, in_hw, scale, angle, (0.0, 0.0))
         bb = _mask_bbox_out(mask, A)
         if bb is None:
-            return A
+            return A, scale
         lo_x, hi_x = -bb[0], (wo - 1) - bb[2]   # shifts that keep the bbox inside
         lo_y, hi_y = -bb[1], (ho - 1) - bb[3]
         if lo_x > hi_x or lo_y > hi_y:
@@ -105,8 +119,17 @@ def random_geometry(mask: np.ndarray, out_hw: tuple[int, int], cfg: dict,
         mx, my = cfg["shift_frac"] * wo, cfg["shift_frac"] * ho
         sx = rng.uniform(max(lo_x, -mx), min(hi_x, mx)) if max(lo_x, -mx) <= min(hi_x, mx) else (lo_x + hi_x) / 2
         sy = rng.uniform(max(lo_y, -my), min(hi_y, my)) if max(lo_y, -my) <= min(hi_y, my) else (lo_y + hi_y) / 2
-        return similarity(out_hw, in_hw, scale, angle, (sx, sy))
-    return identity
+        return similarity(out_hw, in_hw, scale, angle, (sx, sy)), scale
+    return identity, 1.0
+
+
+def zoom_to_depth(depth: np.ndarray, K: np.ndarray, scale: float) -> tuple[np.ndarray, np.ndarray]:
+    """The "depth" zoom mode: depth / s (0 stays 0) and K with its unzoomed focal length;
+    the principal point keeps following the warp."""
+    K2 = np.array(K, dtype=np.float64)
+    K2[0, 0] /= scale
+    K2[1, 1] /= scale
+    return (depth / np.float32(scale)).astype(np.float32), K2
 
 
 def colour_jitter(rgb: np.ndarray, cfg: dict, rng: np.random.Generator) -> np.ndarray:
@@ -156,20 +179,28 @@ def augment_sample(rgb: np.ndarray, depth: np.ndarray, mask: np.ndarray, K: np.n
 
     rgb HxWx3 float32 [0,1]; returns rgb, depth, mask (true, for volume/plane), loss_mask
     (jittered by up to mask_px original-resolution pixels; `px_scale` = this resolution /
-    original), and K, all at out_hw.
+    original), and K, all at out_hw, plus `volume_scale`: the factor the volume label of
+    this view gets (1/s under the "depth" zoom mode, else 1).
     """
     if cfg is None:
         A = similarity(out_hw, depth.shape, 1.0, 0.0, (0.0, 0.0))
         rgb2, depth2, mask2, K2 = warp_sample(rgb, depth, mask, K, A, out_hw)
-        return {"rgb": rgb2, "depth": depth2, "mask": mask2, "loss_mask": mask2, "K": K2}
+        return {"rgb": rgb2, "depth": depth2, "mask": mask2, "loss_mask": mask2, "K": K2,
+                "volume_scale": 1.0}
     cfg = {**DEFAULTS, **cfg}
+    if cfg["zoom"] not in ZOOM_MODES:
+        raise ValueError(f"augment zoom: expected one of {ZOOM_MODES}, got {cfg['zoom']!r}")
     rng = rng if rng is not None else np.random.default_rng()
     loss_mask = mask
     if rng.random() < cfg["p_mask"] and cfg["mask_px"] > 0:
         px = int(round(rng.integers(-cfg["mask_px"], cfg["mask_px"] + 1) * px_scale))
         loss_mask = jitter_mask(mask, px)
-    A = random_geometry(mask, out_hw, cfg, rng)
+    A, scale = random_geometry(mask, out_hw, cfg, rng)
     rgb2, depth2, mask2, K2 = warp_sample(rgb, depth, mask, K, A, out_hw)
+    volume_scale = 1.0
+    if cfg["zoom"] == "depth" and scale != 1.0:
+        depth2, K2 = zoom_to_depth(depth2, K2, scale)
+        volume_scale = 1.0 / scale
     dsize = (out_hw[1], out_hw[0])
     lm2 = cv2.warpAffine(loss_mask.astype(np.uint8), A, dsize, flags=cv2.INTER_NEAREST,
                          borderMode=cv2.BORDER_CONSTANT, borderValue=0) > 0
@@ -177,4 +208,5 @@ def augment_sample(rgb: np.ndarray, depth: np.ndarray, mask: np.ndarray, K: np.n
     if rng.random() < cfg["p_blur"]:
         rgb2 = cv2.GaussianBlur(rgb2, (0, 0), float(rng.uniform(*cfg["blur_sigma"])))
     depth2 = depth_noise_and_holes(depth2, cfg, rng)
-    return {"rgb": rgb2, "depth": depth2, "mask": mask2, "loss_mask": lm2, "K": K2}
+    return {"rgb": rgb2, "depth": depth2, "mask": mask2, "loss_mask": lm2, "K": K2,
+            "volume_scale": volume_scale}

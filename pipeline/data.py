@@ -1,8 +1,10 @@
 """Dishes from data/dishes/index.csv as training/validation batches.
 
-Each split is decoded once into memory at a "work" resolution a little above the training
-size (so zoom-in augmentations keep detail and epochs cost no PNG decoding), then every
-sample is warped to the training size with its K updated (pipeline.augment).
+Nothing is preloaded: a split holds its index rows only, and every sample is read from its
+PNGs when it is drawn (in the DataLoader workers, `trainer.num_workers`), resized to a "work"
+resolution a little above the training size (so zoom-in augmentations keep detail), then
+warped to the training size with its K updated (pipeline.augment). Memory therefore stays
+flat in the number of dishes; the values are those a preloaded split would give.
 """
 from __future__ import annotations
 
@@ -14,7 +16,6 @@ import pandas as pd
 import pytorch_lightning as pl
 import torch
 from torch.utils.data import DataLoader, Dataset, Sampler
-from tqdm import tqdm
 
 from pipeline.augment import augment_sample, resize_K
 from pipeline.io import K_from_row, read_dish_depth, read_index, read_mask, read_rgb, resolve
@@ -31,7 +32,8 @@ def check_size(size: list | tuple, multiple: int = 14) -> tuple[int, int]:
 
 
 class DishDataset(Dataset):
-    """One split, preloaded. `augment` None = deterministic resize (validation)."""
+    """One split, read lazily. `augment` None = deterministic resize (validation); training
+    draws depend only on (seed, epoch, index), whichever worker reads the sample."""
 
     def __init__(self, rows: pd.DataFrame, out_hw: tuple[int, int], augment: dict | None,
                  seed: int = 0, work_scale: float = 1.5, desc: str = "dishes",
@@ -40,20 +42,28 @@ class DishDataset(Dataset):
         self.augment = augment
         self.seed = int(seed)
         self.epoch = 0  # set by the LightningModule so draws depend on (seed, epoch, index)
-        wh = (int(round(out_hw[0] * work_scale)), int(round(out_hw[1] * work_scale)))
-        self.items: list[dict] = []
-        for _, row in tqdm(rows.iterrows(), total=len(rows), desc=f"load {desc}", leave=False):
-            self.items.append(self._load(row, wh, allowed_roots))
+        self.work_hw = (int(round(out_hw[0] * work_scale)), int(round(out_hw[1] * work_scale)))
+        self.roots = allowed_roots
+        self.rows = [self._check(row, allowed_roots, desc) for row in rows.to_dict("records")]
 
     @staticmethod
-    def _load(row: pd.Series, work_hw: tuple[int, int], roots: list[Path] | None) -> dict:
+    def _check(row: dict, roots: list[Path] | None, desc: str) -> dict:
+        """Cheap up-front checks (label, paths), so a bad index fails before training starts."""
+        vol = float(row["volume_ml"])
+        if not np.isfinite(vol) or vol <= 0:
+            raise ValueError(f"index: dish {row['dish_id']} has no positive volume_ml label ({vol})")
+        for col in ("rgb_path", "depth_path", "mask_path"):
+            if not resolve(row[col], roots).is_file():
+                raise ValueError(f"{row[col]}: file not found ({desc} dish {row['dish_id']}, {col})")
+        return row
+
+    def load(self, idx: int) -> dict:
+        """Decode one dish at the work resolution (float32 RGB in [0, 1], depth m, mask, K)."""
+        row, roots, work_hw = self.rows[idx], self.roots, self.work_hw
         rgb = read_rgb(resolve(row["rgb_path"], roots))
         h0, w0 = rgb.shape[:2]
         depth = read_dish_depth(row, roots, shape=(h0, w0))
         mask = read_mask(resolve(row["mask_path"], roots), shape=(h0, w0))
-        vol = float(row["volume_ml"])
-        if not np.isfinite(vol) or vol <= 0:
-            raise ValueError(f"index: dish {row['dish_id']} has no positive volume_ml label ({vol})")
         dsize = (work_hw[1], work_hw[0])
         return {
             "dish_id": str(row["dish_id"]),
@@ -62,14 +72,14 @@ class DishDataset(Dataset):
             "mask": cv2.resize(mask.astype(np.uint8), dsize, interpolation=cv2.INTER_NEAREST) > 0,
             "K": resize_K(K_from_row(row), (h0, w0), work_hw),
             "px_scale": work_hw[1] / w0,
-            "volume_ml": vol,
+            "volume_ml": float(row["volume_ml"]),
         }
 
     def __len__(self) -> int:
-        return len(self.items)
+        return len(self.rows)
 
     def __getitem__(self, idx: int) -> dict:
-        it = self.items[idx]
+        it = self.load(idx)
         rng = np.random.default_rng([self.seed, self.epoch, idx]) if self.augment is not None else None
         s = augment_sample(it["rgb"], it["depth"], it["mask"], it["K"], self.out_hw, self.augment,
                            rng, px_scale=it["px_scale"])
@@ -79,9 +89,20 @@ class DishDataset(Dataset):
             "mask": torch.from_numpy(s["mask"]),
             "loss_mask": torch.from_numpy(s["loss_mask"]),
             "K": torch.from_numpy(s["K"]).float(),
-            "volume_ml": torch.tensor(it["volume_ml"], dtype=torch.float32),
+            # a "depth"-mode zoom compresses the scene along the optical axis: label follows
+            "volume_ml": torch.tensor(it["volume_ml"] * s["volume_scale"], dtype=torch.float32),
             "dish_id": it["dish_id"],
         }
+
+
+def train_augment(params: dict, model: str) -> dict | None:
+    """params `augment` for training `model`, with that model's zoom mode
+    (`model_cfg.<model>.zoom`, default "depth": see pipeline.augment)."""
+    aug = params.get("augment")
+    if aug is None:
+        return None
+    zoom = (params.get("model_cfg", {}).get(model) or {}).get("zoom", "depth")
+    return {**aug, "zoom": zoom}
 
 
 class EpochShuffle(Sampler[int]):
@@ -140,8 +161,10 @@ class DishDataModule(pl.LightningDataModule):
         return DataLoader(self.train_set, batch_size=self.batch_size,
                           sampler=EpochShuffle(len(self.train_set), self.seed),
                           num_workers=self.num_workers, drop_last=len(self.train_set) > self.batch_size,
-                          persistent_workers=False)
+                          persistent_workers=False,  # new workers each epoch see the new .epoch
+                          pin_memory=torch.cuda.is_available())
 
     def val_dataloader(self) -> DataLoader:
         return DataLoader(self.val_set, batch_size=self.batch_size, shuffle=False,
-                          num_workers=self.num_workers, persistent_workers=False)
+                          num_workers=self.num_workers, persistent_workers=False,
+                          pin_memory=torch.cuda.is_available())

@@ -20,7 +20,7 @@ import pytorch_lightning as pl
 import torch
 from pytorch_lightning.callbacks import Checkpoint, EarlyStopping, ModelCheckpoint
 
-from pipeline.data import DishDataModule, check_size
+from pipeline.data import DishDataModule, check_size, train_augment
 from pipeline.inference import load_model, save_model
 from pipeline.io import write_json, write_text
 from pipeline.losses import check_weights, total_loss, valid_depth
@@ -105,7 +105,11 @@ class DepthLitModule(pl.LightningModule):
         return loss
 
     def validation_step(self, batch: dict, batch_idx: int) -> None:
-        from pipeline.geometry import estimate_volume_torch
+        from pipeline.geometry import estimate_volume_torch as volume_any_precision
+
+        def estimate_volume_torch(*a, **kw) -> torch.Tensor:  # float32 under bf16 autocast (geometry's
+            with torch.autocast(self.device.type, enabled=False):  # numpy steps reject bf16)
+                return volume_any_precision(*a, **kw)
         out = self(batch["image"], batch["K"])
         pred = out["depth"].float()
         gt, mask, K = batch["depth"], batch["mask"], batch["K"]
@@ -252,7 +256,7 @@ def run_stage(name: str, stage: int, params: dict, index_path: Path, weights_out
         if init_weights is None:
             raise ValueError("stage 2 needs init_weights (the stage-1 weights folder)")
         model = load_model(init_weights).train()
-    dm = DishDataModule(index_path, size, tp.get("batch_size", 8), params.get("augment"), seed=seed,
+    dm = DishDataModule(index_path, size, tp.get("batch_size", 8), train_augment(params, name), seed=seed,
                         num_workers=int(tr.get("num_workers", 0)), work_scale=float(tp.get("work_scale", 1.5)),
                         max_dishes=max_dishes, allowed_roots=allowed_roots)
     geom = geometry_params(params, size, dm.original_width())

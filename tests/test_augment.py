@@ -104,3 +104,60 @@ def test_eval_view_is_plain_resize():
     out = augment_sample(rgb, depth, mask, K0, (120, 160), None, None)
     np.testing.assert_allclose(out["K"], resize_K(K0, (240, 320), (120, 160)), atol=1e-9)
     assert np.array_equal(out["mask"], out["loss_mask"]) and np.all(out["depth"] == 0.5)
+
+
+def _mound_scene(h: int = 240, w: int = 320, table_z: float = 0.36, radius: float = 0.04,
+                 height: float = 0.03) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Depth and mask of a paraboloid mound (pi R^2 H / 2 = 75.4 mL) on a level table."""
+    K = np.array([[300.0, 0, (w - 1) / 2], [0, 300.0, (h - 1) / 2], [0, 0, 1]])
+    v, u = np.mgrid[0:h, 0:w].astype(np.float64)
+    rx, ry = (u - K[0, 2]) / K[0, 0], (v - K[1, 2]) / K[1, 1]
+    z = np.full((h, w), table_z)
+    for _ in range(60):  # ray / surface intersection by fixed-point iteration
+        hh = height * np.clip(1 - ((rx * z) ** 2 + (ry * z) ** 2) / radius ** 2, 0, None)
+        z = table_z - hh
+    return z.astype(np.float32), hh > 0, K
+
+
+@pytest.mark.parametrize("scale", [0.85, 1.2])
+def test_zoom_keeps_volume_consistent_with_K(scale):
+    """The volume of the augmented view, computed with the view's own K, equals the original
+    times the view's volume_scale: exact for a model that ignores K ("depth": depth / s,
+    unzoomed focal length) and for one that follows K ("intrinsics"). Zooming the pixels while
+    keeping depth and focal length (what a K-blind model would otherwise be taught) is not."""
+    from pipeline.geometry import estimate_volume
+    depth, mask, K = _mound_scene()
+    v0 = estimate_volume(depth, mask, K).volume_ml
+    assert abs(v0 - np.pi * 0.04 ** 2 * 0.03 / 2 * 1e6) < 0.03 * v0
+    cfg = {"p_geometric": 1.0, "scale": [scale, scale], "rotate_deg": 8.0, "shift_frac": 0.05,
+           "p_blur": 0.0, "p_depth_noise": 0.0, "p_holes": 0.0, "p_mask": 0.0}
+    rgb = np.zeros((*depth.shape, 3), np.float32)
+    vols = {}
+    for zoom in ("depth", "intrinsics"):
+        out = augment_sample(rgb, depth, mask, K, depth.shape, {**cfg, "zoom": zoom},
+                             np.random.default_rng(4))
+        v = estimate_volume(out["depth"], out["mask"], out["K"]).volume_ml
+        vols[zoom] = v
+        label = v0 * out["volume_scale"]
+        assert abs(v - label) < 0.03 * label, (zoom, v, label)
+        if zoom == "depth":
+            assert out["volume_scale"] == pytest.approx(1 / scale)
+            # focal length unzoomed: the same fx as the plain (unzoomed) view
+            assert out["K"][0, 0] == pytest.approx(K[0, 0]) and out["K"][1, 1] == pytest.approx(K[1, 1])
+            # zoomed pixels, depth unchanged, unzoomed focal: off by about s^2
+            naive = estimate_volume(out["depth"] * scale, out["mask"], out["K"]).volume_ml
+            assert abs(naive / v0 - scale ** 2) < 0.05
+        else:
+            assert out["volume_scale"] == 1.0 and out["K"][0, 0] == pytest.approx(scale * K[0, 0])
+    print(f"zoom {scale}: original {v0:.1f} mL; depth mode {vols['depth']:.1f} mL "
+          f"(label {v0 / scale:.1f}); intrinsics mode {vols['intrinsics']:.1f} mL")
+
+
+def test_zoom_off_and_bad_mode():
+    rgb, depth, mask = _sample_inputs()
+    cfg = {"p_geometric": 1.0, "zoom": "off", "rotate_deg": 0.0}
+    out = augment_sample(rgb, depth, mask, K0, (120, 160), cfg, np.random.default_rng(0))
+    assert out["volume_scale"] == 1.0
+    np.testing.assert_allclose(out["K"][[0, 1], [0, 1]], 0.5 * K0[[0, 1], [0, 1]])
+    with pytest.raises(ValueError, match="zoom"):
+        augment_sample(rgb, depth, mask, K0, (120, 160), {"zoom": "bogus"}, np.random.default_rng(0))

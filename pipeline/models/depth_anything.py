@@ -12,6 +12,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 from transformers import DepthAnythingConfig, DepthAnythingForDepthEstimation, Dinov2Config
+from transformers.models.depth_anything.modeling_depth_anything import DepthAnythingDepthEstimationHead
 
 from pipeline.models import DepthModel
 
@@ -39,6 +40,29 @@ def tiny_config(tiny: dict, max_depth: int) -> DepthAnythingConfig:
                                depth_estimation_type="metric", max_depth=int(max_depth))
 
 
+class Float32Head(DepthAnythingDepthEstimationHead):
+    """transformers' head run in float32 under any autocast. In bf16 its sigmoid * max_depth
+    moves in 2**-8 relative steps (1.95 mm at 0.36 m with max_depth 2), coarser than the food
+    heights the volume depends on. Same parameters and state-dict keys as the original."""
+
+    def forward(self, hidden_states: list[Tensor], patch_height: int, patch_width: int) -> Tensor:
+        device = hidden_states[0].device.type
+        with torch.autocast(device_type=device, enabled=False):
+            return super().forward([h.float() for h in hidden_states], patch_height, patch_width)
+
+
+def float32_head(net: DepthAnythingForDepthEstimation) -> None:
+    """Swap net.head for a Float32Head with the same weights (no-op if already swapped)."""
+    old = net.head
+    if isinstance(old, Float32Head):
+        return
+    p = old.conv1.weight
+    new = Float32Head(net.config).to(device=p.device, dtype=p.dtype)
+    new.load_state_dict(old.state_dict())
+    new.train(old.training)
+    net.head = new
+
+
 class DepthAnythingV2(DepthModel):
     name = "depth_anything_v2"
 
@@ -46,6 +70,7 @@ class DepthAnythingV2(DepthModel):
         super().__init__()
         if net.config.depth_estimation_type != "metric":
             raise ValueError("depth_anything_v2: the network must have a metric head")
+        float32_head(net)
         self.net = net
 
     @classmethod
@@ -92,7 +117,7 @@ class DepthAnythingV2(DepthModel):
         depth = self.net(pixel_values=self.normalise(images)).predicted_depth
         if K is None:
             raise ValueError("K: depth_anything_v2 passes K through; got None")
-        return {"depth": depth, "K": K}
+        return {"depth": depth, "K": K.float()}  # float32 whatever the autocast (feeds geometry)
 
     def encoder_parameters(self) -> list:
         return list(self.net.backbone.parameters())
