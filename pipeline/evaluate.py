@@ -148,13 +148,16 @@ class DishPrediction:
     height_m: np.ndarray | None   # food height above the predicted support plane (None: failed)
     failed: bool = False
     error: str = ""
+    infer_s: float = 0.0          # the depth model's time alone
 
 
 def predict_dish(predict: DepthPredictor, rgb: np.ndarray, K: np.ndarray, setting: str,
                  given_mask: np.ndarray | None, cfg: VolumeConfig) -> DishPrediction:
     """Volume from the RGB image, K and (given setting) a depth-free mask. Takes no measured
     depth by construction, which is what the noise-depth test checks end to end."""
+    t0 = time.perf_counter()
     depth = np.asarray(predict(rgb, K.copy()), dtype=np.float32)
+    infer_s = time.perf_counter() - t0
     if depth.shape != rgb.shape[:2]:
         raise ValueError(f"predicted depth is {depth.shape}, image is {rgb.shape[:2]}")
     mask = given_mask if given_mask is not None else np.zeros(depth.shape, bool)
@@ -179,8 +182,8 @@ def predict_dish(predict: DepthPredictor, rgb: np.ndarray, K: np.ndarray, settin
         if not np.isfinite(vol):
             raise ValueError(f"non-finite volume {vol}")
     except ValueError as e:
-        return DishPrediction(depth, mask, 0.0, None, failed=True, error=str(e)[:200])
-    return DishPrediction(depth, mask, vol, height)
+        return DishPrediction(depth, mask, 0.0, None, failed=True, error=str(e)[:200], infer_s=infer_s)
+    return DishPrediction(depth, mask, vol, height, infer_s=infer_s)
 
 
 def _nan_depth_record() -> dict:
@@ -225,17 +228,15 @@ def evaluate_predictor(predict: DepthPredictor | None, dishes: pd.DataFrame, cfg
             predictor: DepthPredictor = lambda _rgb, _K, d=gt_depth: d.copy()  # noqa: E731
         else:
             predictor = predict
-        t0 = time.perf_counter()
         try:
             p = predict_dish(predictor, rgb, K, setting, given, cfg)
         except ValueError as e:
             raise ValueError(f"{row['dish_id']}: {e}") from None
-        infer_s = time.perf_counter() - t0
         # --- scoring side: the measured depth is read only from here on
         gt, score_mask = load_reference(row, shape, allowed_roots)
         rec: dict = {"dish_id": row["dish_id"], "volume_ml_gt": float(row["volume_ml_gt"]),
                      "volume_ml_pred": p.volume_ml, "failed": p.failed, "error": p.error,
-                     "mask_px": int(p.mask.sum()), "infer_s": infer_s}
+                     "mask_px": int(p.mask.sum()), "infer_s": p.infer_s}
         rec.update(score_depth(p.depth, gt, score_mask, K, p.height_m, cfg))
         rows.append(rec)
     return finish_table(pd.DataFrame(rows), bin_edges)

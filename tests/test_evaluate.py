@@ -126,6 +126,8 @@ def test_baselines_fit_on_train_only(tiny_index):
     assert np.allclose(t["volume_ml_pred"], mean.mean_ml) and not t["failed"].any()
     with pytest.raises(ValueError, match="leakage"):
         fit_baselines(df, [root])
+    # no depth-free masks (Nutrition5k): area x height is not fitted, never on depth-cut masks
+    assert set(fit_baselines(train.drop(columns="gt_mask_path"), [root], with_masks=False)) == {"baseline_mean"}
 
 
 def test_tiny_random_model_end_to_end(tiny_index, tmp_path):
