@@ -47,10 +47,11 @@ CSV_COLUMNS = ["dish_id", "volume_ml_gt", "volume_ml_pred", "abs_err_ml", "ape",
                "height_mae_mm", "height_bias_mm", "infer_s"]
 DEPTH_COLUMNS = ["depth_abs_rel", "depth_rmse_m", "depth_delta1", "depth_ring_abs_rel",
                  "depth_ring_rmse_m", "depth_ring_delta1", "height_mae_mm", "height_bias_mm"]
-# The two settings: (file suffix, `mask_source` in the metrics).
+# The two settings -> suffix of their metrics/eval/<name><suffix>.json.
 GIVEN, END_TO_END = "given", "end_to_end"
 SETTINGS: dict[str, str] = {GIVEN: "", END_TO_END: "_e2e"}
 STAGE0_SUFFIX = "_stage0"   # metrics/eval/<model>_stage0*: the model before fine-tuning
+NO_GIVEN_MASKS = "no depth-free masks for these dishes (only synthetic dishes have ground-truth masks)"
 BIN_KEYS = ("n", "volume_mae_ml", "volume_mape", "volume_median_ape", "volume_bias_pct", "within_20pct")
 
 
@@ -358,13 +359,14 @@ def result_name(name: str, setting: str) -> str:
     return name + SETTINGS[setting]
 
 
-def write_unavailable(name: str, reason: str, metrics_dir: Path, plots_dir: Path) -> dict:
+def write_unavailable(name: str, reason: str, metrics_dir: Path, plots_dir: Path,
+                      extra: dict | None = None) -> dict:
     """A setting that cannot be evaluated on this data still writes its outputs (DVC needs
     them): n_dishes 0, null metrics, the reason in `mask_source`."""
     from pipeline.io import atomic_dir, write_text
     summary = write_results(name, finish_table(pd.DataFrame({"dish_id": [], "volume_ml_gt": [],
                                                              "volume_ml_pred": []})),
-                            metrics_dir, extra={"mask_source": f"unavailable: {reason}"})
+                            metrics_dir, extra={**(extra or {}), "mask_source": f"unavailable: {reason}"})
     with atomic_dir(Path(plots_dir) / name) as tmp:
         write_text(tmp / "README.txt", f"{name}: not evaluated ({reason})\n")
     return summary
@@ -382,8 +384,7 @@ def evaluate_model(name: str, predict: DepthPredictor | None, dishes: pd.DataFra
     if setting == GIVEN:
         source = given_mask_source(dishes)
         if source is None:
-            return write_unavailable(out_name, "no depth-free masks for these dishes (only synthetic "
-                                     "dishes have ground-truth masks)", metrics_dir, plots_dir)
+            return write_unavailable(out_name, NO_GIVEN_MASKS, metrics_dir, plots_dir, extra)
     else:
         source = "predicted_depth"
     table = evaluate_predictor(predict, dishes, vcfg, desc=f"evaluate {out_name}",

@@ -132,9 +132,12 @@ def render_report(results: dict[str, dict], kinds: dict[str, str], report_path: 
         out += ["", params_note]
     out += ["", "## All models and baselines", ""]
     header = ["model", "kind", "masks"] + [h for _, h, _ in MAIN_COLUMNS]
-    rows = [[f"`{n}`", results[n].get("kind") or kinds.get(n, ""), f"`{results[n].get('mask_source', '?')}`"]
+    sources = {n: str(results[n].get("mask_source", "?")) for n in names}
+    rows = [[f"`{n}`", results[n].get("kind") or kinds.get(n, ""), f"`{sources[n].split(':')[0]}`"]
             + [_fmt(results[n].get(k), f) for k, _, f in MAIN_COLUMNS] for n in names]
     out.append(_md_table(header, rows))
+    for reason in dict.fromkeys(v.split(":", 1)[1].strip() for v in sources.values() if v.startswith("unavailable:")):
+        out += ["", f"`unavailable`: {reason}."]
     out += ["", "MAPE / median APE: mean / median of |pred − ref| / ref. Bias: mean of (pred − ref) / ref. "
             "AbsRel, δ1: depth inside the label's mask and on the support ring around it (scoring only). "
             "Height err: mean |food height above its own fitted support plane − measured height| in that mask. "

@@ -9,8 +9,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from pipeline import io  # noqa: E402
 from pipeline.baselines import BASELINE_NAMES, ORACLE_NAME, baseline_table, fit_baselines  # noqa: E402
-from pipeline.evaluate import (SETTINGS, EvalConfig, VolumeConfig, evaluate_model, finish_table,  # noqa: E402
-                               given_mask_source, select_split, write_results, write_unavailable)
+from pipeline.evaluate import (NO_GIVEN_MASKS, SETTINGS, EvalConfig, VolumeConfig, evaluate_model,  # noqa: E402
+                               finish_table, given_mask_source, select_split, write_results,
+                               write_unavailable)
 from pipeline.plots import plot_evaluation  # noqa: E402
 
 KINDS = {"baseline_mean": "non-learned baseline (train mean volume)",
@@ -29,7 +30,8 @@ def main() -> None:
     fitted = fit_baselines(train, roots, with_masks=with_masks)
     for name in BASELINE_NAMES:
         if name not in fitted:
-            write_unavailable(name, "no depth-free masks for these dishes", metrics_dir, plots_dir)
+            write_unavailable(name, NO_GIVEN_MASKS, metrics_dir, plots_dir,
+                              {"kind": KINDS[name]})
             print(name, "not evaluated: no depth-free masks")
             continue
         model = fitted[name]
