@@ -170,9 +170,6 @@ def predict_volume(image: np.ndarray | str | Path, model_type: str, weights: str
                    method: str = "heightmap", ring_px: int = 20, cell_mm: float = 2.0,
                    min_height_mm: float = 4.0, min_area_px: int = 150) -> Prediction:
     """Depth, mask (given or from geometry on the predicted depth), per-region and total volume."""
-    from pipeline.geometry import height_above_plane
-    from pipeline.masks import geometry_mask
-
     rgb = load_image(image)
     depth, K_used = predict_depth(rgb, model_type, weights, K)
     K_source = "given" if K is not None else ("predicted" if model_type == "unidepth_v2" else "default")
