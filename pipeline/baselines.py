@@ -3,15 +3,18 @@
 They answer "did depth help?": a model worth its compute must beat both.
 
 - `baseline_mean`: every dish gets the training-set mean volume.
-- `baseline_area_height`: food area from the mask alone times the mean training food
-  height. GT depth is hidden at test time, so the mask's pixel count is turned into m²
+- `baseline_area_height`: food area from the given (depth-free, ground-truth) mask alone
+  times the mean training food height. Measured depth is hidden at test time, so the mask's
+  pixel count is turned into m²
   with the true K and one training-set constant distance:
       area_m2 = n_mask_px * Z_ref² / (fx * fy),   volume = area_m2 * h_mean
   Z_ref = mean over training dishes of the median GT depth inside the food mask (the
   distance at which the food's pixels are seen); h_mean = mean over training dishes of
   volume / area_m2, the latter with that dish's own median food depth (the mean height of
-  an equivalent flat-topped column). The fit uses GT depth of training dishes only.
-  Training volumes are the labels `volume_ml` (what the models train on).
+  an equivalent flat-topped column). The fit uses measured depth of training dishes only.
+  Training volumes are the labels `volume_ml` (what the models train on). Fit and test use
+  the same masks (`gt_mask_path`), never masks cut from the measured depth: without such
+  masks (Nutrition5k today) this baseline is not evaluated.
 """
 from __future__ import annotations
 
@@ -24,6 +27,8 @@ import pandas as pd
 from tqdm import tqdm
 
 from pipeline.io import read_dish_depth, read_mask, resolve
+
+GIVEN_MASK_COLUMN = "gt_mask_path"   # the depth-free masks (see pipeline.evaluate.given_mask_source)
 
 BASELINE_NAMES = ("baseline_mean", "baseline_area_height")
 # Not a baseline to beat but the ceiling: GT depth through the same masks and geometry.
@@ -41,9 +46,9 @@ def _train_volumes(train: pd.DataFrame) -> np.ndarray:
 
 
 def mask_pixels(df: pd.DataFrame, allowed_roots: Sequence[Path] = (), desc: str = "mask area") -> np.ndarray:
-    """Food pixel count of every row's mask."""
+    """Food pixel count of every row's given mask."""
     out = np.empty(len(df), dtype=np.float64)
-    for i, p in enumerate(tqdm(df["mask_path"].tolist(), desc=desc, unit="dish", leave=False)):
+    for i, p in enumerate(tqdm(df[GIVEN_MASK_COLUMN].tolist(), desc=desc, unit="dish", leave=False)):
         out[i] = float(read_mask(resolve(p, list(allowed_roots))).sum())
     return out
 
@@ -61,7 +66,7 @@ class MeanVolumeBaseline:
         return np.full(len(df), self.mean_ml, dtype=np.float64)
 
     def describe(self) -> dict:
-        return {"fit_mean_ml": round(self.mean_ml, 3)}
+        return {"fit_mean_ml": round(self.mean_ml, 3), "mask_source": "none"}
 
 
 @dataclass
@@ -79,7 +84,7 @@ class AreaHeightBaseline:
         vols = _train_volumes(train)
         z_med, n_px = [], []
         for _, row in tqdm(train.iterrows(), total=len(train), desc="fit area x height", unit="dish"):
-            mask = read_mask(resolve(row["mask_path"], list(allowed_roots)))
+            mask = read_mask(resolve(row[GIVEN_MASK_COLUMN], list(allowed_roots)))
             depth = read_dish_depth(row, list(allowed_roots), shape=mask.shape)
             d = depth[mask & (depth > 0)]
             z_med.append(float(np.median(d)) if d.size else np.nan)
@@ -98,15 +103,20 @@ class AreaHeightBaseline:
         return area * self.mean_height_m * 1e6
 
     def describe(self) -> dict:
-        return {"fit_z_ref_m": round(self.z_ref_m, 5), "fit_mean_height_mm": round(self.mean_height_m * 1e3, 3)}
+        return {"fit_z_ref_m": round(self.z_ref_m, 5), "fit_mean_height_mm": round(self.mean_height_m * 1e3, 3),
+                "mask_source": "gt_mask"}
 
 
-def fit_baselines(train: pd.DataFrame, allowed_roots: Sequence[Path] = ()) -> dict[str, object]:
-    """Both baselines fitted on `train` (rows of the train split only)."""
+def fit_baselines(train: pd.DataFrame, allowed_roots: Sequence[Path] = (),
+                  with_masks: bool = True) -> dict[str, object]:
+    """The baselines fitted on `train` (rows of the train split only); area x height only
+    `with_masks` (the dishes have depth-free masks)."""
     if "split" in train.columns and (train["split"] != "train").any():
         raise ValueError("fit_baselines: rows outside the train split were passed (test leakage)")
-    return {"baseline_mean": MeanVolumeBaseline.fit(train),
-            "baseline_area_height": AreaHeightBaseline.fit(train, allowed_roots)}
+    out: dict[str, object] = {"baseline_mean": MeanVolumeBaseline.fit(train)}
+    if with_masks:
+        out["baseline_area_height"] = AreaHeightBaseline.fit(train, allowed_roots)
+    return out
 
 
 def baseline_table(baseline: object, dishes: pd.DataFrame, allowed_roots: Sequence[Path] = ()) -> pd.DataFrame:

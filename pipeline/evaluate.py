@@ -1,16 +1,25 @@
 """Held-out evaluation of a depth model as a food-volume estimator.
 
-The model sees only the RGB image and the true K of each test dish (GT depth hidden);
-its depth goes through the same `pipeline.geometry.estimate_volume` as the labels, with
-the same true K for every model, so differences between rows of the report come from the
-predicted depth alone. GT depth is used afterwards, only to score depth and food height.
+The prediction side never reads the measured depth: the model sees only the RGB image and
+the true K of each test dish, and the food mask comes from one of two sources, each named in
+the metrics (`mask_source`):
+
+- `given`: masks that exist without the depth sensor, i.e. the synthetic ground-truth masks
+  (`gt_mask_path`, written by ingest). Volume = `geometry.estimate_volume` on the predicted
+  depth over that mask, as the labels do.
+- `end_to_end`: the mask is cut from the model's OWN predicted depth by `pipeline.predict.measure`,
+  the code `python -m pipeline.predict` runs on a new photo, and its total volume is scored.
+
+The measured depth is read afterwards, only to score: depth errors inside the scoring mask
+(`mask_path`, the mask of the label) and on its support ring, and the food-height error.
+The same true K is given to every model.
 
 Reference volume: `volume_ml_true` (analytic, synthetic dishes) where present, else the
-label `volume_ml` (GT depth through the same geometry).
+label `volume_ml` (measured depth through the same geometry).
 
-A dish whose predicted depth makes the geometry fail (ValueError, non-finite volume) is
-kept in the table with `failed=True`, scored as 0 mL (APE 100 %) so a model cannot improve
-its score by failing, and counted in `n_failed`.
+A dish whose predicted depth makes the geometry fail (ValueError, non-finite volume, no food
+found end to end) is kept in the table with `failed=True`, scored as 0 mL (APE 100 %) so a
+model cannot improve its score by failing, and counted in `n_failed`.
 """
 from __future__ import annotations
 
@@ -32,12 +41,17 @@ from pipeline.metrics import (DEFAULT_BIN_EDGES, assign_bins, depth_errors, heig
 DepthPredictor = Callable[[np.ndarray, np.ndarray], np.ndarray]
 
 CSV_COLUMNS = ["dish_id", "volume_ml_gt", "volume_ml_pred", "abs_err_ml", "ape",
-               "err_ml", "rel_err", "volume_bin", "failed", "error",
+               "err_ml", "rel_err", "volume_bin", "failed", "error", "mask_px",
                "depth_abs_rel", "depth_rmse_m", "depth_delta1",
                "depth_ring_abs_rel", "depth_ring_rmse_m", "depth_ring_delta1",
                "height_mae_mm", "height_bias_mm", "infer_s"]
 DEPTH_COLUMNS = ["depth_abs_rel", "depth_rmse_m", "depth_delta1", "depth_ring_abs_rel",
                  "depth_ring_rmse_m", "depth_ring_delta1", "height_mae_mm", "height_bias_mm"]
+# The two settings -> suffix of their metrics/eval/<name><suffix>.json.
+GIVEN, END_TO_END = "given", "end_to_end"
+SETTINGS: dict[str, str] = {GIVEN: "", END_TO_END: "_e2e"}
+STAGE0_SUFFIX = "_stage0"   # metrics/eval/<model>_stage0*: the model before fine-tuning
+NO_GIVEN_MASKS = "no depth-free masks for these dishes (only synthetic dishes have ground-truth masks)"
 BIN_KEYS = ("n", "volume_mae_ml", "volume_mape", "volume_median_ape", "volume_bias_pct", "within_20pct")
 
 
@@ -47,12 +61,16 @@ class VolumeConfig:
     method: str = "heightmap"
     ring_px: int = 20
     cell_mm: float = 2.0
+    min_height_mm: float = 4.0   # masks.*: the end-to-end mask from predicted depth, as `predict`
+    min_area_px: int = 150
 
     @classmethod
     def from_params(cls, params: dict) -> "VolumeConfig":
         v = params.get("volume", {}) or {}
+        m = params.get("masks", {}) or {}
         return cls(method=str(v.get("method", "heightmap")), ring_px=int(v.get("ring_px", 20)),
-                   cell_mm=float(v.get("cell_mm", 2.0)))
+                   cell_mm=float(v.get("cell_mm", 2.0)), min_height_mm=float(m.get("min_height_mm", 4.0)),
+                   min_area_px=int(m.get("min_area_px", 150)))
 
 
 def reference_volume(df: pd.DataFrame) -> pd.Series:
@@ -82,13 +100,91 @@ def select_split(df: pd.DataFrame, split: str = "test") -> pd.DataFrame:
     return sub.reset_index(drop=True)
 
 
-def load_dish(row: pd.Series, allowed_roots: Sequence[Path] = ()) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """(rgb, gt depth m, mask bool, K) of one index row, shapes checked against each other."""
-    rgb = read_rgb(resolve(row["rgb_path"], list(allowed_roots)))
-    shape = rgb.shape[:2]
+def given_mask_source(dishes: pd.DataFrame) -> str | None:
+    """Name of the depth-free mask every dish has for the `given` setting, or None.
+
+    Only ground-truth masks qualify today (synthetic dishes). The masks stage's geometry and
+    SAM 2 masks are cut or prompted from the measured depth, so they are never used here."""
+    if "gt_mask_path" in dishes.columns and len(dishes):
+        paths = dishes["gt_mask_path"].fillna("").astype(str)
+        if (paths.str.len() > 0).all():
+            return "gt_mask"
+    return None
+
+
+def load_inputs(row: pd.Series, allowed_roots: Sequence[Path] = ()) -> tuple[np.ndarray, np.ndarray]:
+    """What a model may see of a dish: the RGB image and the true K."""
+    return read_rgb(resolve(row["rgb_path"], list(allowed_roots))), K_from_row(row)
+
+
+def load_given_mask(row: pd.Series, shape: tuple[int, int], allowed_roots: Sequence[Path] = ()) -> np.ndarray:
+    """The dish's depth-free mask (`gt_mask_path`); ValueError naming the dish if it has none."""
+    path = row.get("gt_mask_path")
+    if not isinstance(path, str) or not path:
+        raise ValueError(f"{row['dish_id']}: no depth-free mask (gt_mask_path) for the given-mask setting")
+    return read_mask(resolve(path, list(allowed_roots)), shape=shape)
+
+
+def load_reference(row: pd.Series, shape: tuple[int, int],
+                   allowed_roots: Sequence[Path] = ()) -> tuple[np.ndarray, np.ndarray]:
+    """Scoring side only: measured depth (m) and the label's mask (`mask_path`)."""
     depth = read_dish_depth(row, list(allowed_roots), shape=shape)
     mask = read_mask(resolve(row["mask_path"], list(allowed_roots)), shape=shape)
-    return rgb, depth, mask, K_from_row(row)
+    return depth, mask
+
+
+def load_dish(row: pd.Series, allowed_roots: Sequence[Path] = ()) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """(rgb, measured depth m, label mask, K) of one index row, shapes checked against each other."""
+    rgb, K = load_inputs(row, allowed_roots)
+    depth, mask = load_reference(row, rgb.shape[:2], allowed_roots)
+    return rgb, depth, mask, K
+
+
+@dataclass
+class DishPrediction:
+    """Everything the prediction side produced for one dish."""
+    depth: np.ndarray
+    mask: np.ndarray
+    volume_ml: float
+    height_m: np.ndarray | None   # food height above the predicted support plane (None: failed)
+    failed: bool = False
+    error: str = ""
+    infer_s: float = 0.0          # the depth model's time alone
+
+
+def predict_dish(predict: DepthPredictor, rgb: np.ndarray, K: np.ndarray, setting: str,
+                 given_mask: np.ndarray | None, cfg: VolumeConfig) -> DishPrediction:
+    """Volume from the RGB image, K and (given setting) a depth-free mask. Takes no measured
+    depth by construction, which is what the noise-depth test checks end to end."""
+    t0 = time.perf_counter()
+    depth = np.asarray(predict(rgb, K.copy()), dtype=np.float32)
+    infer_s = time.perf_counter() - t0
+    if depth.shape != rgb.shape[:2]:
+        raise ValueError(f"predicted depth is {depth.shape}, image is {rgb.shape[:2]}")
+    mask = given_mask if given_mask is not None else np.zeros(depth.shape, bool)
+    try:
+        if setting == GIVEN:
+            if given_mask is None:
+                raise ValueError("the given-mask setting needs a mask")
+            res = geometry.estimate_volume(depth, given_mask, K, method=cfg.method, ring_px=cfg.ring_px,
+                                           cell_mm=cfg.cell_mm)
+            vol = float(res.volume_ml)
+            height = geometry.height_above_plane(depth, K, np.asarray(res.plane_normal), float(res.plane_d))
+        elif setting == END_TO_END:
+            from pipeline.predict import measure
+            m = measure(depth, K, None, cfg.method, cfg.ring_px, cfg.cell_mm, cfg.min_height_mm,
+                        cfg.min_area_px)
+            mask = m.mask
+            if not m.volumes_ml:
+                raise ValueError("no food region found in the predicted depth")
+            vol, height = float(m.total_ml), m.height_mm.astype(np.float64) / 1000.0
+        else:
+            raise ValueError(f"setting: expected {GIVEN!r} or {END_TO_END!r}, got {setting!r}")
+        if not np.isfinite(vol):
+            raise ValueError(f"non-finite volume {vol}")
+    except ValueError as e:
+        return DishPrediction(depth, mask, 0.0, None, failed=True, error=str(e)[:200], infer_s=infer_s)
+    return DishPrediction(depth, mask, vol, height, infer_s=infer_s)
 
 
 def _nan_depth_record() -> dict:
@@ -96,9 +192,9 @@ def _nan_depth_record() -> dict:
 
 
 def score_depth(pred: np.ndarray, gt: np.ndarray, mask: np.ndarray, K: np.ndarray,
-                pred_plane: tuple[np.ndarray, float] | None, cfg: VolumeConfig) -> dict:
-    """Depth errors in the food mask and on the support ring, and the food-height error,
-    each height measured above its own support plane (GT plane fitted on GT depth)."""
+                pred_height_m: np.ndarray | None, cfg: VolumeConfig) -> dict:
+    """Depth errors in the scoring mask and on its support ring, and the food-height error,
+    each height measured above its own support plane (GT plane fitted on measured depth)."""
     rec = _nan_depth_record()
     m = depth_errors(pred, gt, mask)
     rec.update(depth_abs_rel=m["abs_rel"], depth_rmse_m=m["rmse_m"], depth_delta1=m["delta1"])
@@ -106,47 +202,43 @@ def score_depth(pred: np.ndarray, gt: np.ndarray, mask: np.ndarray, K: np.ndarra
     ring = geometry.support_mask(mask, valid_gt, cfg.ring_px)
     r = depth_errors(pred, gt, ring)
     rec.update(depth_ring_abs_rel=r["abs_rel"], depth_ring_rmse_m=r["rmse_m"], depth_ring_delta1=r["delta1"])
-    if pred_plane is not None:
+    if pred_height_m is not None:
         try:
             n_gt, d_gt = geometry.fit_support_plane(gt, mask, K, ring_px=cfg.ring_px)
         except ValueError:
             return rec  # GT plane unknown: height error undefined for this dish (NaN, not 0)
         h_gt = geometry.height_above_plane(gt, K, n_gt, d_gt)
-        h_pred = geometry.height_above_plane(pred, K, pred_plane[0], pred_plane[1])
-        h = height_error_mm(h_pred, h_gt, mask)
+        h = height_error_mm(pred_height_m, h_gt, mask)
         rec.update(height_mae_mm=h["mae_mm"], height_bias_mm=h["bias_mm"])
     return rec
 
 
 def evaluate_predictor(predict: DepthPredictor | None, dishes: pd.DataFrame, cfg: VolumeConfig,
                        desc: str = "evaluate", allowed_roots: Sequence[Path] = (),
-                       bin_edges: Sequence[float] = DEFAULT_BIN_EDGES) -> pd.DataFrame:
-    """Per-dish table (CSV_COLUMNS) for a depth predictor over `dishes` (from `select_split`).
-    `predict=None` is the oracle: the GT depth itself, i.e. the ceiling that the masks and the
-    geometry leave for any depth model."""
+                       bin_edges: Sequence[float] = DEFAULT_BIN_EDGES, setting: str = GIVEN) -> pd.DataFrame:
+    """Per-dish table (CSV_COLUMNS) for a depth predictor over `dishes` (from `select_split`) in one
+    setting (GIVEN or END_TO_END). `predict=None` is the oracle: the measured depth itself as the
+    prediction, i.e. the ceiling that the masks and the geometry leave for any depth model."""
     rows = []
     for _, row in tqdm(dishes.iterrows(), total=len(dishes), desc=desc, unit="dish"):
-        rgb, gt, mask, K = load_dish(row, allowed_roots)
-        t0 = time.perf_counter()
-        pred = gt.copy() if predict is None else np.asarray(predict(rgb, K.copy()), dtype=np.float32)
-        infer_s = time.perf_counter() - t0
-        if pred.shape != gt.shape:
-            raise ValueError(f"{row['dish_id']}: predicted depth is {pred.shape}, image is {gt.shape}")
-        rec: dict = {"dish_id": row["dish_id"], "volume_ml_gt": float(row["volume_ml_gt"]),
-                     "failed": False, "error": "", "infer_s": infer_s}
-        plane = None
+        rgb, K = load_inputs(row, allowed_roots)
+        shape = rgb.shape[:2]
+        given = load_given_mask(row, shape, allowed_roots) if setting == GIVEN else None
+        if predict is None:  # oracle: the prediction IS the measured depth
+            gt_depth = load_reference(row, shape, allowed_roots)[0]
+            predictor: DepthPredictor = lambda _rgb, _K, d=gt_depth: d.copy()  # noqa: E731
+        else:
+            predictor = predict
         try:
-            res = geometry.estimate_volume(pred, mask, K, method=cfg.method, ring_px=cfg.ring_px,
-                                           cell_mm=cfg.cell_mm)
-            vol = float(res.volume_ml)
-            if not np.isfinite(vol):
-                raise ValueError(f"non-finite volume {vol}")
-            plane = (np.asarray(res.plane_normal), float(res.plane_d))
+            p = predict_dish(predictor, rgb, K, setting, given, cfg)
         except ValueError as e:
-            rec.update(failed=True, error=str(e)[:200])
-            vol = 0.0
-        rec["volume_ml_pred"] = vol
-        rec.update(score_depth(pred, gt, mask, K, plane, cfg))
+            raise ValueError(f"{row['dish_id']}: {e}") from None
+        # --- scoring side: the measured depth is read only from here on
+        gt, score_mask = load_reference(row, shape, allowed_roots)
+        rec: dict = {"dish_id": row["dish_id"], "volume_ml_gt": float(row["volume_ml_gt"]),
+                     "volume_ml_pred": p.volume_ml, "failed": p.failed, "error": p.error,
+                     "mask_px": int(p.mask.sum()), "infer_s": p.infer_s}
+        rec.update(score_depth(p.depth, gt, score_mask, K, p.height_m, cfg))
         rows.append(rec)
     return finish_table(pd.DataFrame(rows), bin_edges)
 
@@ -217,6 +309,8 @@ class EvalConfig:
     size: tuple[int, int] | None = None   # inference input (H, W); None -> the model's own cfg
     bin_edges: tuple[float, ...] = DEFAULT_BIN_EDGES
     n_worst: int = 6
+    n_bootstrap: int = 2000               # paired bootstrap resamples (pipeline.compare)
+    seed: int = 0                         # of the bootstrap
 
     @classmethod
     def from_params(cls, params: dict) -> "EvalConfig":
@@ -228,7 +322,8 @@ class EvalConfig:
             size = (int(size[0]), int(size[1]))
         return cls(split=str(e.get("split", "test")), size=size,
                    bin_edges=tuple(float(x) for x in e.get("volume_bins", DEFAULT_BIN_EDGES)),
-                   n_worst=int(e.get("n_worst", 6)))
+                   n_worst=int(e.get("n_worst", 6)), n_bootstrap=int(e.get("n_bootstrap", 2000)),
+                   seed=int(e.get("seed", 0)))
 
 
 def model_predictor(model, size: tuple[int, int]) -> DepthPredictor:
@@ -242,35 +337,64 @@ def model_predictor(model, size: tuple[int, int]) -> DepthPredictor:
 
 
 def worst_panels(predict: DepthPredictor | None, table: pd.DataFrame, dishes: pd.DataFrame, n: int,
-                 allowed_roots: Sequence[Path] = ()):
-    """Re-predict the n worst dishes (cheaper than keeping every depth map in memory)."""
+                 cfg: VolumeConfig, setting: str = GIVEN, allowed_roots: Sequence[Path] = ()):
+    """Re-predict the n worst dishes (cheaper than keeping every depth map in memory); the mask
+    shown is the one the volume was integrated over."""
     from pipeline.plots import DishPanel
     by_id = dishes.set_index("dish_id")
     panels = []
     for _, w in worst_dishes(table, n).iterrows():
         row = by_id.loc[w["dish_id"]]
-        rgb, gt, mask, K = load_dish(row, allowed_roots)
-        pred = gt.copy() if predict is None else predict(rgb, K.copy())
-        panels.append(DishPanel(str(w["dish_id"]), rgb, gt, pred, mask,
+        rgb, gt, _, K = load_dish(row, allowed_roots)
+        given = load_given_mask(row, gt.shape, allowed_roots) if setting == GIVEN else None
+        predictor = (lambda _rgb, _K: gt.copy()) if predict is None else predict
+        p = predict_dish(predictor, rgb, K, setting, given, cfg)
+        panels.append(DishPanel(str(w["dish_id"]), rgb, gt, p.depth, p.mask,
                                 float(w["volume_ml_gt"]), float(w["volume_ml_pred"])))
     return panels
 
 
-def evaluate_model(name: str, predict: DepthPredictor | None, dishes: pd.DataFrame, vcfg: VolumeConfig,
-                   ecfg: EvalConfig, metrics_dir: Path, plots_dir: Path,
-                   allowed_roots: Sequence[Path] = ()) -> dict:
-    """Evaluate one predictor end to end: metrics/eval/<name>.{json,csv} and plots/eval/<name>/."""
-    from pipeline.io import atomic_dir
-    from pipeline.plots import plot_evaluation
-    table = evaluate_predictor(predict, dishes, vcfg, desc=f"evaluate {name}",
-                               allowed_roots=allowed_roots, bin_edges=ecfg.bin_edges)
-    summary = write_results(name, table, metrics_dir, ecfg.bin_edges)
-    panels = worst_panels(predict, table, dishes, ecfg.n_worst, allowed_roots)
+def result_name(name: str, setting: str) -> str:
+    """metrics/eval/<result_name>.json: `<name>` for given masks, `<name>_e2e` end to end."""
+    return name + SETTINGS[setting]
+
+
+def write_unavailable(name: str, reason: str, metrics_dir: Path, plots_dir: Path,
+                      extra: dict | None = None) -> dict:
+    """A setting that cannot be evaluated on this data still writes its outputs (DVC needs
+    them): n_dishes 0, null metrics, the reason in `mask_source`."""
+    from pipeline.io import atomic_dir, write_text
+    summary = write_results(name, finish_table(pd.DataFrame({"dish_id": [], "volume_ml_gt": [],
+                                                             "volume_ml_pred": []})),
+                            metrics_dir, extra={**(extra or {}), "mask_source": f"unavailable: {reason}"})
     with atomic_dir(Path(plots_dir) / name) as tmp:
-        plot_evaluation(name, table, tmp, ecfg.bin_edges, panels)
+        write_text(tmp / "README.txt", f"{name}: not evaluated ({reason})\n")
     return summary
 
 
+def evaluate_model(name: str, predict: DepthPredictor | None, dishes: pd.DataFrame, vcfg: VolumeConfig,
+                   ecfg: EvalConfig, metrics_dir: Path, plots_dir: Path,
+                   allowed_roots: Sequence[Path] = (), setting: str = GIVEN,
+                   extra: dict | None = None) -> dict:
+    """Evaluate one predictor in one setting: metrics/eval/<name>[_e2e].{json,csv} and
+    plots/eval/<name>[_e2e]/. Returns the summary (with `mask_source`)."""
+    from pipeline.io import atomic_dir
+    from pipeline.plots import plot_evaluation
+    out_name = result_name(name, setting)
+    if setting == GIVEN:
+        source = given_mask_source(dishes)
+        if source is None:
+            return write_unavailable(out_name, NO_GIVEN_MASKS, metrics_dir, plots_dir, extra)
+    else:
+        source = "predicted_depth"
+    table = evaluate_predictor(predict, dishes, vcfg, desc=f"evaluate {out_name}",
+                               allowed_roots=allowed_roots, bin_edges=ecfg.bin_edges, setting=setting)
+    summary = write_results(out_name, table, metrics_dir, ecfg.bin_edges,
+                            extra={"mask_source": source, **(extra or {})})
+    panels = worst_panels(predict, table, dishes, ecfg.n_worst, vcfg, setting, allowed_roots)
+    with atomic_dir(Path(plots_dir) / out_name) as tmp:
+        plot_evaluation(out_name, table, tmp, ecfg.bin_edges, panels)
+    return summary
 
 
 def inference_size(params: dict, name: str) -> tuple[int, int]:
@@ -287,7 +411,12 @@ def inference_size(params: dict, name: str) -> tuple[int, int]:
     return int(s[0]), int(s[1])
 
 
-def zeroshot_seed(params: dict) -> int:
-    """The seed training builds its stage-0 model with, so the zero-shot row is that model."""
+def stage0_kind(model_cfg: dict | None) -> str:
+    """What the stage-0 row is: the checkpoint before fine-tuning, or a random network."""
+    return "pretrained, not fine-tuned" if (model_cfg or {}).get("pretrained") else "random init"
+
+
+def stage0_seed(params: dict) -> int:
+    """The seed training builds its stage-0 model with, so the stage-0 row is that model."""
     train = params.get("train") or {}
     return int(train.get("seed", (params.get("data") or {}).get("seed", 0)))

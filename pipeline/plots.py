@@ -150,3 +150,32 @@ def plot_evaluation(name: str, table: pd.DataFrame, out_dir: str | Path, bin_edg
         paths.append(out_dir / "worst_dishes.png")
         plot_worst_dishes(panels, paths[-1], f"{name}: worst dishes by volume error")
     return paths
+
+
+def plot_paired_differences(rows: list[dict], path: str | Path) -> None:
+    """Forest plot: each comparison's difference (model − other) with its 95 % interval, one
+    panel per metric; green = model better, red = worse, grey = the interval includes zero."""
+    from pipeline.compare import METRICS
+    colours = {"better": "tab:green", "worse": "tab:red"}
+    titles = {"mape": "Δ MAPE (pp, < 0 favours model)", "median_ape": "Δ median APE (pp, < 0 favours model)",
+              "within_20pct": "Δ within 20 % (pp, > 0 favours model)"}
+    n = max(len(rows), 1)
+    fig, axes = plt.subplots(1, len(METRICS), figsize=(15, 0.45 * n + 1.8), sharey=True, layout="constrained")
+    y = np.arange(len(rows))
+    labels = [f"{r['model']} ({'e2e' if r['setting'] == 'end_to_end' else 'given'}) {r['vs']}" for r in rows]
+    for ax, (key, short) in zip(axes, METRICS.items()):
+        for yi, r in zip(y, rows):
+            c = r["c"]
+            if c.get(f"{short}_diff") is None:
+                continue
+            d, lo, hi = (100.0 * c[f"{short}_{x}"] for x in ("diff", "ci_low", "ci_high"))
+            colour = colours.get(r["verdicts"][key], "tab:gray")
+            ax.plot([lo, hi], [yi, yi], color=colour, lw=2)
+            ax.plot([d], [yi], "o", color=colour)
+        ax.axvline(0, color="k", lw=1)
+        ax.set_title(titles[short], fontsize=9)
+    axes[0].set_yticks(y, labels, fontsize=8)
+    axes[0].invert_yaxis()
+    fig.suptitle("paired differences on the test dishes, bootstrap 95 % intervals "
+                 "(green: model better, red: worse, grey: includes 0)")
+    save_figure(fig, path)

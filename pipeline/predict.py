@@ -170,12 +170,20 @@ def predict_volume(image: np.ndarray | str | Path, model_type: str, weights: str
                    method: str = "heightmap", ring_px: int = 20, cell_mm: float = 2.0,
                    min_height_mm: float = 4.0, min_area_px: int = 150) -> Prediction:
     """Depth, mask (given or from geometry on the predicted depth), per-region and total volume."""
-    from pipeline.geometry import height_above_plane
-    from pipeline.masks import geometry_mask
-
     rgb = load_image(image)
     depth, K_used = predict_depth(rgb, model_type, weights, K)
     K_source = "given" if K is not None else ("predicted" if model_type == "unidepth_v2" else "default")
+    return measure(depth, K_used, mask, method, ring_px, cell_mm, min_height_mm, min_area_px, K_source)
+
+
+def measure(depth: np.ndarray, K: np.ndarray, mask: np.ndarray | None = None, method: str = "heightmap",
+            ring_px: int = 20, cell_mm: float = 2.0, min_height_mm: float = 4.0, min_area_px: int = 150,
+            K_source: str = "given") -> Prediction:
+    """Mask (given, or from geometry on this depth) and per-region volumes of one depth map.
+    The evaluation's end-to-end setting calls this too, so it scores what `predict` does."""
+    from pipeline.geometry import height_above_plane
+    from pipeline.masks import geometry_mask
+
     if mask is not None:
         mask = np.asarray(mask, dtype=bool)
         if mask.shape != depth.shape:
@@ -183,16 +191,16 @@ def predict_volume(image: np.ndarray | str | Path, model_type: str, weights: str
                              f"{depth.shape[1]}x{depth.shape[0]}")
         mask_source = "given"
     else:
-        mask = geometry_mask(depth, K_used, min_height_mm, min_area_px)
+        mask = geometry_mask(depth, K, min_height_mm, min_area_px)
         mask_source = "geometry"
-    pred = Prediction(depth=depth, K=K_used, mask=mask, labels=np.zeros(depth.shape, np.int32),
+    pred = Prediction(depth=depth, K=K, mask=mask, labels=np.zeros(depth.shape, np.int32),
                       height_mm=np.full(depth.shape, np.nan, np.float32), K_source=K_source,
                       mask_source=mask_source)
     if mask.any():
-        labels, vols, n, d = region_volumes(depth, mask, K_used, method, ring_px, cell_mm,
+        labels, vols, n, d = region_volumes(depth, mask, K, method, ring_px, cell_mm,
                                             min_area_px=1 if mask_source == "given" else min_area_px)
         pred.labels, pred.volumes_ml, pred.total_ml = labels, vols, float(np.nansum(vols))
-        pred.height_mm = (1000.0 * height_above_plane(depth, K_used, n, d)).astype(np.float32)
+        pred.height_mm = (1000.0 * height_above_plane(depth, K, n, d)).astype(np.float32)
     return pred
 
 

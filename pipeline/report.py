@@ -1,7 +1,8 @@
-"""metrics/report.md: one table over every model, its zero-shot start and the baselines.
+"""metrics/report.md: every model (fine-tuned and stage 0, given masks and end to end), the
+baselines, the oracle, and paired comparisons with uncertainty.
 
-Built only from the metrics/eval/*.json files (no recomputation), so the report always
-agrees with what `dvc metrics show/diff` prints.
+Built only from metrics/eval/*.json and metrics/compare.json (no recomputation), so the report
+always agrees with what `dvc metrics show/diff` prints.
 """
 from __future__ import annotations
 
@@ -12,9 +13,11 @@ from typing import Sequence
 import pandas as pd
 
 from pipeline.baselines import BASELINE_NAMES, ORACLE_NAME
+from pipeline.compare import METRICS, verdict
+from pipeline.evaluate import END_TO_END, GIVEN, SETTINGS, STAGE0_SUFFIX, stage0_kind
 from pipeline.io import read_json, write_text
 
-ZEROSHOT_SUFFIX = "_zeroshot"
+SETTING_LABEL = {GIVEN: "given masks", END_TO_END: "end to end"}
 
 # (json key, column header, format) - fractions shown as percent
 MAIN_COLUMNS: list[tuple[str, str, str]] = [
@@ -26,16 +29,20 @@ MAIN_COLUMNS: list[tuple[str, str, str]] = [
     ("depth_ring_abs_rel", "AbsRel ring", "f3"), ("height_mae_mm", "height err mm", "f1"),
 ]
 PLOT_FILES = ("scatter.png", "error_hist.png", "error_by_bin.png", "worst_dishes.png")
+METRIC_LABEL = {"volume_mape": "MAPE", "volume_median_ape": "median APE", "within_20pct": "≤20 %"}
 
 
-def evaluated_names(models: Sequence[str]) -> list[tuple[str, str]]:
-    """(name, kind) for every row of the report, models first."""
+def evaluated_names(models: Sequence[str], model_cfg: dict | None = None) -> list[tuple[str, str]]:
+    """(name, kind) for every row of the report, models first, each in both settings."""
     rows = []
     for m in models:
-        rows.append((m, "fine-tuned (stage 2)"))
-        rows.append((m + ZEROSHOT_SUFFIX, "zero-shot (stage 0)"))
+        s0 = stage0_kind((model_cfg or {}).get(m))
+        for suffix in SETTINGS.values():
+            rows.append((m + suffix, "fine-tuned (stage 2)"))
+        for suffix in SETTINGS.values():
+            rows.append((m + STAGE0_SUFFIX + suffix, s0))
     rows += [(b, "non-learned baseline") for b in BASELINE_NAMES]
-    rows.append((ORACLE_NAME, "oracle: GT depth (ceiling)"))
+    rows += [(ORACLE_NAME + suffix, "oracle: measured depth (ceiling)") for suffix in SETTINGS.values()]
     return rows
 
 
@@ -69,8 +76,41 @@ def summary_frame(results: dict[str, dict]) -> pd.DataFrame:
     return pd.DataFrame({n: {k: r.get(k) for k, _, _ in MAIN_COLUMNS} for n, r in results.items()}).T
 
 
+def _ci(c: dict, short: str) -> str:
+    """'−12.3 [−20.1, −4.0]' in percentage points."""
+    d, lo, hi = (c.get(f"{short}_{x}") for x in ("diff", "ci_low", "ci_high"))
+    if d is None:
+        return "–"
+    return f"{100 * d:+.1f} [{100 * lo:+.1f}, {100 * hi:+.1f}]"
+
+
+def comparison_rows(compare: dict) -> list[dict]:
+    """Flatten metrics/compare.json: one dict per (model, setting, opponent) with verdicts."""
+    out = []
+    for model, by_setting in (compare.get("models") or {}).items():
+        for setting, by_vs in by_setting.items():
+            for vs, c in by_vs.items():
+                verdicts = {k: verdict(k, c.get(f"{short}_ci_low", float("nan")),
+                                       c.get(f"{short}_ci_high", float("nan")))
+                            for k, short in METRICS.items()}
+                out.append({"model": model, "setting": setting, "vs": vs, "c": c, "verdicts": verdicts})
+    return out
+
+
+def _verdict_text(verdicts: dict[str, str]) -> str:
+    """'better on MAPE; no clear difference on median APE, ≤20 %' (interval-based verdicts)."""
+    parts = []
+    for word in ("better", "worse", "no clear difference"):
+        keys = [METRIC_LABEL[k] for k, v in verdicts.items() if v == word]
+        if keys:
+            parts.append(f"**{word}** on {', '.join(keys)}" if word != "no clear difference"
+                         else f"{word} on {', '.join(keys)}")
+    return "; ".join(parts)
+
+
 def render_report(results: dict[str, dict], kinds: dict[str, str], report_path: Path, plots_dir: Path,
-                  comparison_png: Path | None = None, params_note: str = "") -> str:
+                  comparison_png: Path | None = None, params_note: str = "", compare: dict | None = None,
+                  paired_png: Path | None = None) -> str:
     """Markdown text of the report; plot links relative to the report's folder."""
     here = Path(report_path).parent
 
@@ -79,38 +119,54 @@ def render_report(results: dict[str, dict], kinds: dict[str, str], report_path: 
 
     names = list(results)
     out = ["# Food volume: evaluation report", ""]
-    out.append("Held-out **test** split. Models see only the RGB image and the true K; every model's "
-               "depth goes through the same `pipeline.geometry.estimate_volume` with the same true K. "
-               "Reference volume: `volume_ml_true` (analytic truth) for synthetic dishes, else the label "
-               "`volume_ml` (GT depth through the same geometry). Dishes where the geometry fails on the "
-               "predicted depth are counted in *failed* and scored as 0 mL (APE 100 %).")
+    out.append("Held-out **test** split. The models see only the RGB image and the true K; the measured "
+               "depth is read only to score. Two settings, named by `mask_source`: **given masks** "
+               "(`gt_mask`: the synthetic ground-truth masks; the masks stage's own masks are cut from the "
+               "measured depth and are never used for predictions) and **end to end** (`predicted_depth`: "
+               "the mask is cut from the model's own predicted depth by the code `python -m pipeline.predict` "
+               "runs). Every model's depth goes through the same geometry with the same true K. Reference "
+               "volume: `volume_ml_true` (analytic truth) for synthetic dishes, else the label `volume_ml` "
+               "(measured depth through the same geometry). Dishes where the geometry fails on the predicted "
+               "depth (or end to end, no food is found) are counted in *failed* and scored as 0 mL (APE 100 %).")
     if params_note:
         out += ["", params_note]
     out += ["", "## All models and baselines", ""]
-    header = ["model", "kind"] + [h for _, h, _ in MAIN_COLUMNS]
-    rows = [[f"`{n}`", kinds.get(n, "")] + [_fmt(results[n].get(k), f) for k, _, f in MAIN_COLUMNS]
-            for n in names]
+    header = ["model", "kind", "masks"] + [h for _, h, _ in MAIN_COLUMNS]
+    sources = {n: str(results[n].get("mask_source", "?")) for n in names}
+    rows = [[f"`{n}`", results[n].get("kind") or kinds.get(n, ""), f"`{sources[n].split(':')[0]}`"]
+            + [_fmt(results[n].get(k), f) for k, _, f in MAIN_COLUMNS] for n in names]
     out.append(_md_table(header, rows))
+    for reason in dict.fromkeys(v.split(":", 1)[1].strip() for v in sources.values() if v.startswith("unavailable:")):
+        out += ["", f"`unavailable`: {reason}."]
     out += ["", "MAPE / median APE: mean / median of |pred − ref| / ref. Bias: mean of (pred − ref) / ref. "
-            "AbsRel, δ1: depth inside the food mask and on the support ring around it. "
-            "Height err: mean |food height above its own fitted support plane − GT height| in the mask. "
-            f"`{ORACLE_NAME}` feeds the GT depth itself through the same masks and geometry: the "
+            "AbsRel, δ1: depth inside the label's mask and on the support ring around it (scoring only). "
+            "Height err: mean |food height above its own fitted support plane − measured height| in that mask. "
+            f"`{ORACLE_NAME}` feeds the measured depth itself through the same masks and geometry: the "
             "error these masks and this geometry leave even with perfect depth.", ""]
 
-    baselines = [n for n in names if n in BASELINE_NAMES]
-    learned = [n for n in names if n not in BASELINE_NAMES and n != ORACLE_NAME
-               and not n.endswith(ZEROSHOT_SUFFIX)]
-    if baselines and learned:
-        best_base = min(baselines, key=lambda b: results[b].get("volume_mape") or float("inf"))
-        bm = results[best_base].get("volume_mape")
-        out += ["## Did depth help?", ""]
-        for m in learned:
-            mm, zm = results[m].get("volume_mape"), results.get(m + ZEROSHOT_SUFFIX, {}).get("volume_mape")
-            verdict = "beats" if (mm is not None and bm is not None and mm < bm) else "does NOT beat"
-            om = results.get(ORACLE_NAME, {}).get("volume_mape")
-            out.append(f"- `{m}`: MAPE {_fmt(mm, 'pct')} {verdict} the best non-learned baseline "
-                       f"`{best_base}` ({_fmt(bm, 'pct')}); zero-shot start {_fmt(zm, 'pct')}; "
-                       f"GT-depth ceiling {_fmt(om, 'pct')}.")
+    crow = comparison_rows(compare or {})
+    if crow:
+        c0 = compare or {}
+        out += ["## Paired comparisons (same dishes)", "",
+                f"Difference model − other in percentage points, with a paired bootstrap 95 % interval "
+                f"({c0.get('n_bootstrap', '?')} resamples of the dishes, seed {c0.get('seed', '?')}) and a "
+                "two-sided Wilcoxon signed-rank p on the per-dish APE. Negative MAPE / median APE and "
+                "positive ≤20 % favour the model. A verdict says *better* or *worse* only where the "
+                "interval excludes zero. Baselines always use the given masks (`baseline_mean` none).", ""]
+        header = ["model", "masks", "vs", "n", "Δ MAPE", "Δ median APE", "Δ ≤20 %", "Wilcoxon p"]
+        rows = [[f"`{r['model']}`", SETTING_LABEL.get(r["setting"], r["setting"]),
+                 f"`{r['vs'].removeprefix('vs_')}`", str(r["c"].get("n_dishes", "")),
+                 *[_ci(r["c"], short) for short in METRICS.values()],
+                 f"{r['c']['wilcoxon_p']:.3g}" if r["c"].get("wilcoxon_p") is not None else "–"]
+                for r in crow]
+        out.append(_md_table(header, rows))
+        out += ["", "## Verdict", ""]
+        for r in crow:
+            other = r["vs"].removeprefix("vs_")
+            other = f"its own stage 0 ({kinds.get(r['model'] + STAGE0_SUFFIX, 'stage 0')})" \
+                if other == "stage0" else f"`{other}`"
+            out.append(f"- `{r['model']}` ({SETTING_LABEL.get(r['setting'], r['setting'])}) vs {other}: "
+                       f"{_verdict_text(r['verdicts'])}.")
         out.append("")
 
     bin_names = []
@@ -131,7 +187,11 @@ def render_report(results: dict[str, dict], kinds: dict[str, str], report_path: 
     out += ["## Plots", ""]
     if comparison_png is not None:
         out += [f"![MAPE per model]({link(comparison_png)})", ""]
+    if paired_png is not None and crow:
+        out += [f"![paired differences]({link(paired_png)})", ""]
     for n in names:
+        if not results[n].get("n_dishes"):
+            continue
         links = [f"[{f.removesuffix('.png').replace('_', ' ')}]({link(Path(plots_dir) / n / f)})"
                  for f in PLOT_FILES if not (n in BASELINE_NAMES and f == "worst_dishes.png")]
         out.append(f"- `{n}`: " + " · ".join(links))

@@ -1,17 +1,21 @@
-"""DVC stage `baselines`: training-set mean volume and mask area x mean training height,
-fitted on the train split, scored on the test split like the models, plus the GT-depth
-oracle (the ceiling the masks and geometry leave) ->
-metrics/eval/{baseline_*,oracle_gt_depth}.{json,csv} and plots/eval/<name>/."""
+"""DVC stage `baselines`: training-set mean volume and given-mask area x mean training height,
+fitted on the train split, scored on the test split like the models, plus the measured-depth
+oracle (the ceiling the masks and geometry leave) with given masks and end to end ->
+metrics/eval/{baseline_*,oracle_gt_depth,oracle_gt_depth_e2e}.{json,csv} and plots/eval/<name>/."""
 import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from pipeline import io  # noqa: E402
-from pipeline.baselines import ORACLE_NAME, baseline_table, fit_baselines  # noqa: E402
-from pipeline.evaluate import (EvalConfig, VolumeConfig, evaluate_model, finish_table,  # noqa: E402
-                               select_split, write_results)
+from pipeline.baselines import BASELINE_NAMES, ORACLE_NAME, baseline_table, fit_baselines  # noqa: E402
+from pipeline.evaluate import (NO_GIVEN_MASKS, SETTINGS, EvalConfig, VolumeConfig, evaluate_model,  # noqa: E402
+                               finish_table, given_mask_source, select_split, write_results,
+                               write_unavailable)
 from pipeline.plots import plot_evaluation  # noqa: E402
+
+KINDS = {"baseline_mean": "non-learned baseline (train mean volume)",
+         "baseline_area_height": "non-learned baseline (mask area × train height)"}
 
 
 def main() -> None:
@@ -19,18 +23,28 @@ def main() -> None:
     ecfg = EvalConfig.from_params(p)
     index = io.read_index(io.REPO_ROOT / "data/dishes/index.csv")
     roots = io.data_roots(p)
-    fitted = fit_baselines(index[index["split"] == "train"], roots)
+    metrics_dir, plots_dir = io.REPO_ROOT / "metrics/eval", io.REPO_ROOT / "plots/eval"
     dishes = select_split(index, ecfg.split)
-    for name, model in fitted.items():
+    train = index[index["split"] == "train"]
+    with_masks = given_mask_source(dishes) is not None and given_mask_source(train) is not None
+    fitted = fit_baselines(train, roots, with_masks=with_masks)
+    for name in BASELINE_NAMES:
+        if name not in fitted:
+            write_unavailable(name, NO_GIVEN_MASKS, metrics_dir, plots_dir,
+                              {"kind": KINDS[name]})
+            print(name, "not evaluated: no depth-free masks")
+            continue
+        model = fitted[name]
         table = finish_table(baseline_table(model, dishes, roots), ecfg.bin_edges)
-        summary = write_results(name, table, io.REPO_ROOT / "metrics/eval", ecfg.bin_edges,
-                                extra=model.describe())
-        with io.atomic_dir(io.REPO_ROOT / "plots/eval" / name) as tmp:
+        summary = write_results(name, table, metrics_dir, ecfg.bin_edges,
+                                extra={**model.describe(), "kind": KINDS[name]})
+        with io.atomic_dir(plots_dir / name) as tmp:
             plot_evaluation(name, table, tmp, ecfg.bin_edges)
-        print(name, model.describe(), {k: summary[k] for k in ("volume_mape", "within_20pct")})
-    summary = evaluate_model(ORACLE_NAME, None, dishes, VolumeConfig.from_params(p), ecfg,
-                             io.REPO_ROOT / "metrics/eval", io.REPO_ROOT / "plots/eval", roots)
-    print(ORACLE_NAME, {k: summary[k] for k in ("n_failed", "volume_mape", "within_20pct")})
+        print(name, model.describe(), {k: summary[k] for k in ("volume_mape", "volume_median_ape", "within_20pct")})
+    for setting in SETTINGS:
+        summary = evaluate_model(ORACLE_NAME, None, dishes, VolumeConfig.from_params(p), ecfg, metrics_dir,
+                                 plots_dir, roots, setting, extra={"kind": "oracle: measured depth (ceiling)"})
+        print(ORACLE_NAME, setting, {k: summary[k] for k in ("mask_source", "n_failed", "volume_mape", "within_20pct")})
 
 
 if __name__ == "__main__":

@@ -1,6 +1,7 @@
-"""DVC stage `evaluate@<model>`: the fine-tuned model (models/<model>/stage2) and its zero-shot
-start (stage 0, `build_model` before any training) on the test split ->
-metrics/eval/<model>{,_zeroshot}.{json,csv} and plots/eval/<model>{,_zeroshot}/."""
+"""DVC stage `evaluate@<model>`: the fine-tuned model (models/<model>/stage2) and its stage-0
+start (`build_model` before any training: pretrained weights, or random init when
+`pretrained` is null) on the test split, each with given masks and end to end ->
+metrics/eval/<model>{,_stage0}{,_e2e}.{json,csv} and plots/eval/<model>{,_stage0}{,_e2e}/."""
 import argparse
 import sys
 from pathlib import Path
@@ -8,8 +9,8 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from pipeline import io  # noqa: E402
-from pipeline.evaluate import (EvalConfig, VolumeConfig, evaluate_model, inference_size,  # noqa: E402
-                               model_predictor, select_split, zeroshot_seed)
+from pipeline.evaluate import (SETTINGS, STAGE0_SUFFIX, EvalConfig, VolumeConfig, evaluate_model, inference_size,  # noqa: E402
+                               model_predictor, select_split, stage0_kind, stage0_seed)
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -28,13 +29,15 @@ def main(argv: list[str] | None = None) -> None:
     size = inference_size(p, name)
     roots = io.data_roots(p)
     cfg = p["model_cfg"][name]
-    runs = [(name, lambda: load_model(io.REPO_ROOT / "models" / name / "stage2")),
-            (f"{name}_zeroshot", lambda: build_model(name, cfg, seed=zeroshot_seed(p)).eval())]
-    for tag, make in runs:
-        summary = evaluate_model(tag, model_predictor(make(), size), dishes, vcfg, ecfg,
-                                 io.REPO_ROOT / "metrics/eval", io.REPO_ROOT / "plots/eval", roots)
-        print(tag, {k: summary[k] for k in ("n_dishes", "n_failed", "volume_mape", "within_20pct",
-                                            "depth_abs_rel", "height_mae_mm")})
+    runs = [(name, lambda: load_model(io.REPO_ROOT / "models" / name / "stage2"), "fine-tuned (stage 2)"),
+            (name + STAGE0_SUFFIX, lambda: build_model(name, cfg, seed=stage0_seed(p)).eval(), stage0_kind(cfg))]
+    for tag, make, kind in runs:
+        predict = model_predictor(make(), size)
+        for setting in SETTINGS:
+            summary = evaluate_model(tag, predict, dishes, vcfg, ecfg, io.REPO_ROOT / "metrics/eval",
+                                     io.REPO_ROOT / "plots/eval", roots, setting, extra={"kind": kind})
+            print(tag, setting, {k: summary[k] for k in ("mask_source", "n_dishes", "n_failed", "volume_mape",
+                                                         "volume_median_ape", "within_20pct", "depth_abs_rel")})
 
 
 if __name__ == "__main__":

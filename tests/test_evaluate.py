@@ -1,5 +1,6 @@
 """Evaluation end to end on a tiny index (tmp_path): perfect / failing / tiny random model,
-and both baselines."""
+both baselines, both mask settings, and the proof that predictions never read measured depth."""
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -7,8 +8,9 @@ import pandas as pd
 import pytest
 
 from pipeline.baselines import AreaHeightBaseline, MeanVolumeBaseline, baseline_table, fit_baselines
-from pipeline.evaluate import (EvalConfig, VolumeConfig, evaluate_model, evaluate_predictor, finish_table,
-                               inference_size, model_predictor, reference_volume, select_split, summarise)
+from pipeline.evaluate import (END_TO_END, GIVEN, EvalConfig, VolumeConfig, evaluate_model, evaluate_predictor,
+                               finish_table, given_mask_source, inference_size, model_predictor, reference_volume,
+                               select_split, stage0_kind, summarise)
 from pipeline.io import read_json, rel_to_repo, write_depth_png, write_mask, write_rgb
 
 H, W, F, TABLE_Z = 84, 112, 120.0, 0.40
@@ -46,12 +48,19 @@ def tiny_index(tmp_path_factory) -> tuple[pd.DataFrame, Path]:
         write_mask(paths["mask"], mask)
         rows.append({"dish_id": f"d{i}", "split": split, "rgb_path": rel_to_repo(paths["rgb"]),
                      "depth_path": rel_to_repo(paths["depth"]), "mask_path": rel_to_repo(paths["mask"]),
+                     "gt_mask_path": rel_to_repo(paths["mask"]),
                      "fx": F, "fy": F, "cx": (W - 1) / 2, "cy": (H - 1) / 2, "width": W, "height": H,
                      "volume_ml": vol * 1.01, "volume_ml_true": vol if split == "test" else np.nan})
     return pd.DataFrame(rows), root
 
 
-VCFG = VolumeConfig(method="columns", ring_px=8, cell_mm=2.0)
+VCFG = VolumeConfig(method="columns", ring_px=8, cell_mm=2.0, min_height_mm=4.0, min_area_px=20)
+
+
+def colour_depth(rgb: np.ndarray, K: np.ndarray) -> np.ndarray:
+    """A depth predictor that reads only the RGB: yellow is food 2 cm high on a 0.40 m table."""
+    food = (rgb[..., 0] > 180) & (rgb[..., 2] < 80)
+    return np.where(food, TABLE_Z - 0.02, TABLE_Z).astype(np.float32)
 
 
 def test_reference_volume_prefers_analytic_truth(tiny_index):
@@ -117,6 +126,8 @@ def test_baselines_fit_on_train_only(tiny_index):
     assert np.allclose(t["volume_ml_pred"], mean.mean_ml) and not t["failed"].any()
     with pytest.raises(ValueError, match="leakage"):
         fit_baselines(df, [root])
+    # no depth-free masks (Nutrition5k): area x height is not fitted, never on depth-cut masks
+    assert set(fit_baselines(train.drop(columns="gt_mask_path"), [root], with_masks=False)) == {"baseline_mean"}
 
 
 def test_tiny_random_model_end_to_end(tiny_index, tmp_path):
@@ -129,12 +140,20 @@ def test_tiny_random_model_end_to_end(tiny_index, tmp_path):
     assert size == (56, 84)
     model = build_model("depth_anything_v2", params["model_cfg"]["depth_anything_v2"], seed=0).eval()
     ecfg = EvalConfig.from_params(params)
-    s = evaluate_model("tiny", model_predictor(model, size), dishes, VCFG, ecfg,
-                       tmp_path / "metrics", tmp_path / "plots", [root])
+    predict = model_predictor(model, size)
+    s = evaluate_model("tiny", predict, dishes, VCFG, ecfg, tmp_path / "metrics", tmp_path / "plots", [root])
+    e2e = evaluate_model("tiny", predict, dishes, VCFG, ecfg, tmp_path / "metrics", tmp_path / "plots", [root],
+                         setting=END_TO_END)
     js = read_json(tmp_path / "metrics" / "tiny.json")
-    assert js == s
+    assert js == s and js["mask_source"] == "gt_mask"
+    assert read_json(tmp_path / "metrics" / "tiny_e2e.json") == e2e and e2e["mask_source"] == "predicted_depth"
+    assert e2e["n_dishes"] == 3
     for k in SPEC_KEYS:
-        assert k in js
+        assert k in js and k in e2e
+    # no depth-free masks (Nutrition5k today): the given setting says so instead of using depth masks
+    na = evaluate_model("n5k", predict, dishes.drop(columns="gt_mask_path"), VCFG, ecfg, tmp_path / "metrics",
+                        tmp_path / "plots", [root])
+    assert na["n_dishes"] == 0 and na["mask_source"].startswith("unavailable")
     assert js["n_dishes"] == 3 and 0 <= js["n_failed"] <= 3
     assert set(js["bins"]) == {"lt50", "50_150", "ge150"}
     assert sum(b["n"] for b in js["bins"].values()) == 3
@@ -143,3 +162,70 @@ def test_tiny_random_model_end_to_end(tiny_index, tmp_path):
     assert len(csv) == 3 and np.isfinite(csv["volume_ml_pred"]).all()
     for f in ("scatter.png", "error_hist.png", "error_by_bin.png", "worst_dishes.png"):
         assert (tmp_path / "plots" / "tiny" / f).stat().st_size > 1000
+
+
+def test_end_to_end_masks_come_from_predicted_depth(tiny_index):
+    df, root = tiny_index
+    dishes = select_split(df, "test")
+    assert given_mask_source(dishes) == "gt_mask"
+    assert given_mask_source(dishes.drop(columns="gt_mask_path")) is None
+    given = evaluate_predictor(colour_depth, dishes, VCFG, allowed_roots=[root], setting=GIVEN)
+    e2e = evaluate_predictor(colour_depth, dishes, VCFG, allowed_roots=[root], setting=END_TO_END)
+    assert not given["failed"].any() and not e2e["failed"].any()
+    # the colour rule finds the boxes: both settings land near the box volume (the end-to-end
+    # mask loses the box corners to the geometry mask's morphological opening)
+    assert np.allclose(e2e["volume_ml_pred"], given["volume_ml_pred"], rtol=0.1)
+    assert np.allclose(given["volume_ml_pred"], dishes["volume_ml_gt"], rtol=0.03)
+    assert (e2e["mask_px"] > 0).all()
+    flat = evaluate_predictor(lambda rgb, K: np.full(rgb.shape[:2], TABLE_Z, np.float32), dishes, VCFG,
+                              allowed_roots=[root], setting=END_TO_END)
+    assert flat["failed"].all() and (flat["volume_ml_pred"] == 0).all()
+    assert flat["error"].str.contains("no food").all()
+
+
+def test_noise_in_measured_depth_changes_scores_not_predictions(tiny_index, tmp_path):
+    """The proof that the prediction side never reads the measured depth: replace every test
+    dish's depth PNG with noise; every predicted volume (both settings, models and baselines)
+    stays bit-identical, only the depth scores move. The oracle, which IS the measured depth,
+    moves: the test would catch a leak."""
+    from pipeline.models import build_model
+    df, src_root = tiny_index
+    root = tmp_path / "copy"
+    shutil.copytree(src_root, root)
+    df = df.copy()
+    for c in ("rgb_path", "depth_path", "mask_path", "gt_mask_path"):
+        df[c] = [rel_to_repo(root / Path(p).name) for p in df[c]]
+    dishes = select_split(df, "test")
+    model = build_model("depth_anything_v2", {"pretrained": None, "max_depth": 2, "size": [56, 84]}, seed=0).eval()
+    predictors = {"colour": colour_depth, "tiny": model_predictor(model, (56, 84)), "oracle": None}
+    train = df[df["split"] == "train"]
+
+    def run():
+        out = {(n, s): evaluate_predictor(p, dishes, VCFG, allowed_roots=[root], setting=s)
+               for n, p in predictors.items() for s in (GIVEN, END_TO_END)}
+        fitted = fit_baselines(train, [root])
+        out.update({(n, GIVEN): finish_table(baseline_table(b, dishes, [root])) for n, b in fitted.items()})
+        return out
+
+    before = run()
+    rng = np.random.default_rng(1)
+    for p in dishes["depth_path"]:
+        write_depth_png(root / Path(p).name, rng.uniform(0.2, 0.6, (H, W)).astype(np.float32))
+    after = run()
+    for key, t in before.items():
+        if key[0] == "oracle":
+            continue
+        assert np.array_equal(t["volume_ml_pred"], after[key]["volume_ml_pred"]), key
+        assert np.array_equal(t["failed"], after[key]["failed"]), key
+        assert np.array_equal(t["ape"], after[key]["ape"]), key
+    assert not before[("colour", END_TO_END)]["failed"].any()  # a non-trivial prediction was compared
+    for s in (GIVEN, END_TO_END):
+        assert not np.allclose(before[("colour", s)]["depth_abs_rel"], after[("colour", s)]["depth_abs_rel"])
+        assert not np.allclose(before[("tiny", s)]["depth_abs_rel"], after[("tiny", s)]["depth_abs_rel"])
+    assert not np.allclose(before[("oracle", GIVEN)]["volume_ml_pred"], after[("oracle", GIVEN)]["volume_ml_pred"])
+
+
+def test_stage0_row_names():
+    assert stage0_kind({"pretrained": None}) == "random init"
+    assert stage0_kind({"pretrained": "depth-anything/Depth-Anything-V2-Metric-Indoor-Small-hf"}) == \
+        "pretrained, not fine-tuned"

@@ -1,49 +1,108 @@
-"""The report table lists every model, its zero-shot start and both baselines."""
+"""The report lists every model (both mask settings), its stage-0 start, the baselines and the
+oracle, with `mask_source` and paired comparisons whose verdicts follow the intervals."""
+import numpy as np
 import pandas as pd
 import pytest
+from scipy import stats
 
 from pipeline.baselines import BASELINE_NAMES
-from pipeline.evaluate import finish_table, write_results
-from pipeline.plots import plot_model_comparison
-from pipeline.report import evaluated_names, load_results, render_report, summary_frame, write_report
+from pipeline.compare import compare, comparison_plan, paired, verdict, vs_key
+from pipeline.evaluate import SETTINGS, STAGE0_SUFFIX, finish_table, write_results
+from pipeline.plots import plot_model_comparison, plot_paired_differences
+from pipeline.report import (comparison_rows, evaluated_names, load_results, render_report, summary_frame,
+                             write_report)
 
 
-def _table(scale: float) -> pd.DataFrame:
-    gt = [50.0, 150.0, 400.0, 800.0]
-    return finish_table(pd.DataFrame({"dish_id": ["a", "b", "c", "d"], "volume_ml_gt": gt,
-                                      "volume_ml_pred": [v * scale for v in gt],
-                                      "failed": [False] * 4, "error": [""] * 4}))
+def _table(scale: float | np.ndarray, gt: list[float] | None = None) -> pd.DataFrame:
+    gt = gt or [50.0, 150.0, 400.0, 800.0]
+    ids = [f"d{i}" for i in range(len(gt))]
+    return finish_table(pd.DataFrame({"dish_id": ids, "volume_ml_gt": gt,
+                                      "volume_ml_pred": np.asarray(gt) * scale,
+                                      "failed": [False] * len(gt), "error": [""] * len(gt)}))
+
+
+def test_compare_intervals_and_wilcoxon():
+    rng = np.random.default_rng(0)
+    gt = list(rng.uniform(50, 600, 60))
+    good = _table(1 + rng.normal(0, 0.1, 60), gt)     # ~8 % APE
+    bad = _table(1 + rng.normal(0, 0.6, 60), gt)      # ~48 % APE
+    c = compare(good, bad, n_bootstrap=500, seed=0)
+    assert c["n_dishes"] == 60
+    assert c["mape_diff"] == pytest.approx(good["ape"].mean() - bad["ape"].mean(), abs=1e-6)
+    assert c["mape_ci_low"] < c["mape_diff"] < c["mape_ci_high"] < 0
+    assert verdict("volume_mape", c["mape_ci_low"], c["mape_ci_high"]) == "better"
+    assert verdict("within_20pct", c["within_20pct_ci_low"], c["within_20pct_ci_high"]) == "better"
+    assert c["wilcoxon_p"] == pytest.approx(stats.wilcoxon(good["ape"], bad["ape"]).pvalue, abs=1e-6)
+    assert c["wilcoxon_p"] < 1e-4
+    assert compare(good, bad, n_bootstrap=500, seed=0) == c          # seeded
+    same = compare(good, good, n_bootstrap=200)
+    assert same["mape_diff"] == 0 and same["wilcoxon_p"] == 1.0
+    assert verdict("volume_mape", same["mape_ci_low"], same["mape_ci_high"]) == "no clear difference"
+    # row order does not matter, dish sets must match
+    assert compare(good.iloc[::-1], bad, n_bootstrap=500, seed=0)["mape_diff"] == c["mape_diff"]
+    with pytest.raises(ValueError, match="not the same dishes"):
+        paired(good.iloc[1:], bad, "good", "bad")
+
+
+def test_comparison_plan_pairs_each_model_setting():
+    avail = {"m", "m_e2e", "m_stage0", "m_stage0_e2e", "baseline_mean", "baseline_area_height"}
+    plan = comparison_plan(["m"], avail, BASELINE_NAMES, SETTINGS, STAGE0_SUFFIX)
+    assert ("m", "given", "m", "m_stage0") in plan and ("m", "end_to_end", "m_e2e", "m_stage0_e2e") in plan
+    assert ("m", "end_to_end", "m_e2e", "baseline_area_height") in plan and len(plan) == 6
+    assert vs_key("m_stage0_e2e", "m", STAGE0_SUFFIX) == "vs_stage0"
+    assert len(comparison_plan(["m"], avail - {"baseline_area_height"}, BASELINE_NAMES, SETTINGS,
+                               STAGE0_SUFFIX)) == 4
 
 
 def test_report_has_every_model_and_baseline(tmp_path):
     models = ["depth_anything_v2", "unidepth_v2"]
-    named = evaluated_names(models)
+    named = evaluated_names(models, {"unidepth_v2": {"pretrained": "lpiccinelli/unidepth-v2-vits14"}})
     names = [n for n, _ in named]
-    assert names == ["depth_anything_v2", "depth_anything_v2_zeroshot", "unidepth_v2",
-                     "unidepth_v2_zeroshot", *BASELINE_NAMES, "oracle_gt_depth"]
+    assert names == ["depth_anything_v2", "depth_anything_v2_e2e", "depth_anything_v2_stage0",
+                     "depth_anything_v2_stage0_e2e", "unidepth_v2", "unidepth_v2_e2e", "unidepth_v2_stage0",
+                     "unidepth_v2_stage0_e2e", *BASELINE_NAMES, "oracle_gt_depth", "oracle_gt_depth_e2e"]
+    kinds = dict(named)
+    assert kinds["depth_anything_v2_stage0"] == "random init"
+    assert kinds["unidepth_v2_stage0_e2e"] == "pretrained, not fine-tuned"
     eval_dir = tmp_path / "metrics" / "eval"
+    tables = {}
     for i, n in enumerate(names):
-        write_results(n, _table(1.0 + 0.1 * (i + 1)), eval_dir)
+        tables[n] = _table(1.0 + 0.1 * (i + 1))
+        write_results(n, tables[n], eval_dir, extra={"mask_source": "predicted_depth" if n.endswith("_e2e")
+                                                     else "gt_mask"})
     results = load_results(eval_dir, names)
+    cmp = {"n_bootstrap": 200, "seed": 0, "models": {}}
+    for m, setting, row, other in comparison_plan(models, set(names), BASELINE_NAMES, SETTINGS, STAGE0_SUFFIX):
+        cmp["models"].setdefault(m, {}).setdefault(setting, {})[vs_key(other, m, STAGE0_SUFFIX)] = \
+            compare(tables[row], tables[other], 200, 0)
     png = tmp_path / "plots" / "report" / "comparison.png"
     plot_model_comparison(summary_frame(results), png)
-    assert png.stat().st_size > 1000
+    paired_png = tmp_path / "plots" / "report" / "paired.png"
+    plot_paired_differences(comparison_rows(cmp), paired_png)
+    assert png.stat().st_size > 1000 and paired_png.stat().st_size > 1000
     report = tmp_path / "metrics" / "report.md"
-    text = render_report(results, dict(named), report, tmp_path / "plots" / "eval", png)
+    text = render_report(results, kinds, report, tmp_path / "plots" / "eval", png, compare=cmp,
+                         paired_png=paired_png)
     write_report(report, text)
     assert report.read_text() == text
     table = text.split("## All models and baselines")[1].split("\n\n")[1]
     rows = [r for r in table.splitlines() if r.startswith("| `")]
     assert [r.split("`")[1] for r in rows] == names
     # depth_anything_v2 is 10 % off on every dish -> MAPE 10.0 %, within 10 % all (<=)
-    assert "| `depth_anything_v2` | fine-tuned (stage 2) | 4 | 0 |" in rows[0]
+    assert rows[0].startswith("| `depth_anything_v2` | fine-tuned (stage 2) | `gt_mask` | 4 | 0 |")
+    assert "| `depth_anything_v2_e2e` | fine-tuned (stage 2) | `predicted_depth` |" in rows[1]
+    assert "| `depth_anything_v2_stage0` | random init |" in rows[2]
     assert "10.0 %" in rows[0]
-    # every dish off by 10 % (model) vs 50 % (best baseline) vs 70 % (oracle, scale 1.7 here)
-    assert "`depth_anything_v2`: MAPE 10.0 % beats the best non-learned baseline `baseline_mean` (50.0 %)" in text
-    assert "GT-depth ceiling 70.0 %" in text
-    assert "../../plots/eval/depth_anything_v2/scatter.png" not in text  # links relative to metrics/
+    assert "## Paired comparisons" in text and "Wilcoxon" in text
+    # every dish 10 % off vs 90 % off (baseline_mean): a constant difference, an interval of one point
+    assert "| `depth_anything_v2` | given masks | `baseline_mean` | 4 | -80.0 [-80.0, -80.0] |" in text
+    assert "`depth_anything_v2` (given masks) vs `baseline_mean`: **better** on MAPE, median APE, ≤20 %." in text
+    assert "vs its own stage 0 (random init): **better** on MAPE" in text
+    # unidepth_v2 and its stage 0 are both outside 20 % on every dish: no difference there
+    assert ("`unidepth_v2` (end to end) vs its own stage 0 (pretrained, not fine-tuned): **better** on MAPE, "
+            "median APE; no clear difference on ≤20 %.") in text
     assert "(../plots/eval/depth_anything_v2/scatter.png)" in text
-    assert "volume_ml_true" in text  # says which reference volume is used
+    assert "volume_ml_true" in text and "mask_source" in text
     for b in ("lt100", "100_300", "300_600", "ge600"):
         assert b in text
 
@@ -68,5 +127,6 @@ def test_dvc_yaml_declares_every_report_input():
     eval_metrics = {p.replace("${item}", model) for p in declared for model in params["models"]}
     for n, _ in evaluated_names(params["models"]):
         assert f"metrics/eval/{n}.json" in eval_metrics
-    assert "metrics/eval" in st["report"]["deps"]
+    assert "metrics/eval" in st["report"]["deps"] and "metrics/compare.json" in st["report"]["deps"]
+    assert any("metrics/compare.json" in m for m in st["compare"]["metrics"])
     assert any("metrics/report.md" in o for o in st["report"]["outs"])

@@ -1,0 +1,106 @@
+"""Paired comparisons on the same test dishes, with uncertainty.
+
+A difference in MAPE between two rows of the report says little on its own: ~60 test dishes
+leave wide intervals. Each comparison pairs the two per-dish tables by `dish_id` and gives,
+for MAPE, median APE and within-20 % (one definition: `pipeline.metrics.volume_metrics`),
+the difference `a − b`, a paired bootstrap 95 % interval (dishes resampled with replacement,
+seeded) and a Wilcoxon signed-rank p on the per-dish APE. A verdict says "better" only where
+the interval excludes zero on the favourable side.
+"""
+from __future__ import annotations
+
+from typing import Sequence
+
+import numpy as np
+import pandas as pd
+from scipy import stats
+
+from pipeline.metrics import volume_metrics
+
+# metric key -> short name in compare.json; lower APE is better, higher within-20 % is better
+METRICS: dict[str, str] = {"volume_mape": "mape", "volume_median_ape": "median_ape", "within_20pct": "within_20pct"}
+HIGHER_IS_BETTER = {"within_20pct"}
+
+
+def paired(a: pd.DataFrame, b: pd.DataFrame, name_a: str = "a", name_b: str = "b") -> pd.DataFrame:
+    """The two per-dish tables joined on `dish_id`; ValueError unless they hold the same dishes
+    with the same reference volumes."""
+    cols = ["dish_id", "volume_ml_gt", "volume_ml_pred"]
+    for n, t in ((name_a, a), (name_b, b)):
+        if missing := [c for c in cols if c not in t.columns]:
+            raise ValueError(f"{n}: per-dish table lacks {missing}")
+    m = a[cols].merge(b[cols], on="dish_id", how="outer", suffixes=("_a", "_b"), indicator=True)
+    if (m["_merge"] != "both").any() or m["dish_id"].duplicated().any():
+        odd = m.loc[m["_merge"] != "both", "dish_id"].head(3).tolist()
+        raise ValueError(f"{name_a} vs {name_b}: not the same dishes (e.g. {odd})")
+    if not np.allclose(m["volume_ml_gt_a"], m["volume_ml_gt_b"], rtol=1e-6):
+        raise ValueError(f"{name_a} vs {name_b}: reference volumes differ for the same dishes")
+    return m.drop(columns="_merge").reset_index(drop=True)
+
+
+def verdict(key: str, lo: float, hi: float) -> str:
+    """'better' / 'worse' only when the interval of a − b excludes zero, else 'no clear difference'."""
+    if not (np.isfinite(lo) and np.isfinite(hi)):
+        return "no clear difference"
+    good_side = (lo > 0) if key in HIGHER_IS_BETTER else (hi < 0)
+    bad_side = (hi < 0) if key in HIGHER_IS_BETTER else (lo > 0)
+    return "better" if good_side else ("worse" if bad_side else "no clear difference")
+
+
+def wilcoxon_p(ape_a: np.ndarray, ape_b: np.ndarray) -> float:
+    """Two-sided Wilcoxon signed-rank p on per-dish APE; 1.0 when every pair is tied."""
+    d = np.asarray(ape_a, float) - np.asarray(ape_b, float)
+    if not np.any(d != 0):
+        return 1.0
+    return float(stats.wilcoxon(ape_a, ape_b).pvalue)
+
+
+def compare(a: pd.DataFrame, b: pd.DataFrame, n_bootstrap: int = 2000, seed: int = 0,
+            name_a: str = "a", name_b: str = "b") -> dict:
+    """Differences a − b with paired bootstrap 95 % intervals and the Wilcoxon p (JSON-ready:
+    numbers only, so `dvc metrics diff` shows every key)."""
+    if n_bootstrap < 100:
+        raise ValueError(f"eval.n_bootstrap: at least 100 resamples, got {n_bootstrap}")
+    m = paired(a, b, name_a, name_b)
+    gt = m["volume_ml_gt_a"].to_numpy(float)
+    pa, pb = m["volume_ml_pred_a"].to_numpy(float), m["volume_ml_pred_b"].to_numpy(float)
+    n = len(m)
+    out: dict = {"n_dishes": int(n)}
+    if n == 0:
+        return out
+    va, vb = volume_metrics(gt, pa), volume_metrics(gt, pb)
+    idx = np.random.default_rng(seed).integers(0, n, size=(int(n_bootstrap), n))
+    boot = {k: np.empty(len(idx)) for k in METRICS}
+    for i, rows in enumerate(idx):
+        ra, rb = volume_metrics(gt[rows], pa[rows]), volume_metrics(gt[rows], pb[rows])
+        for k in METRICS:
+            boot[k][i] = ra[k] - rb[k]
+    for k, short in METRICS.items():
+        lo, hi = np.percentile(boot[k], [2.5, 97.5])
+        out[f"{short}_diff"] = round(float(va[k] - vb[k]), 6)
+        out[f"{short}_ci_low"] = round(float(lo), 6)
+        out[f"{short}_ci_high"] = round(float(hi), 6)
+    out["wilcoxon_p"] = round(wilcoxon_p(np.abs(pa - gt) / gt, np.abs(pb - gt) / gt), 6)
+    return out
+
+
+def comparison_plan(models: Sequence[str], available: set[str], baselines: Sequence[str],
+                    settings: dict[str, str], stage0_suffix: str) -> list[tuple[str, str, str, str]]:
+    """(model, setting, row of the model, row compared against) for every comparison the
+    evaluated files allow: each model in each setting vs each baseline and vs its own stage 0
+    in the same setting."""
+    plan = []
+    for m in models:
+        for setting, suffix in settings.items():
+            row = m + suffix
+            if row not in available:
+                continue
+            for other in [*baselines, m + stage0_suffix + suffix]:
+                if other in available:
+                    plan.append((m, setting, row, other))
+    return plan
+
+
+def vs_key(other: str, model: str, stage0_suffix: str) -> str:
+    """compare.json key of the opponent: `vs_stage0` for the model's own start, else `vs_<name>`."""
+    return "vs_stage0" if other.startswith(model + stage0_suffix) else f"vs_{other}"

@@ -1,0 +1,42 @@
+"""DVC stage `compare`: every model vs each baseline and vs its own stage 0, in each mask
+setting, on the same test dishes (paired bootstrap 95 % intervals, Wilcoxon p) ->
+metrics/compare.json."""
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+import pandas as pd  # noqa: E402
+
+from pipeline import io  # noqa: E402
+from pipeline.baselines import BASELINE_NAMES  # noqa: E402
+from pipeline.compare import compare, comparison_plan, vs_key  # noqa: E402
+from pipeline.evaluate import SETTINGS, STAGE0_SUFFIX, EvalConfig  # noqa: E402
+
+
+def main() -> None:
+    p = io.load_params()
+    ecfg = EvalConfig.from_params(p)
+    eval_dir = io.REPO_ROOT / "metrics/eval"
+    names = [m + s0 + s for m in p["models"] for s0 in ("", STAGE0_SUFFIX) for s in SETTINGS.values()]
+    names += list(BASELINE_NAMES)
+    available = set()
+    for n in names:
+        js = eval_dir / f"{n}.json"
+        if not js.is_file():
+            raise ValueError(f"{js}: metrics missing (run `dvc repro` for evaluate/baselines first)")
+        if (io.read_json(js) or {}).get("n_dishes"):
+            available.add(n)
+    out: dict = {"n_bootstrap": ecfg.n_bootstrap, "seed": ecfg.seed, "models": {}}
+    for model, setting, row, other in comparison_plan(p["models"], available, BASELINE_NAMES, SETTINGS,
+                                                      STAGE0_SUFFIX):
+        a = pd.read_csv(eval_dir / f"{row}.csv", dtype={"dish_id": str})
+        b = pd.read_csv(eval_dir / f"{other}.csv", dtype={"dish_id": str})
+        c = compare(a, b, ecfg.n_bootstrap, ecfg.seed, row, other)
+        out["models"].setdefault(model, {}).setdefault(setting, {})[vs_key(other, model, STAGE0_SUFFIX)] = c
+        print(f"{row} vs {other}: {c}")
+    io.write_json(io.REPO_ROOT / "metrics/compare.json", out)
+
+
+if __name__ == "__main__":
+    main()
