@@ -146,6 +146,7 @@ def test_unidepth_forward_freeze_roundtrip(ud, tmp_path):
         out = m(x, K.clone())
     assert out["depth"].shape == (2, *UD_HW) and out["K"].shape == (2, 3, 3)
     assert torch.isfinite(out["depth"]).all() and out["depth"].std() > 0
+    assert abs(float(out["depth"].mean()) - 0.5) < 0.2  # init_depth (default 0.5 m), not ~7 m
     # upstream: level_embeds is created frozen; the confidence head feeds no loss here
     fixed = [m.net.pixel_decoder.level_embeds, *m.unused_parameters()]
     assert len(m.unused_parameters()) > 0

@@ -19,6 +19,7 @@ when it trains everything, and so does stage 2 here.
 from __future__ import annotations
 
 import copy
+import math
 import warnings
 from typing import Any
 
@@ -133,6 +134,15 @@ def random_config(cfg: dict) -> dict:
     }
 
 
+def set_initial_depth(net: torch.nn.Module, depth_m: float) -> None:
+    """Start a random decoder near `depth_m` metres: upstream's radius is exp(logdepth + 2),
+    i.e. ~7.4 m from a fresh head, 20x a tabletop, which a short fine-tune cannot undo."""
+    if not depth_m > 0:
+        raise ValueError(f"model_cfg.unidepth_v2.init_depth: must be > 0 m, got {depth_m}")
+    with torch.no_grad():
+        net.pixel_decoder.depth_layer.to_depth_hr[-1].bias.fill_(math.log(depth_m) - 2.0)
+
+
 def check_input_range(h: int, w: int) -> str | None:
     """A warning text when HxW is outside the range UniDepth v2 was trained on, else None."""
     px, aspect = h * w, w / h
@@ -163,7 +173,9 @@ class UniDepthV2Model(DepthModel):
         torch.manual_seed(seed)
         if src is None:
             config = random_config(cfg)
-            return cls(UniDepthV2(copy.deepcopy(config)), config, camera)
+            net = UniDepthV2(copy.deepcopy(config))
+            set_initial_depth(net, float(cfg.get("init_depth", 0.5)))
+            return cls(net, config, camera)
         net = UniDepthV2.from_pretrained(str(src))  # hub mixin: config.json + weights
         config = copy.deepcopy(getattr(net, "_hub_mixin_config", None) or {})
         if "config" in config:
