@@ -79,11 +79,16 @@ def silog_loss(pred: Tensor, gt: Tensor, valid: Tensor, lam: float = 0.5, eps: f
     return per[keep].mean()
 
 
+def focal_rel_errors(K_pred: Tensor, K_true: Tensor) -> Tensor:
+    """Bx2 relative errors |fx_pred - fx| / fx, |fy_pred - fy| / fy (the reported K error)."""
+    Kp, Kt = K_pred.float(), K_true.float()
+    idx = torch.arange(2, device=Kp.device)
+    return (Kp[:, idx, idx] - Kt[:, idx, idx]).abs() / Kt[:, idx, idx]
+
+
 def intrinsics_loss(K_pred: Tensor, K_true: Tensor) -> Tensor:
     """Mean relative error of predicted fx, fy."""
-    Kp, Kt = K_pred.float(), K_true.float()
-    return 0.5 * ((Kp[:, 0, 0] - Kt[:, 0, 0]).abs() / Kt[:, 0, 0]
-                  + (Kp[:, 1, 1] - Kt[:, 1, 1]).abs() / Kt[:, 1, 1]).mean()
+    return focal_rel_errors(K_pred, K_true).mean()
 
 
 def normal_angle(n1: Tensor, n2: Tensor) -> Tensor:

@@ -23,7 +23,7 @@ from pytorch_lightning.callbacks import Checkpoint, EarlyStopping, ModelCheckpoi
 from pipeline.data import DishDataModule, check_size, train_augment
 from pipeline.inference import load_model, save_model
 from pipeline.io import write_json, write_text
-from pipeline.losses import check_weights, total_loss, valid_depth
+from pipeline.losses import check_weights, focal_rel_errors, total_loss, valid_depth
 from pipeline.models import DepthModel, build_model
 
 MONITOR = "val/volume_ape"
@@ -65,7 +65,7 @@ class DepthLitModule(pl.LightningModule):
         self.geom = dict(geom)
         self.lr_encoder, self.lr_decoder = float(lr_encoder), float(lr_decoder)
         self.weight_decay, self.max_epochs = float(weight_decay), int(max_epochs)
-        self.predicts_K = model.name == "unidepth_v2"
+        self.predicts_K = bool(getattr(model, "predicts_K", False))  # UniDepth, camera: predict
         self.model.set_encoder_frozen(self.stage == 1)
         self.live = None  # dvclive.Live, attached by run_stage on rank 0
         self.history: list[dict] = []
@@ -131,19 +131,23 @@ class DepthLitModule(pl.LightningModule):
             vol = torch.stack(vols)
         ape = (vol - batch["volume_ml"].float()).abs() / batch["volume_ml"].float()
         ape = torch.where(torch.isfinite(ape), ape, torch.ones_like(ape))  # a failed estimate counts 100 %
-        self._val.append(torch.stack([ape, abs_rel], 1))
+        k_err = (focal_rel_errors(out["K"], K) if self.predicts_K  # fx, fy relative error
+                 else pred.new_full((len(gt), 2), float("nan")))
+        self._val.append(torch.cat([torch.stack([ape, abs_rel], 1), k_err.float()], 1))
 
     def on_validation_epoch_start(self) -> None:
         self._val = []
 
     def on_validation_epoch_end(self) -> None:
-        local = torch.cat(self._val) if self._val else torch.zeros(0, 2, device=self.device)
-        allv = self.all_gather(local).reshape(-1, 2)
+        local = torch.cat(self._val) if self._val else torch.zeros(0, 4, device=self.device)
+        allv = self.all_gather(local).reshape(-1, 4)
         ape, abs_rel = allv[:, 0], allv[:, 1]
         med = float(ape.median()) if len(ape) else float("nan")
         row = {"epoch": int(self.current_epoch), MONITOR: med,
                "val/volume_mape": float(ape.mean()) if len(ape) else float("nan"),
                "val/depth_abs_rel": float(np.nanmean(abs_rel.cpu().numpy())) if len(ape) else float("nan")}
+        if self.predicts_K and len(ape):
+            row["val/fx_rel_err"], row["val/fy_rel_err"] = (float(v) for v in allv[:, 2:].mean(0))
         self.log(MONITOR, med, sync_dist=False)
         self.log("val/volume_mape", row["val/volume_mape"])
         self.log("val/depth_abs_rel", row["val/depth_abs_rel"])

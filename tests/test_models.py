@@ -50,11 +50,13 @@ def test_same_seed_same_model():
         assert torch.equal(p, q), n
 
 
-def _freezing_checks(model, x, K):
+def _freezing_checks(model, x, K, frozen_decoder: tuple = ()):
+    """`frozen_decoder`: decoder parameters that stay frozen by design (never trained)."""
     model.set_encoder_frozen(True)
     model.train()  # must not undo the freeze
     assert not any(p.requires_grad for p in model.encoder_parameters())
-    assert all(p.requires_grad for p in model.decoder_parameters())
+    fixed = {id(p) for p in frozen_decoder}
+    assert all(p.requires_grad != (id(p) in fixed) for p in model.decoder_parameters())
     model.zero_grad()
     model(x, K)["depth"].mean().backward()
     assert all(p.grad is None for p in model.encoder_parameters())
@@ -103,20 +105,191 @@ def test_predict_depth_array_original_resolution(da):
 
 
 # ----------------------------------------------------------------------------- UniDepth v2
-def _unidepth():
+UD_CFG = {"pretrained": None, "backbone": "vits14"}
+UD_HW = (70, 98)  # tiny for CPU; outside UniDepth's trained pixel range, so forward warns
+
+
+def _require_unidepth() -> None:
+    """Skip only when the optional package itself is absent; a broken install fails."""
     try:
-        import unidepth.models  # noqa: F401
-    except Exception as e:  # optional: requirements-unidepth.txt
-        pytest.skip(f"unidepth not importable ({type(e).__name__}: {e}); "
-                    "pip install -r requirements-unidepth.txt to run these")
-    return build_model("unidepth_v2", {"pretrained": None, "backbone": "vits14"}, seed=0)
+        import unidepth  # noqa: F401
+    except ModuleNotFoundError as e:
+        if e.name != "unidepth":
+            raise
+        pytest.skip("unidepth is not installed (requirements-unidepth.txt)")
+    import unidepth.models  # noqa: F401  (any error here is a failure, not a skip)
 
 
-def test_unidepth_forward_freeze_roundtrip(tmp_path):
-    m = _unidepth()
-    x, K = torch.rand(2, 3, 70, 98), _K(2, 70, 98)
-    out = m(x, K.clone())
-    assert out["depth"].shape == (2, 70, 98) and out["K"].shape == (2, 3, 3)
+def _build_unidepth(camera: str = "predict"):
+    _require_unidepth()
+    return build_model("unidepth_v2", {**UD_CFG, "camera": camera}, seed=0)
+
+
+@pytest.fixture(scope="module")
+def ud():
+    return _build_unidepth("predict")
+
+
+@pytest.fixture(scope="module")
+def ud_given():
+    return _build_unidepth("given")
+
+
+def _unit(r: np.ndarray) -> np.ndarray:
+    return r / np.linalg.norm(r, axis=-1, keepdims=True)
+
+
+def test_unidepth_forward_freeze_roundtrip(ud, tmp_path):
+    m = ud
+    x, K = torch.rand(2, 3, *UD_HW), _K(2, *UD_HW)
+    with pytest.warns(UserWarning, match="outside UniDepth's trained range"):
+        out = m(x, K.clone())
+    assert out["depth"].shape == (2, *UD_HW) and out["K"].shape == (2, 3, 3)
     assert torch.isfinite(out["depth"]).all() and out["depth"].std() > 0
-    _freezing_checks(m, x, K)
-    _roundtrip(m, "unidepth_v2", {"pretrained": None}, tmp_path, 70, 98)
+    assert abs(float(out["depth"].mean()) - 0.5) < 0.2  # init_depth (default 0.5 m), not ~7 m
+    # upstream: level_embeds is created frozen; the confidence head feeds no loss here
+    fixed = [m.net.pixel_decoder.level_embeds, *m.unused_parameters()]
+    assert len(m.unused_parameters()) > 0
+    _freezing_checks(m, x, K, frozen_decoder=fixed)
+    enc = m.net.pixel_encoder  # stage 2 keeps the patch embedding frozen, as upstream does
+    assert not any(p.requires_grad for p in enc.patch_embed.parameters())
+    assert all(p.requires_grad for p in enc.blocks.parameters())
+    _roundtrip(m, "unidepth_v2", UD_CFG, tmp_path, *UD_HW)
+
+
+def test_unidepth_camera_given(ud_given, tmp_path):
+    """`given`: the true K prompts the depth (changing it changes the depth), K is returned
+    unchanged, the camera head is frozen, and the mode survives save/load."""
+    m = ud_given.eval()
+    assert not m.predicts_K
+    x, K = torch.rand(1, 3, *UD_HW), _K(1, *UD_HW)
+    K2 = K.clone()
+    K2[:, 0, 0] *= 1.5
+    with torch.no_grad():
+        a, b = m(x, K.clone()), m(x, K2.clone())
+    assert torch.equal(a["K"], K) and not torch.allclose(a["depth"], b["depth"])
+    assert not any(p.requires_grad for p in m.net.pixel_decoder.camera_layer.parameters())
+    with pytest.raises(ValueError, match="given needs the true K"):
+        m(x, None)
+    _roundtrip(m, "unidepth_v2", {**UD_CFG, "camera": "given"}, tmp_path, *UD_HW)
+    assert load_model(tmp_path / "w").camera == "given"
+    # predict_depth_array: K scaled to the input size and back is the K given
+    rgb = (np.random.default_rng(0).random((100, 130, 3)) * 255).astype(np.uint8)
+    Kn = np.array([[110.0, 0, 64.5], [0, 110.0, 49.5], [0, 0, 1]])
+    np.testing.assert_allclose(predict_depth_array(m, rgb, Kn, UD_HW)[1], Kn, atol=1e-5)
+
+
+def test_unidepth_camera_predict(ud):
+    """`predict`: the input K does not reach the model; the K returned is its own."""
+    m = ud.eval()
+    assert m.predicts_K
+    x, K = torch.rand(1, 3, *UD_HW), _K(1, *UD_HW)
+    with torch.no_grad():
+        a, b = m(x, K.clone()), m(x, 2 * K)
+    assert torch.equal(a["depth"], b["depth"]) and torch.equal(a["K"], b["K"])
+    assert not torch.equal(a["K"], K)
+
+
+def test_unidepth_K_pixel_centre_conventions(ud):
+    """UniDepth's pixel centres are at 0.5...W-0.5, ours at 0...W-1: the K we return and
+    the K we prompt with give, through our back-projection, the rays UniDepth uses."""
+    from pipeline.geometry import backproject
+    from pipeline.models.unidepth import from_unidepth_K, prompt_camera
+    h, w = UD_HW
+    ones = np.ones((h, w))
+    K = _K(2, h, w)
+    K[1, 0, 2] += 7.0  # off-centre principal point
+    rays = prompt_camera(K).get_rays(shapes=(2, h, w)).permute(0, 2, 3, 1).numpy()
+    for i in range(2):
+        np.testing.assert_allclose(rays[i], _unit(backproject(ones, K[i].double().numpy())), atol=1e-5)
+    with torch.no_grad():
+        _, out = ud.net.encode_decode({"image": ud.normalise(torch.rand(1, 3, h, w)), "camera": None},
+                                      image_metas=[])
+    Kp = from_unidepth_K(out["intrinsics"])[0].double().numpy()
+    np.testing.assert_allclose(out["rays"][0].permute(1, 2, 0).numpy(), _unit(backproject(ones, Kp)),
+                               atol=1e-4)
+
+
+def test_unidepth_config_checks():
+    from pipeline.models.unidepth import check_input_range, random_config
+    idx = {b: random_config({"backbone": b})["model"]["pixel_encoder"]["output_idx"]
+           for b in ("vits14", "vitb14", "vitl14")}
+    assert idx == {"vits14": [3, 6, 9, 12], "vitb14": [3, 6, 9, 12], "vitl14": [6, 12, 18, 24]}
+    assert check_input_range(420, 560) is None
+    assert "aspect 4.00" in check_input_range(280, 1120)
+    assert "19600 px" in check_input_range(140, 140)
+    with pytest.raises(ValueError, match="camera"):
+        build_model("unidepth_v2", {**UD_CFG, "camera": "guess"})
+    with pytest.raises(ValueError, match="takes no camera"):
+        build_model("depth_anything_v2", {**DA_CFG, "camera": "given"})
+
+
+_IMPORT_PROBE = """
+import sys
+from pipeline.models import build_model
+sys.modules["unidepth"] = None          # the package absent
+try:
+    build_model("unidepth_v2", {"pretrained": None})
+except ValueError as e:
+    print("MISSING:", e)
+del sys.modules["unidepth"]
+sys.modules["google"] = None            # installed, but a runtime import of it is missing
+try:
+    build_model("unidepth_v2", {"pretrained": None})
+except ImportError as e:
+    print("BROKEN:", e)
+"""
+
+
+def test_unidepth_import_errors_are_reported_as_such():
+    """A missing package reads "not installed"; any other import error names its cause."""
+    import subprocess
+    import sys
+    from pathlib import Path
+    _require_unidepth()
+    r = subprocess.run([sys.executable, "-c", _IMPORT_PROBE], capture_output=True, text=True,
+                       cwd=Path(__file__).resolve().parent.parent)
+    lines = [ln for ln in r.stdout.splitlines() if ln.startswith(("MISSING", "BROKEN"))]
+    assert len(lines) == 2, r.stdout + r.stderr
+    assert "not installed" in lines[0]
+    assert "fails to import" in lines[1] and "google" in lines[1] and "not installed" not in lines[1]
+
+
+def _ddp_worker(rank: int, world: int, init_file: str) -> None:
+    """Two optimiser steps under DistributedDataParallel (gloo), per camera mode and stage.
+    find_unused_parameters=False: a trainable parameter that gets no gradient in step 1
+    makes step 2 fail ("Expected to have finished reduction in the prior iteration")."""
+    import torch.distributed as dist
+    from torch.nn.parallel import DistributedDataParallel as DDP
+    from pipeline.losses import intrinsics_loss
+    torch.set_num_threads(1)
+    dist.init_process_group("gloo", init_method=f"file://{init_file}", rank=rank, world_size=world)
+    try:
+        for camera in ("predict", "given"):
+            for stage in (1, 2):
+                m = build_model("unidepth_v2", {**UD_CFG, "camera": camera}, seed=0)
+                m.set_encoder_frozen(stage == 1)
+                m.train()
+                net = DDP(m)
+                opt = torch.optim.SGD([p for p in m.parameters() if p.requires_grad], lr=1e-2)
+                g = torch.Generator().manual_seed(rank)
+                for _ in range(2):
+                    x, K = torch.rand(1, 3, 42, 56, generator=g), _K(1, 42, 56)
+                    out = net(x, K.clone())
+                    loss = out["depth"].mean() + (intrinsics_loss(out["K"], K) if m.predicts_K else 0)
+                    opt.zero_grad()
+                    loss.backward()
+                    opt.step()
+                flat = torch.cat([p.detach().flatten() for p in m.parameters()])
+                both = [torch.empty_like(flat) for _ in range(world)]
+                dist.all_gather(both, flat)
+                assert torch.equal(both[0], both[1]), f"{camera} stage {stage}: ranks diverged"
+    finally:
+        dist.destroy_process_group()
+
+
+def test_unidepth_ddp_two_cpu_processes(tmp_path):
+    """The adapter trains under DDP with two CPU processes in both camera modes and stages."""
+    import torch.multiprocessing as mp
+    _require_unidepth()
+    mp.spawn(_ddp_worker, args=(2, str(tmp_path / "init")), nprocs=2, join=True)

@@ -3,7 +3,8 @@ branch on the architecture.
 
 Every wrapper takes un-normalised RGB in [0, 1] (it normalises itself) at a size that
 is a multiple of 14 and returns metric z-depth plus the intrinsics it used: the given
-K for Depth-Anything, its own prediction for UniDepth.
+K for Depth-Anything (which takes no camera input), for UniDepth its own prediction
+(`camera: predict`) or the given K it was prompted with (`camera: given`).
 """
 from __future__ import annotations
 
@@ -71,6 +72,9 @@ def build_model(name: str, cfg: dict, seed: int = 0) -> DepthModel:
         raise ValueError(f"model_cfg.{name}: expected a mapping, got {type(cfg).__name__}")
     torch.manual_seed(seed)
     if name == "depth_anything_v2":
+        if "camera" in cfg:
+            raise ValueError("model_cfg.depth_anything_v2.camera: Depth-Anything takes no camera "
+                             "input (depth from the image alone); remove the key")
         from pipeline.models.depth_anything import DepthAnythingV2
         return DepthAnythingV2.from_cfg(cfg, seed=seed)
     from pipeline.models.unidepth import UniDepthV2Model

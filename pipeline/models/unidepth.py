@@ -1,13 +1,26 @@
 """UniDepth v2 through the official `unidepth` package (optional: requirements-unidepth.txt).
 
-We call `encode_decode` without the true camera, so the camera head predicts K and trains
-through our intrinsics loss; the package's own losses (which need paired batches) are unused.
-Freezing goes through `pixel_encoder.frozen_stages`, because the backbone's `.train()`
-re-sets `requires_grad` from it.
+`model_cfg.unidepth_v2.camera` decides what the model knows about the camera:
+- `predict` (default): the camera head predicts K, which shapes the depth (through its rays)
+  and trains through the intrinsics loss against the true K; the K error is reported.
+- `given`: the true K is the camera prompt (UniDepth's `Pinhole` rays replace the predicted
+  ones), so the camera head is unused and frozen; the true K is returned.
+Volumes always use the true K (losses, evaluation), whatever the mode.
+
+UniDepth puts pixel centres at 0.5 ... W-0.5; this project at 0 ... W-1 (cx = 319.5 at 640 px),
+so cx, cy are converted both ways here and nowhere else.
+
+Parameters that never receive a gradient are frozen (DDP requires it): the confidence head
+(its own loss is not used), and the camera head in `given` mode. Freezing of the encoder goes
+through `pixel_encoder.frozen_stages`, because the backbone's `.train()` re-sets
+`requires_grad` from it; upstream keeps the patch embedding frozen (frozen_stages = 0) even
+when it trains everything, and so does stage 2 here.
 """
 from __future__ import annotations
 
 import copy
+import math
+import warnings
 from typing import Any
 
 import torch
@@ -15,14 +28,66 @@ from torch import Tensor
 
 from pipeline.models import DepthModel
 
+CAMERA_MODES = ("predict", "given")
+# output_idx of the upstream v2 configs (configs/config_v2_<backbone>.json)
+OUTPUT_IDX = {"vits14": [3, 6, 9, 12], "vitb14": [3, 6, 9, 12], "vitl14": [6, 12, 18, 24]}
+# the input range UniDepth v2 was trained on (data.augmentations.shape_constraints upstream)
+PIXELS_RANGE = (200_000, 600_000)
+ASPECT_RANGE = (0.5, 2.5)
+# decoder parts that feed only the confidence output (no loss here uses it)
+_CONFIDENCE_PARTS = ("confidence_mlp", "to_confidence_lr", "to_confidence_hr")
+
 
 def _require_unidepth():
+    """The package's model class. Only a missing `unidepth` reads as "not installed"; a
+    broken install (e.g. a runtime import of the package missing) raises what it raised."""
+    try:
+        import unidepth  # noqa: F401
+    except ModuleNotFoundError as e:
+        if e.name != "unidepth":
+            raise
+        raise ValueError("unidepth_v2: the `unidepth` package is not installed "
+                         "(see requirements-unidepth.txt)") from None
     try:
         from unidepth.models import UniDepthV2
-    except ImportError as e:  # optional dependency
-        raise ValueError("unidepth_v2: the `unidepth` package is not installed "
-                         f"(pip install -r requirements-unidepth.txt): {e}") from None
+    except ImportError as e:
+        raise ImportError(f"unidepth_v2: the installed `unidepth` package fails to import "
+                          f"({type(e).__name__}: {e}); its runtime imports are pinned in "
+                          "requirements-unidepth.txt") from e
     return UniDepthV2
+
+
+def to_unidepth_K(K: Tensor) -> Tensor:
+    """Project K (pixel centres at integers) -> UniDepth K (centres at +0.5)."""
+    K = K.clone()
+    K[..., 0, 2] += 0.5
+    K[..., 1, 2] += 0.5
+    return K
+
+
+def from_unidepth_K(K: Tensor) -> Tensor:
+    """UniDepth K (pixel centres at +0.5) -> project K (pixel centres at integers)."""
+    K = K.clone()
+    K[..., 0, 2] -= 0.5
+    K[..., 1, 2] -= 0.5
+    return K
+
+
+def prompt_camera(K: Tensor):
+    """UniDepth camera prompt for a batch of project Ks: one `Pinhole` per image in a
+    `BatchCamera` (a single batched `Pinhole` fails in `get_rays` for B > 1 upstream)."""
+    from unidepth.utils.camera import BatchCamera, Pinhole
+    Kud = to_unidepth_K(K.float())
+    cams = [Pinhole(K=Kud[i:i + 1]) for i in range(len(Kud))]
+    params = torch.cat([c.params for c in cams])
+    return BatchCamera(params, Kud, ["Pinhole"] * len(cams), cams)
+
+
+def check_camera_mode(cfg: dict) -> str:
+    mode = cfg.get("camera", "predict")
+    if mode not in CAMERA_MODES:
+        raise ValueError(f"model_cfg.unidepth_v2.camera: expected one of {CAMERA_MODES}, got {mode!r}")
+    return mode
 
 
 def _loss_cfg() -> dict:
@@ -41,18 +106,22 @@ def _loss_cfg() -> dict:
 
 
 def random_config(cfg: dict) -> dict:
-    """A randomly initialised v2 config (vits14 encoder, small decoder), nothing downloaded."""
+    """A randomly initialised v2 config (the real encoder, a small decoder), nothing downloaded."""
     t = {"hidden_dim": 64, "depths": [1, 1, 1], "out_dim": 16, "num_heads": 2, "expansion": 2,
          **(cfg.get("tiny") or {})}
     backbone = cfg.get("backbone", "vits14")
+    if backbone not in OUTPUT_IDX:
+        raise ValueError(f"model_cfg.unidepth_v2.backbone: expected one of {sorted(OUTPUT_IDX)}, "
+                         f"got {backbone!r}")
     return {
         "generic": {"seed": 0, "deterministic": True},
         "training": {"drop_path": 0.0, "use_checkpoint": False, "wd": 0.1, "ld": 1.0,
                      "lr": 1e-4, "losses": _loss_cfg()},
         "data": {"image_shape": [480, 640], "normalization": "imagenet",
                  "augmentations": {"shape_constraints": {
-                     "ratio_bounds": [0.5, 2.5], "pixels_max": 600000, "pixels_min": 200000,
-                     "height_min": 15, "width_min": 15, "shape_mult": 14, "sample": True}}},
+                     "ratio_bounds": list(ASPECT_RANGE), "pixels_max": PIXELS_RANGE[1],
+                     "pixels_min": PIXELS_RANGE[0], "height_min": 15, "width_min": 15,
+                     "shape_mult": 14, "sample": True}}},
         "model": {"name": "UniDepthV2", "num_heads": int(t["num_heads"]),
                   "expansion": int(t["expansion"]), "layer_scale": 1.0,
                   "pixel_decoder": {"name": "Decoder", "hidden_dim": int(t["hidden_dim"]),
@@ -61,52 +130,92 @@ def random_config(cfg: dict) -> dict:
                   "pixel_encoder": {"lr": 2e-6, "wd": 0.1, "name": f"dinov2_{backbone}",
                                     "frozen_stages": 0, "num_register_tokens": 0,
                                     "use_norm": True, "freeze_norm": True, "pretrained": None,
-                                    "stacking_fn": "last", "output_idx": [3, 6, 9, 12]}},
+                                    "stacking_fn": "last", "output_idx": list(OUTPUT_IDX[backbone])}},
     }
+
+
+def set_initial_depth(net: torch.nn.Module, depth_m: float) -> None:
+    """Start a random decoder near `depth_m` metres: upstream's radius is exp(logdepth + 2),
+    i.e. ~7.4 m from a fresh head, 20x a tabletop, which a short fine-tune cannot undo."""
+    if not depth_m > 0:
+        raise ValueError(f"model_cfg.unidepth_v2.init_depth: must be > 0 m, got {depth_m}")
+    with torch.no_grad():
+        net.pixel_decoder.depth_layer.to_depth_hr[-1].bias.fill_(math.log(depth_m) - 2.0)
+
+
+def check_input_range(h: int, w: int) -> str | None:
+    """A warning text when HxW is outside the range UniDepth v2 was trained on, else None."""
+    px, aspect = h * w, w / h
+    if PIXELS_RANGE[0] <= px <= PIXELS_RANGE[1] and ASPECT_RANGE[0] <= aspect <= ASPECT_RANGE[1]:
+        return None
+    return (f"unidepth_v2: input {h}x{w} ({px} px, aspect {aspect:.2f}) is outside UniDepth's "
+            f"trained range ({PIXELS_RANGE[0]}-{PIXELS_RANGE[1]} px, aspect "
+            f"{ASPECT_RANGE[0]}-{ASPECT_RANGE[1]}); pretrained weights may degrade")
 
 
 class UniDepthV2Model(DepthModel):
     name = "unidepth_v2"
 
-    def __init__(self, net: torch.nn.Module, config: dict) -> None:
+    def __init__(self, net: torch.nn.Module, config: dict, camera: str = "predict") -> None:
         super().__init__()
         self.net = net
         self._config = config
+        self.camera = check_camera_mode({"camera": camera})
+        self.predicts_K = self.camera == "predict"  # the training adds the intrinsics loss
+        for p in self.unused_parameters():
+            p.requires_grad = False
 
     @classmethod
     def from_cfg(cls, cfg: dict, seed: int = 0) -> "UniDepthV2Model":
+        camera = check_camera_mode(cfg)
         UniDepthV2 = _require_unidepth()
         src = cfg.get("pretrained")
         torch.manual_seed(seed)
         if src is None:
             config = random_config(cfg)
-            return cls(UniDepthV2(copy.deepcopy(config)), config)
+            net = UniDepthV2(copy.deepcopy(config))
+            set_initial_depth(net, float(cfg.get("init_depth", 0.5)))
+            return cls(net, config, camera)
         net = UniDepthV2.from_pretrained(str(src))  # hub mixin: config.json + weights
         config = copy.deepcopy(getattr(net, "_hub_mixin_config", None) or {})
         if "config" in config:
             config = config["config"]
         if not config:
             raise ValueError(f"model_cfg.unidepth_v2.pretrained: {src} has no config.json")
-        return cls(net, config)
+        return cls(net, config, camera)
 
     @classmethod
     def from_arch(cls, arch: dict) -> "UniDepthV2Model":
         UniDepthV2 = _require_unidepth()
         config = copy.deepcopy(arch["unidepth_config"])
-        return cls(UniDepthV2(copy.deepcopy(config)), config)
+        return cls(UniDepthV2(copy.deepcopy(config)), config, arch.get("camera", "predict"))
 
     def arch_config(self) -> dict[str, Any]:
         config = copy.deepcopy(self._config)
         config["model"]["pixel_encoder"]["pretrained"] = None  # never fetch DINO weights on load
-        return {"unidepth_config": config}
+        return {"unidepth_config": config, "camera": self.camera}
+
+    def unused_parameters(self) -> list:
+        """Parameters no output we use depends on: frozen, so DDP never waits for them."""
+        dec = self.net.pixel_decoder
+        mods = [getattr(dec.depth_layer, n) for n in _CONFIDENCE_PARTS]
+        if self.camera == "given":
+            mods += [dec.camera_layer, dec.camera_token_adapter]
+        return [p for m in mods for p in m.parameters()]
 
     def forward(self, images: Tensor, K: Tensor | None) -> dict[str, Tensor]:
         self.check_input(images, K)
-        # No camera: the camera head predicts K (and trains); our K is never handed over
-        # (the package edits camera objects in place).
-        _, out = self.net.encode_decode({"image": self.normalise(images), "camera": None},
-                                        image_metas=[])
-        return {"depth": out["depth"][:, 0], "K": out["intrinsics"]}
+        msg = check_input_range(*images.shape[-2:])
+        if msg:  # Python shows each distinct message once per run
+            warnings.warn(msg, stacklevel=2)
+        inputs: dict[str, Any] = {"image": self.normalise(images), "camera": None}
+        if self.camera == "given":
+            if K is None:
+                raise ValueError("K: unidepth_v2 with camera: given needs the true K; got None")
+            inputs["camera"] = prompt_camera(K)
+        _, out = self.net.encode_decode(inputs, image_metas=[])
+        K_out = K if self.camera == "given" else from_unidepth_K(out["intrinsics"])
+        return {"depth": out["depth"][:, 0], "K": K_out}
 
     def encoder_parameters(self) -> list:
         return list(self.net.pixel_encoder.parameters())
@@ -116,12 +225,9 @@ class UniDepthV2Model(DepthModel):
 
     def set_encoder_frozen(self, frozen: bool) -> None:
         enc = self.net.pixel_encoder
-        if frozen:
-            enc.frozen_stages = len(enc.blocks) + 1
-            for p in enc.parameters():
-                p.requires_grad = False
-        else:
-            enc.frozen_stages = -1
-            for name, p in enc.named_parameters():
-                p.requires_grad = name not in ("mask_token", "register_tokens")
-        enc.train(self.training)
+        # upstream: frozen_stages > len(blocks) freezes every block and the final norm;
+        # 0 trains everything but the patch embedding (and mask/register tokens)
+        enc.frozen_stages = len(enc.blocks) + 1 if frozen else 0
+        for p in enc.parameters():
+            p.requires_grad = not frozen
+        enc.train(enc.training)  # applies upstream's per-part requires_grad rules
