@@ -81,6 +81,7 @@ class DishDataset(Dataset):
             "K": torch.from_numpy(s["K"]).float(),
             "volume_ml": torch.tensor(it["volume_ml"], dtype=torch.float32),
             "dish_id": it["dish_id"],
+            "index": idx,  # validation de-duplicates DistributedSampler's padding by it
         }
 
 

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import copy
 import json
+import os
 from pathlib import Path
 
 import numpy as np
@@ -16,20 +17,24 @@ import pipeline.training as tr
 from pipeline.training import DepthLitModule, config_hash, prepare_checkpoint_dir, trainer_kwargs
 
 
-def make_index(root: Path, n_train: int = 6, n_val: int = 2, width: int = 224, height: int = 168) -> Path:
-    """A tiny dishes index (real synthetic dishes written with pipeline.io) under `root`."""
+def make_index(root: Path, n_train: int = 6, n_val: int = 2, width: int = 224, height: int = 168,
+               rel_root: Path | None = None, no_depth: tuple[int, ...] = ()) -> Path:
+    """A tiny dishes index (real synthetic dishes written with pipeline.io) under `root`.
+    Paths are relative to `rel_root` (default: this repository); dishes in `no_depth` get
+    an all-invalid depth map (a batch of them has no valid GT pixel)."""
     from pipeline.synthetic import generate_dish
+    rel = (lambda q: Path(os.path.relpath(q, rel_root)).as_posix()) if rel_root else io.rel_to_repo
     rows = []
     for i in range(n_train + n_val):
         d = generate_dish(seed=7, index=i, width=width, height=height, noise=True)
         base = root / "dishes" / f"d{i:03d}"
         io.write_rgb(base / "rgb.png", d.rgb)
-        io.write_depth_png(base / "depth.png", d.depth)
+        io.write_depth_png(base / "depth.png", d.depth * 0 if i in no_depth else d.depth)
         io.write_mask(base / "mask.png", d.mask)
         rows.append({"dish_id": f"d{i:03d}", "split": "train" if i < n_train else "val",
-                     "rgb_path": io.rel_to_repo(base / "rgb.png"),
-                     "depth_path": io.rel_to_repo(base / "depth.png"),
-                     "mask_path": io.rel_to_repo(base / "mask.png"),
+                     "rgb_path": rel(base / "rgb.png"),
+                     "depth_path": rel(base / "depth.png"),
+                     "mask_path": rel(base / "mask.png"),
                      "fx": d.K[0, 0], "fy": d.K[1, 1], "cx": d.K[0, 2], "cy": d.K[1, 2],
                      "width": width, "height": height, "volume_ml": d.volume_ml_true,
                      "volume_ml_true": d.volume_ml_true})
