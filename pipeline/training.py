@@ -6,6 +6,7 @@ them, so a killed run resumes and a changed parameter restarts cleanly.
 """
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import math
@@ -55,6 +56,17 @@ def trainer_kwargs(tr: dict) -> dict:
     return {"accelerator": accel, "devices": tr.get("devices", 1), "num_nodes": int(tr.get("num_nodes", 1)),
             "strategy": strategy, "precision": precision,
             "deterministic": tr.get("deterministic", False)}
+
+
+@contextlib.contextmanager
+def onednn(enabled: bool):
+    """torch.backends.mkldnn.enabled for the duration of a block."""
+    old = torch.backends.mkldnn.enabled
+    torch.backends.mkldnn.enabled = enabled
+    try:
+        yield
+    finally:
+        torch.backends.mkldnn.enabled = old
 
 
 def code_digest() -> str:
@@ -409,8 +421,10 @@ def run_stage(name: str, stage: int, params: dict, index_path: Path, weights_out
     if trainer.is_global_zero:
         lit.live = open_live(live_dir, resume is not None)
     t0 = time.time()
-    trainer.fit(lit, datamodule=dm, ckpt_path=str(resume) if resume else None,
-                weights_only=True)  # resume never unpickles code
+    portable = bool(tr.get("portable_cpu", True)) and trainer.strategy.root_device.type == "cpu"
+    with onednn(enabled=not portable):  # oneDNN picks kernels and blocking per CPU model
+        trainer.fit(lit, datamodule=dm, ckpt_path=str(resume) if resume else None,
+                    weights_only=True)  # resume never unpickles code
     seconds = time.time() - t0
     if lit.live is not None:
         lit.live.end()
