@@ -434,11 +434,13 @@ def run_stage(name: str, stage: int, params: dict, index_path: Path, weights_out
     state = torch.load(best, map_location="cpu", weights_only=True)["state_dict"]
     lit.load_state_dict(state)
     save_model(lit.model, Path(weights_out), name, model_cfg)
-    curve = [{k: (round(v, 5) if isinstance(v, float) else v) for k, v in r.items()} for r in lit.history]
+    # no wall times in the file: it is a DVC metric, and its hash must repeat in a fresh clone
+    curve = [{k: (round(v, 5) if isinstance(v, float) else v) for k, v in r.items() if k != "time_s"}
+             for r in lit.history]
     best_score = ckpt_cb.best_model_score
     metrics = {"model": name, "stage": stage, "best_val_volume_ape": float(best_score) if best_score is not None else None,
                "epochs_run": int(trainer.current_epoch), "resumed": resume is not None,
-               "skipped_batches": lit.skipped, "train_seconds": round(seconds, 1),
+               "skipped_batches": lit.skipped,
                "world_size": int(trainer.world_size),
                "n_train": len(dm.train_set), "n_val": len(dm.val_set),
                "val_label": "GT depth through the same geometry at the training size (val/volume_ape)",
@@ -446,4 +448,4 @@ def run_stage(name: str, stage: int, params: dict, index_path: Path, weights_out
                "loss_terms": loss_term_summary(lit.history, lit.weights), "curve": curve}
     write_json(metrics_path, metrics)
     write_text(Path(ckpt_dir) / HASH_FILE, f"{key} finished\n")  # never resume a finished run
-    return metrics
+    return {**metrics, "train_seconds": round(seconds, 1)}
