@@ -130,6 +130,30 @@ def test_checkpoint_dir_hash(tmp_path: Path):
     assert prepare_checkpoint_dir(ck, live, "b") is None
     assert not (ck / "last.ckpt").exists() and not live.exists()
     assert config_hash({"a": 1}) != config_hash({"a": 2})
+    # a rank other than 0 never deletes: it reads the same answer rank 0 reaches
+    (ck / "last.ckpt").write_bytes(b"x")
+    live.mkdir()
+    assert prepare_checkpoint_dir(ck, live, "c", clean=False) is None
+    assert (ck / "last.ckpt").exists() and live.exists()
+
+
+def test_validation_reference_scores_zero(index_path: Path):
+    """GT depth as the prediction scores exactly 0 against the same-resolution reference,
+    while the full-resolution label differs from it (the resampling alone)."""
+    from pipeline.data import DishDataModule
+    from pipeline.models import build_model
+    p = small_params()
+    cfg = p["model_cfg"]["depth_anything_v2"]
+    dm = DishDataModule(index_path, tuple(cfg["size"]), 2, None, allowed_roots=[index_path.parent])
+    dm.setup()
+    batch = next(iter(dm.val_dataloader()))
+    geom = tr.geometry_params(p, tuple(cfg["size"]), dm.original_width())
+    lit = DepthLitModule(build_model("depth_anything_v2", cfg), 1, p["loss"], geom, 0.0, 1e-3, 0.0, 1)
+    lit.forward = lambda images, K: {"depth": batch["depth"].clone(), "K": K}
+    lit.validation_step(batch, 0)
+    rows = lit._val[0]  # [index, ape, ape_full, ref_ape, abs_rel]
+    assert torch.equal(rows[:, 1], torch.zeros(len(rows))) and torch.all(rows[:, 4] == 0)
+    assert torch.all(rows[:, 3] > 0) and torch.equal(rows[:, 2], rows[:, 3])
 
 
 def test_trainer_precision_auto():
