@@ -92,6 +92,7 @@ class DishDataset(Dataset):
             # a "depth"-mode zoom compresses the scene along the optical axis: label follows
             "volume_ml": torch.tensor(it["volume_ml"] * s["volume_scale"], dtype=torch.float32),
             "dish_id": it["dish_id"],
+            "index": idx,  # validation de-duplicates DistributedSampler's padding by it
         }
 
 

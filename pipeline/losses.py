@@ -21,7 +21,7 @@ def valid_depth(depth: Tensor) -> Tensor:
     return torch.isfinite(depth) & (depth > 0)
 
 
-def _zero(pred: Tensor) -> Tensor:
+def graph_zero(pred: Tensor) -> Tensor:
     """A zero that keeps the graph (so an all-skipped term still back-propagates cleanly)."""
     return pred.sum() * 0.0
 
@@ -29,7 +29,7 @@ def _zero(pred: Tensor) -> Tensor:
 def depth_l1(pred: Tensor, gt: Tensor, valid: Tensor) -> Tensor:
     """Mean |pred - gt| (m) over valid GT pixels of the batch."""
     if not valid.any():
-        return _zero(pred)
+        return graph_zero(pred)
     return (pred.float() - gt.float()).abs()[valid].mean()
 
 
@@ -54,7 +54,7 @@ def gradient_loss(pred: Tensor, gt: Tensor, valid: Tensor, mask: Tensor, ring_px
     region = dilate(mask, ring_px)
     region = region & ~dilate(~valid, 1)  # valid with a 1-px erosion
     if not region.any():
-        return _zero(pred)
+        return graph_zero(pred)
     gt = torch.where(valid, gt.float(), torch.zeros_like(gt, dtype=torch.float32))
     pgx, pgy = _sobel(pred)
     ggx, ggy = _sobel(gt)
@@ -70,7 +70,7 @@ def silog_loss(pred: Tensor, gt: Tensor, valid: Tensor, lam: float = 0.5, eps: f
     n = valid.flatten(1).sum(1).float()
     keep = n >= 2
     if not keep.any():
-        return _zero(pred)
+        return graph_zero(pred)
     n = n.clamp_min(1)
     m1 = g.flatten(1).sum(1) / n
     m2 = (g * g).flatten(1).sum(1) / n
@@ -123,7 +123,7 @@ def volume_loss(pred: Tensor, mask: Tensor, K: Tensor, target_ml: Tensor, geom: 
     from pipeline.geometry import estimate_volume_torch
     keep = torch.isfinite(target_ml) & (target_ml > 0) & mask.flatten(1).any(1)
     if not keep.any():
-        return _zero(pred)
+        return graph_zero(pred)
     plane = None if pred_plane is None else (pred_plane[0][keep], pred_plane[1][keep])
     vol = estimate_volume_torch(pred[keep].float(), mask[keep], K[keep].float(),
                                 method=geom.get("method", "heightmap"),
@@ -146,15 +146,19 @@ def check_weights(weights: dict) -> dict[str, float]:
     return out
 
 
-def total_loss(out: dict[str, Tensor], batch: dict[str, Tensor], weights: dict[str, float],
-               geom: dict, predicts_K: bool) -> tuple[Tensor | None, dict[str, float]]:
-    """Weighted sum of all terms (fp32). Returns (None, {}) for a batch with no valid GT
-    pixel (the caller skips it); raises FloatingPointError naming the terms if non-finite."""
+TERM_NAMES = ("depth", "grad", "plane", "volume", "silog", "intrinsics")  # term k has weight w_k
+
+
+def loss_terms(out: dict[str, Tensor], batch: dict[str, Tensor], weights: dict[str, float],
+               geom: dict, predicts_K: bool) -> dict[str, Tensor] | None:
+    """Each loss term with a positive weight (fp32 tensors, unweighted), or None for a batch
+    with no valid GT pixel. Terms the model cannot have (intrinsics for a model that takes K)
+    are left out."""
     gt, mask, K = batch["depth"], batch["mask"], batch["K"]
     loss_mask = batch.get("loss_mask", mask)
     valid = valid_depth(gt)
     if not valid.any():
-        return None, {}
+        return None
     pred = out["depth"].float()
     ring = int(geom.get("ring_px", 20))
     with torch.autocast(device_type=pred.device.type, enabled=False):
@@ -174,7 +178,22 @@ def total_loss(out: dict[str, Tensor], batch: dict[str, Tensor], weights: dict[s
             terms["volume"] = volume_loss(pred, mask, K, batch["volume_ml"], geom, pred_plane=plane)
         if predicts_K and weights["w_intrinsics"] > 0:
             terms["intrinsics"] = intrinsics_loss(out["K"], K)
-        total = sum(weights["w_" + k] * v for k, v in terms.items())
+    return terms
+
+
+def weighted_sum(terms: dict[str, Tensor], weights: dict[str, float]) -> Tensor:
+    """sum_k w_k * term_k (the training loss)."""
+    return sum(weights["w_" + k] * v for k, v in terms.items())
+
+
+def total_loss(out: dict[str, Tensor], batch: dict[str, Tensor], weights: dict[str, float],
+               geom: dict, predicts_K: bool) -> tuple[Tensor | None, dict[str, float]]:
+    """Weighted sum of all terms (fp32). Returns (None, {}) for a batch with no valid GT
+    pixel (the caller skips it); raises FloatingPointError naming the terms if non-finite."""
+    terms = loss_terms(out, batch, weights, geom, predicts_K)
+    if terms is None:
+        return None, {}
+    total = weighted_sum(terms, weights)
     logs = {k: float(v.detach()) for k, v in terms.items()}
     if not torch.isfinite(total):
         raise FloatingPointError(f"non-finite training loss {float(total)}; terms: {logs}")

@@ -5,23 +5,39 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from pipeline.io import REPO_ROOT, load_params  # noqa: E402
-from pipeline.models import MODEL_NAMES  # noqa: E402
-from pipeline.training import run_stage  # noqa: E402
+from pipeline.io import REPO_ROOT, load_params  # noqa: E402  (no torch yet)
+
+# Same weights on any x86-64 CPU with AVX2 (trainer.portable_cpu): the kernels' instruction set
+# and MKL's code path are fixed before torch loads; run_stage turns oneDNN off and uses
+# trainer.threads. Without this, a run on another CPU type drifts in the last bits and Adam
+# turns that into a different curve within the first epoch.
+PORTABLE_CPU_ENV = {"ATEN_CPU_CAPABILITY": "avx2", "MKL_CBWR": "AVX2"}
+
+
+def pin_cpu_numerics(params: dict) -> None:
+    if (params.get("trainer") or {}).get("portable_cpu", True):
+        for k, v in PORTABLE_CPU_ENV.items():
+            os.environ.setdefault(k, v)
 
 
 def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__)
-    ap.add_argument("--model", required=True, choices=MODEL_NAMES)
+    ap.add_argument("--model", required=True, help="a name from params.yaml models:")
     ap.add_argument("--stage", required=True, type=int, choices=(1, 2))
     ap.add_argument("--params", default=str(REPO_ROOT / "params.yaml"))
     args = ap.parse_args(argv)
     params = load_params(args.params)
+    pin_cpu_numerics(params)
+    from pipeline.models import MODEL_NAMES
+    from pipeline.training import run_stage
+    if args.model not in MODEL_NAMES:
+        raise ValueError(f"--model: {args.model!r} is not one of {MODEL_NAMES}")
     name, k = args.model, args.stage
     m = run_stage(
         name, k, params,

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import copy
 import json
+import os
 from pathlib import Path
 
 import numpy as np
@@ -16,20 +17,24 @@ import pipeline.training as tr
 from pipeline.training import DepthLitModule, config_hash, prepare_checkpoint_dir, trainer_kwargs
 
 
-def make_index(root: Path, n_train: int = 6, n_val: int = 2, width: int = 224, height: int = 168) -> Path:
-    """A tiny dishes index (real synthetic dishes written with pipeline.io) under `root`."""
+def make_index(root: Path, n_train: int = 6, n_val: int = 2, width: int = 224, height: int = 168,
+               rel_root: Path | None = None, no_depth: tuple[int, ...] = ()) -> Path:
+    """A tiny dishes index (real synthetic dishes written with pipeline.io) under `root`.
+    Paths are relative to `rel_root` (default: this repository); dishes in `no_depth` get
+    an all-invalid depth map (a batch of them has no valid GT pixel)."""
     from pipeline.synthetic import generate_dish
+    rel = (lambda q: Path(os.path.relpath(q, rel_root)).as_posix()) if rel_root else io.rel_to_repo
     rows = []
     for i in range(n_train + n_val):
         d = generate_dish(seed=7, index=i, width=width, height=height, noise=True)
         base = root / "dishes" / f"d{i:03d}"
         io.write_rgb(base / "rgb.png", d.rgb)
-        io.write_depth_png(base / "depth.png", d.depth)
+        io.write_depth_png(base / "depth.png", d.depth * 0 if i in no_depth else d.depth)
         io.write_mask(base / "mask.png", d.mask)
         rows.append({"dish_id": f"d{i:03d}", "split": "train" if i < n_train else "val",
-                     "rgb_path": io.rel_to_repo(base / "rgb.png"),
-                     "depth_path": io.rel_to_repo(base / "depth.png"),
-                     "mask_path": io.rel_to_repo(base / "mask.png"),
+                     "rgb_path": rel(base / "rgb.png"),
+                     "depth_path": rel(base / "depth.png"),
+                     "mask_path": rel(base / "mask.png"),
                      "fx": d.K[0, 0], "fy": d.K[1, 1], "cx": d.K[0, 2], "cy": d.K[1, 2],
                      "width": width, "height": height, "volume_ml": d.volume_ml_true,
                      "volume_ml_true": d.volume_ml_true})
@@ -125,6 +130,30 @@ def test_checkpoint_dir_hash(tmp_path: Path):
     assert prepare_checkpoint_dir(ck, live, "b") is None
     assert not (ck / "last.ckpt").exists() and not live.exists()
     assert config_hash({"a": 1}) != config_hash({"a": 2})
+    # a rank other than 0 never deletes: it reads the same answer rank 0 reaches
+    (ck / "last.ckpt").write_bytes(b"x")
+    live.mkdir()
+    assert prepare_checkpoint_dir(ck, live, "c", clean=False) is None
+    assert (ck / "last.ckpt").exists() and live.exists()
+
+
+def test_validation_reference_scores_zero(index_path: Path):
+    """GT depth as the prediction scores exactly 0 against the same-resolution reference,
+    while the full-resolution label differs from it (the resampling alone)."""
+    from pipeline.data import DishDataModule
+    from pipeline.models import build_model
+    p = small_params()
+    cfg = p["model_cfg"]["depth_anything_v2"]
+    dm = DishDataModule(index_path, tuple(cfg["size"]), 2, None, allowed_roots=[index_path.parent])
+    dm.setup()
+    batch = next(iter(dm.val_dataloader()))
+    geom = tr.geometry_params(p, tuple(cfg["size"]), dm.original_width())
+    lit = DepthLitModule(build_model("depth_anything_v2", cfg), 1, p["loss"], geom, 0.0, 1e-3, 0.0, 1)
+    lit.forward = lambda images, K: {"depth": batch["depth"].clone(), "K": K}
+    lit.validation_step(batch, 0)
+    rows = lit._val[0]  # [index, ape, ape_full, ref_ape, abs_rel]
+    assert torch.equal(rows[:, 1], torch.zeros(len(rows))) and torch.all(rows[:, 4] == 0)
+    assert torch.all(rows[:, 3] > 0) and torch.equal(rows[:, 2], rows[:, 3])
 
 
 def test_trainer_precision_auto():
