@@ -52,8 +52,10 @@ def _largest_component(mask: np.ndarray) -> np.ndarray:
 
 
 def geometry_mask(depth: np.ndarray, K: np.ndarray, min_height_mm: float = 4.0,
-                  min_area_px: int = 150, seed: int = 0) -> np.ndarray:
-    """Food = connected regions higher than `min_height_mm` above the local support plane."""
+                  min_area_px: int = 150, seed: int = 0, grow: bool = True) -> np.ndarray:
+    """Food = connected regions higher than `min_height_mm` above the local support plane,
+    grown (`grow`) down to the support's noise floor so thin and spreading food keeps its
+    low margins (hysteresis)."""
     depth = np.asarray(depth, dtype=np.float32)
     valid = np.isfinite(depth) & (depth > 0)
     if valid.sum() < 100:
@@ -62,12 +64,14 @@ def geometry_mask(depth: np.ndarray, K: np.ndarray, min_height_mm: float = 4.0,
     points = backproject(depth, K)
     table_n, table_d = _plane_on(points, valid, seed)
     h_table = height_above_plane(depth, K, table_n, table_d)
-    above = valid & (np.nan_to_num(h_table, nan=-1.0) > thr)
+    ht = np.nan_to_num(h_table, nan=-1.0)
+    above = valid & (ht > thr)
     border = np.zeros_like(valid)
     border[[0, -1], :] = border[:, [0, -1]] = True
     vessel = _fill_holes(_largest_component(above))
     # Default: the dominant plane is the support; rims/walls show up as rings or reach the frame.
-    food = _drop_touching(clean_mask(above, min_area_px), border)
+    low = _noise_floor(ht, valid & (np.abs(ht) < thr)) if grow else thr
+    food = _drop_touching(clean_mask(_grown(above, valid & (ht > low), border), min_area_px), border)
     if vessel.sum() > 0.02 * depth.size:
         # Is the biggest thing above it a plate/bowl? Then its floor is the dominant plane
         # inside it and the food stands on that floor, surrounded by it.
@@ -76,7 +80,9 @@ def geometry_mask(depth: np.ndarray, K: np.ndarray, min_height_mm: float = 4.0,
         on_floor = (np.abs(h_floor) < thr) & vessel & valid
         eroded = cv2.erode(vessel.astype(np.uint8), np.ones((5, 5), np.uint8)).astype(bool)
         edge = (vessel & ~eroded) | border
-        on_vessel = clean_mask(_drop_touching(vessel & valid & (h_floor > thr), edge), min_area_px)
+        low_f = _noise_floor(h_floor, on_floor) if grow else thr
+        on_vessel = clean_mask(_grown(vessel & valid & (h_floor > thr),
+                                      vessel & valid & (h_floor > low_f), edge), min_area_px)
         floor_h = np.nanmedian(h_table[on_floor]) if on_floor.any() else np.inf
         level = abs(float(np.dot(floor_n, table_n))) > np.cos(np.deg2rad(15))
         if (level and floor_h < _MAX_FLOOR_HEIGHT_M and on_vessel.any()
@@ -84,6 +90,13 @@ def geometry_mask(depth: np.ndarray, K: np.ndarray, min_height_mm: float = 4.0,
                 and _ring_fraction(on_vessel, on_floor) > 0.4):
             food = on_vessel
     return food
+
+
+def _grown(strong: np.ndarray, weak: np.ndarray, edge: np.ndarray) -> np.ndarray:
+    """Seeds not touching `edge` (rims, walls, frame), grown through the weak pixels whose
+    regions do not touch it either (growth must not glue food to a rim)."""
+    seeds = _drop_touching(strong, edge)
+    return seeds | hysteresis(seeds, _drop_touching(weak, edge))
 
 
 # --- the fixed Nutrition5k rig (rig plane known, see pipeline.rig) -------------------------
