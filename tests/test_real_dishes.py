@@ -52,3 +52,32 @@ def test_real_dishes_dvc_repro_labels(dvc_project) -> None:
     assert (root / "plots/labels/mass_vs_volume.png").stat().st_size > 1000
     masks = json.loads((root / "metrics/masks.json").read_text())
     assert masks["n_suspect"] == 0 and masks["support"]["bowl_surface"] == 1
+
+
+def test_sam2_prompts_from_rig_masks_and_suspect_checks(tmp_path) -> None:
+    """SAM 2 gets its boxes from the rig-aware mask (food, not rails/frame) and its mask goes
+    through the same suspect checks (here made to fire: any mask under 10^6 px is 'specks')."""
+    pytest.importorskip("sam2")
+    import numpy as np
+    from pipeline import io
+    from pipeline.masks import _mask_one, food_mask
+    from pipeline.nutrition5k import scan_release
+    from pipeline.rig import estimate_rig_plane
+    from pipeline.sam2_masks import box_prompts, load_sam2_predictor, regions_to_boxes
+
+    manifest, _ = scan_release(ROOT, 616.6, 616.6, 319.5, 239.5)
+    rig = estimate_rig_plane(manifest, [ROOT])
+    plane = (np.asarray(rig["normal"]), rig["d"])
+    row = manifest.set_index("dish_id").loc["dish_1559845399"].to_dict() | {"dish_id": "dish_1559845399"}
+    depth, K = io.read_dish_depth(row, [ROOT]), io.K_from_row(row)
+    rgb = io.read_rgb(io.resolve(row["rgb_path"], [ROOT]))
+    boxes = box_prompts(depth, K, 4.0, 150, plane, rgb)
+    mask, _ = food_mask(depth, K, 4.0, 150, plane, rgb)
+    assert len(boxes) >= 1 and np.array_equal(boxes, regions_to_boxes(mask, 150))
+    assert boxes[:, 0].min() > 150 and boxes[:, 2].max() < 600   # not the rails at x~120 / ~610
+    predictor = load_sam2_predictor(None, "configs/sam2.1/sam2.1_hiera_t.yaml", image_size=512)
+    cfg = {"roots": [ROOT], "min_height_mm": 4.0, "min_area_px": 150,
+           "rig_plane": (plane[0].tolist(), plane[1]), "suspect": {"min_mask_px": 10 ** 6}}
+    out = _mask_one((row, "sam2", cfg, str(tmp_path)), predictor=predictor)
+    assert out["support"] == "plate_floor" and out["mask_status"] in ("ok", "empty")
+    assert out["suspect"] == "specks"   # row has a mass (178 g)
