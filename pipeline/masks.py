@@ -107,6 +107,7 @@ _RIM_MAX_M = 0.02        # ... rims rise at most this much above the plate floor
 _PLATE_MIN_INLIERS = 0.3  # of the dish's pixels on its floor plane: a plate, else a bowl
 _BOWL_INNER = 0.85       # bowl food lies within this fraction of the rim radius
 _BOWL_MIN_M = 0.008      # food stands this far above the fitted bowl surface (fit is rough)
+_SUPPORT_BAND_M = 0.006  # a bare support pixel lies this close to the fitted support
 
 
 def _disc(r: int) -> np.ndarray:
@@ -206,6 +207,8 @@ def rig_mask(depth: np.ndarray, K: np.ndarray, rig_plane: tuple[np.ndarray, floa
         weak = inside & (h_f > _noise_floor(h_f, on_floor)) & ~rim
         like = colour_like(rgb, inside & (h_f > _SEED_M) & ~rim, on_floor | (inside & rim))
         food = clean_mask(hysteresis(strong & like, weak & like), min_area_px)
+        bare = inside & ~food     # the support's inliers among the dish pixels food does not cover
+        inl = float((on_floor & bare).sum() / max(bare.sum(), 1))
         return food, Support("plate_floor", list(map(float, n_f)), float(d_f),
                              inlier_fraction=round(inl, 4))
     # bowl: axis from a circle through the dish outline, surface from the visible inner wall
@@ -228,7 +231,11 @@ def rig_mask(depth: np.ndarray, K: np.ndarray, rig_plane: tuple[np.ndarray, floa
     weak = within & (h_b > thr)
     like = colour_like(rgb, within & (h_b > _SEED_M), inside & ~within | (within & (h_b < thr)))
     food = clean_mask(hysteresis(strong & like, weak & like), min_area_px)
-    return _heap(food), sup
+    food = _heap(food)
+    wall = within & ~food
+    sup.inlier_fraction = round(float(np.mean(np.abs(h_b[wall]) < _SUPPORT_BAND_M)), 4) \
+        if wall.any() else 0.0
+    return food, sup
 
 
 def _heap(mask: np.ndarray, min_share: float = 0.1) -> np.ndarray:
