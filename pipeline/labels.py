@@ -64,10 +64,10 @@ def mass_sanity(volume_ml: pd.Series, mass_g: pd.Series) -> dict:
     dens = mass_g[ok] / volume_ml[ok]
     q1, med, q3 = (float(x) for x in dens.quantile([0.25, 0.5, 0.75]))
     rho = float(spearmanr(volume_ml[ok], mass_g[ok]).statistic) if ok.sum() >= 3 else float("nan")
-    return {"n_with_mass": int(ok.sum()), "density_median_g_ml": round(med, 4),
-            "density_iqr_g_ml": [round(q1, 4), round(q3, 4)],
+    return {"n_with_mass": int(ok.sum()),
+            "density_g_per_ml": {"median": round(med, 4), "iqr": [round(q1, 4), round(q3, 4)]},
             "spearman_volume_mass": round(rho, 4) if np.isfinite(rho) else None,
-            "n_density_outside_0_4_1_6": int(((dens < DENSITY_OK[0]) | (dens > DENSITY_OK[1])).sum())}
+            "n_density_outside_0.4_1.6": int(((dens < DENSITY_OK[0]) | (dens > DENSITY_OK[1])).sum())}
 
 
 def plot_mass_vs_volume(index: pd.DataFrame, path) -> None:
@@ -126,8 +126,8 @@ def make_labels(df: pd.DataFrame, cfg: dict, workers: int = 1) -> tuple[pd.DataF
               "n_per_split": {s: int((index["split"] == s).sum()) for s in ("train", "val", "test")},
               **suspect.count(index.get("suspect", pd.Series(dtype=str))),
               "support": index.get("support", pd.Series(dtype=str)).value_counts().to_dict()}
-    if "mass_g" in index:
-        report["mass_sanity"] = mass_sanity(index["volume_ml"], index["mass_g"])
+    if "mass_g" in index and index["mass_g"].notna().any():   # Nutrition5k: labels vs the scale
+        report.update(mass_sanity(index["volume_ml"], index["mass_g"]))
     if "volume_ml_true" in index and index["volume_ml_true"].notna().any():
         report.update(label_error(index["volume_ml"], index["volume_ml_true"], "label"))
         if "volume_ml_gt_mask" in index:

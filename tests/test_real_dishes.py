@@ -47,7 +47,8 @@ def test_real_dishes_dvc_repro_labels(dvc_project) -> None:
         assert pd.isna(r["suspect"]) or r["suspect"] == ""
         assert 0.4 <= r["mass_g"] / r["volume_ml"] <= 1.6
     labels = json.loads((root / "metrics/labels.json").read_text())
-    assert labels["n_suspect"] == 0 and labels["mass_sanity"]["n_density_outside_0_4_1_6"] == 0
+    assert labels["n_suspect"] == 0 and labels["n_density_outside_0.4_1.6"] == 0
+    assert 0.4 <= labels["density_g_per_ml"]["median"] <= 1.6
     assert (root / "plots/labels/mass_vs_volume.png").stat().st_size > 1000
     masks = json.loads((root / "metrics/masks.json").read_text())
     assert masks["n_suspect"] == 0 and masks["support"]["bowl_surface"] == 1

@@ -58,7 +58,7 @@ def test_mass_sanity_and_support_json() -> None:
     mass = pd.Series([90.0, 210.0, 380.0, np.nan])
     s = mass_sanity(vol, mass)
     assert s["n_with_mass"] == 3 and s["spearman_volume_mass"] == pytest.approx(1.0)
-    assert 0.9 <= s["density_median_g_ml"] <= 1.05 and s["n_density_outside_0_4_1_6"] == 0
+    assert 0.9 <= s["density_g_per_ml"]["median"] <= 1.05 and s["n_density_outside_0.4_1.6"] == 0
     sup = Support("bowl_surface", [0.0, 0.0, -1.0], 0.4, [0.0, 0.0], [0.01, 0.05], [0.06, 0.07], 0.3)
     assert Support.from_json(sup.to_json()) == sup
     with pytest.raises(ValueError, match="kind"):
