@@ -54,8 +54,8 @@ def _circle(points: np.ndarray, iters: int = 4, tol: float = 0.03) -> tuple[np.n
 
 
 _COLOUR_BINS = 12        # per Lab channel, for the food / container colour histograms
-_FOOD_PRIOR = 2.0        # a colour counts as food unless it is this much more typical of the container
-_SEED_M = 0.015          # pixels this high above the support are surely food (colour samples)
+_FOOD_PRIOR = 3.0        # a colour counts as food unless it is this much more typical of the container
+_SEED_M = 0.02           # pixels this high above the support are surely food (colour samples)
 
 
 def colour_like(rgb: np.ndarray | None, food: np.ndarray, container: np.ndarray) -> np.ndarray:
