@@ -111,9 +111,11 @@ def rig_mask(depth: np.ndarray, K: np.ndarray, rig_plane: tuple[np.ndarray, floa
     # bowl: axis from a circle through the dish outline, surface from the visible inner wall
     e1, e2 = _plane_basis(np.asarray(n_rig, float))
     cs, _ = cv2.findContours(dish.astype(np.uint8), cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_NONE)
-    c = max(cs, key=cv2.contourArea)[:, 0, :]
+    outline = max(cs, key=cv2.contourArea)[:, 0, :]
     H, W = depth.shape
-    c = c[(c[:, 0] > 2) & (c[:, 0] < W - 3) & (c[:, 1] > 2) & (c[:, 1] < H - 3)]
+    c = outline[(outline[:, 0] > 2) & (outline[:, 0] < W - 3) & (outline[:, 1] > 2) & (outline[:, 1] < H - 3)]
+    if len(c) < 20:        # the bowl runs out of the frame all round: use the whole outline
+        c = outline
     rim_h = float(np.percentile(h_rig[inside], 95))
     rays = np.linalg.solve(K, np.c_[c, np.ones(len(c))].T).T       # rays of outline pixels
     t = -(d_rig - rim_h) / (rays @ n_rig)                          # meet the rim's level
