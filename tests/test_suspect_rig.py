@@ -72,3 +72,17 @@ def test_hysteresis_keeps_weak_pixels_connected_to_seeds() -> None:
     strong[4, 4] = True
     grown = hysteresis(strong, weak)
     assert grown[2:8, 2:8].all() and not grown[12:18, 12:18].any()
+
+
+def test_evaluation_and_training_rows_leave_suspect_dishes_out(tmp_path) -> None:
+    from pipeline.data import DishDataModule
+    from pipeline.evaluate import select_split
+
+    df = pd.DataFrame({"dish_id": ["a", "b", "c", "d"], "split": ["test", "test", "train", "train"],
+                       "volume_ml": [100.0, 5.7, 80.0, 90.0], "suspect": ["", "density", "", "specks"]})
+    assert list(select_split(df, "test")["dish_id"]) == ["a"]          # params: suspect.exclude on
+    full = df.assign(rgb_path="x.png", depth_path="x.png", mask_path="x.png", fx=500.0, fy=500.0,
+                     cx=320.0, cy=240.0, width=640, height=480)
+    full.to_csv(tmp_path / "index.csv", index=False)
+    dm = DishDataModule(tmp_path / "index.csv", (126, 168), 2, None)
+    assert list(dm.rows("train")["dish_id"]) == ["c"]
