@@ -17,12 +17,12 @@ from pipeline.parallel import map_dishes
 from pipeline.nutrition5k import MANIFEST_COLUMNS
 
 
-def _render_one(job: tuple[int, int, int, int, bool, str, str]) -> dict:
+def _render_one(job: tuple[int, int, int, int, bool, str, str, dict | None]) -> dict:
     """Render and write one synthetic dish (runs in a worker process)."""
     from pipeline.synthetic import generate_dish
 
-    seed, index, width, height, noise, tmp_dir, final_dir = job
-    dish = generate_dish(seed, index, width=width, height=height, noise=noise)
+    seed, index, width, height, noise, tmp_dir, final_dir, families = job
+    dish = generate_dish(seed, index, width=width, height=height, noise=noise, families=families)
     dish_id = f"syn_{index:05d}"
     out = Path(tmp_dir) / dish_id
     io.write_rgb(out / "rgb.png", dish.rgb)
@@ -43,20 +43,24 @@ def _render_one(job: tuple[int, int, int, int, bool, str, str]) -> dict:
 
 
 def ingest_synthetic(out_dir: Path, seed: int, n_dishes: int, width: int = 640, height: int = 480,
-                     noise: bool = True, workers: int = 1) -> tuple[pd.DataFrame, dict]:
-    """Render `n_dishes` synthetic dishes into `out_dir` (replaced atomically as a whole)."""
+                     noise: bool = True, workers: int = 1, families: dict | None = None
+                     ) -> tuple[pd.DataFrame, dict]:
+    """Render `n_dishes` synthetic dishes into `out_dir` (replaced atomically as a whole);
+    `families`: scene-family mixture weights (params `data.families`, None: table only)."""
     if n_dishes < 1:
         raise ValueError(f"data.n_dishes must be >= 1, got {n_dishes}")
     out_dir = Path(out_dir)
     with io.atomic_dir(out_dir) as tmp_dir:
-        jobs = [(seed, i, width, height, noise, str(tmp_dir), str(out_dir)) for i in range(n_dishes)]
+        jobs = [(seed, i, width, height, noise, str(tmp_dir), str(out_dir), families)
+                for i in range(n_dishes)]
         t0 = time.perf_counter()
         rows = map_dishes(_render_one, jobs, workers, "render dishes")
         seconds = time.perf_counter() - t0
         manifest = pd.DataFrame(rows)
         io.write_csv(tmp_dir / "manifest.csv", manifest)
     report = {"source": "synthetic", "n_found": n_dishes, "n_kept": len(manifest), "n_skipped": 0,
-              "seconds": round(seconds, 2), "dishes_per_s": round(n_dishes / max(seconds, 1e-9), 2)}
+              "seconds": round(seconds, 2), "dishes_per_s": round(n_dishes / max(seconds, 1e-9), 2),
+              "scenes": {str(k): int(v) for k, v in manifest["scene"].value_counts().sort_index().items()}}
     return manifest, report
 
 

@@ -331,6 +331,46 @@ class Cylinder(Shape):
 
 
 @dataclass
+class Frustum(Shape):
+    """Solid truncated cone standing on z = z0: radius r0 at z0, r1 at z0 + height (food
+    that fills a bowl up to the wall: its side follows one segment of the bowl profile)."""
+    cx: float
+    cy: float
+    r0: float
+    r1: float
+    height: float
+    z0: float = 0.0
+
+    def __post_init__(self) -> None:
+        if self.r0 <= 0 or self.r1 <= 0 or self.height <= 0:
+            raise ValueError(f"Frustum: radii and height must be positive, got "
+                             f"{self.r0}, {self.r1}, {self.height}")
+
+    @property
+    def volume_m3(self) -> float:  # type: ignore[override]
+        r0, r1 = self.r0, self.r1
+        return float(np.pi * self.height * (r0 * r0 + r0 * r1 + r1 * r1) / 3.0)
+
+    def bounds(self):
+        r = max(self.r0, self.r1)
+        return (np.array([self.cx - r, self.cy - r, self.z0]),
+                np.array([self.cx + r, self.cy + r, self.z0 + self.height]))
+
+    def contains(self, p: np.ndarray) -> np.ndarray:
+        rho = np.hypot(p[:, 0] - self.cx, p[:, 1] - self.cy)
+        s = (p[:, 2] - self.z0) / self.height
+        return (s >= 0) & (s <= 1) & (rho <= self.r0 + (self.r1 - self.r0) * s)
+
+    def intersect(self, origin, dirs):
+        o = np.asarray(origin, float)
+        z1 = self.z0 + self.height
+        return _first([
+            _disc(o, dirs, self.cx, self.cy, z1, 0.0, self.r1, 1.0),
+            _cone_wall(o, dirs, self.cx, self.cy, self.z0, z1, self.r0, self.r1),
+            _bottom(o, dirs, self.cx, self.cy, self.z0, self.r0)])
+
+
+@dataclass
 class Cone(Shape):
     """Upright cone: base circle on z = z0, apex at z0 + height."""
     cx: float
@@ -605,6 +645,7 @@ class Ring(Shape):
     thickness: float
     height: float
     z0: float = 0.0
+    outer_wall: bool = True  # False: never hit from a camera above the rim, inside its radius
 
     @property
     def volume_m3(self) -> float:  # type: ignore[override]
@@ -624,22 +665,35 @@ class Ring(Shape):
         w = self.thickness
         return _first([
             _disc(o, dirs, self.cx, self.cy, z1, self.r_in1, self.r_in1 + w, 1.0),
-            _cone_wall(o, dirs, self.cx, self.cy, self.z0, z1, self.r_in0 + w, self.r_in1 + w, 1.0),
+            _cone_wall(o, dirs, self.cx, self.cy, self.z0, z1, self.r_in0 + w, self.r_in1 + w, 1.0)
+            if self.outer_wall else None,
             _cone_wall(o, dirs, self.cx, self.cy, self.z0, z1, self.r_in0, self.r_in1, -1.0),
             None if o[2] >= self.z0 else
             _disc(o, dirs, self.cx, self.cy, self.z0, self.r_in0, self.r_in0 + w, -1.0)])
 
 
 # --------------------------------------------------------------------------- render
-def intersect_culled(shape: Shape, origin: np.ndarray, dirs: np.ndarray
-                     ) -> tuple[np.ndarray, np.ndarray]:
-    """shape.intersect, solved only for rays that meet the shape's AABB (slab test): for
-    ray bundles without a pixel box, e.g. shadow rays from a light."""
-    b = shape.bounds()
-    if b is None:
-        return shape.intersect(origin, dirs)
+def _slab_inv(origin: np.ndarray, inv: np.ndarray, lo: np.ndarray, hi: np.ndarray
+              ) -> tuple[np.ndarray, np.ndarray]:
+    """_slab with precomputed 1/dirs (zero components replaced by a tiny number, so a
+    parallel ray gets +-huge slab parameters: inside the slab or never)."""
     o = np.asarray(origin, float)
-    lo, hi = b[0] - 1e-9, b[1] + 1e-9
+    t1 = (lo[0] - o[0]) * inv[:, 0]
+    t2 = (hi[0] - o[0]) * inv[:, 0]
+    tmin = np.maximum(np.minimum(t1, t2), 0.0)
+    tmax = np.maximum(t1, t2)
+    for ax in (1, 2):
+        t1 = (lo[ax] - o[ax]) * inv[:, ax]
+        t2 = (hi[ax] - o[ax]) * inv[:, ax]
+        np.maximum(tmin, np.minimum(t1, t2), out=tmin)
+        np.minimum(tmax, np.maximum(t1, t2), out=tmax)
+    return tmin, tmax
+
+
+def _slab(origin: np.ndarray, dirs: np.ndarray, lo: np.ndarray, hi: np.ndarray
+          ) -> tuple[np.ndarray, np.ndarray]:
+    """(t_enter, t_exit) of each ray through the box lo..hi (t_enter > t_exit: a miss)."""
+    o = np.asarray(origin, float)
     tmin = np.zeros(len(dirs))
     tmax = np.full(len(dirs), INF)
     for ax in range(3):
@@ -653,6 +707,18 @@ def intersect_culled(shape: Shape, origin: np.ndarray, dirs: np.ndarray
         t2 = np.where(par, INF if inside else -INF, t2)
         tmin = np.maximum(tmin, np.minimum(t1, t2))
         tmax = np.minimum(tmax, np.maximum(t1, t2))
+    return tmin, tmax
+
+
+def intersect_culled(shape: Shape, origin: np.ndarray, dirs: np.ndarray
+                     ) -> tuple[np.ndarray, np.ndarray]:
+    """shape.intersect, solved only for rays that meet the shape's AABB (slab test): for
+    ray bundles without a pixel box, e.g. shadow rays from a light."""
+    b = shape.bounds()
+    if b is None:
+        return shape.intersect(origin, dirs)
+    o = np.asarray(origin, float)
+    tmin, tmax = _slab(o, dirs, b[0] - 1e-9, b[1] + 1e-9)
     idx = np.nonzero(tmax >= tmin)[0]
     t = np.full(len(dirs), INF)
     n = np.zeros((len(dirs), 3))
@@ -686,6 +752,7 @@ def render_full(shapes: list[Shape], camera: Camera,
     `rays`: camera.rays(), when the caller already has them."""
     W, H = camera.width, camera.height
     origin, dirs = camera.rays() if rays is None else rays
+    inv = 1.0 / np.where(dirs == 0, 1e-300, dirs)
     depth = np.full(H * W, INF)
     label = np.full(H * W, -1, dtype=np.int32)
     normals = np.zeros((H * W, 3))
@@ -698,6 +765,12 @@ def render_full(shapes: list[Shape], camera: Camera,
             idx = np.arange(H * W)
         else:
             idx = (np.arange(v0, v1)[:, None] * W + np.arange(u0, u1)[None, :]).ravel()
+        b = s.bounds()
+        if b is not None:  # z-culling: skip rays that enter the AABB behind their current hit
+            tmin, tmax = _slab_inv(origin, inv[idx], b[0] - 1e-9, b[1] + 1e-9)
+            idx = idx[(tmax >= tmin) & (tmin < depth[idx])]
+            if idx.size == 0:
+                continue
         t, n = s.intersect(origin, dirs[idx])
         better = t < depth[idx]
         j = idx[better]

@@ -14,8 +14,8 @@ from dataclasses import dataclass, field
 import cv2
 import numpy as np
 
-from pipeline.shapes import (Box, Camera, Cone, Cylinder, Ellipsoid, HeightField, Plane,
-                             Ring, Shape, SphereCap, intersect_culled, render_full)
+from pipeline.shapes import (Box, Camera, Cone, Cylinder, Ellipsoid, Frustum, HeightField,
+                             Plane, Ring, Shape, SphereCap, intersect_culled, render_full)
 
 FOOD_MARGIN_M = 0.028   # food footprint to rim/wall/plate edge: a flat ring for plane fitting
 ITEM_GAP_M = 0.006      # between food footprints (items must not overlap)
@@ -51,6 +51,7 @@ class Dish:
     item_kinds: list[str]
     volume_ml_true: float
     meta: dict = field(default_factory=dict)
+    parts: np.ndarray | None = None  # HxW uint8 PART code of the first hit (surface, platform, ...)
 
 
 # --------------------------------------------------------------------------- textures
@@ -135,7 +136,7 @@ def _solve_cap_height(volume: float, a: float) -> float:
 
 
 def _noisy_mound(rng: np.random.Generator, cx: float, cy: float, r: float, volume: float,
-                 z0: float) -> HeightField:
+                 z0: float, n_bisect: int = 22) -> HeightField:
     """Irregular height-field mound scaled to `volume` (volume is linear in height)."""
     n = 81
     cell = 2 * r / (n - 1)
@@ -154,7 +155,7 @@ def _noisy_mound(rng: np.random.Generator, cx: float, cy: float, r: float, volum
     hgt = np.clip(hgt, 0, None)
     hf = HeightField(cx - r - cell, cy - r - cell, cell, hgt, z0=z0)
     c = min(volume / hf.volume_m3, min(MAX_FOOD_H_M, 1.3 * r) / hgt.max())
-    return HeightField(cx - r - cell, cy - r - cell, cell, hgt * c, z0=z0)
+    return HeightField(cx - r - cell, cy - r - cell, cell, hgt * c, z0=z0, n_bisect=n_bisect)
 
 
 def _pack(rng: np.random.Generator, centres: list, radii: list, r: float, R: float,
@@ -316,6 +317,26 @@ def _camera(rng: np.random.Generator, W: int, H: int, target: np.ndarray,
         el = min(el + 2.0, 90.0)
     cx = (W - 1) / 2 + rng.normal(0, 0.01 * W)
     cy = (H - 1) / 2 + rng.normal(0, 0.01 * H)
+    return _fit_in_frame(el, az, dist, f, target, keep_in, W, H, cx, cy)
+
+
+def _rig_camera(rng: np.random.Generator, W: int, H: int, target: np.ndarray,
+                keep_in: np.ndarray, az: float) -> tuple[Camera, dict]:
+    """The rig's overhead camera: ~0.41 m above the surrounding surface, nearly straight
+    down, f ~ 616 px at 640x480 (RealSense D435 colour); image x along the rig's u axis."""
+    el = rng.uniform(84, 90)
+    height = rng.uniform(0.395, 0.425)
+    dist = (height - target[2]) / np.sin(np.deg2rad(el))
+    f = rng.uniform(595, 640) * W / 640
+    cx = (W - 1) / 2 + rng.normal(0, 0.01 * W)
+    cy = (H - 1) / 2 + rng.normal(0, 0.01 * H)
+    return _fit_in_frame(el, az, dist, f, target, keep_in, W, H, cx, cy)
+
+
+def _fit_in_frame(el: float, az: float, dist: float, f: float, target: np.ndarray,
+                  keep_in: np.ndarray, W: int, H: int, cx: float, cy: float
+                  ) -> tuple[Camera, dict]:
+    """Back off (up to 0.5 m, then widen) until every `keep_in` point is in frame."""
     m = 4 * W / 640
     for _ in range(100):
         cam = Camera.look_at(el, az, dist, target=tuple(target), f_px=f, width=W, height=H,
@@ -342,7 +363,7 @@ class Scene:
     looks: list[str]
     centres: list[tuple[float, float]]
     radii: list[float]        # footprint circle of each item
-    vessel_shapes: list[Shape]
+    vessel_shapes: list[Shape]  # [0] is the vessel body whose top is its floor
     vessel: str
     floor_z: float
     floor_r: float
@@ -350,61 +371,71 @@ class Scene:
     total_ml_target: float
     wall_h: float = 0.0       # rim / bowl wall height above the floor
     heights: list[float] = field(default_factory=list)  # top of each item above the floor
+    family: str = "table"
+    extras: list[Shape] = field(default_factory=list)    # platform, rails, cable
+    extra_parts: list[int] = field(default_factory=list)  # PART code of each extra
+    platform_z: float = 0.0   # platform top above the surrounding surface (0: no platform)
+    rig_az: float = 0.0       # rig families: camera azimuth (image x axis = rig u axis)
+    metal: bool = False       # steel vessel: specular depth holes
+    frame_pts: np.ndarray | None = None  # points that the camera must keep in frame
+    info: dict = field(default_factory=dict)
 
 
 MIN_TOTAL_ML = 25.0
 
+# Scene families. `table`: the original dishes (textured table, random oblique views).
+# The rig families copy the Nutrition5k overhead rig: camera ~0.41 m above the surrounding
+# surface looking (nearly) straight down, the dish on a scale platform ~5 cm above it.
+FAMILIES = ("table", "platform", "rails", "deep_bowl", "metal")
+# part codes of Dish.parts
+PART = {"surface": 0, "platform": 1, "vessel": 2, "vessel_floor": 3, "rail": 4, "cable": 5,
+        "food": 6}
 
-def build_scene(rng: np.random.Generator) -> Scene:
-    """Vessel + 1-4 non-overlapping food items on its flat floor (draws from `rng`).
+
+def family_of(seed: int, index: int, families: dict[str, float] | None) -> str:
+    """Scene family of dish (seed, index) for mixture weights `families` (None: table).
+    Drawn from its own stream, so changing the weights re-assigns families but keeps each
+    family's dish for an index the same, and table dishes equal the pre-family ones."""
+    if not families:
+        return "table"
+    bad = [k for k in families if k not in FAMILIES]
+    w = np.array([float(families.get(k, 0.0)) for k in FAMILIES])
+    if bad or (w < 0).any() or w.sum() <= 0:
+        raise ValueError(f"data.families: weights must be >= 0 over {FAMILIES} with a positive "
+                         f"sum, got {families}")
+    u = np.random.default_rng([int(seed), int(index), 1]).uniform()
+    return FAMILIES[int(np.searchsorted(np.cumsum(w / w.sum()), u, side="right").clip(0, 4))]
+
+
+def build_scene(rng: np.random.Generator, family: str = "table") -> Scene:
+    """Vessel + food (+ the rig around it for the rig families), drawn from `rng`.
     Redraws (from the same rng, so still deterministic) the rare scene whose caps on item
     size left less than MIN_TOTAL_ML of food."""
+    if family not in FAMILIES:
+        raise ValueError(f"family: unknown scene family {family!r} (expected one of {FAMILIES})")
+    base_z = 0.0 if family == "table" else float(rng.uniform(0.045, 0.055))
     for _ in range(20):
-        sc = _draw_scene(rng)
+        if family == "deep_bowl":
+            sc = _draw_deep_bowl(rng, base_z)
+        else:
+            sc = _draw_scene(rng, base_z)
         if sum(s.volume_m3 for it in sc.food for s in it) * 1e6 >= MIN_TOTAL_ML:
             break
+    sc.family = family
+    if family != "table":
+        _add_rig(rng, sc, base_z)
     return sc
 
 
-def _draw_scene(rng: np.random.Generator) -> Scene:
-    edges = VOLUME_BINS_ML
-    b = int(rng.integers(len(edges) - 1))
-    total_ml = float(np.exp(rng.uniform(np.log(edges[b]), np.log(edges[b + 1]))))
-    vessel = "bowl" if total_ml < 400 and rng.uniform() < 0.4 else "plate"
-    vessel_shapes: list[Shape] = []
-    if vessel == "plate":
-        floor_r = rng.uniform(0.095, 0.135) if total_ml < 450 else rng.uniform(0.115, 0.14)
-        floor_z = rng.uniform(0.004, 0.015)
-        outer = floor_r
-        if rng.uniform() < 0.65:  # low, flaring rim
-            flare, thick = rng.uniform(0.008, 0.02), rng.uniform(0.003, 0.005)
-            rim = Ring(0, 0, floor_r, floor_r + flare, thick, rng.uniform(0.004, 0.010), z0=floor_z)
-            vessel_shapes.append(rim)
-            outer = floor_r + flare + thick
-        vessel_shapes.insert(0, Cylinder(0, 0, outer, floor_z))
-    else:
-        floor_r = rng.uniform(0.085, 0.115)
-        floor_z = rng.uniform(0.008, 0.015)
-        thick = rng.uniform(0.004, 0.006)
-        wall_h = rng.uniform(0.022, 0.04)
-        flare = rng.uniform(0.02, 0.04)
-        vessel_shapes = [Cylinder(0, 0, floor_r + thick, floor_z),
-                         Ring(0, 0, floor_r, floor_r + flare, thick, wall_h, z0=floor_z)]
-        outer = floor_r + flare + thick
-    R_use = floor_r - FOOD_MARGIN_M - (0.004 if vessel == "bowl" else 0.0)
-
-    n_items = int(rng.choice([1, 2, 3, 4], p=[0.3, 0.3, 0.25, 0.15] if total_ml < 450
-                             else [0.4, 0.35, 0.15, 0.1]))
-    fractions = rng.dirichlet(np.full(n_items, 2.0))
-    vols = np.sort(total_ml * 1e-6 * fractions)[::-1]
+def _place_items(rng: np.random.Generator, vols: np.ndarray, R_use: float, z0: float,
+                 kind_p: list[float], sc_lists: tuple[list, list, list, list, list]) -> None:
+    """Non-overlapping items of volumes `vols` (m^3) on the flat disc of radius R_use at
+    height z0; appends to (centres, radii, food, kinds, looks)."""
+    centres, radii, food, kinds, item_looks = sc_lists
     looks = list(FOOD_LOOKS)
-    centres: list = []
-    radii: list = []
-    food: list[list[Shape]] = []
-    kinds: list[str] = []
-    item_looks: list[str] = []
+    n_items = len(vols)
     for v, frac in zip(vols, vols / vols.sum()):
-        kind = str(rng.choice(FOOD_KINDS, p=[0.2, 0.15, 0.13, 0.1, 0.07, 0.15, 0.2]))
+        kind = str(rng.choice(FOOD_KINDS, p=kind_p))
         aspect = rng.uniform(0.35, 0.8)
         r = float(np.cbrt(v / (np.pi * aspect * 0.6)))
         share = R_use * PACK_FACTOR[n_items - 1] * np.sqrt(frac * n_items)
@@ -418,9 +449,46 @@ def _draw_scene(rng: np.random.Generator) -> Scene:
             continue
         centres.append(pos)
         radii.append(r)
-        food.append(_make_item(rng, kind, pos[0], pos[1], r, float(v), floor_z))
+        food.append(_make_item(rng, kind, pos[0], pos[1], r, float(v), z0))
         kinds.append(kind)
         item_looks.append(str(rng.choice(looks)))
+
+
+def _draw_scene(rng: np.random.Generator, base_z: float = 0.0) -> Scene:
+    """Plate or shallow bowl standing on z = base_z, 1-4 items on its flat floor."""
+    edges = VOLUME_BINS_ML
+    b = int(rng.integers(len(edges) - 1))
+    total_ml = float(np.exp(rng.uniform(np.log(edges[b]), np.log(edges[b + 1]))))
+    vessel = "bowl" if total_ml < 400 and rng.uniform() < 0.4 else "plate"
+    vessel_shapes: list[Shape] = []
+    if vessel == "plate":
+        floor_r = rng.uniform(0.095, 0.135) if total_ml < 450 else rng.uniform(0.115, 0.14)
+        floor_z = base_z + rng.uniform(0.004, 0.015)
+        outer = floor_r
+        if rng.uniform() < 0.65:  # low, flaring rim
+            flare, thick = rng.uniform(0.008, 0.02), rng.uniform(0.003, 0.005)
+            rim = Ring(0, 0, floor_r, floor_r + flare, thick, rng.uniform(0.004, 0.010), z0=floor_z)
+            vessel_shapes.append(rim)
+            outer = floor_r + flare + thick
+        vessel_shapes.insert(0, Cylinder(0, 0, outer, floor_z - base_z, z0=base_z))
+    else:
+        floor_r = rng.uniform(0.085, 0.115)
+        floor_z = base_z + rng.uniform(0.008, 0.015)
+        thick = rng.uniform(0.004, 0.006)
+        wall_h = rng.uniform(0.022, 0.04)
+        flare = rng.uniform(0.02, 0.04)
+        vessel_shapes = [Cylinder(0, 0, floor_r + thick, floor_z - base_z, z0=base_z),
+                         Ring(0, 0, floor_r, floor_r + flare, thick, wall_h, z0=floor_z)]
+        outer = floor_r + flare + thick
+    R_use = floor_r - FOOD_MARGIN_M - (0.004 if vessel == "bowl" else 0.0)
+
+    n_items = int(rng.choice([1, 2, 3, 4], p=[0.3, 0.3, 0.25, 0.15] if total_ml < 450
+                             else [0.4, 0.35, 0.15, 0.1]))
+    fractions = rng.dirichlet(np.full(n_items, 2.0))
+    vols = np.sort(total_ml * 1e-6 * fractions)[::-1]
+    lists: tuple = ([], [], [], [], [])
+    _place_items(rng, vols, R_use, floor_z, [0.2, 0.15, 0.13, 0.1, 0.07, 0.15, 0.2], lists)
+    centres, radii, food, kinds, item_looks = lists
     if not food:
         raise RuntimeError("synthetic: no food item placed")
     return Scene(food=food, kinds=kinds, looks=item_looks, centres=centres, radii=radii,
@@ -430,30 +498,212 @@ def _draw_scene(rng: np.random.Generator) -> Scene:
                  heights=[float(_item_extent(it)[1][2] - floor_z) for it in food])
 
 
-def dish_scene(seed: int, index: int) -> Scene:
-    """The geometry `generate_dish(seed, index)` renders (drawn first from the same rng)."""
-    return build_scene(np.random.default_rng([int(seed), int(index)]))
+BOWL_SEGMENTS = 8  # piecewise-conical profile of a deep bowl
+
+
+def _bowl_profile(floor_r: float, rim_r: float, depth: float, p: float,
+                  ) -> tuple[np.ndarray, np.ndarray]:
+    """(z above the floor, inner radius) of a round-bottomed steel bowl: flat near the
+    floor, steep near the rim (r - floor_r ~ z^p, p < 1)."""
+    zs = depth * np.arange(BOWL_SEGMENTS + 1) / BOWL_SEGMENTS
+    return zs, floor_r + (rim_r - floor_r) * (zs / depth) ** p
+
+
+def _fill(zs: np.ndarray, rs: np.ndarray, h: float, z0: float) -> list[Shape]:
+    """Food filling the bowl from its floor (z0) to height h, following the wall: frusta."""
+    out: list[Shape] = []
+    for k in range(len(zs) - 1):
+        if zs[k] >= h:
+            break
+        top = min(zs[k + 1], h)
+        r1 = rs[k] + (rs[k + 1] - rs[k]) * (top - zs[k]) / (zs[k + 1] - zs[k])
+        out.append(Frustum(0, 0, float(rs[k]), float(r1), float(top - zs[k]), z0=z0 + float(zs[k])))
+    return out
+
+
+def _draw_deep_bowl(rng: np.random.Generator, base_z: float) -> Scene:
+    """Deep steel bowl (fills most of the frame) whose floor is hidden: a food layer fills it
+    from the floor up to the wall, then a mound or pieces on that layer. Every food solid is
+    exact (frusta, height field, the usual items), so the total stays analytic."""
+    total_ml = float(np.exp(rng.uniform(np.log(120.0), np.log(900.0))))
+    rim_r, depth = rng.uniform(0.11, 0.15), rng.uniform(0.06, 0.10)
+    floor_r, p = rng.uniform(0.035, 0.06), rng.uniform(0.45, 0.75)
+    thick, base_h = rng.uniform(0.0015, 0.003), rng.uniform(0.004, 0.008)
+    floor_z = base_z + base_h
+    zs, rs = _bowl_profile(floor_r, rim_r, depth, p)
+    vessel: list[Shape] = [Cylinder(0, 0, floor_r + thick, base_h, z0=base_z)]
+    # the rig camera is above the rim and inside its radius: the flaring outside is hidden
+    vessel += [Ring(0, 0, float(rs[k]), float(rs[k + 1]), thick, float(zs[k + 1] - zs[k]),
+                    z0=floor_z + float(zs[k]), outer_wall=False) for k in range(BOWL_SEGMENTS)]
+    # fill height for the drawn share of the volume (bisection on the exact frusta volume)
+    want = total_ml * 1e-6 * rng.uniform(0.35, 0.75)
+    lo, hi = 0.004, 0.6 * depth
+    vol = lambda h: sum(s.volume_m3 for s in _fill(zs, rs, h, floor_z))  # noqa: E731
+    if vol(hi) <= want:
+        lo = hi
+    elif vol(lo) < want:
+        for _ in range(40):
+            mid = 0.5 * (lo + hi)
+            lo, hi = (mid, hi) if vol(mid) < want else (lo, mid)
+    h = lo
+    fill = _fill(zs, rs, h, floor_z)
+    r_h = float(np.interp(h, zs, rs))
+    looks = list(FOOD_LOOKS)
+    food: list[list[Shape]] = [fill]
+    kinds, item_looks = ["fill"], [str(rng.choice(["rice", "greens", "carrot", "beans", "meat"]))]
+    centres: list = [(0.0, 0.0)]
+    radii = [r_h]
+    rest = total_ml * 1e-6 - sum(s.volume_m3 for s in fill)
+    top_z = floor_z + h
+    if rest > 10e-6 and rng.uniform() < 0.4:  # a heaped mound reaching the wall
+        # (bisection to ~1e-7 m is plenty for 1e-4 m depth units, and this mound is big)
+        food.append([_noisy_mound(rng, 0.0, 0.0, 0.97 * r_h, rest, top_z, n_bisect=14)])
+        kinds.append("noisy_mound")
+        item_looks.append(str(rng.choice(looks)))
+        centres.append((0.0, 0.0))
+        radii.append(0.97 * r_h)
+    elif rest > 10e-6:  # pieces piled on the layer (chicken cubes, tomatoes, ...)
+        n = int(rng.integers(1, 5))
+        vols = np.sort(rest * rng.dirichlet(np.full(n, 2.0)))[::-1]
+        lists: tuple = ([], [], [], [], [])
+        _place_items(rng, vols, r_h - 0.006, top_z, [0.1, 0.05, 0.1, 0.05, 0.0, 0.6, 0.1], lists)
+        for dst, src in zip((centres, radii, food, kinds, item_looks), lists):
+            dst.extend(src)
+    return Scene(food=food, kinds=kinds, looks=item_looks, centres=centres, radii=radii,
+                 vessel_shapes=vessel, vessel="deep_bowl", floor_z=float(floor_z),
+                 floor_r=float(floor_r), outer_r=float(rim_r + thick), total_ml_target=total_ml,
+                 wall_h=float(depth), metal=True,
+                 heights=[float(_item_extent(it)[1][2] - floor_z) for it in food],
+                 info=dict(fill_top_z_m=float(top_z), rim_radius_m=float(rim_r),
+                           bowl_depth_m=float(depth)))
+
+
+def _add_rig(rng: np.random.Generator, sc: Scene, base_z: float) -> None:
+    """The scale platform under the dish (top at base_z above the surrounding surface), its
+    edge visible on one or two sides; `rails`: frame rails beyond the visible edges and a
+    cable from outside the image to the dish; `metal`: a steel vessel."""
+    az = float(rng.uniform(0, 360))
+    a = np.deg2rad(az)
+    u, v = np.array([-np.sin(a), np.cos(a)]), np.array([np.cos(a), np.sin(a)])  # image x, y
+    axes = [u, -u, v, -v]
+    # the edge shows along the image x axis (the wider one), as on the rig
+    vis = [0, 1] if sc.family != "deep_bowl" and rng.uniform() < 0.4 else [int(rng.integers(0, 2))]
+    ext = [sc.outer_r + rng.uniform(0.008, 0.025) if k in vis else 0.6 for k in range(4)]
+    cu, cv = (ext[0] - ext[1]) / 2, (ext[2] - ext[3]) / 2
+    c = cu * u + cv * v
+    yaw = float(np.arctan2(u[1], u[0]))
+    extras: list[Shape] = [Box(float(c[0]), float(c[1]), ext[0] + ext[1], ext[2] + ext[3],
+                               base_z, yaw=yaw)]
+    parts = [PART["platform"]]
+    keep: list[np.ndarray] = []
+    n_rails, cable = 0, False
+    if sc.family == "rails":
+        for k in vis:
+            w, hr, gap = rng.uniform(0.012, 0.02), rng.uniform(0.02, 0.04), rng.uniform(0.0, 0.01)
+            pos = (ext[k] + gap + w / 2) * axes[k]
+            along_u = k >= 2  # a rail beyond a +-v edge runs along u
+            extras.append(Box(float(pos[0]), float(pos[1]), 1.5 if along_u else w,
+                              w if along_u else 1.5, hr, yaw=yaw))
+            parts.append(PART["rail"])
+            n_rails += 1
+            keep.append(pos + (w / 2 + 0.01) * axes[k])
+        boxes, cable_end = _cable(rng, sc, axes, ext, vis, base_z)
+        extras += boxes
+        parts += [PART["cable"]] * len(boxes)
+        cable = True
+    elif sc.family != "deep_bowl":
+        keep += [(ext[k] + 0.012) * axes[k] for k in vis]
+    if sc.family == "metal":
+        sc.metal = True
+    pts = []
+    for p in keep:  # the visible edge (or rail) and a little of the surface beyond it
+        k = int(np.argmax([p @ ax for ax in axes]))
+        along = axes[3] if k < 2 else axes[1]
+        pts += [np.r_[p + t * along, 0.0] for t in (-0.04, 0.0, 0.04)]
+    if cable:  # the cable's end is in view
+        pts.append(np.r_[cable_end, base_z])
+    sc.extras, sc.extra_parts, sc.platform_z, sc.rig_az = extras, parts, base_z, az
+    sc.frame_pts = np.array(pts) if pts else None
+    # half the rigs have a clear (glass) platform top: the camera sees it, the depth sensor
+    # reads the bench through it, as on the Nutrition5k rig (plate ~5 cm above its
+    # surroundings in depth)
+    glass = bool(rng.uniform() < 0.5)
+    sc.info.update(platform_edges=len(vis), n_rails=n_rails, cable=cable, platform_glass=glass)
+
+
+def _cable(rng: np.random.Generator, sc: Scene, axes: list[np.ndarray], ext: list[float],
+           vis: list[int], z0: float) -> tuple[list[Shape], np.ndarray]:
+    """A cable lying on the platform: from well outside the image (over a side whose edge is
+    out of view) to an end point in view beside the dish, clear of the vessel; thin boxes
+    along a wobbly curve. Returns (boxes, end point)."""
+    side = int(rng.choice([k for k in range(4) if k not in vis]))
+    a = axes[side]
+    b = np.array([-a[1], a[0]])
+    stop = sc.outer_r + 0.012
+
+    def on_platform(q: np.ndarray, margin: float) -> bool:
+        return all(q @ axes[k] < ext[k] - margin for k in vis)
+
+    for _ in range(50):  # the end: towards a corner of the view, beside the dish
+        end = rng.uniform(0.06, 0.12) * a + rng.choice([-1.0, 1.0]) * rng.uniform(0.06, 0.12) * b
+        if np.hypot(*end) >= stop + 0.005 and on_platform(end, 0.015):
+            break
+    else:
+        end = end / np.hypot(*end) * (stop + 0.005)
+    p = 0.45 * a + (end @ b + rng.uniform(-0.1, 0.1)) * b
+    for k in vis:  # start on the platform
+        p = p - max(p @ axes[k] - (ext[k] - 0.02), 0.0) * axes[k]
+    head = (end - p) / np.hypot(*(end - p))
+    d, step = rng.uniform(0.004, 0.007), 0.012
+    out: list[Shape] = []
+    for _ in range(80):
+        to_end = (end - p) / max(np.hypot(*(end - p)), 1e-9)
+        head = head + 0.5 * to_end + rng.normal(0, 0.25) * np.array([-head[1], head[0]])
+        head /= np.hypot(*head)
+        q = p + step * head
+        if np.hypot(*q) < stop or not on_platform(q, 0.01):
+            break
+        m = 0.5 * (p + q)
+        out.append(Box(float(m[0]), float(m[1]), step + d, d, d,
+                       yaw=float(np.arctan2(head[1], head[0])), z0=z0))
+        p = q
+        if np.hypot(*(end - p)) < step:
+            break
+    return out, p
+
+
+def dish_scene(seed: int, index: int, families: dict[str, float] | None = None,
+               family: str | None = None) -> Scene:
+    """The geometry `generate_dish(seed, index, ...)` renders (drawn first from the same rng)."""
+    fam = family or family_of(seed, index, families)
+    return build_scene(np.random.default_rng([int(seed), int(index)]), fam)
 
 
 def generate_dish(seed: int, index: int, width: int = 640, height: int = 480,
-                  noise: bool = True) -> Dish:
-    """One synthetic dish, a pure function of (seed, index); geometry and volumes do not
-    depend on the image size."""
+                  noise: bool = True, families: dict[str, float] | None = None,
+                  family: str | None = None) -> Dish:
+    """One synthetic dish, a pure function of (seed, index) and the family mixture
+    `families` (None: the original `table` dishes; `family` forces one); geometry and
+    volumes do not depend on the image size."""
     if width < 32 or height < 32:
         raise ValueError(f"width/height: image too small ({width}x{height}, need >= 32)")
+    fam = family or family_of(seed, index, families)
     rng = np.random.default_rng([int(seed), int(index)])
     W, H = int(width), int(height)
-    sc = build_scene(rng)
+    sc = build_scene(rng, fam)
     food, kinds, item_looks = sc.food, sc.kinds, sc.looks
     centres, radii, floor_z = sc.centres, sc.radii, sc.floor_z
     vessel_shapes, vessel = sc.vessel_shapes, sc.vessel
 
-    # ---- scene: food shapes first (labels < n_food are food), vessel, table
+    # ---- scene: food shapes first (labels < n_food are food), vessel, rig, surface
     shapes: list[Shape] = [s for item in food for s in item]
     item_of_shape = np.array([i for i, item in enumerate(food) for _ in item], np.int64)
     n_food = len(shapes)
-    shapes += vessel_shapes + [Plane(0.0)]
+    shapes += vessel_shapes + sc.extras + [Plane(0.0)]
     table_idx = len(shapes) - 1
+    part_of_shape = np.array([PART["food"]] * n_food + [PART["vessel_floor"]]
+                             + [PART["vessel"]] * (len(vessel_shapes) - 1) + sc.extra_parts
+                             + [PART["surface"]], np.uint8)
 
     # ---- camera: food footprints + 15 mm and their tops must be in frame
     ang = np.linspace(0, 2 * np.pi, 24, endpoint=False)
@@ -465,7 +715,12 @@ def generate_dish(seed: int, index: int, width: int = 640, height: int = 480,
             pts.append(np.stack([x + rr * np.cos(ang), y + rr * np.sin(ang),
                                  np.full_like(ang, zz)], 1))
     target = np.array([rng.normal(0, 0.008), rng.normal(0, 0.008), floor_z])
-    cam, cam_meta = _camera(rng, W, H, target, np.concatenate(pts), sc)
+    if fam == "table":
+        cam, cam_meta = _camera(rng, W, H, target, np.concatenate(pts), sc)
+    else:
+        if sc.frame_pts is not None:
+            pts.append(sc.frame_pts)
+        cam, cam_meta = _rig_camera(rng, W, H, target, np.concatenate(pts), sc.rig_az)
 
     # ---- geometry
     origin, dirs = cam.rays()
@@ -474,6 +729,7 @@ def generate_dish(seed: int, index: int, width: int = 640, height: int = 480,
     dflat, lflat = depth.ravel(), label.ravel()
     P = origin + np.where(np.isfinite(dflat), dflat, 0.0)[:, None] * dirs
     nflat = normals.reshape(-1, 3)
+    parts = np.where(lflat >= 0, part_of_shape[np.maximum(lflat, 0)], PART["surface"])
 
     # ---- appearance
     tex = _noise_texture(rng)
@@ -490,14 +746,19 @@ def generate_dish(seed: int, index: int, width: int = 640, height: int = 480,
         table_style.update(c1=tuple(c1), c2=tuple(np.clip(c1 * 0.5 + 0.45, 0, 1)))
     else:
         table_style.update(c1=tuple(rng.uniform(0.35, 0.75) * np.array([1.0, 0.97, 0.92])))
+    if fam != "table":  # the rig stands on a white laminate bench
+        table_style = dict(kind="stone", angle=0.0, period=0.01,
+                           c1=tuple(rng.uniform(0.72, 0.9) * np.array([1.0, 0.99, 0.96])))
     sel = lflat == table_idx
     albedo[sel] = _table_albedo(P[sel], tex, table_style)
     plate_col = np.array([0.94, 0.94, 0.92])
     if rng.uniform() < 0.4:  # a tinted plate
         plate_col = 0.5 * plate_col + 0.5 * rng.uniform(0.4, 0.95, 3)
-    sel = (lflat >= n_food) & (lflat < table_idx)
+    sel = (lflat >= n_food) & (lflat < n_food + len(vessel_shapes))
     n1 = _sample(tex, P[sel, 0] / 0.5 * 256, P[sel, 1] / 0.5 * 256)
     albedo[sel] = plate_col[None] * (1 + 0.02 * n1[:, None])
+    if fam != "table":
+        _rig_albedo(rng, albedo, parts, P, tex)
     for i, look in enumerate(item_looks):
         sel = np.isin(lflat, np.nonzero(item_of_shape == i)[0]) & (lflat < n_food)
         albedo[sel] = _food_albedo(P[sel], tex, fine, look, seed_off=0.37 * i)
@@ -520,6 +781,8 @@ def generate_dish(seed: int, index: int, width: int = 640, height: int = 480,
         sdirs = P[idx] - light_pos  # t = 1 at the surface point
         blocked = np.zeros(idx.size, bool)
         for s in shapes[:n_food]:
+            if isinstance(s, Frustum):  # a bowl's food layer shades nothing in view
+                continue
             t, _ = intersect_culled(s, light_pos, sdirs)
             blocked |= t < 1 - 1e-4
         shadow[idx[blocked]] = 1.0
@@ -528,23 +791,105 @@ def generate_dish(seed: int, index: int, width: int = 640, height: int = 480,
     shade = ambient + (1 - ambient) * lam * (1 - 0.85 * shadow)
     light_col = np.array([1.0, 0.97, 0.92]) * rng.uniform(0.9, 1.1)
     rgb = albedo * shade[:, None] * light_col[None]
+    metal = _metal_pixels(sc, parts)
+    steel = metal & (parts != PART["rail"])  # rails: dark anodised, shaded like the rest
+    if steel.any():  # steel: environment reflection + highlight instead of Lambert
+        rgb[steel] = _steel(rng, dirs[steel], nflat[steel], L, tex, shade[steel]) * light_col[None]
     rgb = rgb.reshape(H, W, 3) + 0.008 * rng.standard_normal((H, W, 3), dtype=np.float32)
     rgb_u8 = (np.clip(rgb, 0, 1) * 255 + 0.5).astype(np.uint8)
 
     # ---- outputs
+    if sc.info.get("platform_glass"):  # depth through the clear platform top: the bench
+        see = parts == PART["platform"]
+        depth.ravel()[see] = -origin[2] / dirs[see, 2]
     depth_clean = np.where(hit, depth, 0.0).astype(np.float32)
     mask = (label >= 0) & (label < n_food)
     items = np.zeros((H, W), np.int16)
     items[mask] = (item_of_shape[label[mask]] + 1).astype(np.int16)
     item_vols = [float(sum(s.volume_m3 for s in item) * 1e6) for item in food]
-    meta = dict(cam_meta, seed=int(seed), index=int(index), vessel=vessel,
+    hole_frac = 0.0
+    if noise:
+        depth_noisy = _sensor_noise(rng, depth_clean)
+        if fam != "table":  # the rig's D435: stereo occlusion bands beside raised objects
+            depth_noisy[_stereo_shadow(depth_clean, cam.K[0, 0])] = 0.0
+        if metal.any():
+            hole_frac = float(rng.uniform(0.25, 0.38))
+            view = dirs / np.linalg.norm(dirs, axis=1, keepdims=True)
+            cosang = np.abs(np.sum(view * nflat, axis=1)).reshape(H, W)
+            _metal_holes(rng, depth_noisy, metal.reshape(H, W), cosang, hole_frac)
+    else:
+        depth_noisy = depth_clean.copy()
+    meta = dict(cam_meta, seed=int(seed), index=int(index), scene=fam, vessel=vessel,
                 floor_z_m=float(floor_z), floor_radius_m=sc.floor_r,
                 vessel_outer_radius_m=sc.outer_r, target=target.tolist(),
                 n_items=len(food), item_looks=item_looks, table=table_style["kind"],
                 light_dir=L.tolist(), ambient=float(ambient), total_ml_target=sc.total_ml_target,
                 R=cam.R.tolist(), t=cam.t.tolist())
-    return Dish(rgb=rgb_u8,
-                depth=_sensor_noise(rng, depth_clean) if noise else depth_clean.copy(),
-                depth_clean=depth_clean, mask=mask, items=items, K=cam.K.copy(),
-                item_volumes_ml=item_vols, item_kinds=kinds,
-                volume_ml_true=float(sum(item_vols)), meta=meta)
+    if fam != "table":
+        meta.update(platform_z_m=sc.platform_z, metal=sc.metal, metal_hole_fraction=hole_frac,
+                    **sc.info)
+    return Dish(rgb=rgb_u8, depth=depth_noisy, depth_clean=depth_clean, mask=mask, items=items,
+                K=cam.K.copy(), item_volumes_ml=item_vols, item_kinds=kinds,
+                volume_ml_true=float(sum(item_vols)), meta=meta, parts=parts.reshape(H, W))
+
+
+STEREO_BASELINE_M = 0.05  # RealSense D435 IR pair
+
+
+def _stereo_shadow(depth: np.ndarray, f_px: float, baseline: float = STEREO_BASELINE_M
+                   ) -> np.ndarray:
+    """Pixels the second IR camera cannot see (no stereo match, so no depth): left of a
+    nearer object, a band as wide as the disparity jump (~11 px for the plate's 5 cm at
+    0.36 m): u is hidden when some u + k has a disparity larger by >= k."""
+    disp = np.where(depth > 0, baseline * f_px / np.maximum(depth, 1e-6), 0.0)
+    hidden = np.zeros(depth.shape, bool)
+    k_max = int(np.ceil(disp.max() - disp[depth > 0].min())) if (depth > 0).any() else 0
+    for k in range(1, min(k_max, depth.shape[1] - 1) + 1):
+        hidden[:, :-k] |= disp[:, k:] - disp[:, :-k] >= k
+    return hidden
+
+
+def _metal_pixels(sc: Scene, parts: np.ndarray) -> np.ndarray:
+    """Specular surfaces without depth in places: a steel vessel and the frame rails."""
+    out = parts == PART["rail"]
+    if sc.metal:
+        out |= (parts == PART["vessel"]) | (parts == PART["vessel_floor"])
+    return out
+
+
+def _rig_albedo(rng: np.random.Generator, albedo: np.ndarray, parts: np.ndarray,
+                P: np.ndarray, tex: np.ndarray) -> None:
+    """Colours of the rig: light grey platform, near-black rails and cable."""
+    sel = parts == PART["platform"]
+    col = rng.uniform(0.6, 0.85) * np.array([0.95, 0.97, 1.0])
+    n1 = _sample(tex, P[sel, 0] / 0.3 * 256, P[sel, 1] / 0.3 * 256)
+    albedo[sel] = col[None] * (1 + 0.04 * n1[:, None])
+    for name, lo, hi in (("rail", 0.06, 0.16), ("cable", 0.03, 0.10)):
+        sel = parts == PART[name]
+        albedo[sel] = rng.uniform(lo, hi) * np.array([1.0, 0.97, 0.95])[None]
+
+
+def _steel(rng: np.random.Generator, d: np.ndarray, n: np.ndarray, L: np.ndarray,
+           tex: np.ndarray, shade: np.ndarray) -> np.ndarray:
+    """Brushed steel: a blurred environment seen in the mirror direction (streaks that follow
+    the bowl's curvature) plus a sharp highlight of the light."""
+    d = d / np.linalg.norm(d, axis=1, keepdims=True)
+    r = d - 2 * np.sum(d * n, axis=1, keepdims=True) * n
+    env = _sample(tex, np.arctan2(r[:, 1], r[:, 0]) / np.pi * 128, (1 + r[:, 2]) * 40)
+    spec = np.clip(r @ L, 0, 1) ** 40
+    base = rng.uniform(0.6, 0.85) * np.array([0.97, 0.96, 0.95])
+    k = (0.3 + 0.7 * (0.5 + 0.5 * env)) * (0.55 + 0.45 * shade)
+    return base[None] * k[:, None] + 0.8 * spec[:, None]
+
+
+def _metal_holes(rng: np.random.Generator, depth: np.ndarray, metal: np.ndarray,
+                 cosang: np.ndarray, frac: float) -> None:
+    """Specular metal returns no depth where its surface turns away from the camera (steep
+    walls, the rim) and in blotches elsewhere: the `frac` of metal pixels with the highest
+    steepness + blotch score become holes (in place)."""
+    H, W = depth.shape
+    blot = cv2.resize(rng.standard_normal((H // 12 + 1, W // 12 + 1)).astype(np.float32),
+                      (W, H), interpolation=cv2.INTER_CUBIC)
+    score = 2.0 * (1 - cosang) + 0.5 * blot + 0.2 * rng.standard_normal((H, W), dtype=np.float32)
+    thr = np.quantile(score[metal], 1 - frac)
+    depth[metal & (score > thr)] = 0.0

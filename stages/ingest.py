@@ -14,7 +14,7 @@ def main() -> None:
     out = io.REPO_ROOT / "data/raw"
     if d["source"] == "synthetic":
         _, report = ingest_synthetic(out, d["seed"], d["n_dishes"], d["width"], d["height"],
-                                     d["noise"], d["workers"])
+                                     d["noise"], d["workers"], d.get("families"))
     elif d["source"] == "nutrition5k":
         n5k = p["nutrition5k"]
         _, report = ingest_nutrition5k(out, io.REPO_ROOT / d["root"], n5k, d["workers"])

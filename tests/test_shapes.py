@@ -2,8 +2,8 @@
 import numpy as np
 import pytest
 
-from pipeline.shapes import (Box, Camera, Cone, Cylinder, Ellipsoid, HeightField, Plane, Ring,
-                             SphereCap, render, render_full)
+from pipeline.shapes import (Box, Camera, Cone, Cylinder, Ellipsoid, Frustum, HeightField, Plane,
+                             Ring, SphereCap, render, render_full)
 
 
 def _mound_grid(n: int = 41, size: float = 0.1, h: float = 0.03) -> HeightField:
@@ -21,6 +21,7 @@ FOOD = [
     Cone(0.0, 0.0, 0.05, 0.06),
     Ellipsoid(0.0, 0.0, 0.06, 0.04, 0.03, yaw=0.3),
     _mound_grid(),
+    Frustum(0.0, 0.01, 0.05, 0.03, 0.03),     # narrowing: no undercut
 ]
 
 
@@ -133,3 +134,32 @@ def test_bad_camera_arguments():
         Camera.look_at(60, 0, -1)
     with pytest.raises(ValueError, match="radius"):
         SphereCap(0, 0, 0.0, 0.01)
+
+
+def test_frustum_volume_monte_carlo():
+    fr = Frustum(0.0, 0.0, 0.04, 0.07, 0.03, z0=0.01)  # flaring, like food filling a bowl
+    rng = np.random.default_rng(1)
+    p = rng.uniform([-0.07, -0.07, 0.01], [0.07, 0.07, 0.04], size=(400_000, 3))
+    mc = fr.contains(p).mean() * 0.14 * 0.14 * 0.03
+    assert mc == pytest.approx(fr.volume_m3, rel=0.02)
+    with pytest.raises(ValueError, match="Frustum"):
+        Frustum(0, 0, 0.0, 0.01, 0.01)
+
+
+def test_render_order_independent_and_bowl_outside_hidden():
+    # z-culling must not change the first hit: any shape order gives the same depth map.
+    # A bowl (two flaring wall segments) filled with food that follows its wall, on a box.
+    walls = [Ring(0, 0, 0.05, 0.08, 0.002, 0.02, z0=0.01), Ring(0, 0, 0.08, 0.1, 0.002, 0.03, z0=0.03)]
+    scene = [Frustum(0, 0, 0.05, 0.08, 0.02, z0=0.01), Box(0.01, 0, 0.02, 0.03, 0.015, 0.3, 0.03),
+             *walls, Cylinder(0, 0, 0.052, 0.01), Box(0, 0, 0.4, 0.3, 0.005), Plane(0.0)]
+    cam = Camera.look_at(84, 30, 0.35, target=(0.01, 0, 0.02), f_px=150, width=160, height=120)
+    d1, l1, _ = render_full(scene, cam)
+    d2, l2, _ = render_full(scene[::-1], cam)
+    assert np.allclose(d1, d2, rtol=0, atol=1e-12)
+    assert (l1 == len(scene) - 1 - l2)[np.abs(d1 - d2) == 0].mean() > 0.999
+    assert not (l1 == 4).any()  # the floor under the food is hidden
+    # seen from above the rim and inside it, a flaring bowl's outside is never the first hit
+    inner = [Ring(w.cx, w.cy, w.r_in0, w.r_in1, w.thickness, w.height, w.z0, outer_wall=False)
+             for w in walls]
+    d3, _, _ = render_full(scene[:2] + inner + scene[4:], cam)
+    assert np.array_equal(d1, d3)

@@ -120,3 +120,136 @@ def test_volume_distribution_covers_all_bins():
 def test_bad_size():
     with pytest.raises(ValueError, match="width/height"):
         generate_dish(0, 0, 16, 16)
+
+
+# --------------------------------------------------------------------------- rig families
+from pipeline.shapes import Frustum  # noqa: E402
+from pipeline.synthetic import FAMILIES, PART, family_of  # noqa: E402
+
+RIG = [f for f in FAMILIES if f != "table"]
+
+
+@pytest.fixture(scope="module")
+def rig() -> dict[str, list[Dish]]:
+    """Two dishes of each rig family (indices 0, 1 drawn as that family)."""
+    return {f: [generate_dish(4, i, W, H, family=f) for i in range(2)] for f in RIG}
+
+
+def test_family_mixture():
+    weights = {"table": 0.4, "platform": 0.15, "rails": 0.15, "deep_bowl": 0.15, "metal": 0.15}
+    fams = [family_of(0, i, weights) for i in range(600)]
+    assert fams == [family_of(0, i, weights) for i in range(600)]
+    share = {f: fams.count(f) / len(fams) for f in FAMILIES}
+    for f, w in weights.items():
+        assert abs(share[f] - w) < 0.06, share
+    assert family_of(0, 5, None) == "table" and family_of(0, 5, {"metal": 1.0}) == "metal"
+    # table dishes of a mixture are the dishes of the table-only data set
+    i = fams.index("table")
+    a, b = generate_dish(0, i, W, H, families=weights), generate_dish(0, i, W, H)
+    assert np.array_equal(a.rgb, b.rgb) and np.array_equal(a.depth, b.depth)
+    with pytest.raises(ValueError, match="data.families"):
+        family_of(0, 0, {"tabel": 1.0})
+
+
+@pytest.mark.parametrize("family", RIG)
+def test_family_deterministic_and_exact(family, rig):
+    a = generate_dish(4, 0, W, H, family=family)
+    b = rig[family][0]
+    for f in ("rgb", "depth", "depth_clean", "mask", "items", "parts", "K"):
+        assert np.array_equal(getattr(a, f), getattr(b, f)), f
+    for d in rig[family]:
+        assert d.meta["scene"] == family and d.mask.sum() > 50
+        sc = dish_scene(4, d.meta["index"], family=family)
+        shapes_ml = sum(s.volume_m3 for it in sc.food for s in it) * 1e6
+        assert d.volume_ml_true == pytest.approx(shapes_ml, rel=1e-12)
+        assert ((d.parts == PART["food"]) == d.mask).all()
+        # the rig camera looks (nearly) straight down from ~0.41 m above the bench
+        assert d.meta["elevation_deg"] >= 84 and 0.3 < d.meta["distance_m"] <= 0.5
+        # exact volume by point sampling the food solids (one jittered point per 2 mm voxel,
+        # unbiased): the analytic total, and items don't overlap
+        food = [s for it in sc.food for s in it]
+        lo, hi = np.min([s.bounds()[0] for s in food], 0), np.max([s.bounds()[1] for s in food], 0)
+        g = 0.002
+        axes = [np.arange(lo[k], hi[k], g) for k in range(3)]
+        P = np.stack(np.meshgrid(*axes, indexing="ij"), -1).reshape(-1, 3)
+        P += np.random.default_rng(0).uniform(0, g, P.shape)
+        n_in = np.sum([s.contains(P) for s in food], axis=0)
+        assert (n_in <= 1).mean() > 0.9999
+        assert (n_in > 0).sum() * g ** 3 * 1e6 == pytest.approx(shapes_ml, rel=0.02)
+
+
+def test_platform_step_and_edge(rig):
+    for d in rig["platform"] + rig["rails"] + rig["metal"]:
+        surf, plat = d.parts == PART["surface"], d.parts == PART["platform"]
+        assert surf.sum() > 100 and plat.sum() > 100  # the platform edge is in view
+        assert d.meta["platform_z_m"] == pytest.approx(0.05, abs=0.006)
+        z = _world_points(d)[..., 2]  # height above the bench, from the clean depth
+        # a clear platform top is seen by the camera, but the depth reads the bench below it
+        glass = d.meta["platform_glass"]
+        assert np.median(z[plat]) == pytest.approx(0.0 if glass else d.meta["platform_z_m"], abs=1e-4)
+        # the dish stands ~5 cm above what the depth shows around it
+        around = surf | plat if glass else plat
+        step = np.median(z[d.parts == PART["vessel_floor"]]) - np.median(z[around])
+        assert step == pytest.approx(d.meta["floor_z_m"] - (0 if glass else d.meta["platform_z_m"]),
+                                     abs=1e-4)
+        if glass:
+            assert 0.045 < step < 0.075
+        seen = np.median(d.depth_clean[surf]) - np.median(d.depth_clean[d.parts == PART["vessel_floor"]])
+        assert 0.035 < seen < 0.09, seen  # the camera is tilted by <= 6 degrees
+        # the surface beyond the edge reaches the image border (top and bottom)
+        assert surf[0].any() and surf[-1].any()
+        assert 0.395 <= d.meta["distance_m"] + d.meta["floor_z_m"] <= 0.6
+
+
+def test_stereo_shadow_left_of_raised_objects(rig):
+    for d in rig["platform"]:
+        z = d.depth_clean
+        # pixels just left / right of a step up of >= 3 cm (a nearer object beside them)
+        left = np.zeros_like(d.mask)
+        right = np.zeros_like(d.mask)
+        left[:, :-1] = z[:, :-1] - z[:, 1:] > 0.03
+        right[:, 1:] = z[:, 1:] - z[:, :-1] > 0.03
+        assert left.sum() > 20 and right.sum() > 20
+        holes = d.depth == 0
+        assert holes[left].mean() > 0.95 and holes[right].mean() < 0.8
+
+
+def test_rails_and_cable_touch_border(rig):
+    for d in rig["rails"]:
+        rail, cable = d.parts == PART["rail"], d.parts == PART["cable"]
+        assert rail[0].any() and rail[-1].any()  # rails run across the image
+        border = np.zeros_like(cable)
+        border[[0, -1]] = border[:, [0, -1]] = True
+        assert (cable & border).any() and cable.sum() > 5
+        assert d.meta["n_rails"] >= 1 and d.meta["cable"]
+
+
+def test_deep_bowl_floor_hidden(rig):
+    for d in rig["deep_bowl"]:
+        assert d.meta["vessel"] == "deep_bowl"
+        assert not (d.parts == PART["vessel_floor"]).any()   # no pixel of the floor in view
+        sc = dish_scene(4, d.meta["index"], family="deep_bowl")
+        fill = sc.food[0]
+        assert all(isinstance(s, Frustum) for s in fill) and sc.kinds[0] == "fill"
+        # the food layer follows the wall: at every height its radius is the bowl's
+        zs = np.array([s.z0 for s in fill] + [fill[-1].z0 + fill[-1].height]) - sc.floor_z
+        walls = sc.vessel_shapes[1:]
+        prof_z = np.array([w.z0 for w in walls] + [walls[-1].z0 + walls[-1].height]) - sc.floor_z
+        prof_r = np.array([w.r_in0 for w in walls] + [walls[-1].r_in1])
+        radii = np.array([s.r0 for s in fill] + [fill[-1].r1])
+        assert np.allclose(radii, np.interp(zs, prof_z, prof_r), atol=1e-9)
+        # the bowl fills most of the frame, food sits deep inside it
+        assert (d.parts == PART["vessel"]).mean() > 0.25
+
+
+def test_metal_holes(rig):
+    for d in rig["metal"] + rig["deep_bowl"]:
+        metal = np.isin(d.parts, [PART["vessel"], PART["vessel_floor"]])
+        frac = (d.depth[metal] == 0).mean()
+        assert 0.22 < frac < 0.45, frac
+        assert d.meta["metal_hole_fraction"] == pytest.approx(frac, abs=0.06)
+        if d.meta["scene"] == "metal":  # the matte platform: only the sensor's usual holes
+            plat = d.parts == PART["platform"]
+            assert (d.depth[plat] == 0).mean() < 0.5 * frac
+    clean = generate_dish(4, 0, W, H, noise=False, family="metal")
+    assert np.array_equal(clean.depth, clean.depth_clean)
