@@ -24,7 +24,8 @@ from pipeline.support import KINDS, Support
 
 _MAX_FIT_POINTS = 20000
 _MIN_RIM_PX = 200
-_MAX_FLOOR_HEIGHT_M = 0.03  # a plate top / bowl floor sits at most this high above the table
+_MAX_FLOOR_HEIGHT_M = 0.08  # a plate top / bowl floor sits at most this high above the table
+                            # (a scale platform like Nutrition5k's raises it ~5 cm)
 
 
 def _plane_on(points: np.ndarray, region: np.ndarray, seed: int) -> tuple[np.ndarray, float]:
