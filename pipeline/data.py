@@ -18,6 +18,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset, Sampler
 
 from pipeline.augment import augment_sample, resize_K
+from pipeline.suspect import drop_suspect
 from pipeline.io import K_from_row, read_dish_depth, read_index, read_mask, read_rgb, resolve
 
 TRAIN_COLUMNS = ["dish_id", "split", "rgb_path", "depth_path", "mask_path",
@@ -140,7 +141,7 @@ class DishDataModule(pl.LightningDataModule):
         self.val_set: DishDataset | None = None
 
     def rows(self, split: str) -> pd.DataFrame:
-        df = read_index(self.index_path, required=TRAIN_COLUMNS)
+        df = drop_suspect(read_index(self.index_path, required=TRAIN_COLUMNS))
         rows = df[df["split"] == split]
         if rows.empty:
             raise ValueError(f"{self.index_path}: no dishes with split == {split!r}")

@@ -34,6 +34,7 @@ from tqdm import tqdm
 
 from pipeline import geometry
 from pipeline.io import K_from_row, read_dish_depth, read_mask, read_rgb, resolve, write_csv, write_json
+from pipeline.suspect import drop_suspect
 from pipeline.metrics import (DEFAULT_BIN_EDGES, assign_bins, depth_errors, height_error_mm, nanmean,
                               per_bin_metrics, volume_metrics)
 
@@ -89,6 +90,7 @@ def select_split(df: pd.DataFrame, split: str = "test") -> pd.DataFrame:
     """Rows of one split with a usable reference volume; ValueError when none."""
     if "split" not in df.columns:
         raise ValueError("index: missing column `split`")
+    df = drop_suspect(df)
     sub = df[df["split"] == split].copy()
     sub["volume_ml_gt"] = reference_volume(sub)
     bad = sub["volume_ml_gt"].isna() | ~(sub["volume_ml_gt"] > 0)

@@ -73,9 +73,17 @@ def ingest_nutrition5k(out_dir: Path, root: Path, cfg: dict, workers: int = 1) -
                                     workers=workers, min_depth_m=cfg["min_depth_m"],
                                     max_depth_m=cfg["max_depth_m"],
                                     min_valid_fraction=cfg["min_valid_fraction"])
+    from pipeline.rig import RIG_PLANE_FILE, estimate_rig_plane
+
+    try:  # one fixed camera: the plane around the scale platform is the same in every dish
+        rig = estimate_rig_plane(manifest, [Path(root).resolve()], cfg.get("rig_plane_dishes", 64))
+    except ValueError as e:
+        rig = {"error": str(e)}
     with io.atomic_dir(out_dir) as tmp_dir:
         io.write_csv(tmp_dir / "manifest.csv", manifest)
-    return manifest, {"source": "nutrition5k", **report}
+        if "error" not in rig:
+            io.write_json(tmp_dir / RIG_PLANE_FILE, rig)
+    return manifest, {"source": "nutrition5k", **report, "rig_plane": rig}
 
 
 def read_manifest(raw_dir: Path) -> pd.DataFrame:

@@ -9,35 +9,97 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
+from scipy.stats import spearmanr
 
-from pipeline import io
+from pipeline import io, suspect
 from pipeline.parallel import map_dishes
-from pipeline.geometry import estimate_volume
 from pipeline.metrics import volume_metrics
+from pipeline.rig import tilt_deg
+from pipeline.support import Support, volume_above_support
+
+DENSITY_OK = (0.4, 1.6)   # g/mL: real food (0.4-1.3) with some slack; labels.json counts outside
+
+
+def _support_of(row: dict) -> Support:
+    """The support the masks stage found (masks.csv `support_json`); plane when absent."""
+    text = row.get("support_json")
+    return Support.from_json(text) if isinstance(text, str) and text else Support("plane")
 
 
 def _label_one(job: tuple[dict, dict]) -> dict:
     row, cfg = job
-    out = {"dish_id": row["dish_id"], "volume_ml": np.nan, "label_status": "ok"}
+    out = {"dish_id": row["dish_id"], "volume_ml": np.nan, "label_status": "ok",
+           "support": row.get("support", "plane"), "suspect": row.get("suspect", "")}
     try:
         if row.get("mask_status", "ok") != "ok":
             raise ValueError(f"no usable mask ({row['mask_status']})")
         depth = io.read_dish_depth(row, cfg["roots"])
         mask = io.read_mask(io.resolve(row["mask_path"], cfg["roots"]), shape=depth.shape)
         K = io.K_from_row(row)
-        res = estimate_volume(depth, mask, K, method=cfg["method"], ring_px=cfg["ring_px"],
-                              cell_mm=cfg["cell_mm"])
+        support = _support_of(row)
+        vol = dict(method=cfg["method"], ring_px=cfg["ring_px"], cell_mm=cfg["cell_mm"])
+        res = volume_above_support(depth, mask, K, support, **vol)
         out["volume_ml"] = res.volume_ml
         out["plane_nz"] = float(res.plane_normal[2])
         out["n_holes"] = res.n_holes
+        out["support"] = support.kind
+        mass = float(row.get("mass_g", np.nan))
+        out["suspect"] = suspect.join(suspect.label_reasons(
+            res.volume_ml, mass, tilt_deg(res.plane_normal), support.kind != "plane",
+            cfg.get("suspect")), row.get("suspect", ""))
         if cfg.get("with_gt_mask") and isinstance(row.get("gt_mask_path"), str) and row["gt_mask_path"]:
             gt_mask = io.read_mask(io.resolve(row["gt_mask_path"], cfg["roots"]), shape=depth.shape)
-            out["volume_ml_gt_mask"] = estimate_volume(
-                depth, gt_mask, K, method=cfg["method"], ring_px=cfg["ring_px"],
-                cell_mm=cfg["cell_mm"]).volume_ml
+            out["volume_ml_gt_mask"] = volume_above_support(depth, gt_mask, K, support, **vol).volume_ml
     except ValueError as e:
         out["label_status"] = f"skipped: {e}"
     return out
+
+
+def mass_sanity(volume_ml: pd.Series, mass_g: pd.Series) -> dict:
+    """Labels against the scale (no GT volume on real data): implied density median/IQR,
+    Spearman(volume, mass), dishes outside DENSITY_OK."""
+    ok = volume_ml.notna() & (volume_ml > 0) & mass_g.notna() & (mass_g > 0)
+    if not ok.any():
+        return {"n_with_mass": 0}
+    dens = mass_g[ok] / volume_ml[ok]
+    q1, med, q3 = (float(x) for x in dens.quantile([0.25, 0.5, 0.75]))
+    rho = float(spearmanr(volume_ml[ok], mass_g[ok]).statistic) if ok.sum() >= 3 else float("nan")
+    return {"n_with_mass": int(ok.sum()),
+            "density_g_per_ml": {"median": round(med, 4), "iqr": [round(q1, 4), round(q3, 4)]},
+            "spearman_volume_mass": round(rho, 4) if np.isfinite(rho) else None,
+            "n_density_outside_0.4_1.6": int(((dens < DENSITY_OK[0]) | (dens > DENSITY_OK[1])).sum())}
+
+
+def plot_mass_vs_volume(index: pd.DataFrame, path) -> None:
+    """plots/labels/mass_vs_volume.png: each dish's label against its mass, with density lines."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(5.5, 4.5), dpi=110)
+    mass = index.get("mass_g", pd.Series(np.nan, index=index.index))
+    ok = index["volume_ml"].notna() & mass.notna() & (mass > 0)
+    if ok.any():
+        sus = index.get("suspect", pd.Series("", index=index.index)).fillna("").astype(str) != ""
+        for sel, style in (((ok & ~sus), dict(c="tab:blue", label="label")),
+                           ((ok & sus), dict(c="tab:red", marker="x", label="suspect"))):
+            if sel.any():
+                ax.scatter(index.loc[sel, "volume_ml"], mass[sel], s=14, **style)
+        v = np.linspace(0, float(index.loc[ok, "volume_ml"].max()) * 1.1, 50)
+        for rho in (0.4, 1.0, 1.6):
+            ax.plot(v, rho * v, "--", lw=0.8, color="grey")
+            ax.annotate(f"{rho} g/mL", (v[-1], rho * v[-1]), fontsize=7, color="grey")
+        ax.set_xlabel("volume label (mL)")
+        ax.set_ylabel("dish mass (g)")
+        ax.legend(fontsize=8)
+    else:
+        ax.text(0.5, 0.5, "no dish masses in this data source", ha="center", va="center")
+        ax.set_axis_off()
+    ax.set_title("volume labels against the scale")
+    fig.tight_layout()
+    with io.atomic_write(path, suffix=".png") as tmp:
+        fig.savefig(tmp)
+    plt.close(fig)
 
 
 def label_error(pred: pd.Series, true: pd.Series, prefix: str) -> dict:
@@ -54,12 +116,18 @@ def make_labels(df: pd.DataFrame, cfg: dict, workers: int = 1) -> tuple[pd.DataF
         raise ValueError(f"volume.method must be heightmap or columns, got {cfg['method']!r}")
     jobs = [(r, cfg) for r in df.to_dict("records")]
     rows = map_dishes(_label_one, jobs, workers, f"labels ({cfg['method']})")
-    labelled = df.merge(pd.DataFrame(rows), on="dish_id", how="left", validate="one_to_one")
+    rows = pd.DataFrame(rows)   # its support / suspect replace the masks stage's
+    df = df.drop(columns=[c for c in rows.columns if c != "dish_id" and c in df.columns])
+    labelled = df.merge(rows, on="dish_id", how="left", validate="one_to_one")
     ok = labelled["label_status"] == "ok"
     index, skipped = labelled[ok].reset_index(drop=True), labelled[~ok].reset_index(drop=True)
     report = {"method": cfg["method"], "n_dishes": len(labelled), "n_labelled": int(ok.sum()),
               "n_skipped": int((~ok).sum()),
-              "n_per_split": {s: int((index["split"] == s).sum()) for s in ("train", "val", "test")}}
+              "n_per_split": {s: int((index["split"] == s).sum()) for s in ("train", "val", "test")},
+              **suspect.count(index.get("suspect", pd.Series(dtype=str))),
+              "support": index.get("support", pd.Series(dtype=str)).value_counts().to_dict()}
+    if "mass_g" in index and index["mass_g"].notna().any():   # Nutrition5k: labels vs the scale
+        report.update(mass_sanity(index["volume_ml"], index["mass_g"]))
     if "volume_ml_true" in index and index["volume_ml_true"].notna().any():
         report.update(label_error(index["volume_ml"], index["volume_ml_true"], "label"))
         if "volume_ml_gt_mask" in index:

@@ -3,7 +3,9 @@
 Geometry masks need no model: the table is the dominant plane of the scene, the plate (or bowl
 floor) is the dominant plane of what stands on the table, and food is what rises above the
 plate. Plate rims and bowl walls also rise above the floor, but they run round the vessel's
-outer edge, so regions touching that edge are dropped.
+outer edge, so regions touching that edge are dropped. Seeds higher than `min_height_mm` grow
+down to the support's noise floor (hysteresis), so thin food keeps its low margins. On the fixed
+Nutrition5k rig the support is found differently (pipeline.rig_masks).
 """
 from __future__ import annotations
 
@@ -15,13 +17,15 @@ import numpy as np
 import pandas as pd
 from scipy import ndimage
 
-from pipeline import io
+from pipeline import io, suspect
 from pipeline.parallel import map_dishes
 from pipeline.geometry import backproject, fit_plane, height_above_plane
+from pipeline.support import KINDS, Support
 
 _MAX_FIT_POINTS = 20000
 _MIN_RIM_PX = 200
-_MAX_FLOOR_HEIGHT_M = 0.03  # a plate top / bowl floor sits at most this high above the table
+_MAX_FLOOR_HEIGHT_M = 0.08  # a plate top / bowl floor sits at most this high above the table
+                            # (a scale platform like Nutrition5k's raises it ~5 cm)
 
 
 def _plane_on(points: np.ndarray, region: np.ndarray, seed: int) -> tuple[np.ndarray, float]:
@@ -50,8 +54,10 @@ def _largest_component(mask: np.ndarray) -> np.ndarray:
 
 
 def geometry_mask(depth: np.ndarray, K: np.ndarray, min_height_mm: float = 4.0,
-                  min_area_px: int = 150, seed: int = 0) -> np.ndarray:
-    """Food = connected regions higher than `min_height_mm` above the local support plane."""
+                  min_area_px: int = 150, seed: int = 0, grow: bool = True) -> np.ndarray:
+    """Food = connected regions higher than `min_height_mm` above the local support plane,
+    grown (`grow`) down to the support's noise floor so thin and spreading food keeps its
+    low margins (hysteresis)."""
     depth = np.asarray(depth, dtype=np.float32)
     valid = np.isfinite(depth) & (depth > 0)
     if valid.sum() < 100:
@@ -60,12 +66,14 @@ def geometry_mask(depth: np.ndarray, K: np.ndarray, min_height_mm: float = 4.0,
     points = backproject(depth, K)
     table_n, table_d = _plane_on(points, valid, seed)
     h_table = height_above_plane(depth, K, table_n, table_d)
-    above = valid & (np.nan_to_num(h_table, nan=-1.0) > thr)
+    ht = np.nan_to_num(h_table, nan=-1.0)
+    above = valid & (ht > thr)
     border = np.zeros_like(valid)
     border[[0, -1], :] = border[:, [0, -1]] = True
     vessel = _fill_holes(_largest_component(above))
     # Default: the dominant plane is the support; rims/walls show up as rings or reach the frame.
-    food = _drop_touching(clean_mask(above, min_area_px), border)
+    low = _noise_floor(ht, valid & (np.abs(ht) < thr)) if grow else thr
+    food = _drop_touching(clean_mask(_grown(above, valid & (ht > low), border), min_area_px), border)
     if vessel.sum() > 0.02 * depth.size:
         # Is the biggest thing above it a plate/bowl? Then its floor is the dominant plane
         # inside it and the food stands on that floor, surrounded by it.
@@ -74,7 +82,9 @@ def geometry_mask(depth: np.ndarray, K: np.ndarray, min_height_mm: float = 4.0,
         on_floor = (np.abs(h_floor) < thr) & vessel & valid
         eroded = cv2.erode(vessel.astype(np.uint8), np.ones((5, 5), np.uint8)).astype(bool)
         edge = (vessel & ~eroded) | border
-        on_vessel = clean_mask(_drop_touching(vessel & valid & (h_floor > thr), edge), min_area_px)
+        low_f = _noise_floor(h_floor, on_floor) if grow else thr
+        on_vessel = clean_mask(_grown(vessel & valid & (h_floor > thr),
+                                      vessel & valid & (h_floor > low_f), edge), min_area_px)
         floor_h = np.nanmedian(h_table[on_floor]) if on_floor.any() else np.inf
         level = abs(float(np.dot(floor_n, table_n))) > np.cos(np.deg2rad(15))
         if (level and floor_h < _MAX_FLOOR_HEIGHT_M and on_vessel.any()
@@ -82,6 +92,29 @@ def geometry_mask(depth: np.ndarray, K: np.ndarray, min_height_mm: float = 4.0,
                 and _ring_fraction(on_vessel, on_floor) > 0.4):
             food = on_vessel
     return food
+
+
+def _grown(strong: np.ndarray, weak: np.ndarray, edge: np.ndarray) -> np.ndarray:
+    """Seeds not touching `edge` (rims, walls, frame), grown through the weak pixels whose
+    regions do not touch it either (growth must not glue food to a rim)."""
+    seeds = _drop_touching(strong, edge)
+    return seeds | hysteresis(seeds, _drop_touching(weak, edge))
+
+
+def hysteresis(strong: np.ndarray, weak: np.ndarray) -> np.ndarray:
+    """Pixels of `weak` connected to a pixel of `strong` (grow confident seeds down to the
+    noise floor, so the low margins of spreading food are kept)."""
+    n, labels = cv2.connectedComponents((weak | strong).astype(np.uint8), connectivity=8)
+    hit = np.unique(labels[strong])
+    return np.isin(labels, hit[hit > 0])
+
+
+def _noise_floor(h: np.ndarray, on: np.ndarray, lo_m: float = 0.0015) -> float:
+    """3 sigma (robust) of heights of pixels on a flat support, at least `lo_m`."""
+    v = h[on & np.isfinite(h)]
+    if len(v) < 50:
+        return lo_m
+    return max(lo_m, 3 * 1.4826 * float(np.median(np.abs(v - np.median(v)))))
 
 
 def _drop_rings(mask: np.ndarray) -> np.ndarray:
@@ -149,12 +182,24 @@ def iou(a: np.ndarray, b: np.ndarray) -> float:
     return 1.0 if union == 0 else float(np.logical_and(a, b).sum() / union)
 
 
+def food_mask(depth: np.ndarray, K: np.ndarray, min_height_mm: float = 4.0,
+              min_area_px: int = 150, rig_plane: tuple[np.ndarray, float] | None = None,
+              rgb: np.ndarray | None = None, seed: int = 0) -> tuple[np.ndarray, Support]:
+    """The offline food mask and its support: rig-aware when the rig plane is known
+    (Nutrition5k), else the per-image geometry mask (support: plane fitted around the food)."""
+    if rig_plane is not None:
+        from pipeline.rig_masks import rig_mask
+        return rig_mask(depth, K, rig_plane, min_height_mm, min_area_px, seed, rgb)
+    return geometry_mask(depth, K, min_height_mm, min_area_px, seed), Support("plane")
+
+
 def _mask_one(job: tuple[dict, str, dict, str], predictor: object = None) -> dict:
     """Make, write and score one dish's mask (runs in a worker process for geometry)."""
     row, method, cfg, out_dir = job
     out = {"dish_id": row["dish_id"], "mask_path": "", "mask_status": "ok", "mask_px": 0,
-           "mask_iou_gt": np.nan}
+           "mask_iou_gt": np.nan, "support": "plane", "support_json": "", "suspect": ""}
     try:
+        support = Support("plane")
         if method == "gt":
             if not isinstance(row.get("gt_mask_path"), str) or not row["gt_mask_path"]:
                 raise ValueError(f"{row['dish_id']}: masks.method=gt needs a ground-truth mask "
@@ -163,16 +208,23 @@ def _mask_one(job: tuple[dict, str, dict, str], predictor: object = None) -> dic
         else:
             depth = io.read_dish_depth(row, cfg["roots"])
             K = io.K_from_row(row)
+            rig = cfg.get("rig_plane")
+            rig = None if rig is None else (np.asarray(rig[0], float), float(rig[1]))
+            rgb = io.read_rgb(io.resolve(row["rgb_path"], cfg["roots"])) \
+                if (rig is not None or method == "sam2") else None
+            mask, support = food_mask(depth, K, cfg["min_height_mm"], cfg["min_area_px"], rig, rgb)
             if method == "sam2":
                 from pipeline.sam2_masks import sam2_food_mask
-                rgb = io.read_rgb(io.resolve(row["rgb_path"], cfg["roots"]))
-                mask = sam2_food_mask(predictor, rgb, depth, K, cfg["min_height_mm"], cfg["min_area_px"])
-            else:
-                mask = geometry_mask(depth, K, cfg["min_height_mm"], cfg["min_area_px"])
+                mask = sam2_food_mask(predictor, rgb, depth, K, cfg["min_height_mm"],
+                                      cfg["min_area_px"], prompt_mask=mask)
         path = Path(out_dir) / f"{row['dish_id']}.png"
         io.write_mask(path, mask)
         out["mask_px"] = int(mask.sum())
         out["mask_status"] = "ok" if mask.any() else "empty"
+        out["support"], out["support_json"] = support.kind, support.to_json()
+        out["suspect"] = suspect.join(suspect.mask_reasons(
+            mask, float(row.get("mass_g", np.nan)), support.kind, support.inlier_fraction,
+            cfg.get("suspect")))
         if isinstance(row.get("gt_mask_path"), str) and row["gt_mask_path"]:
             out["mask_iou_gt"] = iou(mask, io.read_mask(io.resolve(row["gt_mask_path"], cfg["roots"])))
     except ValueError as e:
@@ -207,7 +259,9 @@ def make_masks(df: pd.DataFrame, out_dir: Path, method: str, cfg: dict,
     ious = table["mask_iou_gt"].dropna()
     report = {"method": method, "n_dishes": len(table), "n_ok": int(ok.sum()),
               "n_empty": int((table["mask_status"] == "empty").sum()),
-              "n_failed": int(table["mask_status"].str.startswith("error").sum())}
+              "n_failed": int(table["mask_status"].str.startswith("error").sum()),
+              **suspect.count(table["suspect"]),
+              "support": {k: int((table["support"] == k).sum()) for k in KINDS}}
     if len(ious):
         report.update({"iou_mean": round(float(ious.mean()), 4),
                        "iou_median": round(float(ious.median()), 4),

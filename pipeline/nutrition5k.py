@@ -44,7 +44,7 @@ SPLITS = {"train": Path("dish_ids/splits/depth_train_ids.txt"),
 DEFAULT_FX = DEFAULT_FY = 616.6
 DEFAULT_CX, DEFAULT_CY = 319.5, 239.5
 MIN_DEPTH_M = 0.10            # D435 minimum range; nearer readings are noise
-MAX_DEPTH_M = 0.42            # table is at ~0.36 m; values above 4200 lie below the table
+MAX_DEPTH_M = 0.42            # surround of the scale platform ~0.41 m (plate ~0.36 m); beyond: invalid
 MIN_VALID_FRACTION = 0.5      # of pixels with an in-range reading
 _DISH_FIELDS = 6
 _INGR_FIELDS = 7

@@ -138,6 +138,47 @@ class Prediction:
     total_ml: float = 0.0
     K_source: str = ""
     mask_source: str = ""
+    plane_normal: np.ndarray | None = None
+    warnings: list[str] = field(default_factory=list)   # why the result may not be trusted
+
+
+# A whole dish is at least this much food, and its mean height above the support lies in this
+# band (mm); outside, the mask, the support plane or the depth scale is wrong.
+MIN_PLAUSIBLE_ML = 5.0
+MAX_PLAUSIBLE_ML = 4000.0
+MEAN_HEIGHT_MM = (2.0, 150.0)
+MAX_SUPPORT_TILT_DEG = 60.0
+
+
+def trust_warnings(pred: Prediction, weights: str | Path | None = None) -> list[str]:
+    """Reasons a prediction cannot be trusted: the tiny synthetic default checkpoint, no support
+    plane (no food found above one, or one no camera looks at), an implausible volume."""
+    from pipeline.inference import META_FILE
+    from pipeline.rig import tilt_deg
+
+    out = []
+    if weights is not None:
+        meta = io.read_json(weights_dir(weights) / META_FILE) or {}
+        cfg = meta.get("cfg") if isinstance(meta, dict) else None
+        if isinstance(cfg, dict) and cfg.get("pretrained") is None:
+            out.append("the checkpoint is the tiny random-init default trained on synthetic dishes "
+                       "(model_cfg.<model>.pretrained: null): its depth is not metric on real photos")
+    if not pred.mask.any():
+        out.append("no food found above a support plane: volume 0 is not a measurement")
+        return out
+    if pred.plane_normal is not None and tilt_deg(pred.plane_normal) > MAX_SUPPORT_TILT_DEG:
+        out.append(f"the support plane is tilted {tilt_deg(pred.plane_normal):.0f} deg from the "
+                   "camera axis: no table was found under the food")
+    Z = pred.depth[pred.mask & (pred.depth > 0)]
+    area_m2 = float(np.sum(Z.astype(np.float64) ** 2) / (pred.K[0, 0] * pred.K[1, 1]))
+    mean_h = 1e-3 * pred.total_ml / area_m2 if area_m2 > 0 else 0.0  # mL / m^2 -> mm
+    if not (MIN_PLAUSIBLE_ML <= pred.total_ml <= MAX_PLAUSIBLE_ML) \
+            or not (MEAN_HEIGHT_MM[0] <= mean_h <= MEAN_HEIGHT_MM[1]):
+        out.append(f"implausible volume for this image: {pred.total_ml:.1f} mL over "
+                   f"{1e4 * area_m2:.0f} cm^2 of food (mean height {mean_h:.1f} mm; a dish is "
+                   f"{MIN_PLAUSIBLE_ML:.0f}-{MAX_PLAUSIBLE_ML:.0f} mL, {MEAN_HEIGHT_MM[0]:.0f}-"
+                   f"{MEAN_HEIGHT_MM[1]:.0f} mm high on average)")
+    return out
 
 
 def region_volumes(depth: np.ndarray, mask: np.ndarray, K: np.ndarray, method: str = "heightmap",
@@ -173,7 +214,9 @@ def predict_volume(image: np.ndarray | str | Path, model_type: str, weights: str
     rgb = load_image(image)
     depth, K_used = predict_depth(rgb, model_type, weights, K)
     K_source = "given" if K is not None else ("predicted" if model_type == "unidepth_v2" else "default")
-    return measure(depth, K_used, mask, method, ring_px, cell_mm, min_height_mm, min_area_px, K_source)
+    pred = measure(depth, K_used, mask, method, ring_px, cell_mm, min_height_mm, min_area_px, K_source)
+    pred.warnings = trust_warnings(pred, weights)
+    return pred
 
 
 def measure(depth: np.ndarray, K: np.ndarray, mask: np.ndarray | None = None, method: str = "heightmap",
@@ -201,6 +244,7 @@ def measure(depth: np.ndarray, K: np.ndarray, mask: np.ndarray | None = None, me
                                             min_area_px=1 if mask_source == "given" else min_area_px)
         pred.labels, pred.volumes_ml, pred.total_ml = labels, vols, float(np.nansum(vols))
         pred.height_mm = (1000.0 * height_above_plane(depth, K, n, d)).astype(np.float32)
+        pred.plane_normal = np.asarray(n)
     return pred
 
 
@@ -287,6 +331,8 @@ def main(argv: list[str] | None = None) -> int:
     if not pred.volumes_ml:
         print("no food region found")
     print(f"total: {pred.total_ml:8.1f} mL")
+    for w_ in pred.warnings:
+        print(f"WARNING: {w_}")
     print(f"saved {out}")
     return 0
 

@@ -1,8 +1,8 @@
 """SAM 2 food masks prompted by boxes found in depth.
 
-Depth knows *where* food stands (regions higher than the plate/table plane, from
-`pipeline.masks.geometry_mask`, which fits the plane on the plate, not the image border, so
-plate rims are not food) but its edges are blurred by sensor noise; SAM 2 knows *edges* in the
+Depth knows *where* food stands (the offline mask of `pipeline.masks.food_mask`: rig-aware on
+Nutrition5k, so plate floors, bowl surfaces, rails and cables are not food) but its edges are
+blurred by sensor noise; SAM 2 knows *edges* in the
 RGB but not what is food. One box per depth region gives SAM the where, SAM gives the edges.
 """
 from __future__ import annotations
@@ -101,19 +101,24 @@ def regions_to_boxes(mask: np.ndarray, min_area_px: int = 1) -> np.ndarray:
     return np.asarray(boxes, dtype=np.float32).reshape(-1, 4)
 
 
-def box_prompts(depth: np.ndarray, K: np.ndarray, min_height_mm: float, min_area_px: int) -> np.ndarray:
-    """Nx4 xyxy boxes around the connected regions that stand above the plate/table plane."""
-    from pipeline.masks import geometry_mask
+def box_prompts(depth: np.ndarray, K: np.ndarray, min_height_mm: float, min_area_px: int,
+                rig_plane: tuple[np.ndarray, float] | None = None,
+                rgb: np.ndarray | None = None) -> np.ndarray:
+    """Nx4 xyxy boxes around the connected regions of the offline food mask."""
+    from pipeline.masks import food_mask
 
-    return regions_to_boxes(geometry_mask(depth, K, min_height_mm, min_area_px), min_area_px)
+    mask, _ = food_mask(depth, K, min_height_mm, min_area_px, rig_plane, rgb)
+    return regions_to_boxes(mask, min_area_px)
 
 
 def sam2_food_mask(predictor, rgb: np.ndarray, depth: np.ndarray, K: np.ndarray,
-                   min_height_mm: float, min_area_px: int) -> np.ndarray:
+                   min_height_mm: float, min_area_px: int,
+                   prompt_mask: np.ndarray | None = None) -> np.ndarray:
     """HxW bool food mask: union of SAM 2's single-mask answers to the depth boxes.
 
     Each answer is clipped to its box (a box prompt means 'the object in here'), then the
-    union is cleaned like a geometry mask. No box -> empty mask (the caller counts it)."""
+    union is cleaned like a geometry mask. No box -> empty mask (the caller counts it).
+    `prompt_mask`: the offline mask to draw boxes from (default: food_mask without a rig)."""
     rgb = np.asarray(rgb)
     if rgb.ndim != 3 or rgb.shape[2] != 3 or rgb.dtype != np.uint8:
         raise ValueError(f"rgb: expected HxWx3 uint8, got {rgb.shape} {rgb.dtype}")
@@ -121,7 +126,8 @@ def sam2_food_mask(predictor, rgb: np.ndarray, depth: np.ndarray, K: np.ndarray,
         raise ValueError(f"rgb {rgb.shape[:2]} and depth {np.shape(depth)} differ in size")
     from pipeline.masks import clean_mask
 
-    boxes = box_prompts(depth, K, min_height_mm, min_area_px)
+    boxes = (box_prompts(depth, K, min_height_mm, min_area_px) if prompt_mask is None
+             else regions_to_boxes(prompt_mask, min_area_px))
     out = np.zeros(rgb.shape[:2], dtype=bool)
     if len(boxes) == 0:
         return out

@@ -7,7 +7,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 import pandas as pd  # noqa: E402
 
 from pipeline import io  # noqa: E402
-from pipeline.labels import make_labels  # noqa: E402
+from pipeline.labels import make_labels, plot_mass_vs_volume  # noqa: E402
 
 
 def main() -> None:
@@ -17,11 +17,13 @@ def main() -> None:
     masks = pd.read_csv(io.REPO_ROOT / "data/masks/masks.csv", dtype={"dish_id": str})
     df = split.merge(masks, on="dish_id", how="left", validate="one_to_one")
     df["mask_status"] = df["mask_status"].fillna("missing from data/masks/masks.csv")
-    cfg = {**p["volume"], "roots": io.data_roots(p), "with_gt_mask": p["masks"]["method"] != "gt"}
+    cfg = {**p["volume"], "roots": io.data_roots(p), "with_gt_mask": p["masks"]["method"] != "gt",
+           "suspect": p.get("suspect")}
     index, skipped, report = make_labels(df, cfg, workers=p["data"]["workers"])
     io.write_csv(io.REPO_ROOT / "data/dishes/index.csv", index)
     io.write_csv(io.REPO_ROOT / "data/dishes/skipped.csv", skipped)
     io.write_json(io.REPO_ROOT / "metrics/labels.json", report)
+    plot_mass_vs_volume(index, io.REPO_ROOT / "plots/labels/mass_vs_volume.png")
     print(report)
 
 

@@ -6,13 +6,18 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from pipeline import io  # noqa: E402
 from pipeline.masks import make_masks  # noqa: E402
+from pipeline.rig import read_rig_plane  # noqa: E402
 
 
 def main() -> None:
     p = io.load_params()
     df = io.read_index(io.REPO_ROOT / "data/interim/split.csv",
                        required=["dish_id", "split", "rgb_path", "depth_path", "fx", "fy", "cx", "cy"])
-    cfg = {**p["masks"], "roots": io.data_roots(p)}
+    if "mass_g" not in df:
+        df["mass_g"] = float("nan")
+    rig = read_rig_plane(io.REPO_ROOT / "data/raw")   # Nutrition5k: the fixed rig's plane
+    cfg = {**p["masks"], "roots": io.data_roots(p), "suspect": p.get("suspect"),
+           "rig_plane": None if rig is None else (rig[0].tolist(), rig[1])}
     _, report = make_masks(df, io.REPO_ROOT / "data/masks", p["masks"]["method"], cfg,
                            workers=p["data"]["workers"])
     io.write_json(io.REPO_ROOT / "metrics/masks.json", report)

@@ -13,7 +13,7 @@ from pipeline import io
 from pipeline.geometry import estimate_volume
 from pipeline.inference import save_model
 from pipeline.models import build_model
-from pipeline.predict import default_K, main, predict_depth, region_volumes
+from pipeline.predict import Prediction, default_K, main, predict_depth, region_volumes, trust_warnings
 from pipeline.synthetic import generate_dish
 
 REPO = Path(__file__).resolve().parent.parent
@@ -76,6 +76,21 @@ def test_cli_with_mask_and_K(photo, weights, tmp_path, capsys):
     total = float(next(line for line in text.splitlines() if line.startswith("total:")).split()[1])
     assert regions and total == pytest.approx(np.nansum(regions), abs=0.2 * len(regions))
     assert io.read_rgb(out).shape[2] == 3
+    assert "WARNING: the checkpoint is the tiny random-init default" in text
+
+
+def test_trust_warnings_flag_no_plane_and_implausible_volume(photo):
+    _, dish = photo
+    base = dict(depth=dish.depth, K=dish.K, labels=np.zeros(dish.mask.shape, np.int32),
+                height_mm=np.zeros(dish.mask.shape, np.float32))
+    empty = Prediction(mask=np.zeros_like(dish.mask), **base)
+    assert any("no food found above a support plane" in w for w in trust_warnings(empty))
+    tiny = Prediction(mask=dish.mask, total_ml=0.5, plane_normal=np.array([0.0, 0.0, -1.0]), **base)
+    assert any("implausible volume" in w for w in trust_warnings(tiny))
+    tilted = Prediction(mask=dish.mask, total_ml=dish.volume_ml_true,
+                        plane_normal=np.array([0.9, 0.0, -0.436]), **base)
+    w = trust_warnings(tilted)
+    assert any("tilted" in x for x in w) and not any("implausible" in x for x in w)
 
 
 def test_cli_without_mask_default_vis_path(photo, weights):

@@ -1,0 +1,98 @@
+"""The fixed Nutrition5k rig: one overhead camera, so one plane (the surface around the scale
+platform) is the same in every dish. Knowing it lets masks separate dish from surround by height
+without guessing a "table" per image (a bowl filling the frame leaves no table to guess from).
+
+The plane is fitted per dish on the farthest valid pixels (the surround, ~0.41 m) and combined
+across dishes by medians, so a dish with no surround in view cannot tilt it. Saved by ingest in
+data/raw/rig_plane.json and read by the masks and labels stages.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+from tqdm import tqdm
+
+from pipeline import io
+from pipeline.geometry import backproject, fit_plane, height_above_plane
+
+RIG_PLANE_FILE = "rig_plane.json"
+FAR_BAND_M = 0.015         # surround candidates: within this of the 97th depth percentile
+INLIER_M = 0.004           # a surround pixel lies this close to its plane
+MIN_FAR_PX = 2000          # fewer far pixels: the dish has no usable surround in view
+MIN_DISH_INLIERS = 0.5     # per-dish fits with fewer inliers (of far pixels) are not used
+MAX_RIG_TILT_DEG = 15.0    # no overhead rig is tilted more than this against its camera
+_MAX_FIT_POINTS = 20000
+
+
+def tilt_deg(normal: np.ndarray) -> float:
+    """Angle (deg) between a plane's normal and the camera's optical axis."""
+    return float(np.degrees(np.arccos(min(1.0, abs(float(normal[2]) / np.linalg.norm(normal))))))
+
+
+def dish_far_plane(depth: np.ndarray, K: np.ndarray, seed: int = 0) -> dict | None:
+    """Plane of the farthest surface of one dish (the rig's surround), or None when too
+    little of it is in view. Returns normal, d, inlier fraction, number of far pixels."""
+    valid = np.isfinite(depth) & (depth > 0)
+    if valid.sum() < MIN_FAR_PX:
+        return None
+    far = valid & (depth > np.percentile(depth[valid], 97) - FAR_BAND_M)
+    if far.sum() < MIN_FAR_PX:
+        return None
+    pts = backproject(depth, K)[far]
+    if len(pts) > _MAX_FIT_POINTS:
+        pts = pts[np.random.default_rng(seed).choice(len(pts), _MAX_FIT_POINTS, replace=False)]
+    n, d = fit_plane(pts, seed=seed)
+    inl = float(np.mean(np.abs(pts @ n + d) < INLIER_M))
+    return {"normal": n.tolist(), "d": float(d), "inlier_fraction": round(inl, 4),
+            "n_far_px": int(far.sum())}
+
+
+def combine_planes(fits: list[dict | None]) -> dict:
+    """Median plane over the dishes whose own fit was good (fixed camera: one plane).
+    ValueError when no dish gave a usable fit."""
+    good = [f for f in fits if f and f["inlier_fraction"] >= MIN_DISH_INLIERS
+            and tilt_deg(np.asarray(f["normal"])) <= MAX_RIG_TILT_DEG]
+    if not good:
+        raise ValueError(f"rig plane: none of {len(fits)} dishes shows enough of the surface "
+                         "around the platform to fit it")
+    N = np.array([f["normal"] for f in good])
+    n = np.median(N, axis=0)
+    n /= np.linalg.norm(n)
+    d = np.array([f["d"] for f in good])
+    return {"normal": [round(float(x), 6) for x in n], "d": round(float(np.median(d)), 6),
+            "tilt_deg": round(tilt_deg(n), 3), "n_dishes": len(good), "n_tried": len(fits),
+            "d_mad_mm": round(float(1e3 * np.median(np.abs(d - np.median(d)))), 3),
+            "median_inlier_fraction": round(float(np.median([f["inlier_fraction"] for f in good])), 4)}
+
+
+def estimate_rig_plane(manifest, roots: list[Path] | None = None, max_dishes: int = 64,
+                       seed: int = 0) -> dict:
+    """The rig plane from up to `max_dishes` dishes spread evenly over the manifest."""
+    rows = manifest.to_dict("records")
+    idx = np.unique(np.linspace(0, len(rows) - 1, min(max_dishes, len(rows))).astype(int))
+    fits = []
+    for i in tqdm(idx, desc="rig plane", leave=False):
+        row = rows[i]
+        fits.append(dish_far_plane(io.read_dish_depth(row, roots), io.K_from_row(row), seed))
+    return combine_planes(fits)
+
+
+def read_rig_plane(raw_dir: Path) -> tuple[np.ndarray, float] | None:
+    """(normal, d) saved by ingest, or None (synthetic data: no fixed rig)."""
+    path = Path(raw_dir) / RIG_PLANE_FILE
+    if not path.is_file():
+        return None
+    p = io.read_json(path)
+    try:
+        n = np.asarray(p["normal"], dtype=np.float64).reshape(3)
+        d = float(p["d"])
+    except (KeyError, TypeError, ValueError) as e:
+        raise ValueError(f"{path}: not a rig plane file ({e})") from e
+    return n / np.linalg.norm(n), d
+
+
+def height_above_rig(depth: np.ndarray, K: np.ndarray, plane: tuple[np.ndarray, float]
+                     ) -> np.ndarray:
+    """Height (m) above the rig plane; NaN where depth is invalid."""
+    return height_above_plane(depth, K, plane[0], plane[1])

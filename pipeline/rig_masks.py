@@ -1,0 +1,147 @@
+"""Food masks on the fixed Nutrition5k rig, where the rig plane (the surface around the scale
+platform, pipeline.rig) is known: the dish is what stands on that plane (rails and cables cut
+off, nothing dropped for touching the border); a plate has a level floor and food rises above
+it; in a bowl the food rises above the bowl's surface fitted from its visible inner wall
+(pipeline.support). A colour check (food seeds vs container) drops rims and walls at food height.
+"""
+from __future__ import annotations
+
+import cv2
+import numpy as np
+
+from pipeline.geometry import _plane_basis, backproject
+from pipeline.masks import _fill_holes, _largest_component, _noise_floor, clean_mask, hysteresis
+from pipeline.support import Support, fit_bowl
+
+_OBJ_MIN_M = 0.02        # dish, rails, cables: higher than this above the rig plane
+_SPLIT_PX = 15           # erosion radius that cuts rails and cables off the dish
+_RIM_PX = 12             # band along a plate's outline where a low rise is rim, not food
+_RIM_MAX_M = 0.02        # ... rims rise at most this much above the plate floor
+_PLATE_MIN_INLIERS = 0.3  # of the dish's pixels on its floor plane: a plate, else a bowl
+_BOWL_INNER = 0.85       # bowl food lies within this fraction of the rim radius
+_BOWL_MIN_M = 0.008      # food stands this far above the fitted bowl surface (fit is rough)
+_SUPPORT_BAND_M = 0.006  # a bare support pixel lies this close to the fitted support
+
+
+def _disc(r: int) -> np.ndarray:
+    return cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * r + 1, 2 * r + 1))
+
+
+def find_dish(above: np.ndarray) -> np.ndarray:
+    """The dish (plate/bowl + food) among the things above the rig plane: close sensor holes,
+    cut thin rails and cables off by an erosion, keep the largest piece, grow it back."""
+    closed = cv2.morphologyEx(above.astype(np.uint8), cv2.MORPH_CLOSE, _disc(6)).astype(bool)
+    filled = _fill_holes(closed)
+    core = _largest_component(cv2.erode(filled.astype(np.uint8), _disc(_SPLIT_PX)).astype(bool))
+    return cv2.dilate(core.astype(np.uint8), _disc(_SPLIT_PX + 2)).astype(bool) & filled
+
+
+def _circle(points: np.ndarray, iters: int = 4, tol: float = 0.03) -> tuple[np.ndarray, float]:
+    """Circle through 2-D points (Kasa least squares), refitted on the points within
+    `tol` x radius of it (rails and cables that join the outline are not the rim)."""
+    keep = np.ones(len(points), dtype=bool)
+    for _ in range(iters):
+        P = points[keep]
+        A = np.c_[2 * P, np.ones(len(P))]
+        sol, *_ = np.linalg.lstsq(A, (P ** 2).sum(axis=1), rcond=None)
+        c = sol[:2]
+        rad = float(np.sqrt(max(sol[2] + c @ c, 0.0)))
+        new = np.abs(np.linalg.norm(points - c, axis=1) - rad) < tol * rad
+        if new.sum() < 20:
+            break
+        keep = new
+    return c, rad
+
+
+_COLOUR_BINS = 12        # per Lab channel, for the food / container colour histograms
+_FOOD_PRIOR = 3.0        # a colour counts as food unless it is this much more typical of the container
+_SEED_M = 0.02           # pixels this high above the support are surely food (colour samples)
+
+
+def colour_like(rgb: np.ndarray | None, food: np.ndarray, container: np.ndarray) -> np.ndarray:
+    """Pixels whose colour is at least as typical of `food` samples as of `container` samples
+    (Lab histograms): a plate rim or bowl wall at food height keeps the container's colour.
+    All True without an image or without enough samples of either."""
+    if rgb is None or food.sum() < 200 or container.sum() < 200:
+        return np.ones(food.shape, dtype=bool)
+    lab = cv2.cvtColor(np.ascontiguousarray(rgb), cv2.COLOR_RGB2LAB).astype(np.int32)
+    q = lab * _COLOUR_BINS // 256
+    idx = (q[..., 0] * _COLOUR_BINS + q[..., 1]) * _COLOUR_BINS + q[..., 2]
+    nb = _COLOUR_BINS ** 3
+    pf = np.bincount(idx[food], minlength=nb) / food.sum()
+    pc = np.bincount(idx[container], minlength=nb) / container.sum()
+    return _FOOD_PRIOR * pf[idx] >= pc[idx]
+
+
+def rig_mask(depth: np.ndarray, K: np.ndarray, rig_plane: tuple[np.ndarray, float],
+             min_height_mm: float = 4.0, min_area_px: int = 150, seed: int = 0,
+             rgb: np.ndarray | None = None) -> tuple[np.ndarray, Support]:
+    """Food mask and its support on the fixed rig: the dish is what stands on the rig plane;
+    a plate has a flat floor (most of the dish on one level plane), food rises above it; in a
+    bowl the food rises above the bowl's fitted inner surface. Nothing is dropped for
+    touching the image border (rails and cables do, food on a big plate may)."""
+    depth = np.asarray(depth, dtype=np.float32)
+    valid = np.isfinite(depth) & (depth > 0)
+    n_rig, d_rig = rig_plane
+    thr = min_height_mm * 1e-3
+    X = backproject(depth, K)
+    h_rig = np.nan_to_num(X @ n_rig + d_rig, nan=-1.0)
+    dish = find_dish(valid & (h_rig > _OBJ_MIN_M))
+    if dish.sum() < 1000:   # nothing stands on the rig: food lies on the platform itself
+        food = hysteresis(valid & (h_rig > thr), valid & (h_rig > _noise_floor(h_rig, valid)))
+        return clean_mask(food, min_area_px), Support("platform", list(map(float, n_rig)), float(d_rig))
+    inside = dish & valid
+    # a plate floor is level with the rig: the most common height of the dish
+    counts, edges = np.histogram(h_rig[inside], bins=np.arange(_OBJ_MIN_M, 0.25, 0.002))
+    floor_h = float(edges[np.argmax(counts)] + 0.001)
+    n_f, d_f = np.asarray(n_rig, float), float(d_rig) - floor_h
+    h_f = h_rig - floor_h
+    on_floor = inside & (np.abs(h_f) < thr)
+    inl = float(on_floor.sum() / max(inside.sum(), 1))
+    if inl > _PLATE_MIN_INLIERS:
+        rim = dish & ~cv2.erode(dish.astype(np.uint8), _disc(_RIM_PX)).astype(bool) & (h_f < _RIM_MAX_M)
+        strong = inside & (h_f > thr) & ~rim
+        weak = inside & (h_f > _noise_floor(h_f, on_floor)) & ~rim
+        like = colour_like(rgb, inside & (h_f > _SEED_M) & ~rim, on_floor | (inside & rim))
+        food = clean_mask(hysteresis(strong & like, weak & like), min_area_px)
+        bare = inside & ~food     # the support's inliers among the dish pixels food does not cover
+        inl = float((on_floor & bare).sum() / max(bare.sum(), 1))
+        return food, Support("plate_floor", list(map(float, n_f)), float(d_f),
+                             inlier_fraction=round(inl, 4))
+    # bowl: axis from a circle through the dish outline, surface from the visible inner wall
+    e1, e2 = _plane_basis(np.asarray(n_rig, float))
+    cs, _ = cv2.findContours(dish.astype(np.uint8), cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_NONE)
+    outline = max(cs, key=cv2.contourArea)[:, 0, :]
+    H, W = depth.shape
+    c = outline[(outline[:, 0] > 2) & (outline[:, 0] < W - 3) & (outline[:, 1] > 2) & (outline[:, 1] < H - 3)]
+    if len(c) < 20:        # the bowl runs out of the frame all round: use the whole outline
+        c = outline
+    rim_h = float(np.percentile(h_rig[inside], 95))
+    rays = np.linalg.solve(K, np.c_[c, np.ones(len(c))].T).T       # rays of outline pixels
+    t = -(d_rig - rim_h) / (rays @ n_rig)                          # meet the rim's level
+    P = rays * t[:, None]
+    centre, radius = _circle(np.c_[P @ e1, P @ e2])
+    sup = fit_bowl(X[inside], np.asarray(n_rig, float), float(d_rig), centre, _BOWL_INNER * radius)
+    a, b = X @ e1, X @ e2
+    r = np.sqrt((a - centre[0]) ** 2 + (b - centre[1]) ** 2)
+    h_b = np.nan_to_num(h_rig - np.interp(r, sup.radii, sup.heights), nan=-1.0)
+    within = inside & (np.nan_to_num(r, nan=np.inf) < _BOWL_INNER * radius)
+    strong = within & (h_b > max(thr, _BOWL_MIN_M))
+    weak = within & (h_b > thr)
+    like = colour_like(rgb, within & (h_b > _SEED_M), inside & ~within | (within & (h_b < thr)))
+    food = clean_mask(hysteresis(strong & like, weak & like), min_area_px)
+    food = _heap(food)
+    wall = within & ~food
+    sup.inlier_fraction = round(float(np.mean(np.abs(h_b[wall]) < _SUPPORT_BAND_M)), 4) \
+        if wall.any() else 0.0
+    return food, sup
+
+
+def _heap(mask: np.ndarray, min_share: float = 0.1) -> np.ndarray:
+    """Food in a bowl slides into one heap: drop pieces under `min_share` of the largest
+    (patches of a steep wall that the rough surface fit leaves above it)."""
+    n, labels, stats, _ = cv2.connectedComponentsWithStats(mask.astype(np.uint8), connectivity=8)
+    if n <= 2:
+        return mask
+    area = stats[1:, cv2.CC_STAT_AREA]
+    return np.isin(labels, 1 + np.flatnonzero(area >= min_share * area.max()))

@@ -1,0 +1,127 @@
+"""What the food stands on, and the food's volume above it.
+
+Four kinds (the `support` column of masks.csv / index.csv):
+- plane:        fitted on the ring around the food (estimate_volume's default; synthetic scenes)
+- plate_floor:  the plane of a plate's floor, fitted inside the dish (Nutrition5k plates stand
+                on the scale platform, ~5 cm above the rig plane)
+- bowl_surface: a bowl's inner surface under the food, which no pixel shows: a surface of
+                revolution about the bowl's axis whose height never falls outwards (bowls are
+                convex), taken as the lower envelope of the visible inner wall: at radius r
+                it is the lowest wall seen at any radius >= r, so the hidden floor under the
+                food is as low as the lowest wall seen around it
+- platform:     the rig plane itself (food with no vessel found)
+
+Volume above a bowl surface = volume above the flat plane through the bowl's lowest point
+(pipeline.geometry.estimate_volume, the one volume implementation) minus the part of the bowl
+that rises above that plane under the food's footprint.
+"""
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, replace
+
+import numpy as np
+
+from pipeline.geometry import VolumeResult, _plane_basis, _rays, backproject, estimate_volume
+
+KINDS = ("plane", "plate_floor", "bowl_surface", "platform")
+
+
+@dataclass
+class Support:
+    kind: str
+    normal: list[float] | None = None    # base plane n.X + d = 0 (None for kind == plane)
+    d: float | None = None
+    centre: list[float] | None = None    # bowl: axis position in the plane's (e1, e2) coords (m)
+    radii: list[float] | None = None     # bowl: profile radii (m, increasing) ...
+    heights: list[float] | None = None   # ... and surface heights there (m above the plane)
+    inlier_fraction: float = float("nan")  # fraction of the fitting pixels on the surface
+
+    def to_json(self) -> str:
+        return json.dumps({k: v for k, v in asdict(self).items() if v is not None})
+
+    @staticmethod
+    def from_json(text: str) -> "Support":
+        try:
+            s = Support(**json.loads(text))
+        except (TypeError, ValueError) as e:
+            raise ValueError(f"support: not a support description ({e}): {text[:80]!r}") from e
+        if s.kind not in KINDS:
+            raise ValueError(f"support: kind must be one of {KINDS}, got {s.kind!r}")
+        return s
+
+    def plane(self) -> tuple[np.ndarray, float] | None:
+        return None if self.normal is None else (np.asarray(self.normal, float), float(self.d))
+
+
+def surface_height(support: Support, a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Height (m, above the base plane) of the support surface at plane coords (a, b)."""
+    if support.kind != "bowl_surface":
+        return np.zeros_like(a)
+    r = np.hypot(a - support.centre[0], b - support.centre[1])
+    return np.interp(r, support.radii, support.heights)
+
+
+def height_above_support(depth: np.ndarray, K: np.ndarray, support: Support) -> np.ndarray:
+    """HxW height (m) of every pixel above the support surface; NaN where depth is invalid."""
+    n, d = support.plane()
+    e1, e2 = _plane_basis(n)
+    X = backproject(depth, K)
+    return X @ n + d - surface_height(support, X @ e1, X @ e2)
+
+
+def fit_bowl(X: np.ndarray, n: np.ndarray, d: float, centre: np.ndarray, r_max: float,
+             bin_m: float = 0.005, q: float = 10.0, min_px: int = 100, band_m: float = 0.006
+             ) -> Support:
+    """Bowl surface under the food from the points X (Nx3, the vessel's inside: food and wall)
+    above the plane (n, d): per radial bin the `q`-th percentile height (the wall where it
+    shows, food where it covers the bin), then the running minimum from the rim inwards
+    (a bowl's surface does not rise towards its axis)."""
+    e1, e2 = _plane_basis(n)
+    h = X @ n + d
+    r = np.hypot(X @ e1 - centre[0], X @ e2 - centre[1])
+    edges = np.arange(0.0, r_max + bin_m, bin_m)
+    mids, lows = [], []
+    for lo, hi in zip(edges[:-1], edges[1:]):
+        s = h[(r >= lo) & (r < hi)]
+        if len(s) >= min_px:
+            mids.append(0.5 * (lo + hi))
+            lows.append(float(np.percentile(s, q)))
+    if not lows:
+        raise ValueError("bowl: too few valid pixels inside the bowl to fit its surface")
+    prof = np.minimum.accumulate(np.asarray(lows)[::-1])[::-1]
+    prof = np.maximum(prof, 0.0)
+    inside = r < r_max
+    inl = float(np.mean(np.abs(h[inside] - np.interp(r[inside], mids, prof)) < band_m))
+    return Support("bowl_surface", [float(x) for x in n], float(d),
+                   [float(centre[0]), float(centre[1])], [round(m, 4) for m in mids],
+                   [round(float(x), 5) for x in prof], round(inl, 4))
+
+
+def volume_above_support(depth: np.ndarray, mask: np.ndarray, K: np.ndarray, support: Support,
+                         method: str = "heightmap", ring_px: int = 20, cell_mm: float = 2.0
+                         ) -> VolumeResult:
+    """Food volume between the food's top and its support (see the module docstring); the
+    result's plane is the flat plane used (for a bowl: through its lowest point)."""
+    if support.kind == "plane":
+        return estimate_volume(depth, mask, K, method, ring_px, cell_mm)
+    n, d = support.plane()
+    if support.kind != "bowl_surface":
+        return estimate_volume(depth, mask, K, method, ring_px, cell_mm, plane=(n, d))
+    # flat plane through the bowl's lowest point, then subtract the bowl above it
+    h0 = float(min(support.heights))
+    res = estimate_volume(depth, mask, K, method, ring_px, cell_mm, plane=(n, d - h0))
+    ys, xs = np.nonzero(mask)
+    z = depth[ys, xs].astype(np.float64)
+    ok = np.isfinite(z) & (z > 0)
+    if not ok.any():
+        return res
+    z = np.where(ok, z, np.median(z[ok]))          # holes: the food's median depth
+    r = _rays(np.asarray(K, float), ys, xs)
+    X = r * z[:, None]
+    area = z * z / (K[0, 0] * K[1, 1] * np.abs(r @ n))   # footprint of each pixel on the plane
+    e1, e2 = _plane_basis(n)
+    rise = surface_height(support, X @ e1, X @ e2) - h0
+    top = X @ n + d - h0                         # the bowl never rises above the food
+    bowl_ml = float(np.sum(np.minimum(rise, np.maximum(top, 0)) * area)) * 1e6
+    return replace(res, volume_ml=max(res.volume_ml - bowl_ml, 0.0), height_map=None)

@@ -1,0 +1,98 @@
+"""Implausible masks and labels are flagged with a reason, not counted as ok.
+
+A mask can be "valid" (non-empty, written) and still be wrong: a few specks of a scale frame on
+a dish that weighs 178 g, a region glued to the image border, a support plane that no rig has.
+Each check adds a reason to the dish's `suspect` column (masks.csv, then index.csv; reasons
+joined by ';', '' = fine). `drop_suspect` leaves them out of training and evaluation
+(params `suspect.exclude`, default on).
+"""
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+DEFAULTS = {"exclude": True, "density_g_ml": [0.2, 3.0], "min_mask_px": 1500,
+            "max_border_fraction": 0.5, "min_support_inliers": 0.1, "max_tilt_deg": 60.0,
+            "max_rig_tilt_deg": 15.0}
+REASONS = ("specks", "border", "support_inliers", "support_tilt", "density")
+
+
+def _cfg(cfg: dict | None) -> dict:
+    return {**DEFAULTS, **(cfg or {})}
+
+
+def border_fraction(mask: np.ndarray) -> float:
+    """Share of the mask's outline that runs along the image border."""
+    m = np.asarray(mask, dtype=bool)
+    if not m.any():
+        return 0.0
+    inner = np.zeros_like(m)
+    inner[1:-1, 1:-1] = m[1:-1, 1:-1] & m[:-2, 1:-1] & m[2:, 1:-1] & m[1:-1, :-2] & m[1:-1, 2:]
+    outline = m & ~inner
+    edge = np.zeros_like(m)
+    edge[[0, -1], :] = edge[:, [0, -1]] = True
+    return float((outline & edge).sum() / max(outline.sum(), 1))
+
+
+def mask_reasons(mask: np.ndarray, mass_g: float, support_kind: str, inlier_fraction: float,
+                 cfg: dict | None = None) -> list[str]:
+    """Reasons a mask (and the support found with it) is implausible; [] when none."""
+    c = _cfg(cfg)
+    out = []
+    px = int(np.asarray(mask).sum())
+    if np.isfinite(mass_g) and mass_g > 0 and px < c["min_mask_px"]:
+        out.append("specks")
+    if px and border_fraction(mask) > c["max_border_fraction"]:
+        out.append("border")
+    if support_kind != "plane" and np.isfinite(inlier_fraction) \
+            and inlier_fraction < c["min_support_inliers"]:
+        out.append("support_inliers")
+    return out
+
+
+def label_reasons(volume_ml: float, mass_g: float, tilt_deg: float, rig: bool,
+                  cfg: dict | None = None) -> list[str]:
+    """Reasons a volume label is implausible: a support plane tilted as no view of the scene
+    is (the fixed rig: `max_rig_tilt_deg`), or mass/volume outside the wide density band."""
+    c = _cfg(cfg)
+    out = []
+    if np.isfinite(tilt_deg) and tilt_deg > (c["max_rig_tilt_deg"] if rig else c["max_tilt_deg"]):
+        out.append("support_tilt")
+    return out + density_reason(volume_ml, mass_g, c)
+
+
+def density_reason(volume_ml: float, mass_g: float, cfg: dict | None = None) -> list[str]:
+    """['density'] when a mass exists and mass/volume lies outside the (wide) band."""
+    lo, hi = _cfg(cfg)["density_g_ml"]
+    if not (np.isfinite(mass_g) and mass_g > 0):
+        return []
+    if not (np.isfinite(volume_ml) and volume_ml > 0):
+        return ["density"]
+    return [] if lo <= mass_g / volume_ml <= hi else ["density"]
+
+
+def join(reasons: list[str], previous: object = "") -> str:
+    """';'-joined reasons, added to a previous entry (NaN / '' = none)."""
+    old = [r for r in str(previous).split(";") if r and r != "nan"] if isinstance(previous, str) else []
+    return ";".join(dict.fromkeys(old + reasons))
+
+
+def count(series: pd.Series) -> dict:
+    """{'n_suspect': dishes with any reason, 'suspect': {reason: dishes}} for a metrics file."""
+    s = series.fillna("").astype(str)
+    per = {r: int(s.str.split(";").apply(lambda x, r=r: r in x).sum()) for r in REASONS}
+    return {"n_suspect": int((s != "").sum()), "suspect": per}
+
+
+def drop_suspect(df: pd.DataFrame, exclude: bool | None = None) -> pd.DataFrame:
+    """The rows with no suspect reason, unless `exclude` is False (default: params.yaml
+    `suspect.exclude`, on when unset). Called by training data and evaluation."""
+    if exclude is None:
+        from pipeline import io
+        try:
+            exclude = bool(io.load_params().get("suspect", {}).get("exclude", True))
+        except (OSError, ValueError):
+            exclude = True
+    if not exclude or "suspect" not in df.columns:
+        return df
+    return df[df["suspect"].fillna("").astype(str) == ""]
