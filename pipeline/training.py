@@ -312,7 +312,7 @@ class LatestCheckpoint(Checkpoint):
 
     def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         tmp = self.path.with_name(f".{self.path.name}.tmp")
-        trainer.save_checkpoint(tmp)
+        trainer.save_checkpoint(tmp, weights_only=False)  # full state: resume needs optimizer + loops
         if trainer.is_global_zero:
             os.replace(tmp, self.path)
 
