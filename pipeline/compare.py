@@ -80,7 +80,7 @@ def compare(a: pd.DataFrame, b: pd.DataFrame, n_bootstrap: int = 2000, seed: int
         out[f"{short}_diff"] = round(float(va[k] - vb[k]), 6)
         out[f"{short}_ci_low"] = round(float(lo), 6)
         out[f"{short}_ci_high"] = round(float(hi), 6)
-    out["wilcoxon_p"] = round(wilcoxon_p(np.abs(pa - gt) / gt, np.abs(pb - gt) / gt), 6)
+    out["wilcoxon_p"] = float(f"{wilcoxon_p(np.abs(pa - gt) / gt, np.abs(pb - gt) / gt):.4g}")  # significant digits, not decimals
     return out
 
 

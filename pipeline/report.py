@@ -65,6 +65,13 @@ def _fmt(v: object, how: str) -> str:
             "spct": f"{100 * v:+.1f} %"}[how]
 
 
+def _fmt_p(p: float | None) -> str:
+    """A p-value as read, not as rounded: 3 significant digits, '< 1e-4' below that."""
+    if p is None:
+        return "–"
+    return "< 1e-4" if p < 1e-4 else f"{p:.3g}"
+
+
 def _md_table(header: list[str], rows: list[list[str]]) -> str:
     lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
     lines += ["| " + " | ".join(r) + " |" for r in rows]
@@ -157,7 +164,7 @@ def render_report(results: dict[str, dict], kinds: dict[str, str], report_path: 
         rows = [[f"`{r['model']}`", SETTING_LABEL.get(r["setting"], r["setting"]),
                  f"`{r['vs'].removeprefix('vs_')}`", str(r["c"].get("n_dishes", "")),
                  *[_ci(r["c"], short) for short in METRICS.values()],
-                 f"{r['c']['wilcoxon_p']:.3g}" if r["c"].get("wilcoxon_p") is not None else "–"]
+                 _fmt_p(r["c"].get("wilcoxon_p"))]
                 for r in crow]
         out.append(_md_table(header, rows))
         out += ["", "## Verdict", ""]
