@@ -13,7 +13,7 @@ import pandas as pd
 
 DEFAULTS = {"exclude": True, "density_g_ml": [0.2, 3.0], "min_mask_px": 1500,
             "max_border_fraction": 0.5, "min_support_inliers": 0.1, "max_tilt_deg": 60.0,
-            "max_rig_tilt_deg": 15.0, "max_floor_guess_m": 0.005}
+            "max_rig_tilt_deg": 15.0, "max_floor_guess_m": 0.002}
 REASONS = ("specks", "border", "support_inliers", "support_tilt", "density", "bowl_floor")
 
 
