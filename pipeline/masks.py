@@ -204,11 +204,8 @@ def food_mask(depth: np.ndarray, K: np.ndarray, min_height_mm: float = 4.0,
 
 
 def _bowl_depth(support: Support) -> float:
-    """Rise (m) of the bowl wall seen: from the lowest level seen (not the guessed floor
-    under it) to the highest wall fitted."""
-    if not support.heights:
-        return 0.0
-    return float(max(support.heights) - min(support.heights) - (support.floor_guess_m or 0.0))
+    """Rise (m) of a fitted bowl surface from its lowest point to the highest wall fitted."""
+    return float(max(support.heights) - min(support.heights)) if support.heights else 0.0
 
 
 def _mask_one(job: tuple[dict, str, dict, str], predictor: object = None) -> dict:
