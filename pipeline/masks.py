@@ -5,7 +5,8 @@ floor) is the dominant plane of what stands on the table, and food is what rises
 plate. Plate rims and bowl walls also rise above the floor, but they run round the vessel's
 outer edge, so regions touching that edge are dropped. Seeds higher than `min_height_mm` grow
 down to the support's noise floor (hysteresis), so thin food keeps its low margins. On the fixed
-Nutrition5k rig the support is found differently (pipeline.rig_masks).
+Nutrition5k rig the support is found differently (pipeline.rig_masks); with no release-wide rig
+plane (synthetic data) a deep bowl on the dish's own surround plane gets that path's bowl surface.
 """
 from __future__ import annotations
 

@@ -8,7 +8,8 @@ Four kinds (the `support` column of masks.csv / index.csv):
                 revolution about the bowl's axis whose height never falls outwards (bowls are
                 convex), taken as the lower envelope of the visible inner wall: at radius r
                 it is the lowest wall seen at any radius >= r, so the hidden floor under the
-                food is as low as the lowest wall seen around it
+                food is as low as the lowest wall seen around it; under a level part ringed
+                by wall (food filling the bowl) it is continued from the wall's shape
 - platform:     the rig plane itself (food with no vessel found)
 
 Volume above a bowl surface = volume above the flat plane through the bowl's lowest point
