@@ -5,7 +5,8 @@ floor) is the dominant plane of what stands on the table, and food is what rises
 plate. Plate rims and bowl walls also rise above the floor, but they run round the vessel's
 outer edge, so regions touching that edge are dropped. Seeds higher than `min_height_mm` grow
 down to the support's noise floor (hysteresis), so thin food keeps its low margins. On the fixed
-Nutrition5k rig the support is found differently (pipeline.rig_masks).
+Nutrition5k rig the support is found differently (pipeline.rig_masks); with no release-wide rig
+plane (synthetic data) a deep bowl on the dish's own surround plane gets that path's bowl surface.
 """
 from __future__ import annotations
 
@@ -26,6 +27,8 @@ _MAX_FIT_POINTS = 20000
 _MIN_RIM_PX = 200
 _MAX_FLOOR_HEIGHT_M = 0.08  # a plate top / bowl floor sits at most this high above the table
                             # (a scale platform like Nutrition5k's raises it ~5 cm)
+_DEEP_BOWL_M = 0.03         # a bowl surface rising more than this is a deep vessel (its floor
+                            # is hidden under the food: the per-image plane misses it)
 
 
 def _plane_on(points: np.ndarray, region: np.ndarray, seed: int) -> tuple[np.ndarray, float]:
@@ -187,10 +190,23 @@ def food_mask(depth: np.ndarray, K: np.ndarray, min_height_mm: float = 4.0,
               rgb: np.ndarray | None = None, seed: int = 0) -> tuple[np.ndarray, Support]:
     """The offline food mask and its support: rig-aware when the rig plane is known
     (Nutrition5k), else the per-image geometry mask (support: plane fitted around the food)."""
+    from pipeline.rig_masks import rig_mask
     if rig_plane is not None:
-        from pipeline.rig_masks import rig_mask
         return rig_mask(depth, K, rig_plane, min_height_mm, min_area_px, seed, rgb)
+    # no release-wide rig plane (synthetic): a deep vessel standing on a level surround seen
+    # in this image gets the rig's bowl-surface support; anything else the per-image geometry
+    from pipeline.rig import dish_rig_plane
+    plane = dish_rig_plane(depth, K, seed)
+    if plane is not None:
+        food, support = rig_mask(depth, K, plane, min_height_mm, min_area_px, seed, rgb)
+        if support.kind == "bowl_surface" and _bowl_depth(support) > _DEEP_BOWL_M:
+            return food, support
     return geometry_mask(depth, K, min_height_mm, min_area_px, seed), Support("plane")
+
+
+def _bowl_depth(support: Support) -> float:
+    """Rise (m) of a fitted bowl surface from its lowest point to the highest wall fitted."""
+    return float(max(support.heights) - min(support.heights)) if support.heights else 0.0
 
 
 def _mask_one(job: tuple[dict, str, dict, str], predictor: object = None) -> dict:
@@ -210,8 +226,7 @@ def _mask_one(job: tuple[dict, str, dict, str], predictor: object = None) -> dic
             K = io.K_from_row(row)
             rig = cfg.get("rig_plane")
             rig = None if rig is None else (np.asarray(rig[0], float), float(rig[1]))
-            rgb = io.read_rgb(io.resolve(row["rgb_path"], cfg["roots"])) \
-                if (rig is not None or method == "sam2") else None
+            rgb = io.read_rgb(io.resolve(row["rgb_path"], cfg["roots"]))
             mask, support = food_mask(depth, K, cfg["min_height_mm"], cfg["min_area_px"], rig, rgb)
             if method == "sam2":
                 from pipeline.sam2_masks import sam2_food_mask
@@ -224,7 +239,7 @@ def _mask_one(job: tuple[dict, str, dict, str], predictor: object = None) -> dic
         out["support"], out["support_json"] = support.kind, support.to_json()
         out["suspect"] = suspect.join(suspect.mask_reasons(
             mask, float(row.get("mass_g", np.nan)), support.kind, support.inlier_fraction,
-            cfg.get("suspect")))
+            cfg.get("suspect"), support.floor_guess_m))
         if isinstance(row.get("gt_mask_path"), str) and row["gt_mask_path"]:
             out["mask_iou_gt"] = iou(mask, io.read_mask(io.resolve(row["gt_mask_path"], cfg["roots"])))
     except ValueError as e:

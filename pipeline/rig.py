@@ -48,11 +48,25 @@ def dish_far_plane(depth: np.ndarray, K: np.ndarray, seed: int = 0) -> dict | No
             "n_far_px": int(far.sum())}
 
 
+def _usable(fit: dict | None) -> bool:
+    """A per-dish surround fit good enough to stand for the rig plane."""
+    return bool(fit) and fit["inlier_fraction"] >= MIN_DISH_INLIERS \
+        and tilt_deg(np.asarray(fit["normal"])) <= MAX_RIG_TILT_DEG
+
+
+def dish_rig_plane(depth: np.ndarray, K: np.ndarray, seed: int = 0
+                   ) -> tuple[np.ndarray, float] | None:
+    """The surround plane of ONE dish as its rig plane, for data with no release-wide one
+    (synthetic rig families): the same far-surface fit and acceptance as the release median;
+    None when the dish shows too little of a level surround (e.g. an oblique table view)."""
+    fit = dish_far_plane(depth, K, seed)
+    return (np.asarray(fit["normal"], float), float(fit["d"])) if _usable(fit) else None
+
+
 def combine_planes(fits: list[dict | None]) -> dict:
     """Median plane over the dishes whose own fit was good (fixed camera: one plane).
     ValueError when no dish gave a usable fit."""
-    good = [f for f in fits if f and f["inlier_fraction"] >= MIN_DISH_INLIERS
-            and tilt_deg(np.asarray(f["normal"])) <= MAX_RIG_TILT_DEG]
+    good = [f for f in fits if _usable(f)]
     if not good:
         raise ValueError(f"rig plane: none of {len(fits)} dishes shows enough of the surface "
                          "around the platform to fit it")

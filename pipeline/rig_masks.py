@@ -21,6 +21,8 @@ _PLATE_MIN_INLIERS = 0.3  # of the dish's pixels on its floor plane: a plate, el
 _BOWL_INNER = 0.85       # bowl food lies within this fraction of the rim radius
 _BOWL_MIN_M = 0.008      # food stands this far above the fitted bowl surface (fit is rough)
 _SUPPORT_BAND_M = 0.006  # a bare support pixel lies this close to the fitted support
+_WALL_MIN_M = 0.03       # the dish's outline stands this high above its level part: a bowl
+                         # wall round a level food surface (food filling it), not a plate rim
 
 
 def _disc(r: int) -> np.ndarray:
@@ -98,7 +100,9 @@ def rig_mask(depth: np.ndarray, K: np.ndarray, rig_plane: tuple[np.ndarray, floa
     h_f = h_rig - floor_h
     on_floor = inside & (np.abs(h_f) < thr)
     inl = float(on_floor.sum() / max(inside.sum(), 1))
-    if inl > _PLATE_MIN_INLIERS:
+    band = inside & ~cv2.erode(dish.astype(np.uint8), _disc(_RIM_PX)).astype(bool)
+    walled = band.any() and float(np.median(h_f[band])) > _WALL_MIN_M
+    if inl > _PLATE_MIN_INLIERS and not walled:
         rim = dish & ~cv2.erode(dish.astype(np.uint8), _disc(_RIM_PX)).astype(bool) & (h_f < _RIM_MAX_M)
         strong = inside & (h_f > thr) & ~rim
         weak = inside & (h_f > _noise_floor(h_f, on_floor)) & ~rim

@@ -8,7 +8,8 @@ Four kinds (the `support` column of masks.csv / index.csv):
                 revolution about the bowl's axis whose height never falls outwards (bowls are
                 convex), taken as the lower envelope of the visible inner wall: at radius r
                 it is the lowest wall seen at any radius >= r, so the hidden floor under the
-                food is as low as the lowest wall seen around it
+                food is as low as the lowest wall seen around it; under a level part ringed
+                by wall (food filling the bowl) it is continued from the wall's shape
 - platform:     the rig plane itself (food with no vessel found)
 
 Volume above a bowl surface = volume above the flat plane through the bowl's lowest point
@@ -24,6 +25,7 @@ import numpy as np
 
 from pipeline.geometry import VolumeResult, _plane_basis, _rays, backproject, estimate_volume
 
+_FLOOR_SHARE = 0.4   # a bowl's flat floor spans about this share of the fitted radius
 KINDS = ("plane", "plate_floor", "bowl_surface", "platform")
 
 
@@ -36,6 +38,8 @@ class Support:
     radii: list[float] | None = None     # bowl: profile radii (m, increasing) ...
     heights: list[float] | None = None   # ... and surface heights there (m above the plane)
     inlier_fraction: float = float("nan")  # fraction of the fitting pixels on the surface
+    floor_guess_m: float | None = None   # bowl: how far the hidden floor was continued below
+                                         # the level surface seen (food filling the bowl)
 
     def to_json(self) -> str:
         return json.dumps({k: v for k, v in asdict(self).items() if v is not None})
@@ -89,13 +93,34 @@ def fit_bowl(X: np.ndarray, n: np.ndarray, d: float, centre: np.ndarray, r_max: 
             lows.append(float(np.percentile(s, q)))
     if not lows:
         raise ValueError("bowl: too few valid pixels inside the bowl to fit its surface")
-    prof = np.minimum.accumulate(np.asarray(lows)[::-1])[::-1]
-    prof = np.maximum(prof, 0.0)
+    seen = np.minimum.accumulate(np.asarray(lows)[::-1])[::-1]
+    prof = np.maximum(_under_level(np.asarray(mids), seen), 0.0)
     inside = r < r_max
     inl = float(np.mean(np.abs(h[inside] - np.interp(r[inside], mids, prof)) < band_m))
     return Support("bowl_surface", [float(x) for x in n], float(d),
                    [float(centre[0]), float(centre[1])], [round(m, 4) for m in mids],
-                   [round(float(x), 5) for x in prof], round(inl, 4))
+                   [round(float(x), 5) for x in prof], round(inl, 4),
+                   round(float(np.max(seen - prof)), 4))
+
+
+def _under_level(r: np.ndarray, prof: np.ndarray, rise_m: float = 0.005, min_bins: int = 3
+                 ) -> np.ndarray:
+    """Continue the visible wall under a level surface inside it. The level part of the
+    lower envelope may be a bare floor or the top of food that fills the bowl from wall to
+    wall (then the floor is hidden): there the surface is a typical bowl shape, a flat floor
+    out to _FLOOR_SHARE of the radius and a wall h = a + b (r - r_floor)^2 fitted on the
+    wall bins (> `rise_m` above the level), where it lies lower. A bare floor leaves the
+    fit at or above it (nothing changes); a guessed floor is flagged (suspect bowl_floor)."""
+    wall = prof > prof.min() + rise_m
+    if wall.sum() < min_bins:
+        return prof
+    rf = _FLOOR_SHARE * r[-1]                  # a typical bowl's flat floor radius
+    A = np.c_[np.ones(int(wall.sum())), np.maximum(r[wall] - rf, 0) ** 2]
+    (a, b), *_ = np.linalg.lstsq(A, prof[wall], rcond=None)
+    if b <= 0:
+        return prof
+    inner = r < r[wall].min()
+    return np.where(inner, np.minimum(prof, a + b * np.maximum(r - rf, 0) ** 2), prof)
 
 
 def volume_above_support(depth: np.ndarray, mask: np.ndarray, K: np.ndarray, support: Support,

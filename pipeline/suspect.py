@@ -13,8 +13,8 @@ import pandas as pd
 
 DEFAULTS = {"exclude": True, "density_g_ml": [0.2, 3.0], "min_mask_px": 1500,
             "max_border_fraction": 0.5, "min_support_inliers": 0.1, "max_tilt_deg": 60.0,
-            "max_rig_tilt_deg": 15.0}
-REASONS = ("specks", "border", "support_inliers", "support_tilt", "density")
+            "max_rig_tilt_deg": 15.0, "max_floor_guess_m": 0.002}
+REASONS = ("specks", "border", "support_inliers", "support_tilt", "density", "bowl_floor")
 
 
 def _cfg(cfg: dict | None) -> dict:
@@ -35,8 +35,10 @@ def border_fraction(mask: np.ndarray) -> float:
 
 
 def mask_reasons(mask: np.ndarray, mass_g: float, support_kind: str, inlier_fraction: float,
-                 cfg: dict | None = None) -> list[str]:
-    """Reasons a mask (and the support found with it) is implausible; [] when none."""
+                 cfg: dict | None = None, floor_guess_m: float | None = None) -> list[str]:
+    """Reasons a mask (and the support found with it) is implausible; [] when none.
+    bowl_floor: food fills the bowl wall to wall, its floor was guessed from the bowl's shape
+    more than `max_floor_guess_m` below what is seen (the label is an extrapolation)."""
     c = _cfg(cfg)
     out = []
     px = int(np.asarray(mask).sum())
@@ -47,6 +49,8 @@ def mask_reasons(mask: np.ndarray, mass_g: float, support_kind: str, inlier_frac
     if support_kind != "plane" and np.isfinite(inlier_fraction) \
             and inlier_fraction < c["min_support_inliers"]:
         out.append("support_inliers")
+    if floor_guess_m is not None and floor_guess_m > c["max_floor_guess_m"]:
+        out.append("bowl_floor")
     return out
 
 
