@@ -27,7 +27,7 @@ import torch  # noqa: E402
 
 from pipeline import io  # noqa: E402
 from pipeline.data import DishDataModule, train_augment  # noqa: E402
-from pipeline.losses import total_loss  # noqa: E402
+from pipeline.losses import check_weights, total_loss  # noqa: E402
 from pipeline.models import DepthModel, build_model  # noqa: E402
 from pipeline.training import geometry_params  # noqa: E402
 
@@ -82,7 +82,8 @@ def train_bench(model: DepthModel, dm: DishDataModule, params: dict, device: tor
     size = dm.size
     geom = geometry_params(params, size, dm.original_width())
     opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-5)
-    predicts_K = model.name == "unidepth_v2"
+    predicts_K = bool(getattr(model, "predicts_K", False))  # as training: UniDepth with camera: predict
+    weights = check_weights(params["loss"])                  # once, not every step
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats()
     wait = step = 0.0
@@ -101,7 +102,7 @@ def train_bench(model: DepthModel, dm: DishDataModule, params: dict, device: tor
             t1 = time.time()
             with torch.autocast(device.type, dtype=torch.bfloat16):
                 out = model(batch["image"], batch["K"].clone())
-                loss, _ = total_loss(out, batch, geom_weights(params), geom, predicts_K)
+                loss, _ = total_loss(out, batch, weights, geom, predicts_K)
             opt.zero_grad(set_to_none=True)
             if loss is not None:
                 loss.backward()
@@ -118,11 +119,6 @@ def train_bench(model: DepthModel, dm: DishDataModule, params: dict, device: tor
     peak = torch.cuda.max_memory_allocated() / 2**30 if device.type == "cuda" else float("nan")
     return {"steps": n_steps, "img_s": n_img / max(wait + step, 1e-9), "wait_frac": wait / max(wait + step, 1e-9),
             "step_s": step / max(n_steps, 1), "peak_gb": peak}
-
-
-def geom_weights(params: dict) -> dict:
-    from pipeline.losses import check_weights
-    return check_weights(params["loss"])
 
 
 def infer_bench(model: DepthModel, size: tuple[int, int], batch: int, device: torch.device,

@@ -26,9 +26,9 @@ import numpy as np
 import pandas as pd
 from tqdm import tqdm
 
+from pipeline.evaluate import GIVEN_MASK_COLUMN
 from pipeline.io import read_dish_depth, read_mask, resolve
 
-GIVEN_MASK_COLUMN = "gt_mask_path"   # the depth-free masks (see pipeline.evaluate.given_mask_source)
 
 BASELINE_NAMES = ("baseline_mean", "baseline_area_height")
 # Not a baseline to beat but the ceiling: GT depth through the same masks and geometry.

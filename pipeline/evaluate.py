@@ -50,6 +50,7 @@ DEPTH_COLUMNS = ["depth_abs_rel", "depth_rmse_m", "depth_delta1", "depth_ring_ab
                  "depth_ring_rmse_m", "depth_ring_delta1", "height_mae_mm", "height_bias_mm"]
 # The two settings -> suffix of their metrics/eval/<name><suffix>.json.
 GIVEN, END_TO_END = "given", "end_to_end"
+GIVEN_MASK_COLUMN = "gt_mask_path"   # the depth-free masks of the given setting (synthetic dishes)
 SETTINGS: dict[str, str] = {GIVEN: "", END_TO_END: "_e2e"}
 STAGE0_SUFFIX = "_stage0"   # metrics/eval/<model>_stage0*: the model before fine-tuning
 NO_GIVEN_MASKS = "no depth-free masks for these dishes (only synthetic dishes have ground-truth masks)"
@@ -107,8 +108,8 @@ def given_mask_source(dishes: pd.DataFrame) -> str | None:
 
     Only ground-truth masks qualify today (synthetic dishes). The masks stage's geometry and
     SAM 2 masks are cut or prompted from the measured depth, so they are never used here."""
-    if "gt_mask_path" in dishes.columns and len(dishes):
-        paths = dishes["gt_mask_path"].fillna("").astype(str)
+    if GIVEN_MASK_COLUMN in dishes.columns and len(dishes):
+        paths = dishes[GIVEN_MASK_COLUMN].fillna("").astype(str)
         if (paths.str.len() > 0).all():
             return "gt_mask"
     return None
@@ -121,7 +122,7 @@ def load_inputs(row: pd.Series, allowed_roots: Sequence[Path] = ()) -> tuple[np.
 
 def load_given_mask(row: pd.Series, shape: tuple[int, int], allowed_roots: Sequence[Path] = ()) -> np.ndarray:
     """The dish's depth-free mask (`gt_mask_path`); ValueError naming the dish if it has none."""
-    path = row.get("gt_mask_path")
+    path = row.get(GIVEN_MASK_COLUMN)
     if not isinstance(path, str) or not path:
         raise ValueError(f"{row['dish_id']}: no depth-free mask (gt_mask_path) for the given-mask setting")
     return read_mask(resolve(path, list(allowed_roots)), shape=shape)
@@ -226,9 +227,10 @@ def evaluate_predictor(predict: DepthPredictor | None, dishes: pd.DataFrame, cfg
         rgb, K = load_inputs(row, allowed_roots)
         shape = rgb.shape[:2]
         given = load_given_mask(row, shape, allowed_roots) if setting == GIVEN else None
+        ref = None
         if predict is None:  # oracle: the prediction IS the measured depth
-            gt_depth = load_reference(row, shape, allowed_roots)[0]
-            predictor: DepthPredictor = lambda _rgb, _K, d=gt_depth: d.copy()  # noqa: E731
+            ref = load_reference(row, shape, allowed_roots)
+            predictor: DepthPredictor = lambda _rgb, _K, d=ref[0]: d.copy()  # noqa: E731
         else:
             predictor = predict
         try:
@@ -236,7 +238,7 @@ def evaluate_predictor(predict: DepthPredictor | None, dishes: pd.DataFrame, cfg
         except ValueError as e:
             raise ValueError(f"{row['dish_id']}: {e}") from None
         # --- scoring side: the measured depth is read only from here on
-        gt, score_mask = load_reference(row, shape, allowed_roots)
+        gt, score_mask = ref if ref is not None else load_reference(row, shape, allowed_roots)
         rec: dict = {"dish_id": row["dish_id"], "volume_ml_gt": float(row["volume_ml_gt"]),
                      "volume_ml_pred": p.volume_ml, "failed": p.failed, "error": p.error,
                      "mask_px": int(p.mask.sum()), "infer_s": p.infer_s}

@@ -224,10 +224,9 @@ def _mask_one(job: tuple[dict, str, dict, str], predictor: object = None) -> dic
         else:
             depth = io.read_dish_depth(row, cfg["roots"])
             K = io.K_from_row(row)
-            rig = cfg.get("rig_plane")
-            rig = None if rig is None else (np.asarray(rig[0], float), float(rig[1]))
             rgb = io.read_rgb(io.resolve(row["rgb_path"], cfg["roots"]))
-            mask, support = food_mask(depth, K, cfg["min_height_mm"], cfg["min_area_px"], rig, rgb)
+            mask, support = food_mask(depth, K, cfg["min_height_mm"], cfg["min_area_px"],
+                                      cfg.get("rig_plane"), rgb)
             if method == "sam2":
                 from pipeline.sam2_masks import sam2_food_mask
                 mask = sam2_food_mask(predictor, rgb, depth, K, cfg["min_height_mm"],

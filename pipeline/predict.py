@@ -166,8 +166,9 @@ def trust_warnings(pred: Prediction, weights: str | Path | None = None) -> list[
     if not pred.mask.any():
         out.append("no food found above a support plane: volume 0 is not a measurement")
         return out
-    if pred.plane_normal is not None and tilt_deg(pred.plane_normal) > MAX_SUPPORT_TILT_DEG:
-        out.append(f"the support plane is tilted {tilt_deg(pred.plane_normal):.0f} deg from the "
+    tilt = None if pred.plane_normal is None else tilt_deg(pred.plane_normal)
+    if tilt is not None and tilt > MAX_SUPPORT_TILT_DEG:
+        out.append(f"the support plane is tilted {tilt:.0f} deg from the "
                    "camera axis: no table was found under the food")
     Z = pred.depth[pred.mask & (pred.depth > 0)]
     area_m2 = float(np.sum(Z.astype(np.float64) ** 2) / (pred.K[0, 0] * pred.K[1, 1]))

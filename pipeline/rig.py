@@ -14,7 +14,7 @@ import numpy as np
 from tqdm import tqdm
 
 from pipeline import io
-from pipeline.geometry import backproject, fit_plane, height_above_plane
+from pipeline.geometry import backproject, fit_plane
 
 RIG_PLANE_FILE = "rig_plane.json"
 FAR_BAND_M = 0.015         # surround candidates: within this of the 97th depth percentile
@@ -105,8 +105,3 @@ def read_rig_plane(raw_dir: Path) -> tuple[np.ndarray, float] | None:
         raise ValueError(f"{path}: not a rig plane file ({e})") from e
     return n / np.linalg.norm(n), d
 
-
-def height_above_rig(depth: np.ndarray, K: np.ndarray, plane: tuple[np.ndarray, float]
-                     ) -> np.ndarray:
-    """Height (m) above the rig plane; NaN where depth is invalid."""
-    return height_above_plane(depth, K, plane[0], plane[1])

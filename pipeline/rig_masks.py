@@ -11,7 +11,7 @@ import numpy as np
 
 from pipeline.geometry import _plane_basis, backproject
 from pipeline.masks import _fill_holes, _largest_component, _noise_floor, clean_mask, hysteresis
-from pipeline.support import Support, fit_bowl
+from pipeline.support import Support, fit_bowl, surface_height
 
 _OBJ_MIN_M = 0.02        # dish, rails, cables: higher than this above the rig plane
 _SPLIT_PX = 15           # erosion radius that cuts rails and cables off the dish
@@ -100,10 +100,11 @@ def rig_mask(depth: np.ndarray, K: np.ndarray, rig_plane: tuple[np.ndarray, floa
     h_f = h_rig - floor_h
     on_floor = inside & (np.abs(h_f) < thr)
     inl = float(on_floor.sum() / max(inside.sum(), 1))
-    band = inside & ~cv2.erode(dish.astype(np.uint8), _disc(_RIM_PX)).astype(bool)
+    edge = dish & ~cv2.erode(dish.astype(np.uint8), _disc(_RIM_PX)).astype(bool)  # the outline band
+    band = inside & edge
     walled = band.any() and float(np.median(h_f[band])) > _WALL_MIN_M
     if inl > _PLATE_MIN_INLIERS and not walled:
-        rim = dish & ~cv2.erode(dish.astype(np.uint8), _disc(_RIM_PX)).astype(bool) & (h_f < _RIM_MAX_M)
+        rim = edge & (h_f < _RIM_MAX_M)
         strong = inside & (h_f > thr) & ~rim
         weak = inside & (h_f > _noise_floor(h_f, on_floor)) & ~rim
         like = colour_like(rgb, inside & (h_f > _SEED_M) & ~rim, on_floor | (inside & rim))
@@ -127,8 +128,8 @@ def rig_mask(depth: np.ndarray, K: np.ndarray, rig_plane: tuple[np.ndarray, floa
     centre, radius = _circle(np.c_[P @ e1, P @ e2])
     sup = fit_bowl(X[inside], np.asarray(n_rig, float), float(d_rig), centre, _BOWL_INNER * radius)
     a, b = X @ e1, X @ e2
-    r = np.sqrt((a - centre[0]) ** 2 + (b - centre[1]) ** 2)
-    h_b = np.nan_to_num(h_rig - np.interp(r, sup.radii, sup.heights), nan=-1.0)
+    r = np.hypot(a - centre[0], b - centre[1])
+    h_b = np.nan_to_num(h_rig - surface_height(sup, a, b), nan=-1.0)
     within = inside & (np.nan_to_num(r, nan=np.inf) < _BOWL_INNER * radius)
     strong = within & (h_b > max(thr, _BOWL_MIN_M))
     weak = within & (h_b > thr)

@@ -23,7 +23,7 @@ from dataclasses import asdict, dataclass, replace
 
 import numpy as np
 
-from pipeline.geometry import VolumeResult, _plane_basis, _rays, backproject, estimate_volume
+from pipeline.geometry import VolumeResult, _plane_basis, _rays, estimate_volume
 
 _FLOOR_SHARE = 0.4   # a bowl's flat floor spans about this share of the fitted radius
 KINDS = ("plane", "plate_floor", "bowl_surface", "platform")
@@ -64,14 +64,6 @@ def surface_height(support: Support, a: np.ndarray, b: np.ndarray) -> np.ndarray
         return np.zeros_like(a)
     r = np.hypot(a - support.centre[0], b - support.centre[1])
     return np.interp(r, support.radii, support.heights)
-
-
-def height_above_support(depth: np.ndarray, K: np.ndarray, support: Support) -> np.ndarray:
-    """HxW height (m) of every pixel above the support surface; NaN where depth is invalid."""
-    n, d = support.plane()
-    e1, e2 = _plane_basis(n)
-    X = backproject(depth, K)
-    return X @ n + d - surface_height(support, X @ e1, X @ e2)
 
 
 def fit_bowl(X: np.ndarray, n: np.ndarray, d: float, centre: np.ndarray, r_max: float,

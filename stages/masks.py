@@ -17,7 +17,7 @@ def main() -> None:
         df["mass_g"] = float("nan")
     rig = read_rig_plane(io.REPO_ROOT / "data/raw")   # Nutrition5k: the fixed rig's plane
     cfg = {**p["masks"], "roots": io.data_roots(p), "suspect": p.get("suspect"),
-           "rig_plane": None if rig is None else (rig[0].tolist(), rig[1])}
+           "rig_plane": rig}
     _, report = make_masks(df, io.REPO_ROOT / "data/masks", p["masks"]["method"], cfg,
                            workers=p["data"]["workers"])
     io.write_json(io.REPO_ROOT / "metrics/masks.json", report)
