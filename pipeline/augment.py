@@ -20,18 +20,13 @@ Photometric jitter, blur, depth noise/holes and mask erosion/dilation are train-
 from __future__ import annotations
 
 import math
-from typing import Any
+from typing import Mapping
 
 import cv2
 import numpy as np
 
-DEFAULTS: dict[str, Any] = {
-    "p_geometric": 0.8, "scale": [0.85, 1.2], "rotate_deg": 10.0, "shift_frac": 0.1,
-    "brightness": 0.2, "contrast": 0.2, "saturation": 0.2, "hue_deg": 5.0,
-    "p_blur": 0.2, "blur_sigma": [0.3, 1.2],
-    "p_depth_noise": 0.5, "depth_noise_rel": 0.003, "p_holes": 0.3, "max_holes": 4,
-    "p_mask": 0.5, "mask_px": 5, "zoom": "depth",
-}
+from pipeline.config import AugmentConfig, build
+
 ZOOM_MODES = ("depth", "intrinsics", "off")
 
 
@@ -94,20 +89,20 @@ def _mask_bbox_out(mask: np.ndarray, A: np.ndarray) -> np.ndarray | None:
     return np.array([p[0].min(), p[1].min(), p[0].max(), p[1].max()])
 
 
-def random_geometry(mask: np.ndarray, out_hw: tuple[int, int], cfg: dict,
+def random_geometry(mask: np.ndarray, out_hw: tuple[int, int], cfg: AugmentConfig,
                     rng: np.random.Generator) -> tuple[np.ndarray, float]:
     """A random similarity that keeps the whole food mask in view (the volume label
     stays valid), and its zoom factor; falls back to the plain resize when no draw fits."""
     in_hw = mask.shape[:2]
     identity = similarity(out_hw, in_hw, 1.0, 0.0, (0.0, 0.0))
-    if rng.random() >= cfg["p_geometric"]:
+    if rng.random() >= cfg.p_geometric:
         return identity, 1.0
     ho, wo = out_hw
     for _ in range(4):
-        scale = float(np.exp(rng.uniform(*np.log(cfg["scale"]))))
-        if cfg["zoom"] == "off":
+        scale = float(np.exp(rng.uniform(*np.log(cfg.scale))))
+        if cfg.zoom == "off":
             scale = 1.0  # drawn anyway: the other draws stay those of the other modes
-        angle = float(rng.uniform(-cfg["rotate_deg"], cfg["rotate_deg"]))
+        angle = float(rng.uniform(-cfg.rotate_deg, cfg.rotate_deg))
         A = similarity(out_hw, in_hw, scale, angle, (0.0, 0.0))
         bb = _mask_bbox_out(mask, A)
         if bb is None:
@@ -116,7 +111,7 @@ def random_geometry(mask: np.ndarray, out_hw: tuple[int, int], cfg: dict,
         lo_y, hi_y = -bb[1], (ho - 1) - bb[3]
         if lo_x > hi_x or lo_y > hi_y:
             continue
-        mx, my = cfg["shift_frac"] * wo, cfg["shift_frac"] * ho
+        mx, my = cfg.shift_frac * wo, cfg.shift_frac * ho
         sx = rng.uniform(max(lo_x, -mx), min(hi_x, mx)) if max(lo_x, -mx) <= min(hi_x, mx) else (lo_x + hi_x) / 2
         sy = rng.uniform(max(lo_y, -my), min(hi_y, my)) if max(lo_y, -my) <= min(hi_y, my) else (lo_y + hi_y) / 2
         return similarity(out_hw, in_hw, scale, angle, (sx, sy)), scale
@@ -132,30 +127,30 @@ def zoom_to_depth(depth: np.ndarray, K: np.ndarray, scale: float) -> tuple[np.nd
     return (depth / np.float32(scale)).astype(np.float32), K2
 
 
-def colour_jitter(rgb: np.ndarray, cfg: dict, rng: np.random.Generator) -> np.ndarray:
+def colour_jitter(rgb: np.ndarray, cfg: AugmentConfig, rng: np.random.Generator) -> np.ndarray:
     """Brightness, contrast, saturation, hue on float RGB in [0,1]."""
-    x = rgb * rng.uniform(1 - cfg["brightness"], 1 + cfg["brightness"])
+    x = rgb * rng.uniform(1 - cfg.brightness, 1 + cfg.brightness)
     mean = x.mean()
-    x = (x - mean) * rng.uniform(1 - cfg["contrast"], 1 + cfg["contrast"]) + mean
+    x = (x - mean) * rng.uniform(1 - cfg.contrast, 1 + cfg.contrast) + mean
     grey = x @ np.array([0.299, 0.587, 0.114], dtype=np.float32)
-    x = (x - grey[..., None]) * rng.uniform(1 - cfg["saturation"], 1 + cfg["saturation"]) + grey[..., None]
+    x = (x - grey[..., None]) * rng.uniform(1 - cfg.saturation, 1 + cfg.saturation) + grey[..., None]
     x = np.clip(x, 0, 1).astype(np.float32)
-    if cfg["hue_deg"] > 0:
+    if cfg.hue_deg > 0:
         hsv = cv2.cvtColor(x, cv2.COLOR_RGB2HSV)
-        hsv[..., 0] = (hsv[..., 0] + rng.uniform(-cfg["hue_deg"], cfg["hue_deg"])) % 360.0
+        hsv[..., 0] = (hsv[..., 0] + rng.uniform(-cfg.hue_deg, cfg.hue_deg)) % 360.0
         x = cv2.cvtColor(hsv, cv2.COLOR_HSV2RGB)
     return np.clip(x, 0, 1).astype(np.float32)
 
 
-def depth_noise_and_holes(depth: np.ndarray, cfg: dict, rng: np.random.Generator) -> np.ndarray:
+def depth_noise_and_holes(depth: np.ndarray, cfg: AugmentConfig, rng: np.random.Generator) -> np.ndarray:
     """Sensor-like relative noise and rectangular dropouts (0 = invalid) on the target."""
     d = depth.copy()
     valid = d > 0
-    if rng.random() < cfg["p_depth_noise"]:
-        d[valid] *= (1 + rng.normal(0, cfg["depth_noise_rel"], size=int(valid.sum()))).astype(np.float32)
-    if rng.random() < cfg["p_holes"]:
+    if rng.random() < cfg.p_depth_noise:
+        d[valid] *= (1 + rng.normal(0, cfg.depth_noise_rel, size=int(valid.sum()))).astype(np.float32)
+    if rng.random() < cfg.p_holes:
         h, w = d.shape
-        for _ in range(int(rng.integers(1, cfg["max_holes"] + 1))):
+        for _ in range(int(rng.integers(1, cfg.max_holes + 1))):
             hh, ww = int(rng.integers(2, max(3, h // 8))), int(rng.integers(2, max(3, w // 8)))
             y, x = int(rng.integers(0, h - hh)), int(rng.integers(0, w - ww))
             d[y:y + hh, x:x + ww] = 0
@@ -173,7 +168,7 @@ def jitter_mask(mask: np.ndarray, px: int) -> np.ndarray:
 
 
 def augment_sample(rgb: np.ndarray, depth: np.ndarray, mask: np.ndarray, K: np.ndarray,
-                   out_hw: tuple[int, int], cfg: dict | None, rng: np.random.Generator | None,
+                   out_hw: tuple[int, int], cfg: AugmentConfig | Mapping | None, rng: np.random.Generator | None,
                    px_scale: float = 1.0) -> dict[str, np.ndarray]:
     """One training (cfg, rng given) or evaluation (cfg None: plain resize) view.
 
@@ -187,26 +182,26 @@ def augment_sample(rgb: np.ndarray, depth: np.ndarray, mask: np.ndarray, K: np.n
         rgb2, depth2, mask2, K2 = warp_sample(rgb, depth, mask, K, A, out_hw)
         return {"rgb": rgb2, "depth": depth2, "mask": mask2, "loss_mask": mask2, "K": K2,
                 "volume_scale": 1.0}
-    cfg = {**DEFAULTS, **cfg}
-    if cfg["zoom"] not in ZOOM_MODES:
-        raise ValueError(f"augment zoom: expected one of {ZOOM_MODES}, got {cfg['zoom']!r}")
+    cfg = build(AugmentConfig, cfg, "augment")  # a mapping (tests, notebooks) or typed
+    if cfg.zoom not in ZOOM_MODES:
+        raise ValueError(f"augment zoom: expected one of {ZOOM_MODES}, got {cfg.zoom!r}")
     rng = rng if rng is not None else np.random.default_rng()
     loss_mask = mask
-    if rng.random() < cfg["p_mask"] and cfg["mask_px"] > 0:
-        px = int(round(rng.integers(-cfg["mask_px"], cfg["mask_px"] + 1) * px_scale))
+    if rng.random() < cfg.p_mask and cfg.mask_px > 0:
+        px = int(round(rng.integers(-cfg.mask_px, cfg.mask_px + 1) * px_scale))
         loss_mask = jitter_mask(mask, px)
     A, scale = random_geometry(mask, out_hw, cfg, rng)
     rgb2, depth2, mask2, K2 = warp_sample(rgb, depth, mask, K, A, out_hw)
     volume_scale = 1.0
-    if cfg["zoom"] == "depth" and scale != 1.0:
+    if cfg.zoom == "depth" and scale != 1.0:
         depth2, K2 = zoom_to_depth(depth2, K2, scale)
         volume_scale = 1.0 / scale
     dsize = (out_hw[1], out_hw[0])
     lm2 = cv2.warpAffine(loss_mask.astype(np.uint8), A, dsize, flags=cv2.INTER_NEAREST,
                          borderMode=cv2.BORDER_CONSTANT, borderValue=0) > 0
     rgb2 = colour_jitter(rgb2, cfg, rng)
-    if rng.random() < cfg["p_blur"]:
-        rgb2 = cv2.GaussianBlur(rgb2, (0, 0), float(rng.uniform(*cfg["blur_sigma"])))
+    if rng.random() < cfg.p_blur:
+        rgb2 = cv2.GaussianBlur(rgb2, (0, 0), float(rng.uniform(*cfg.blur_sigma)))
     depth2 = depth_noise_and_holes(depth2, cfg, rng)
     return {"rgb": rgb2, "depth": depth2, "mask": mask2, "loss_mask": lm2, "K": K2,
             "volume_scale": volume_scale}

@@ -8,7 +8,9 @@ flat in the number of dishes; the values are those a preloaded split would give.
 """
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
+from typing import Mapping
 
 import cv2
 import numpy as np
@@ -17,6 +19,7 @@ import pytorch_lightning as pl
 import torch
 from torch.utils.data import DataLoader, Dataset, Sampler
 
+from pipeline.config import AugmentConfig, Params, as_params
 from pipeline.augment import augment_sample, resize_K
 from pipeline.suspect import drop_suspect
 from pipeline.io import K_from_row, read_dish_depth, read_index, read_mask, read_rgb, resolve
@@ -36,7 +39,7 @@ class DishDataset(Dataset):
     """One split, read lazily. `augment` None = deterministic resize (validation); training
     draws depend only on (seed, epoch, index), whichever worker reads the sample."""
 
-    def __init__(self, rows: pd.DataFrame, out_hw: tuple[int, int], augment: dict | None,
+    def __init__(self, rows: pd.DataFrame, out_hw: tuple[int, int], augment: AugmentConfig | None,
                  seed: int = 0, work_scale: float = 1.5, desc: str = "dishes",
                  allowed_roots: list[Path] | None = None) -> None:
         self.out_hw = out_hw
@@ -97,14 +100,13 @@ class DishDataset(Dataset):
         }
 
 
-def train_augment(params: dict, model: str) -> dict | None:
+def train_augment(params: Params | Mapping, model: str) -> AugmentConfig | None:
     """params `augment` for training `model`, with that model's zoom mode
-    (`model_cfg.<model>.zoom`, default "depth": see pipeline.augment)."""
-    aug = params.get("augment")
-    if aug is None:
+    (`model_cfg.<model>.zoom`: see pipeline.augment)."""
+    params = as_params(params)
+    if params.augment is None:
         return None
-    zoom = (params.get("model_cfg", {}).get(model) or {}).get("zoom", "depth")
-    return {**aug, "zoom": zoom}
+    return dataclasses.replace(params.augment, zoom=params.model(model).zoom)
 
 
 class EpochShuffle(Sampler[int]):
@@ -128,7 +130,7 @@ class DishDataModule(pl.LightningDataModule):
     """Train/val splits of the index; test dishes are left to the evaluation stage."""
 
     def __init__(self, index_path: str | Path, size: tuple[int, int], batch_size: int,
-                 augment: dict | None, seed: int = 0, num_workers: int = 0,
+                 augment: AugmentConfig | None, seed: int = 0, num_workers: int = 0,
                  work_scale: float = 1.5, max_dishes: int | None = None,
                  allowed_roots: list[Path] | None = None) -> None:
         super().__init__()

@@ -4,7 +4,9 @@ Weights are safetensors; `model.json` holds the architecture, so loading needs n
 """
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
+from typing import Any
 
 import cv2
 import numpy as np
@@ -13,15 +15,17 @@ from safetensors.torch import load_file, save_file
 
 from pipeline.augment import resize_K
 from pipeline.io import atomic_write, read_json, write_json
-from pipeline.models import MODEL_NAMES, DepthModel, build_from_arch
+from pipeline.models import DepthModel, build_from_arch, model_names
 
 WEIGHTS_FILE = "model.safetensors"
 META_FILE = "model.json"
 
 
-def save_model(model: DepthModel, out_dir: Path, name: str, cfg: dict) -> None:
-    """Write out_dir/model.safetensors then out_dir/model.json (each atomically)."""
+def save_model(model: DepthModel, out_dir: Path, name: str, cfg: Any) -> None:
+    """Write out_dir/model.safetensors then out_dir/model.json (each atomically); `cfg` is the
+    model's config (typed, or a params mapping), kept in model.json for predict."""
     out_dir = Path(out_dir)
+    cfg = dataclasses.asdict(cfg) if dataclasses.is_dataclass(cfg) else dict(cfg)
     state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
     with atomic_write(out_dir / WEIGHTS_FILE) as tmp:
         save_file(state, str(tmp))
@@ -33,7 +37,7 @@ def load_model(weights_dir: Path) -> DepthModel:
     """Rebuild the architecture from model.json and load model.safetensors (strict)."""
     weights_dir = Path(weights_dir)
     meta = read_json(weights_dir / META_FILE)
-    if not isinstance(meta, dict) or meta.get("name") not in MODEL_NAMES or "arch" not in meta:
+    if not isinstance(meta, dict) or meta.get("name") not in model_names() or "arch" not in meta:
         raise ValueError(f"{weights_dir / META_FILE}: not a model description (name/arch missing)")
     wpath = weights_dir / WEIGHTS_FILE
     if not wpath.is_file():

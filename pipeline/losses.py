@@ -6,11 +6,14 @@ is trained on exactly the quantity it is judged by.
 """
 from __future__ import annotations
 
+import dataclasses
 import math
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor
+
+from pipeline.config import LossConfig
 
 LOSS_KEYS = ("w_depth", "w_grad", "w_plane", "w_volume", "w_silog", "w_intrinsics")
 _SOBEL_X = torch.tensor([[-1.0, 0.0, 1.0], [-2.0, 0.0, 2.0], [-1.0, 0.0, 1.0]]) / 8.0
@@ -126,15 +129,16 @@ def volume_loss(pred: Tensor, mask: Tensor, K: Tensor, target_ml: Tensor, geom: 
         return graph_zero(pred)
     plane = None if pred_plane is None else (pred_plane[0][keep], pred_plane[1][keep])
     vol = estimate_volume_torch(pred[keep].float(), mask[keep], K[keep].float(),
-                                method=geom.get("method", "heightmap"),
-                                ring_px=int(geom.get("ring_px", 20)), cell_mm=float(geom.get("cell_mm", 2.0)),
-                                plane=plane, seed=int(geom.get("seed", 0)))
+                                method=geom["method"], ring_px=int(geom["ring_px"]),
+                                cell_mm=float(geom["cell_mm"]), plane=plane, seed=int(geom["seed"]))
     t = target_ml[keep].float()
     return ((vol.float() - t).abs() / t).mean()
 
 
-def check_weights(weights: dict) -> dict[str, float]:
+def check_weights(weights: dict | LossConfig) -> dict[str, float]:
     """`loss` params -> floats; unknown or missing keys are a ValueError naming them."""
+    if dataclasses.is_dataclass(weights):
+        weights = dataclasses.asdict(weights)
     missing = [k for k in LOSS_KEYS if k not in weights]
     unknown = [k for k in weights if k not in LOSS_KEYS]
     if missing or unknown:
@@ -160,7 +164,7 @@ def loss_terms(out: dict[str, Tensor], batch: dict[str, Tensor], weights: dict[s
     if not valid.any():
         return None
     pred = out["depth"].float()
-    ring = int(geom.get("ring_px", 20))
+    ring = int(geom["ring_px"])
     with torch.autocast(device_type=pred.device.type, enabled=False):
         terms: dict[str, Tensor] = {}
         if weights["w_depth"] > 0:
@@ -169,7 +173,7 @@ def loss_terms(out: dict[str, Tensor], batch: dict[str, Tensor], weights: dict[s
             terms["grad"] = gradient_loss(pred, gt, valid, loss_mask, ring)
         if weights["w_silog"] > 0:
             terms["silog"] = silog_loss(pred, gt, valid)
-        seed = int(geom.get("seed", 0))
+        seed = int(geom["seed"])
         # one support-plane fit on the prediction serves both geometric terms
         plane = fit_plane(pred, mask, K, ring, seed) if weights["w_plane"] > 0 or weights["w_volume"] > 0 else None
         if weights["w_plane"] > 0:

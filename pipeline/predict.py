@@ -106,10 +106,10 @@ def predict_depth(image: np.ndarray | str | Path, model_type: str, weights: str 
     `weights`: a trained weights folder (default models/<model_type>/stage2). K: the given K;
     else UniDepth's predicted K; else `default_K` (Depth-Anything needs a K only for geometry)."""
     from pipeline.inference import load_model, predict_depth_array
-    from pipeline.models import MODEL_NAMES
+    from pipeline.models import model_names
 
-    if model_type not in MODEL_NAMES:
-        raise ValueError(f"model_type: unknown {model_type!r}, expected one of {MODEL_NAMES}")
+    if model_type not in model_names():
+        raise ValueError(f"model_type: unknown {model_type!r}, expected one of {model_names()}")
     rgb = load_image(image)
     wdir = weights_dir(weights if weights is not None else io.REPO_ROOT / "models" / model_type / "stage2")
     if model_name(wdir) != model_type:

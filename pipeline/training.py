@@ -14,13 +14,15 @@ import os
 import shutil
 import time
 from pathlib import Path
-from typing import Any
+from dataclasses import asdict
+from typing import Any, Mapping
 
 import numpy as np
 import pytorch_lightning as pl
 import torch
 from pytorch_lightning.callbacks import Checkpoint, EarlyStopping, ModelCheckpoint
 
+from pipeline.config import LossConfig, Params, TrainerConfig, as_params
 from pipeline.data import DishDataModule, check_size, train_augment
 from pipeline.inference import load_model, save_model
 from pipeline.io import REPO_ROOT, resolve, write_json, write_text
@@ -44,19 +46,18 @@ def config_hash(obj: Any) -> str:
     return hashlib.sha256(json.dumps(obj, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
-def trainer_kwargs(tr: dict) -> dict:
+def trainer_kwargs(tr: TrainerConfig) -> dict:
     """params `trainer` -> pl.Trainer kwargs. precision "auto": bf16-mixed on GPU, 32 on CPU."""
-    accel = str(tr.get("accelerator", "auto"))
+    accel = tr.accelerator
     gpu = torch.cuda.is_available() and accel in ("auto", "gpu", "cuda")
-    precision = tr.get("precision", "auto")
+    precision = tr.precision
     if precision == "auto":
         precision = "bf16-mixed" if gpu else "32-true"
-    strategy = tr.get("strategy", "auto")
+    strategy = tr.strategy
     if strategy == "ddp":  # Depth-Anything's first fusion block has a residual unit that is never
         strategy = "ddp_find_unused_parameters_true"  # used: plain DDP refuses such a model
-    return {"accelerator": accel, "devices": tr.get("devices", 1), "num_nodes": int(tr.get("num_nodes", 1)),
-            "strategy": strategy, "precision": precision,
-            "deterministic": tr.get("deterministic", False)}
+    return {"accelerator": accel, "devices": tr.devices, "num_nodes": tr.num_nodes,
+            "strategy": strategy, "precision": precision, "deterministic": tr.deterministic}
 
 
 @contextlib.contextmanager
@@ -102,7 +103,7 @@ class DepthLitModule(pl.LightningModule):
 
     STATS = ("loss",) + TERM_NAMES  # per-batch vector: total loss, then each term (NaN = off)
 
-    def __init__(self, model: DepthModel, stage: int, loss_weights: dict, geom: dict,
+    def __init__(self, model: DepthModel, stage: int, loss_weights: LossConfig | dict, geom: dict,
                  lr_encoder: float, lr_decoder: float, weight_decay: float, max_epochs: int) -> None:
         super().__init__()
         self.model = model
@@ -186,7 +187,7 @@ class DepthLitModule(pl.LightningModule):
         geometry's numpy steps reject bf16); NaN for a dish whose estimate fails."""
         from pipeline.geometry import estimate_volume_torch
         kw = dict(method=self.geom["method"], ring_px=int(self.geom["ring_px"]),
-                  cell_mm=float(self.geom["cell_mm"]), seed=int(self.geom.get("seed", 0)))
+                  cell_mm=float(self.geom["cell_mm"]), seed=int(self.geom["seed"]))
         with torch.autocast(self.device.type, enabled=False):
             depth, K = depth.float(), K.float()
             try:
@@ -353,13 +354,13 @@ def truncate_live(live_dir: Path, from_step: int) -> None:
         write_text(tsv, "\n".join(keep) + "\n")
 
 
-def geometry_params(params: dict, size_hw: tuple[int, int], orig_width: float) -> dict:
+def geometry_params(params: Params | Mapping, size_hw: tuple[int, int], orig_width: float) -> dict:
     """`volume` params with ring_px rescaled from the labels' resolution to the training size."""
-    vol = params.get("volume", {})
+    params = as_params(params)
+    vol = params.volume
     scale = size_hw[1] / orig_width
-    return {"method": vol.get("method", "heightmap"),
-            "ring_px": max(2, int(round(float(vol.get("ring_px", 20)) * scale))),
-            "cell_mm": float(vol.get("cell_mm", 2.0)), "seed": int(params.get("train", {}).get("seed", 0))}
+    return {"method": vol.method, "ring_px": max(2, int(round(vol.ring_px * scale))),
+            "cell_mm": vol.cell_mm, "seed": params.train.seed}
 
 
 def prepare_checkpoint_dir(ckpt_dir: Path, live_dir: Path, key: str, clean: bool = True) -> Path | None:
@@ -385,42 +386,40 @@ def prepare_checkpoint_dir(ckpt_dir: Path, live_dir: Path, key: str, clean: bool
     return None
 
 
-def run_stage(name: str, stage: int, params: dict, index_path: Path, weights_out: Path,
+def run_stage(name: str, stage: int, params: Params | Mapping, index_path: Path, weights_out: Path,
               ckpt_dir: Path, live_dir: Path, metrics_path: Path, init_weights: Path | None = None,
               max_dishes: int | None = None, allowed_roots: list[Path] | None = None) -> dict:
     """Train one stage end to end; write safetensors weights, stage metrics and DVCLive logs."""
-    if stage not in (1, 2):
-        raise ValueError(f"stage: expected 1 or 2, got {stage}")
-    tp = params["train"]
-    sp = tp[f"stage{stage}"]
-    seed = int(tp.get("seed", 0))
-    tr = params.get("trainer", {})
-    if tr.get("threads"):
-        torch.set_num_threads(int(tr["threads"]))
+    params = as_params(params)
+    tp, tr = params.train, params.trainer
+    sp = tp.stage(stage)
+    seed = tp.seed
+    if tr.threads:
+        torch.set_num_threads(tr.threads)
     pl.seed_everything(seed, workers=True, verbose=False)
-    model_cfg = params["model_cfg"][name]
-    size = check_size(model_cfg.get("size", [126, 168]))
+    model_cfg = params.model(name)
+    size = check_size(model_cfg.size)
     if stage == 1:
         model = build_model(name, model_cfg, seed=seed)
     else:
         if init_weights is None:
             raise ValueError("stage 2 needs init_weights (the stage-1 weights folder)")
         model = load_model(init_weights).train()
-    dm = DishDataModule(index_path, size, tp.get("batch_size", 8), train_augment(params, name), seed=seed,
-                        num_workers=int(tr.get("num_workers", 0)), work_scale=float(tp.get("work_scale", 1.5)),
+    dm = DishDataModule(index_path, size, tp.batch_size, train_augment(params, name), seed=seed,
+                        num_workers=tr.num_workers, work_scale=tp.work_scale,
                         max_dishes=max_dishes, allowed_roots=allowed_roots)
     geom = geometry_params(params, size, dm.original_width())
-    key = config_hash({"name": name, "stage": stage, "model_cfg": model_cfg, "loss": params["loss"],
-                       "train": tp, "augment": params.get("augment"), "geom": geom, "trainer": tr,
+    key = config_hash({"name": name, "stage": stage, "model_cfg": asdict(model_cfg), "loss": asdict(params.loss),
+                       "train": asdict(tp), "augment": params.augment and asdict(params.augment), "geom": geom, "trainer": asdict(tr),
                        "index": sha256_file(Path(index_path)), "max_dishes": max_dishes,
                        "init": sha256_file(Path(init_weights) / "model.safetensors") if init_weights else None,
                        "code": code_digest(), "data": data_digest(dm)})
-    lit = DepthLitModule(model, stage, params["loss"], geom, sp.get("lr_encoder", 0.0), sp["lr_decoder"],
-                         tp.get("weight_decay", 0.01), sp["epochs"])
+    lit = DepthLitModule(model, stage, params.loss, geom, sp.lr_encoder, sp.lr_decoder,
+                         tp.weight_decay, sp.epochs)
     ckpt_cb = ModelCheckpoint(dirpath=str(ckpt_dir), filename="best", monitor=MONITOR, mode="min",
                               save_top_k=1)
-    stop_cb = EarlyStopping(monitor=MONITOR, mode="min", patience=int(tp.get("patience", 3)))
-    trainer = pl.Trainer(max_epochs=int(sp["epochs"]), gradient_clip_val=float(tp.get("grad_clip", 1.0)),
+    stop_cb = EarlyStopping(monitor=MONITOR, mode="min", patience=tp.patience)
+    trainer = pl.Trainer(max_epochs=sp.epochs, gradient_clip_val=tp.grad_clip,
                          callbacks=[ckpt_cb, stop_cb, LatestCheckpoint(ckpt_dir / "last.ckpt")],
                          logger=False, num_sanity_val_steps=0,
                          default_root_dir=str(ckpt_dir), enable_model_summary=False,
@@ -430,7 +429,7 @@ def run_stage(name: str, stage: int, params: dict, index_path: Path, weights_out
     if trainer.is_global_zero:
         lit.live = open_live(live_dir, resume is not None)
     t0 = time.time()
-    portable = bool(tr.get("portable_cpu", True)) and trainer.strategy.root_device.type == "cpu"
+    portable = tr.portable_cpu and trainer.strategy.root_device.type == "cpu"
     with onednn(enabled=not portable):  # oneDNN picks kernels and blocking per CPU model
         trainer.fit(lit, datamodule=dm, ckpt_path=str(resume) if resume else None,
                     weights_only=True)  # resume never unpickles code

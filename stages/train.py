@@ -11,7 +11,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from pipeline.io import REPO_ROOT, load_params  # noqa: E402  (no torch yet)
+from pipeline.config import REPO_ROOT, Params, load_params  # noqa: E402  (no torch yet)
 
 # Same weights on any x86-64 CPU with AVX2 (trainer.portable_cpu): the kernels' instruction set
 # and MKL's code path are fixed before torch loads; run_stage turns oneDNN off and uses
@@ -20,8 +20,8 @@ from pipeline.io import REPO_ROOT, load_params  # noqa: E402  (no torch yet)
 PORTABLE_CPU_ENV = {"ATEN_CPU_CAPABILITY": "avx2", "MKL_CBWR": "AVX2"}
 
 
-def pin_cpu_numerics(params: dict) -> None:
-    if (params.get("trainer") or {}).get("portable_cpu", True):
+def pin_cpu_numerics(params: Params) -> None:
+    if params.trainer.portable_cpu:
         for k, v in PORTABLE_CPU_ENV.items():
             os.environ.setdefault(k, v)
 
@@ -34,10 +34,9 @@ def main(argv: list[str] | None = None) -> None:
     args = ap.parse_args(argv)
     params = load_params(args.params)
     pin_cpu_numerics(params)
-    from pipeline.models import MODEL_NAMES
+    if args.model not in params.models:
+        raise ValueError(f"--model: {args.model!r} is not in params.yaml models {params.models}")
     from pipeline.training import run_stage
-    if args.model not in MODEL_NAMES:
-        raise ValueError(f"--model: {args.model!r} is not one of {MODEL_NAMES}")
     name, k = args.model, args.stage
     m = run_stage(
         name, k, params,
@@ -47,7 +46,7 @@ def main(argv: list[str] | None = None) -> None:
         live_dir=REPO_ROOT / f"dvclive/{name}/stage{k}",
         metrics_path=REPO_ROOT / f"metrics/train/{name}_stage{k}.json",
         init_weights=REPO_ROOT / f"models/{name}/stage1" if k == 2 else None,
-        allowed_roots=[REPO_ROOT / params.get("data", {}).get("root", "data")],
+        allowed_roots=params.data_roots(),
     )
     if m:
         curve = ", ".join(f"{r['val/volume_ape']:.3f}" for r in m["curve"])

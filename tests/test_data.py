@@ -1,6 +1,7 @@
 """Lazy dish loading: nothing decoded up front, same draws whatever the worker count."""
 from __future__ import annotations
 
+import dataclasses
 import pickle
 import sys
 from pathlib import Path
@@ -12,13 +13,14 @@ import torch
 
 from pipeline import io
 from pipeline.augment import augment_sample
+from pipeline.config import AugmentConfig, load_params
 from pipeline.data import DishDataModule, DishDataset, train_augment
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "bench"))
 from quick_dishes import write_dishes  # noqa: E402
 
 SIZE = (84, 112)
-AUG = {**io.load_params()["augment"], "zoom": "depth", "p_geometric": 1.0}
+AUG = dataclasses.replace(load_params().augment, zoom="depth", p_geometric=1.0)
 
 
 @pytest.fixture(scope="module")
@@ -81,7 +83,7 @@ def test_missing_file_is_named(index_path: Path, tmp_path: Path):
 
 
 def test_train_augment_takes_the_model_zoom():
-    params = {"augment": {"p_blur": 0.1}, "model_cfg": {"m": {"zoom": "off"}, "n": {}}}
-    assert train_augment(params, "m") == {"p_blur": 0.1, "zoom": "off"}
-    assert train_augment(params, "n")["zoom"] == "depth"
-    assert train_augment({"augment": None}, "m") is None
+    params = {"augment": {"p_blur": 0.1}, "model_cfg": {"depth_anything_v2": {"zoom": "off"}}}
+    assert train_augment(params, "depth_anything_v2") == AugmentConfig(p_blur=0.1, zoom="off")
+    assert train_augment({"model_cfg": {"depth_anything_v2": {}}}, "depth_anything_v2").zoom == "depth"
+    assert train_augment({"augment": None}, "depth_anything_v2") is None

@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from pipeline.inference import load_model, predict_depth_array, save_model
-from pipeline.models import MODEL_NAMES, build_model
+from pipeline.models import build_model, model_names
 
 DA_CFG = {"pretrained": None, "max_depth": 2, "init_depth": 0.5, "size": [84, 112]}
 
@@ -22,7 +22,7 @@ def da():
 
 
 def test_names_and_bad_input(da):
-    assert MODEL_NAMES == ("depth_anything_v2", "unidepth_v2")
+    assert model_names() == ("depth_anything_v2", "unidepth_v2")
     with pytest.raises(ValueError, match="unknown"):
         build_model("nope", {})
     with pytest.raises(ValueError, match="multiples of 14"):
@@ -211,8 +211,8 @@ def test_unidepth_K_pixel_centre_conventions(ud):
 
 
 def test_unidepth_config_checks():
-    from pipeline.models.unidepth import check_input_range, random_config
-    idx = {b: random_config({"backbone": b})["model"]["pixel_encoder"]["output_idx"]
+    from pipeline.models.unidepth import UniDepthV2Config, check_input_range, random_config
+    idx = {b: random_config(UniDepthV2Config(backbone=b))["model"]["pixel_encoder"]["output_idx"]
            for b in ("vits14", "vitb14", "vitl14")}
     assert idx == {"vits14": [3, 6, 9, 12], "vitb14": [3, 6, 9, 12], "vitl14": [6, 12, 18, 24]}
     assert check_input_range(420, 560) is None

@@ -7,18 +7,29 @@ null: a tiny random config of the same classes, fast enough to train on two CPU 
 from __future__ import annotations
 
 import math
-from typing import Any
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
 
 import torch
 from torch import Tensor, nn
 from transformers import DepthAnythingConfig, DepthAnythingForDepthEstimation, Dinov2Config
 from transformers.models.depth_anything.modeling_depth_anything import DepthAnythingDepthEstimationHead
 
-from pipeline.models import DepthModel
+from pipeline.models.base import DepthModel, ModelConfig
+from pipeline.models.registry import register
 
 TINY_DEFAULTS = {"hidden_size": 48, "num_layers": 4, "num_heads": 3,
                  "neck_hidden_sizes": [16, 32, 48, 64], "fusion_hidden_size": 32,
                  "head_hidden_size": 16}
+
+
+@dataclass
+class DepthAnythingV2Config(ModelConfig):
+    """`model_cfg.depth_anything_v2`: a metric head outputs sigmoid * max_depth."""
+    max_depth: int = 2               # m; a metric checkpoint keeps its own
+    tiny: dict[str, Any] = field(default_factory=lambda: dict(TINY_DEFAULTS))
+    REFUSED_KEYS: ClassVar[dict[str, str]] = {
+        "camera": "Depth-Anything takes no camera input (depth from the image alone)"}
 
 
 def tiny_config(tiny: dict, max_depth: int) -> DepthAnythingConfig:
@@ -63,8 +74,8 @@ def float32_head(net: DepthAnythingForDepthEstimation) -> None:
     net.head = new
 
 
+@register("depth_anything_v2", DepthAnythingV2Config)
 class DepthAnythingV2(DepthModel):
-    name = "depth_anything_v2"
 
     def __init__(self, net: DepthAnythingForDepthEstimation) -> None:
         super().__init__()
@@ -74,22 +85,22 @@ class DepthAnythingV2(DepthModel):
         self.net = net
 
     @classmethod
-    def from_cfg(cls, cfg: dict, seed: int = 0) -> "DepthAnythingV2":
-        max_depth = cfg.get("max_depth", 20)
-        if not isinstance(max_depth, int) or max_depth <= 0:
+    def from_cfg(cls, cfg: DepthAnythingV2Config, seed: int = 0) -> "DepthAnythingV2":
+        max_depth = cfg.max_depth
+        if max_depth <= 0:
             raise ValueError(f"model_cfg.depth_anything_v2.max_depth: positive int expected, got {max_depth!r}")
-        src = cfg.get("pretrained")
+        src = cfg.pretrained
         if src is None:
             torch.manual_seed(seed)
-            model = cls(DepthAnythingForDepthEstimation(tiny_config(cfg.get("tiny", {}), max_depth)))
-            model.reset_decoder(float(cfg.get("init_depth", 0.5)), seed)
+            model = cls(DepthAnythingForDepthEstimation(tiny_config(cfg.tiny, max_depth)))
+            model.reset_decoder(cfg.init_depth, seed)
             return model
         conf = DepthAnythingConfig.from_pretrained(str(src))
         if conf.depth_estimation_type == "metric":  # keep the scale its head was trained with
             return cls(DepthAnythingForDepthEstimation.from_pretrained(str(src)))
         conf.depth_estimation_type, conf.max_depth = "metric", max_depth
         model = cls(DepthAnythingForDepthEstimation.from_pretrained(str(src), config=conf))
-        model.reset_decoder(float(cfg.get("init_depth", 0.5)), seed)
+        model.reset_decoder(cfg.init_depth, seed)
         return model
 
     @classmethod

@@ -21,12 +21,14 @@ from __future__ import annotations
 import copy
 import math
 import warnings
-from typing import Any
+from dataclasses import dataclass, field
+from typing import Any, Literal
 
 import torch
 from torch import Tensor
 
-from pipeline.models import DepthModel
+from pipeline.models.base import DepthModel, ModelConfig
+from pipeline.models.registry import register
 
 CAMERA_MODES = ("predict", "given")
 # output_idx of the upstream v2 configs (configs/config_v2_<backbone>.json)
@@ -36,6 +38,17 @@ PIXELS_RANGE = (200_000, 600_000)
 ASPECT_RANGE = (0.5, 2.5)
 # decoder parts that feed only the confidence output (no loss here uses it)
 _CONFIDENCE_PARTS = ("confidence_mlp", "to_confidence_lr", "to_confidence_hr")
+TINY_DEFAULTS = {"hidden_dim": 64, "depths": [1, 1, 1], "out_dim": 16, "num_heads": 2, "expansion": 2}
+
+
+@dataclass
+class UniDepthV2Config(ModelConfig):
+    """`model_cfg.unidepth_v2` (the checkpoint, if any, keeps its own architecture)."""
+    backbone: Literal["vits14", "vitb14", "vitl14"] = "vits14"
+    camera: Literal["predict", "given"] = "predict"
+    size: tuple[int, int] = (420, 560)
+    zoom: Literal["depth", "intrinsics", "off"] = "intrinsics"
+    tiny: dict[str, Any] = field(default_factory=lambda: dict(TINY_DEFAULTS))
 
 
 def _require_unidepth():
@@ -83,8 +96,7 @@ def prompt_camera(K: Tensor):
     return BatchCamera(params, Kud, ["Pinhole"] * len(cams), cams)
 
 
-def check_camera_mode(cfg: dict) -> str:
-    mode = cfg.get("camera", "predict")
+def check_camera_mode(mode: str) -> str:
     if mode not in CAMERA_MODES:
         raise ValueError(f"model_cfg.unidepth_v2.camera: expected one of {CAMERA_MODES}, got {mode!r}")
     return mode
@@ -105,11 +117,10 @@ def _loss_cfg() -> dict:
     }
 
 
-def random_config(cfg: dict) -> dict:
+def random_config(cfg: UniDepthV2Config) -> dict:
     """A randomly initialised v2 config (the real encoder, a small decoder), nothing downloaded."""
-    t = {"hidden_dim": 64, "depths": [1, 1, 1], "out_dim": 16, "num_heads": 2, "expansion": 2,
-         **(cfg.get("tiny") or {})}
-    backbone = cfg.get("backbone", "vits14")
+    t = {**TINY_DEFAULTS, **cfg.tiny}
+    backbone = cfg.backbone
     if backbone not in OUTPUT_IDX:
         raise ValueError(f"model_cfg.unidepth_v2.backbone: expected one of {sorted(OUTPUT_IDX)}, "
                          f"got {backbone!r}")
@@ -153,28 +164,28 @@ def check_input_range(h: int, w: int) -> str | None:
             f"{ASPECT_RANGE[0]}-{ASPECT_RANGE[1]}); pretrained weights may degrade")
 
 
+@register("unidepth_v2", UniDepthV2Config)
 class UniDepthV2Model(DepthModel):
-    name = "unidepth_v2"
 
     def __init__(self, net: torch.nn.Module, config: dict, camera: str = "predict") -> None:
         super().__init__()
         self.net = net
         self._config = config
-        self.camera = check_camera_mode({"camera": camera})
+        self.camera = check_camera_mode(camera)
         self.predicts_K = self.camera == "predict"  # the training adds the intrinsics loss
         for p in self.unused_parameters():
             p.requires_grad = False
 
     @classmethod
-    def from_cfg(cls, cfg: dict, seed: int = 0) -> "UniDepthV2Model":
-        camera = check_camera_mode(cfg)
+    def from_cfg(cls, cfg: UniDepthV2Config, seed: int = 0) -> "UniDepthV2Model":
+        camera = check_camera_mode(cfg.camera)
         UniDepthV2 = _require_unidepth()
-        src = cfg.get("pretrained")
+        src = cfg.pretrained
         torch.manual_seed(seed)
         if src is None:
             config = random_config(cfg)
             net = UniDepthV2(copy.deepcopy(config))
-            set_initial_depth(net, float(cfg.get("init_depth", 0.5)))
+            set_initial_depth(net, cfg.init_depth)
             return cls(net, config, camera)
         net = UniDepthV2.from_pretrained(str(src))  # hub mixin: config.json + weights
         config = copy.deepcopy(getattr(net, "_hub_mixin_config", None) or {})

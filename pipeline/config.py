@@ -1,0 +1,310 @@
+"""One typed configuration, read from params.yaml.
+
+Every default is defined here, once; params.yaml states the values a run uses and DVC
+tracks them. Loading is strict: an unknown key, a missing section value of the wrong
+type or an out-of-range choice raises a ValueError that names the file and the key
+(`params.yaml: masks.min_height_mm: expected a number, got 'four'`), so a typo in
+`dvc exp run -S ...` fails at once instead of silently falling back to a default.
+
+The per-model blocks (`model_cfg.<name>`) are typed by the model's own config class from
+the model registry (`pipeline.models.registry`), checked when the model is looked up with
+`Params.model(name)`: a new model brings its own block without touching this file.
+"""
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal, Mapping
+
+import yaml
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+PARAMS_FILE = REPO_ROOT / "params.yaml"
+
+
+@dataclass
+class DataConfig:
+    source: Literal["synthetic", "nutrition5k"] = "synthetic"
+    root: str = "data/nutrition5k"
+    seed: int = 0
+    n_dishes: int = 320
+    width: int = 640
+    height: int = 480
+    noise: bool = True
+    families: dict[str, float] = field(default_factory=lambda: {
+        "table": 0.4, "platform": 0.15, "rails": 0.15, "deep_bowl": 0.15, "metal": 0.15})
+    workers: int = 2
+
+
+@dataclass
+class Nutrition5kConfig:
+    fx: float = 616.6
+    fy: float = 616.6
+    cx: float = 319.5
+    cy: float = 239.5
+    min_depth_m: float = 0.10
+    max_depth_m: float = 0.42
+    min_valid_fraction: float = 0.5
+    rig_plane_dishes: int = 64
+
+
+@dataclass
+class SplitConfig:
+    val_fraction: float = 0.15
+    test_fraction: float = 0.2
+
+
+@dataclass
+class MasksConfig:
+    method: Literal["gt", "geometry", "sam2"] = "geometry"
+    min_height_mm: float = 4.0
+    min_area_px: int = 150
+    sam2_checkpoint: str = "facebook/sam2.1-hiera-tiny"
+    sam2_config: str = "configs/sam2.1/sam2.1_hiera_t.yaml"
+
+
+@dataclass
+class SuspectConfig:
+    exclude: bool = True
+    density_g_ml: tuple[float, float] = (0.2, 3.0)
+    min_mask_px: int = 1500
+    max_border_fraction: float = 0.5
+    min_support_inliers: float = 0.1
+    max_tilt_deg: float = 60.0
+    max_rig_tilt_deg: float = 15.0
+    max_floor_guess_m: float = 0.002
+
+
+@dataclass
+class VolumeConfig:
+    method: Literal["heightmap", "columns"] = "heightmap"
+    ring_px: int = 20
+    cell_mm: float = 2.0
+
+
+@dataclass
+class EvalConfig:
+    split: Literal["train", "val", "test"] = "test"
+    size: tuple[int, int] | None = None
+    volume_bins: tuple[float, ...] = (100.0, 300.0, 600.0)
+    n_worst: int = 6
+    n_bootstrap: int = 2000
+    seed: int = 0
+
+
+@dataclass
+class LossConfig:
+    w_depth: float = 1.0
+    w_grad: float = 0.1
+    w_plane: float = 0.05
+    w_volume: float = 0.1
+    w_silog: float = 0.1
+    w_intrinsics: float = 0.1
+
+
+@dataclass
+class StageConfig:
+    epochs: int = 8
+    lr_decoder: float = 2.0e-3
+    lr_encoder: float = 0.0
+
+
+@dataclass
+class TrainConfig:
+    seed: int = 0
+    batch_size: int = 4
+    work_scale: float = 1.5
+    grad_clip: float = 1.0
+    weight_decay: float = 0.01
+    patience: int = 6
+    stage1: StageConfig = field(default_factory=lambda: StageConfig(8, 2.0e-3, 0.0))
+    stage2: StageConfig = field(default_factory=lambda: StageConfig(8, 5.0e-4, 5.0e-5))
+
+    def stage(self, n: int) -> StageConfig:
+        if n not in (1, 2):
+            raise ValueError(f"stage: expected 1 or 2, got {n!r}")
+        return self.stage1 if n == 1 else self.stage2
+
+
+@dataclass
+class AugmentConfig:
+    p_geometric: float = 0.8
+    scale: tuple[float, float] = (0.85, 1.2)
+    rotate_deg: float = 10.0
+    shift_frac: float = 0.1
+    brightness: float = 0.2
+    contrast: float = 0.2
+    saturation: float = 0.2
+    hue_deg: float = 5.0
+    p_blur: float = 0.2
+    blur_sigma: tuple[float, float] = (0.3, 1.2)
+    p_depth_noise: float = 0.5
+    depth_noise_rel: float = 0.003
+    p_holes: float = 0.3
+    max_holes: int = 4
+    p_mask: float = 0.5
+    mask_px: int = 5
+    zoom: Literal["depth", "intrinsics", "off"] = "depth"   # set from model_cfg.<model>.zoom
+
+
+@dataclass
+class TrainerConfig:
+    accelerator: str = "auto"
+    devices: int | str | list[int] = 1
+    num_nodes: int = 1
+    strategy: str = "auto"
+    precision: str | int = "auto"
+    deterministic: bool = False
+    num_workers: int = 0
+    threads: int = 1
+    portable_cpu: bool = True
+
+
+@dataclass
+class Params:
+    data: DataConfig = field(default_factory=DataConfig)
+    nutrition5k: Nutrition5kConfig = field(default_factory=Nutrition5kConfig)
+    split: SplitConfig = field(default_factory=SplitConfig)
+    masks: MasksConfig = field(default_factory=MasksConfig)
+    suspect: SuspectConfig = field(default_factory=SuspectConfig)
+    volume: VolumeConfig = field(default_factory=VolumeConfig)
+    eval: EvalConfig = field(default_factory=EvalConfig)
+    loss: LossConfig = field(default_factory=LossConfig)
+    models: list[str] = field(default_factory=lambda: ["depth_anything_v2"])
+    model_cfg: dict[str, dict] = field(default_factory=lambda: {"depth_anything_v2": {}})
+    train: TrainConfig = field(default_factory=TrainConfig)
+    augment: AugmentConfig | None = field(default_factory=AugmentConfig)  # null: no augmentation
+    trainer: TrainerConfig = field(default_factory=TrainerConfig)
+    source: str = field(default="params.yaml", init=False, compare=False, repr=False)
+
+    def model(self, name: str) -> Any:
+        """The typed config of model `name` (its registry config class), checked strictly."""
+        from pipeline.models.registry import model_config
+        raw = self.model_cfg.get(name)
+        if raw is None:
+            raise ValueError(f"{self.source}: model_cfg.{name}: missing (every model in `models` "
+                             "needs a model_cfg block)")
+        return model_config(name, raw, where=f"{self.source}: model_cfg.{name}")
+
+    def data_roots(self) -> list[Path]:
+        """Folders outside the repository that index paths may point into (the release)."""
+        return [REPO_ROOT / self.data.root] if self.data.source == "nutrition5k" else []
+
+    def to_dict(self) -> dict:
+        d = dataclasses.asdict(self)
+        d.pop("source")
+        return d
+
+
+def _key(where: str, key: object) -> str:
+    """`params.yaml:` + `masks` -> `params.yaml: masks`; `params.yaml: masks` + `x` -> `...masks.x`."""
+    return f"{where} {key}" if where.endswith(":") else f"{where}.{key}"
+
+
+def _convert(value: Any, tp: Any, where: str) -> Any:
+    """`value` checked against the annotation `tp` (the subset of typing used here)."""
+    origin, args = typing.get_origin(tp), typing.get_args(tp)
+    if dataclasses.is_dataclass(tp):
+        return build(tp, value, where)
+    if origin in (typing.Union, types.UnionType):
+        if value is None and type(None) in args:
+            return None
+        errors = []
+        for a in (a for a in args if a is not type(None)):
+            try:
+                return _convert(value, a, where)
+            except ValueError as e:
+                errors.append(str(e).rsplit(": ", 1)[-1])
+        raise ValueError(f"{where}: {' or '.join(errors)}")
+    if origin is Literal:
+        if value not in args:
+            raise ValueError(f"{where}: expected one of {list(args)}, got {value!r}")
+        return value
+    if origin in (tuple, list):
+        if not isinstance(value, (list, tuple)):
+            raise ValueError(f"{where}: expected a list, got {value!r}")
+        if origin is tuple and not (len(args) == 2 and args[1] is Ellipsis):
+            if len(value) != len(args):
+                raise ValueError(f"{where}: expected {len(args)} values, got {list(value)!r}")
+            return tuple(_convert(v, a, f"{where}[{i}]") for i, (v, a) in enumerate(zip(value, args)))
+        item = args[0] if args else Any
+        out = [_convert(v, item, f"{where}[{i}]") for i, v in enumerate(value)]
+        return tuple(out) if origin is tuple else out
+    if origin is dict:
+        if not isinstance(value, Mapping):
+            raise ValueError(f"{where}: expected a mapping, got {value!r}")
+        kt, vt = args or (str, Any)
+        return {_convert(k, kt, where): _convert(v, vt, _key(where, k)) for k, v in value.items()}
+    if tp is Any or tp is dict:
+        return value
+    if tp is bool:
+        if not isinstance(value, bool):
+            raise ValueError(f"{where}: expected true or false, got {value!r}")
+        return value
+    if tp is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ValueError(f"{where}: expected an integer, got {value!r}")
+        return value
+    if tp is float:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise ValueError(f"{where}: expected a number, got {value!r}")
+        return float(value)
+    if tp is str:
+        if not isinstance(value, str):
+            raise ValueError(f"{where}: expected a string, got {value!r}")
+        return value
+    raise TypeError(f"{where}: unsupported annotation {tp!r}")  # a bug in a config class
+
+
+def build(cls: type, raw: Any, where: str) -> Any:
+    """Instance of dataclass `cls` from a mapping: unknown keys and wrong types are errors
+    naming `where.key`; keys left out take the class's default."""
+    if isinstance(raw, cls):
+        return raw
+    if raw is None:
+        raw = {}
+    if not isinstance(raw, Mapping):
+        raise ValueError(f"{where}: expected a mapping, got {raw!r}")
+    hints = typing.get_type_hints(cls)
+    fields = {f.name: f for f in dataclasses.fields(cls) if f.init}
+    unknown = [k for k in raw if k not in fields]
+    if unknown:
+        close = difflib.get_close_matches(str(unknown[0]), list(fields), n=1)
+        hint = f" (did you mean {close[0]!r}?)" if close else f" (known: {', '.join(fields)})"
+        raise ValueError(f"{_key(where, unknown[0])}: unknown key{hint}")
+    kwargs = {k: _convert(v, hints[k], _key(where, k)) for k, v in raw.items()}
+    return cls(**kwargs)
+
+
+def params_from_dict(raw: Mapping, source: str = "params.yaml") -> Params:
+    """Typed Params from an already parsed params mapping."""
+    p = build(Params, raw, f"{source}:")
+    p.source = source
+    for i, name in enumerate(p.models):
+        if name not in p.model_cfg:
+            raise ValueError(f"{source}: models[{i}]: {name!r} has no model_cfg.{name} block")
+    return p
+
+
+def as_params(params: "Params | Mapping") -> Params:
+    """Accept typed Params or a raw mapping (tests, notebooks) and return typed Params."""
+    return params if isinstance(params, Params) else params_from_dict(params, "params")
+
+
+def load_params(path: str | Path | None = None) -> Params:
+    """Read and check params.yaml (the repository's by default)."""
+    path = Path(path) if path is not None else PARAMS_FILE
+    try:
+        with open(path) as f:
+            raw = yaml.safe_load(f)
+    except FileNotFoundError:
+        raise ValueError(f"{path}: params file not found") from None
+    except yaml.YAMLError as e:
+        raise ValueError(f"{path}: not valid YAML ({e})") from None
+    if not isinstance(raw, dict):
+        raise ValueError(f"{path}: expected a mapping at top level")
+    return params_from_dict(raw, path.name if path == PARAMS_FILE else str(path))

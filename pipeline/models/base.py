@@ -1,0 +1,79 @@
+"""The interface every depth model implements, so training, evaluation and prediction never
+branch on the architecture.
+
+Every wrapper takes un-normalised RGB in [0, 1] (it normalises itself) at a size that is a
+multiple of 14 and returns metric z-depth plus the intrinsics it used: the given K for
+Depth-Anything (which takes no camera input), for UniDepth its own prediction
+(`camera: predict`) or the given K it was prompted with (`camera: given`).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Literal
+
+import torch
+from torch import Tensor
+
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+
+
+class DepthModel(torch.nn.Module):
+    """Base of both wrappers: forward contract, encoder/decoder split, freezing, arch I/O."""
+
+    input_multiple: int = 14
+    name: str = ""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.register_buffer("_mean", torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1), persistent=False)
+        self.register_buffer("_std", torch.tensor(IMAGENET_STD).view(1, 3, 1, 1), persistent=False)
+
+    def normalise(self, images: Tensor) -> Tensor:
+        """[0,1] RGB -> ImageNet-standardised (both backbones are DINOv2)."""
+        return (images - self._mean.to(images.dtype)) / self._std.to(images.dtype)
+
+    def check_input(self, images: Tensor, K: Tensor | None) -> None:
+        if images.ndim != 4 or images.shape[1] != 3:
+            raise ValueError(f"images: expected Bx3xHxW, got {tuple(images.shape)}")
+        h, w = images.shape[-2:]
+        m = self.input_multiple
+        if h % m or w % m:
+            raise ValueError(f"images: H and W must be multiples of {m}, got {h}x{w}")
+        if K is not None and tuple(K.shape) != (images.shape[0], 3, 3):
+            raise ValueError(f"K: expected {images.shape[0]}x3x3, got {tuple(K.shape)}")
+
+    def forward(self, images: Tensor, K: Tensor | None) -> dict[str, Tensor]:  # pragma: no cover
+        raise NotImplementedError
+
+    def encoder_parameters(self) -> list:
+        raise NotImplementedError
+
+    def decoder_parameters(self) -> list:
+        raise NotImplementedError
+
+    def set_encoder_frozen(self, frozen: bool) -> None:
+        raise NotImplementedError
+
+    @classmethod
+    def from_cfg(cls, cfg: Any, seed: int = 0) -> "DepthModel":  # pragma: no cover
+        """Build from the model's typed config (a checkpoint, or a small random config)."""
+        raise NotImplementedError
+
+    @classmethod
+    def from_arch(cls, arch: dict) -> "DepthModel":  # pragma: no cover
+        """Rebuild the architecture `arch_config()` saved (weights are loaded separately)."""
+        raise NotImplementedError
+
+    def arch_config(self) -> dict[str, Any]:
+        """JSON-able description that rebuilds the same architecture offline (no hub)."""
+        raise NotImplementedError
+
+
+@dataclass
+class ModelConfig:
+    """What every `model_cfg.<name>` block has; a model's own config class adds to it."""
+    pretrained: str | None = None    # hub id or local path; null = small random config (offline)
+    size: tuple[int, int] = (126, 168)   # [H, W] training and inference input, multiples of 14
+    zoom: Literal["depth", "intrinsics", "off"] = "depth"   # how a zoom augmentation is labelled
+    init_depth: float = 0.5          # m, initial output of a fresh (random) head
