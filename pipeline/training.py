@@ -23,6 +23,7 @@ import torch
 from pytorch_lightning.callbacks import Checkpoint, EarlyStopping, ModelCheckpoint
 
 from pipeline.config import LossConfig, Params, TrainerConfig, as_params
+from pipeline.typed import build
 from pipeline.data import DishDataModule, check_size, train_augment
 from pipeline.inference import load_model, save_model
 from pipeline.io import REPO_ROOT, resolve, write_json, write_text
@@ -46,8 +47,9 @@ def config_hash(obj: Any) -> str:
     return hashlib.sha256(json.dumps(obj, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
-def trainer_kwargs(tr: TrainerConfig) -> dict:
+def trainer_kwargs(tr: TrainerConfig | Mapping) -> dict:
     """params `trainer` -> pl.Trainer kwargs. precision "auto": bf16-mixed on GPU, 32 on CPU."""
+    tr = build(TrainerConfig, tr, "trainer")
     accel = tr.accelerator
     gpu = torch.cuda.is_available() and accel in ("auto", "gpu", "cuda")
     precision = tr.precision

@@ -14,7 +14,7 @@ import pkgutil
 from dataclasses import dataclass
 from typing import Any, Callable, Mapping
 
-from pipeline.config import build
+from pipeline.typed import build
 
 _NOT_MODELS = {"base", "registry"}
 

@@ -1,0 +1,93 @@
+"""Strict dataclass-from-mapping: how params.yaml blocks become typed configs.
+
+Unknown keys and values of the wrong type are ValueErrors that name the key, e.g.
+`params.yaml: masks.min_heigt_mm: unknown key (did you mean 'min_height_mm'?)`; keys left
+out take the dataclass default (the one place a default is defined).
+"""
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import types
+import typing
+from typing import Any, Literal, Mapping
+
+
+def _key(where: str, key: object) -> str:
+    """`params.yaml:` + `masks` -> `params.yaml: masks`; `params.yaml: masks` + `x` -> `...masks.x`."""
+    return f"{where} {key}" if where.endswith(":") else f"{where}.{key}"
+
+
+def _convert(value: Any, tp: Any, where: str) -> Any:
+    """`value` checked against the annotation `tp` (the subset of typing used here)."""
+    origin, args = typing.get_origin(tp), typing.get_args(tp)
+    if dataclasses.is_dataclass(tp):
+        return build(tp, value, where)
+    if origin in (typing.Union, types.UnionType):
+        if value is None and type(None) in args:
+            return None
+        errors = []
+        for a in (a for a in args if a is not type(None)):
+            try:
+                return _convert(value, a, where)
+            except ValueError as e:
+                errors.append(str(e).rsplit(": ", 1)[-1])
+        raise ValueError(f"{where}: {' or '.join(errors)}")
+    if origin is Literal:
+        if value not in args:
+            raise ValueError(f"{where}: expected one of {list(args)}, got {value!r}")
+        return value
+    if origin in (tuple, list):
+        if not isinstance(value, (list, tuple)):
+            raise ValueError(f"{where}: expected a list, got {value!r}")
+        if origin is tuple and not (len(args) == 2 and args[1] is Ellipsis):
+            if len(value) != len(args):
+                raise ValueError(f"{where}: expected {len(args)} values, got {list(value)!r}")
+            return tuple(_convert(v, a, f"{where}[{i}]") for i, (v, a) in enumerate(zip(value, args)))
+        item = args[0] if args else Any
+        out = [_convert(v, item, f"{where}[{i}]") for i, v in enumerate(value)]
+        return tuple(out) if origin is tuple else out
+    if origin is dict:
+        if not isinstance(value, Mapping):
+            raise ValueError(f"{where}: expected a mapping, got {value!r}")
+        kt, vt = args or (str, Any)
+        return {_convert(k, kt, where): _convert(v, vt, _key(where, k)) for k, v in value.items()}
+    if tp is Any or tp is dict:
+        return value
+    if tp is bool:
+        if not isinstance(value, bool):
+            raise ValueError(f"{where}: expected true or false, got {value!r}")
+        return value
+    if tp is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ValueError(f"{where}: expected an integer, got {value!r}")
+        return value
+    if tp is float:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise ValueError(f"{where}: expected a number, got {value!r}")
+        return float(value)
+    if tp is str:
+        if not isinstance(value, str):
+            raise ValueError(f"{where}: expected a string, got {value!r}")
+        return value
+    raise TypeError(f"{where}: unsupported annotation {tp!r}")  # a bug in a config class
+
+
+def build(cls: type, raw: Any, where: str) -> Any:
+    """Instance of dataclass `cls` from a mapping: unknown keys and wrong types are errors
+    naming `where.key`; keys left out take the class's default."""
+    if isinstance(raw, cls):
+        return raw
+    if raw is None:
+        raw = {}
+    if not isinstance(raw, Mapping):
+        raise ValueError(f"{where}: expected a mapping, got {raw!r}")
+    hints = typing.get_type_hints(cls)
+    fields = {f.name: f for f in dataclasses.fields(cls) if f.init}
+    unknown = [k for k in raw if k not in fields]
+    if unknown:
+        close = difflib.get_close_matches(str(unknown[0]), list(fields), n=1)
+        hint = f" (did you mean {close[0]!r}?)" if close else f" (known: {', '.join(fields)})"
+        raise ValueError(f"{_key(where, unknown[0])}: unknown key{hint}")
+    kwargs = {k: _convert(v, hints[k], _key(where, k)) for k, v in raw.items()}
+    return cls(**kwargs)
