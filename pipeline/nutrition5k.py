@@ -27,6 +27,7 @@ import numpy as np
 import pandas as pd
 
 from pipeline import io
+from pipeline.config import Nutrition5kConfig
 from pipeline.parallel import map_dishes
 
 MANIFEST_COLUMNS = ["dish_id", "rgb_path", "depth_path", "gt_mask_path", "fx", "fy", "cx", "cy",
@@ -40,12 +41,11 @@ METADATA = {"cafe1": Path("metadata/dish_metadata_cafe1.csv"),
 SPLITS = {"train": Path("dish_ids/splits/depth_train_ids.txt"),
           "test": Path("dish_ids/splits/depth_test_ids.txt")}
 
-# Defaults mirrored in params.yaml `nutrition5k:` (see the comments there).
-DEFAULT_FX = DEFAULT_FY = 616.6
-DEFAULT_CX, DEFAULT_CY = 319.5, 239.5
-MIN_DEPTH_M = 0.10            # D435 minimum range; nearer readings are noise
-MAX_DEPTH_M = 0.42            # surround of the scale platform ~0.41 m (plate ~0.36 m); beyond: invalid
-MIN_VALID_FRACTION = 0.5      # of pixels with an in-range reading
+# The defaults of params.yaml `nutrition5k:` (pipeline.config, see the comments in params.yaml)
+_N5K = Nutrition5kConfig()
+DEFAULT_FX, DEFAULT_FY, DEFAULT_CX, DEFAULT_CY = _N5K.fx, _N5K.fy, _N5K.cx, _N5K.cy
+MIN_DEPTH_M, MAX_DEPTH_M = _N5K.min_depth_m, _N5K.max_depth_m
+MIN_VALID_FRACTION = _N5K.min_valid_fraction
 _DISH_FIELDS = 6
 _INGR_FIELDS = 7
 

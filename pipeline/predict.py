@@ -18,12 +18,13 @@ import cv2
 import numpy as np
 
 from pipeline import io
+from pipeline.config import PARAMS_FILE, MasksConfig, Nutrition5kConfig, VolumeConfig, load_params
 from pipeline.geometry import check_K
 
-# Default camera when none is given: the Nutrition5k D435 colour camera (f = 616.6 px at
-# 640 px width, ~55 deg horizontal field of view), scaled to the image width, principal point
-# at the image centre. Models fine-tuned on Nutrition5k-like data saw this camera.
-DEFAULT_F_AT_640 = 616.6
+# Default camera when none is given: the Nutrition5k D435 colour camera (params.yaml
+# nutrition5k.fx at 640 px width, ~55 deg horizontal field of view), scaled to the image width,
+# principal point at the image centre. Models fine-tuned on Nutrition5k-like data saw this camera.
+DEFAULT_F_AT_640 = Nutrition5kConfig().fx
 DEFAULT_WIDTH_PX = 518   # inference width when the model's cfg names no size (multiple of 14)
 
 _MODEL_CACHE: dict[str, object] = {}
@@ -182,15 +183,16 @@ def trust_warnings(pred: Prediction, weights: str | Path | None = None) -> list[
     return out
 
 
-def region_volumes(depth: np.ndarray, mask: np.ndarray, K: np.ndarray, method: str = "heightmap",
-                   ring_px: int = 20, cell_mm: float = 2.0, min_area_px: int = 1
-                   ) -> tuple[np.ndarray, list[float], np.ndarray, np.ndarray]:
+def region_volumes(depth: np.ndarray, mask: np.ndarray, K: np.ndarray, volume: VolumeConfig | None = None,
+                   min_area_px: int = 1) -> tuple[np.ndarray, list[float], np.ndarray, np.ndarray]:
     """(labels, volume per region, plane normal, plane offset).
 
     The support plane is fitted once, on the ring around the WHOLE food mask, and every region
     is integrated against it: a ring around one region would lie partly on its neighbours."""
     from pipeline.geometry import estimate_volume
 
+    v = volume or VolumeConfig()
+    method, ring_px, cell_mm = v.method, v.ring_px, v.cell_mm
     n, labels, stats, _ = cv2.connectedComponentsWithStats(mask.astype(np.uint8), connectivity=8)
     whole = estimate_volume(depth, mask, K, method=method, ring_px=ring_px, cell_mm=cell_mm)
     normal, offset = np.asarray(whole.plane_normal), float(whole.plane_d)
@@ -209,19 +211,19 @@ def region_volumes(depth: np.ndarray, mask: np.ndarray, K: np.ndarray, method: s
 
 def predict_volume(image: np.ndarray | str | Path, model_type: str, weights: str | Path,
                    K: np.ndarray | None = None, mask: np.ndarray | None = None,
-                   method: str = "heightmap", ring_px: int = 20, cell_mm: float = 2.0,
-                   min_height_mm: float = 4.0, min_area_px: int = 150) -> Prediction:
-    """Depth, mask (given or from geometry on the predicted depth), per-region and total volume."""
+                   volume: VolumeConfig | None = None, masks: MasksConfig | None = None) -> Prediction:
+    """Depth, mask (given or from geometry on the predicted depth), per-region and total volume.
+    `volume` / `masks`: params.yaml's settings (default: the config defaults)."""
     rgb = load_image(image)
     depth, K_used = predict_depth(rgb, model_type, weights, K)
     K_source = "given" if K is not None else ("predicted" if model_type == "unidepth_v2" else "default")
-    pred = measure(depth, K_used, mask, method, ring_px, cell_mm, min_height_mm, min_area_px, K_source)
+    pred = measure(depth, K_used, mask, volume, masks, K_source)
     pred.warnings = trust_warnings(pred, weights)
     return pred
 
 
-def measure(depth: np.ndarray, K: np.ndarray, mask: np.ndarray | None = None, method: str = "heightmap",
-            ring_px: int = 20, cell_mm: float = 2.0, min_height_mm: float = 4.0, min_area_px: int = 150,
+def measure(depth: np.ndarray, K: np.ndarray, mask: np.ndarray | None = None,
+            volume: VolumeConfig | None = None, masks: MasksConfig | None = None,
             K_source: str = "given") -> Prediction:
     """Mask (given, or from geometry on this depth) and per-region volumes of one depth map.
     The evaluation's end-to-end setting calls this too, so it scores what `predict` does."""
@@ -235,14 +237,15 @@ def measure(depth: np.ndarray, K: np.ndarray, mask: np.ndarray | None = None, me
                              f"{depth.shape[1]}x{depth.shape[0]}")
         mask_source = "given"
     else:
-        mask = geometry_mask(depth, K, min_height_mm, min_area_px)
+        m = masks or MasksConfig()
+        mask = geometry_mask(depth, K, m.min_height_mm, m.min_area_px)
         mask_source = "geometry"
     pred = Prediction(depth=depth, K=K, mask=mask, labels=np.zeros(depth.shape, np.int32),
                       height_mm=np.full(depth.shape, np.nan, np.float32), K_source=K_source,
                       mask_source=mask_source)
     if mask.any():
-        labels, vols, n, d = region_volumes(depth, mask, K, method, ring_px, cell_mm,
-                                            min_area_px=1 if mask_source == "given" else min_area_px)
+        labels, vols, n, d = region_volumes(
+            depth, mask, K, volume, min_area_px=1 if mask_source == "given" else (masks or MasksConfig()).min_area_px)
         pred.labels, pred.volumes_ml, pred.total_ml = labels, vols, float(np.nansum(vols))
         pred.height_mm = (1000.0 * height_above_plane(depth, K, n, d)).astype(np.float32)
         pred.plane_normal = np.asarray(n)
@@ -339,17 +342,11 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _settings(params_path: str | None) -> dict:
-    """Volume and mask settings from params.yaml (falls back to the defaults if absent)."""
-    try:
-        p = io.load_params(params_path)
-    except ValueError:
-        if params_path:
-            raise
+    """Volume and mask settings from params.yaml (the config defaults when there is none)."""
+    if params_path is None and not PARAMS_FILE.is_file():
         return {}
-    v, m = p.get("volume") or {}, p.get("masks") or {}
-    out = {"method": v.get("method"), "ring_px": v.get("ring_px"), "cell_mm": v.get("cell_mm"),
-           "min_height_mm": m.get("min_height_mm"), "min_area_px": m.get("min_area_px")}
-    return {k: x for k, x in out.items() if x is not None}
+    p = load_params(params_path)
+    return {"volume": p.volume, "masks": p.masks}
 
 
 if __name__ == "__main__":

@@ -14,13 +14,13 @@ from dataclasses import dataclass, field
 import cv2
 import numpy as np
 
+from pipeline.io import DEPTH_SCALE_M
 from pipeline.shapes import (Box, Camera, Cone, Cylinder, Ellipsoid, Frustum, HeightField,
                              Plane, Ring, Shape, SphereCap, intersect_culled, render_full)
 
 FOOD_MARGIN_M = 0.028   # food footprint to rim/wall/plate edge: a flat ring for plane fitting
 ITEM_GAP_M = 0.006      # between food footprints (items must not overlap)
 MAX_FOOD_H_M = 0.09
-DEPTH_UNIT_M = 1e-4     # PNG unit (SPEC.md)
 VOLUME_BINS_ML = (30.0, 100.0, 300.0, 600.0, 1300.0)  # target drawn bin-uniformly
 PACK_FACTOR = (1.0, 0.48, 0.44, 0.40)  # ~largest radius of n equal circles packed in one
 FOOD_KINDS = ["mound", "cap", "slice", "cylinder", "cone", "pile", "noisy_mound"]
@@ -269,8 +269,8 @@ def _sensor_noise(rng: np.random.Generator, depth: np.ndarray) -> np.ndarray:
         cv2.ellipse(blobs, c, ax, float(rng.uniform(0, 180)), 0, 360, 1, -1)
     holes |= blobs > 0
     holes |= rng.random((H, W), dtype=np.float32) < 0.002
-    out = np.round(noisy / DEPTH_UNIT_M) * DEPTH_UNIT_M
-    out[holes | ~(z > 0) | (out <= 0) | (out > 65535 * DEPTH_UNIT_M)] = 0.0
+    out = np.round(noisy / DEPTH_SCALE_M) * DEPTH_SCALE_M
+    out[holes | ~(z > 0) | (out <= 0) | (out > 65535 * DEPTH_SCALE_M)] = 0.0
     return out.astype(np.float32)
 
 

@@ -5,23 +5,21 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from pipeline import io  # noqa: E402
+from pipeline.config import load_params  # noqa: E402
 from pipeline.ingest import ingest_nutrition5k, ingest_synthetic  # noqa: E402
 
 TIMING_KEYS = ("seconds", "dishes_per_s", "ms_per_dish")
 
 
 def main() -> None:
-    p = io.load_params()
-    d = p["data"]
+    p = load_params()
+    d = p.data
     out = io.REPO_ROOT / "data/raw"
-    if d["source"] == "synthetic":
-        _, report = ingest_synthetic(out, d["seed"], d["n_dishes"], d["width"], d["height"],
-                                     d["noise"], d["workers"], d.get("families"))
-    elif d["source"] == "nutrition5k":
-        n5k = p["nutrition5k"]
-        _, report = ingest_nutrition5k(out, io.REPO_ROOT / d["root"], n5k, d["workers"])
-    else:
-        raise SystemExit(f"params.yaml: data.source must be synthetic or nutrition5k, got {d['source']!r}")
+    if d.source == "synthetic":
+        _, report = ingest_synthetic(out, d.seed, d.n_dishes, d.width, d.height, d.noise, d.workers,
+                                     d.families)
+    else:  # nutrition5k (the config allows nothing else)
+        _, report = ingest_nutrition5k(out, io.REPO_ROOT / d.root, p.nutrition5k, d.workers)
     timing = {k: report.pop(k) for k in TIMING_KEYS if k in report}  # printed, not a metric:
     io.write_json(io.REPO_ROOT / "metrics/ingest.json", report)     # a fresh clone repeats its hash
     print({k: v for k, v in {**report, **timing}.items() if not isinstance(v, (list, dict))})

@@ -5,15 +5,15 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from pipeline import io  # noqa: E402
+from pipeline.config import load_params  # noqa: E402
 from pipeline.ingest import read_manifest  # noqa: E402
 from pipeline.split import assign_splits  # noqa: E402
 
 
 def main() -> None:
-    p = io.load_params()
+    p = load_params()
     df = read_manifest(io.REPO_ROOT / "data/raw")
-    df.insert(1, "split", assign_splits(df, p["split"]["val_fraction"], p["split"]["test_fraction"],
-                                        p["data"]["seed"]))
+    df.insert(1, "split", assign_splits(df, p.split.val_fraction, p.split.test_fraction, p.data.seed))
     io.write_csv(io.REPO_ROOT / "data/interim/split.csv", df)
     print(df["split"].value_counts().to_dict())
 
