@@ -107,3 +107,24 @@ def test_rgb_rule_on_real_dishes() -> None:
     assert rows["dish_1559845399"]["iou"] >= 0.8, rows
     assert rows["dish_1568056217"]["iou"] >= 0.3, rows
     assert all(r["mask_source"] == RGB_RULE for r in rows.values())
+
+
+def test_sam2_prompted_by_the_rgb_rule_stays_in_its_boxes() -> None:
+    """The sam2_rgb path with a real (randomly initialised, small-input) SAM 2: named as such,
+    and its mask lies inside the boxes of the rule's regions."""
+    pytest.importorskip("sam2")
+    from pipeline.rgb_masks import SAM2_RGB, depth_free_mask
+    from pipeline.sam2_masks import load_sam2_predictor, regions_to_boxes
+    from pipeline.synthetic import generate_dish
+
+    rgb = generate_dish(7, 1, width=320, height=240, family="deep_bowl").rgb
+    rule = rgb_rule_mask(rgb, 40)
+    boxes = regions_to_boxes(rule, 40)
+    assert rule.any() and len(boxes) >= 1
+    predictor = load_sam2_predictor(None, "configs/sam2.1/sam2.1_hiera_t.yaml", image_size=256)
+    mask, source = depth_free_mask(rgb, 40, predictor)
+    assert source == SAM2_RGB
+    inside = np.zeros_like(mask)
+    for x0, y0, x1, y1 in boxes.astype(int):
+        inside[y0:y1 + 1, x0:x1 + 1] = True
+    assert not (mask & ~inside).any()
