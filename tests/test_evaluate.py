@@ -150,7 +150,8 @@ def test_tiny_random_model_end_to_end(tiny_index, tmp_path):
     assert e2e["n_dishes"] == 3
     for k in SPEC_KEYS:
         assert k in js and k in e2e
-    # no depth-free masks (Nutrition5k today): the given setting says so instead of using depth masks
+    # no depth-free masks (an index without given_mask_path or gt_mask_path): the given setting says
+    # so instead of using depth masks
     na = evaluate_model("n5k", predict, dishes.drop(columns="gt_mask_path"), VCFG, ecfg, tmp_path / "metrics",
                         tmp_path / "plots", [root])
     assert na["n_dishes"] == 0 and na["mask_source"].startswith("unavailable")
