@@ -7,8 +7,8 @@ the metrics (`mask_source`):
 - `given`: masks that exist without the depth sensor, from the masks stage's `given_mask_path`
   and named by its `given_mask_source`: the synthetic ground-truth masks (`gt_mask`), and on
   Nutrition5k masks read from the RGB image alone (`rgb_rule`, or `sam2_rgb` with a local SAM 2
-  checkpoint; pipeline.rgb_masks). An index without that column falls back to `gt_mask_path`. Volume = `geometry.estimate_volume` on the predicted
-  depth over that mask, as the labels do.
+  checkpoint; pipeline.rgb_masks). An index without that column falls back to `gt_mask_path`.
+  Volume = `geometry.estimate_volume` on the predicted depth over that mask, as the labels do.
 - `end_to_end`: the mask is cut from the model's OWN predicted depth by `pipeline.predict.measure`,
   the code `python -m pipeline.predict` runs on a new photo, and its total volume is scored.
 
