@@ -5,7 +5,9 @@ RGB image. The rule: on the rig's fixed overhead camera the dish sits near the i
 containers and the rig (white/grey plates, steel bowls, grey platform and rails) are nearly
 colourless, while food mostly is not. Strongly coloured pixels away from the frame seed the
 food, colourless ones and the frame band sample the container, and `colour_like` (the rig
-masks' Lab-histogram vote) decides the rest; food regions are grown from the seeds.
+masks' Lab-histogram vote) decides the rest; food regions are grown from the seeds, and regions
+reaching the frame band (rig, surround, a coloured plate filling the view) are dropped.
+Known misses: colourless food (rice, pale chicken on steel) and food on a coloured plate.
 
 With a local SAM 2 checkpoint the rule's regions become box prompts (`sam2_box_mask`): SAM 2
 gives the edges, the rule says where. Each mask is named by its source (`MASK_SOURCES`).
@@ -53,7 +55,7 @@ def rgb_rule_mask(rgb: np.ndarray, min_area_px: int = 150) -> np.ndarray:
     container = (c < CONTAINER_CHROMA) | frame
     like = colour_like(rgb, seeds, container) & ~(c < CONTAINER_CHROMA)
     food = hysteresis(seeds & like, like)
-    return clean_mask(_drop_touching(food, frame & ~seeds), min_area_px)
+    return clean_mask(_drop_touching(food, frame), min_area_px)  # the rig and surround reach the frame
 
 
 def sam2_checkpoint_file(checkpoint: str | None) -> Path | None:
