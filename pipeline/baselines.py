@@ -3,7 +3,7 @@
 They answer "did depth help?": a model worth its compute must beat both.
 
 - `baseline_mean`: every dish gets the training-set mean volume.
-- `baseline_area_height`: food area from the given (depth-free, ground-truth) mask alone
+- `baseline_area_height`: food area from the given (depth-free) mask alone
   times the mean training food height. Measured depth is hidden at test time, so the mask's
   pixel count is turned into m²
   with the true K and one training-set constant distance:
@@ -13,8 +13,9 @@ They answer "did depth help?": a model worth its compute must beat both.
   volume / area_m2, the latter with that dish's own median food depth (the mean height of
   an equivalent flat-topped column). The fit uses measured depth of training dishes only.
   Training volumes are the labels `volume_ml` (what the models train on). Fit and test use
-  the same masks (`gt_mask_path`), never masks cut from the measured depth: without such
-  masks (Nutrition5k today) this baseline is not evaluated.
+  the same given masks as the models' given setting (`pipeline.evaluate.given_masks`: ground
+  truth on synthetic, RGB-only on Nutrition5k), never masks cut from the measured depth; without
+  them this baseline is not evaluated.
 """
 from __future__ import annotations
 
@@ -26,7 +27,7 @@ import numpy as np
 import pandas as pd
 from tqdm import tqdm
 
-from pipeline.evaluate import GIVEN_MASK_COLUMN
+from pipeline.evaluate import given_mask_source, given_masks
 from pipeline.io import read_dish_depth, read_mask, resolve
 
 
@@ -48,7 +49,7 @@ def _train_volumes(train: pd.DataFrame) -> np.ndarray:
 def mask_pixels(df: pd.DataFrame, allowed_roots: Sequence[Path] = (), desc: str = "mask area") -> np.ndarray:
     """Food pixel count of every row's given mask."""
     out = np.empty(len(df), dtype=np.float64)
-    for i, p in enumerate(tqdm(df[GIVEN_MASK_COLUMN].tolist(), desc=desc, unit="dish", leave=False)):
+    for i, p in enumerate(tqdm(given_masks(df)[0].tolist(), desc=desc, unit="dish", leave=False)):
         out[i] = float(read_mask(resolve(p, list(allowed_roots))).sum())
     return out
 
@@ -73,6 +74,7 @@ class MeanVolumeBaseline:
 class AreaHeightBaseline:
     z_ref_m: float
     mean_height_m: float
+    mask_source: str = "gt_mask"
 
     @staticmethod
     def area_m2(n_px: np.ndarray, fx: np.ndarray, fy: np.ndarray, z_m: np.ndarray | float) -> np.ndarray:
@@ -83,8 +85,10 @@ class AreaHeightBaseline:
     def fit(cls, train: pd.DataFrame, allowed_roots: Sequence[Path] = ()) -> "AreaHeightBaseline":
         vols = _train_volumes(train)
         z_med, n_px = [], []
-        for _, row in tqdm(train.iterrows(), total=len(train), desc="fit area x height", unit="dish"):
-            mask = read_mask(resolve(row[GIVEN_MASK_COLUMN], list(allowed_roots)))
+        paths = given_masks(train)[0]
+        for (_, row), path in tqdm(zip(train.iterrows(), paths), total=len(train), desc="fit area x height",
+                                   unit="dish"):
+            mask = read_mask(resolve(path, list(allowed_roots)))
             depth = read_dish_depth(row, list(allowed_roots), shape=mask.shape)
             d = depth[mask & (depth > 0)]
             z_med.append(float(np.median(d)) if d.size else np.nan)
@@ -95,7 +99,8 @@ class AreaHeightBaseline:
         if not ok.any():
             raise ValueError("index: no training dish with a non-empty mask, valid depth and a label")
         heights = vols[ok] * 1e-6 / area[ok]
-        return cls(z_ref_m=float(np.mean(z[ok])), mean_height_m=float(np.mean(heights)))
+        return cls(z_ref_m=float(np.mean(z[ok])), mean_height_m=float(np.mean(heights)),
+                   mask_source=given_mask_source(train) or "none")
 
     def predict(self, df: pd.DataFrame, allowed_roots: Sequence[Path] = ()) -> np.ndarray:
         n_px = mask_pixels(df, allowed_roots)
@@ -104,7 +109,7 @@ class AreaHeightBaseline:
 
     def describe(self) -> dict:
         return {"fit_z_ref_m": round(self.z_ref_m, 5), "fit_mean_height_mm": round(self.mean_height_m * 1e3, 3),
-                "mask_source": "gt_mask"}
+                "mask_source": self.mask_source}
 
 
 def fit_baselines(train: pd.DataFrame, allowed_roots: Sequence[Path] = (),

@@ -4,9 +4,11 @@ The prediction side never reads the measured depth: the model sees only the RGB 
 the true K of each test dish, and the food mask comes from one of two sources, each named in
 the metrics (`mask_source`):
 
-- `given`: masks that exist without the depth sensor, i.e. the synthetic ground-truth masks
-  (`gt_mask_path`, written by ingest). Volume = `geometry.estimate_volume` on the predicted
-  depth over that mask, as the labels do.
+- `given`: masks that exist without the depth sensor, from the masks stage's `given_mask_path`
+  and named by its `given_mask_source`: the synthetic ground-truth masks (`gt_mask`), and on
+  Nutrition5k masks read from the RGB image alone (`rgb_rule`, or `sam2_rgb` with a local SAM 2
+  checkpoint; pipeline.rgb_masks). An index without that column falls back to `gt_mask_path`.
+  Volume = `geometry.estimate_volume` on the predicted depth over that mask, as the labels do.
 - `end_to_end`: the mask is cut from the model's OWN predicted depth by `pipeline.predict.measure`,
   the code `python -m pipeline.predict` runs on a new photo, and its total volume is scored.
 
@@ -50,10 +52,12 @@ DEPTH_COLUMNS = ["depth_abs_rel", "depth_rmse_m", "depth_delta1", "depth_ring_ab
                  "depth_ring_rmse_m", "depth_ring_delta1", "height_mae_mm", "height_bias_mm"]
 # The two settings -> suffix of their metrics/eval/<name><suffix>.json.
 GIVEN, END_TO_END = "given", "end_to_end"
-GIVEN_MASK_COLUMN = "gt_mask_path"   # the depth-free masks of the given setting (synthetic dishes)
+GIVEN_MASK_COLUMN = "given_mask_path"      # masks stage: the depth-free mask of the given setting
+GIVEN_SOURCE_COLUMN = "given_mask_source"  # ... and where it came from (gt_mask, rgb_rule, sam2_rgb)
+GT_MASK_COLUMN = "gt_mask_path"            # synthetic ground truth (ingest): the fallback
 SETTINGS: dict[str, str] = {GIVEN: "", END_TO_END: "_e2e"}
 STAGE0_SUFFIX = "_stage0"   # metrics/eval/<model>_stage0*: the model before fine-tuning
-NO_GIVEN_MASKS = "no depth-free masks for these dishes (only synthetic dishes have ground-truth masks)"
+NO_GIVEN_MASKS = "no depth-free masks for these dishes (run the masks stage: given_mask_path)"
 BIN_KEYS = ("n", "volume_mae_ml", "volume_mape", "volume_median_ape", "volume_bias_pct", "within_20pct")
 
 
@@ -103,16 +107,29 @@ def select_split(df: pd.DataFrame, split: str = "test") -> pd.DataFrame:
     return sub.reset_index(drop=True)
 
 
-def given_mask_source(dishes: pd.DataFrame) -> str | None:
-    """Name of the depth-free mask every dish has for the `given` setting, or None.
-
-    Only ground-truth masks qualify today (synthetic dishes). The masks stage's geometry and
-    SAM 2 masks are cut or prompted from the measured depth, so they are never used here."""
-    if GIVEN_MASK_COLUMN in dishes.columns and len(dishes):
+def given_masks(dishes: pd.DataFrame) -> tuple[pd.Series, pd.Series]:
+    """(path, source) of every row's depth-free mask for the `given` setting ('' where none):
+    the masks stage's `given_mask_path`/`given_mask_source`, else the ground truth `gt_mask_path`."""
+    empty = pd.Series("", index=dishes.index, dtype=object)
+    if GIVEN_MASK_COLUMN in dishes.columns:
         paths = dishes[GIVEN_MASK_COLUMN].fillna("").astype(str)
-        if (paths.str.len() > 0).all():
-            return "gt_mask"
-    return None
+        sources = (dishes[GIVEN_SOURCE_COLUMN].fillna("").astype(str)
+                   if GIVEN_SOURCE_COLUMN in dishes.columns else empty)
+        return paths, sources.where(paths.str.len() > 0, "")
+    if GT_MASK_COLUMN in dishes.columns:
+        paths = dishes[GT_MASK_COLUMN].fillna("").astype(str)
+        return paths, pd.Series(np.where(paths.str.len() > 0, "gt_mask", ""), index=dishes.index)
+    return empty, empty
+
+
+def given_mask_source(dishes: pd.DataFrame) -> str | None:
+    """Name of the depth-free masks every dish has for the `given` setting ('+'-joined when
+    they differ between dishes), or None when a dish has none. The masks stage's geometry and
+    SAM 2 masks (`mask_path`) are cut or prompted from the measured depth: never used here."""
+    paths, sources = given_masks(dishes)
+    if not len(dishes) or (paths.str.len() == 0).any():
+        return None
+    return "+".join(sorted(set(sources.replace("", "unnamed")))) or None
 
 
 def load_inputs(row: pd.Series, allowed_roots: Sequence[Path] = ()) -> tuple[np.ndarray, np.ndarray]:
@@ -121,10 +138,10 @@ def load_inputs(row: pd.Series, allowed_roots: Sequence[Path] = ()) -> tuple[np.
 
 
 def load_given_mask(row: pd.Series, shape: tuple[int, int], allowed_roots: Sequence[Path] = ()) -> np.ndarray:
-    """The dish's depth-free mask (`gt_mask_path`); ValueError naming the dish if it has none."""
-    path = row.get(GIVEN_MASK_COLUMN)
-    if not isinstance(path, str) or not path:
-        raise ValueError(f"{row['dish_id']}: no depth-free mask (gt_mask_path) for the given-mask setting")
+    """The dish's depth-free mask (`given_masks`); ValueError naming the dish if it has none."""
+    path = given_masks(row.to_frame().T)[0].iloc[0]
+    if not path:
+        raise ValueError(f"{row['dish_id']}: no depth-free mask ({GIVEN_MASK_COLUMN}) for the given-mask setting")
     return read_mask(resolve(path, list(allowed_roots)), shape=shape)
 
 

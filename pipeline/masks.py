@@ -209,11 +209,35 @@ def _bowl_depth(support: Support) -> float:
     return float(max(support.heights) - min(support.heights)) if support.heights else 0.0
 
 
-def _mask_one(job: tuple[dict, str, dict, str], predictor: object = None) -> dict:
-    """Make, write and score one dish's mask (runs in a worker process for geometry)."""
+def _given_one(row: dict, cfg: dict, out_dir: str, predictor: object = None) -> dict:
+    """The dish's depth-free mask for the given evaluation setting: its ground truth where it has
+    one (synthetic), else one read from the RGB image alone (pipeline.rgb_masks), written to
+    `<out_dir>/given/<dish_id>.png`. Never reads the depth."""
+    gt = row.get("gt_mask_path")
+    if isinstance(gt, str) and gt:
+        return {"given_mask_path": gt, "given_mask_source": "gt_mask", "given_mask_status": "ok"}
+    from pipeline.rgb_masks import depth_free_mask
+    try:
+        rgb = io.read_rgb(io.resolve(row["rgb_path"], cfg["roots"]))
+        mask, source = depth_free_mask(rgb, int(cfg.get("min_area_px", 150)), predictor)
+        io.write_mask(Path(out_dir) / GIVEN_DIR / f"{row['dish_id']}.png", mask)
+    except ValueError as e:
+        return {"given_mask_path": "", "given_mask_source": "", "given_mask_status": f"error: {e}"}
+    return {"given_mask_path": f"{GIVEN_DIR}/{row['dish_id']}.png", "given_mask_source": source,
+            "given_mask_status": "ok" if mask.any() else "empty"}
+
+
+GIVEN_DIR = "given"   # <masks dir>/given/: the depth-free masks of dishes without a ground truth
+
+
+def _mask_one(job: tuple[dict, str, dict, str], predictor: object = None,
+              given_predictor: object = None) -> dict:
+    """Make, write and score one dish's mask and its depth-free given mask (runs in a worker
+    process for geometry)."""
     row, method, cfg, out_dir = job
     out = {"dish_id": row["dish_id"], "mask_path": "", "mask_status": "ok", "mask_px": 0,
-           "mask_iou_gt": np.nan, "support": "plane", "support_json": "", "suspect": ""}
+           "mask_iou_gt": np.nan, "support": "plane", "support_json": "", "suspect": "",
+           **_given_one(row, cfg, out_dir, given_predictor)}
     try:
         support = Support("plane")
         if method == "gt":
@@ -251,30 +275,43 @@ def make_masks(df: pd.DataFrame, out_dir: Path, method: str, cfg: dict,
     """Write `<out_dir>/<dish_id>.png` for every dish; return the per-dish table and a report.
 
     A dish whose mask fails (unreadable depth, no table) is kept in the table with its reason
-    and counted; it never stops the stage.
+    and counted; it never stops the stage. Every dish also gets a depth-free mask for the given
+    evaluation setting (`given_mask_path`, `given_mask_source`, `given_mask_status`): its ground
+    truth, or on Nutrition5k one read from the RGB only (SAM 2 when `cfg["sam2_checkpoint"]` is
+    a local file, else the colour rule), failures counted the same way.
     """
     if method not in ("gt", "geometry", "sam2"):
         raise ValueError(f"masks.method must be gt, geometry or sam2, got {method!r}")
     out_dir = Path(out_dir)
     records = df.to_dict("records")
+    from pipeline.rgb_masks import sam2_checkpoint_file
+    local_sam2 = sam2_checkpoint_file(cfg.get("sam2_checkpoint"))
+    needs_given = any(not (isinstance(r.get("gt_mask_path"), str) and r["gt_mask_path"]) for r in records)
     with io.atomic_dir(out_dir) as tmp:
         jobs = [(r, method, cfg, str(tmp)) for r in records]
-        if method == "sam2":  # one model in one process
+        if method == "sam2" or (local_sam2 is not None and needs_given):  # one model in one process
             from pipeline.sam2_masks import load_sam2_predictor
             predictor = load_sam2_predictor(cfg["sam2_checkpoint"], cfg["sam2_config"])
-            rows = map_dishes(partial(_mask_one, predictor=predictor), jobs, 1, "masks (sam2)")
+            one = partial(_mask_one, predictor=predictor,
+                          given_predictor=predictor if local_sam2 is not None else None)
+            rows = map_dishes(one, jobs, 1, f"masks ({method})")
         else:
             rows = map_dishes(_mask_one, jobs, workers, f"masks ({method})")
         table = pd.DataFrame(rows)
         ok = table["mask_status"] == "ok"
         table["mask_path"] = [io.rel_to_repo(out_dir / f"{d}.png") if k else ""
                               for d, k in zip(table["dish_id"], ok)]
+        own = table["given_mask_path"].str.startswith(f"{GIVEN_DIR}/")
+        table.loc[own, "given_mask_path"] = [io.rel_to_repo(out_dir / p) for p in table.loc[own, "given_mask_path"]]
         io.write_csv(tmp / "masks.csv", table)
     ious = table["mask_iou_gt"].dropna()
     report = {"method": method, "n_dishes": len(table), "n_ok": int(ok.sum()),
               "n_empty": int((table["mask_status"] == "empty").sum()),
               "n_failed": int(table["mask_status"].str.startswith("error").sum()),
               **suspect.count(table["suspect"]),
+              "given_mask_source": table["given_mask_source"].replace("", "none").value_counts().to_dict(),
+              "n_given_empty": int((table["given_mask_status"] == "empty").sum()),
+              "n_given_failed": int(table["given_mask_status"].str.startswith("error").sum()),
               "support": {k: int((table["support"] == k).sum()) for k in KINDS}}
     if len(ious):
         report.update({"iou_mean": round(float(ious.mean()), 4),

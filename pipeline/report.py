@@ -128,8 +128,9 @@ def render_report(results: dict[str, dict], kinds: dict[str, str], report_path: 
     out = ["# Food volume: evaluation report", ""]
     out.append("Held-out **test** split. The models see only the RGB image and the true K; the measured "
                "depth is read only to score. Two settings, named by `mask_source`: **given masks** "
-               "(`gt_mask`: the synthetic ground-truth masks; the masks stage's own masks are cut from the "
-               "measured depth and are never used for predictions) and **end to end** (`predicted_depth`: "
+               "(`gt_mask`: the synthetic ground-truth masks; on Nutrition5k masks read from the RGB image "
+               "alone: `rgb_rule`, a colour rule, or `sam2_rgb`, SAM 2 prompted by that rule's boxes; the "
+               "masks stage's own masks are cut from the measured depth and are never used for predictions) and **end to end** (`predicted_depth`: "
                "the mask is cut from the model's own predicted depth by the code `python -m pipeline.predict` "
                "runs). Every model's depth goes through the same geometry with the same true K. Reference "
                "volume: `volume_ml_true` (analytic truth) for synthetic dishes, else the label `volume_ml` "

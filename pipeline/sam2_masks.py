@@ -114,24 +114,28 @@ def box_prompts(depth: np.ndarray, K: np.ndarray, min_height_mm: float, min_area
 def sam2_food_mask(predictor, rgb: np.ndarray, depth: np.ndarray, K: np.ndarray,
                    min_height_mm: float, min_area_px: int,
                    prompt_mask: np.ndarray | None = None) -> np.ndarray:
-    """HxW bool food mask: union of SAM 2's single-mask answers to the depth boxes.
-
-    Each answer is clipped to its box (a box prompt means 'the object in here'), then the
-    union is cleaned like a geometry mask. No box -> empty mask (the caller counts it).
+    """HxW bool food mask: SAM 2's answers to the depth boxes (`sam2_box_mask`).
+    No box -> empty mask (the caller counts it).
     `prompt_mask`: the offline mask to draw boxes from (default: food_mask without a rig)."""
     rgb = np.asarray(rgb)
     if rgb.ndim != 3 or rgb.shape[2] != 3 or rgb.dtype != np.uint8:
         raise ValueError(f"rgb: expected HxWx3 uint8, got {rgb.shape} {rgb.dtype}")
     if rgb.shape[:2] != np.shape(depth):
         raise ValueError(f"rgb {rgb.shape[:2]} and depth {np.shape(depth)} differ in size")
-    from pipeline.masks import clean_mask
-
     boxes = (box_prompts(depth, K, min_height_mm, min_area_px) if prompt_mask is None
              else regions_to_boxes(prompt_mask, min_area_px))
+    return sam2_box_mask(predictor, rgb, boxes, min_area_px)
+
+
+def sam2_box_mask(predictor, rgb: np.ndarray, boxes: np.ndarray, min_area_px: int) -> np.ndarray:
+    """Union of SAM 2's single-mask answers to xyxy `boxes`, each clipped to its box (a box
+    prompt means 'the object in here'), cleaned like the other masks. No box -> empty."""
     out = np.zeros(rgb.shape[:2], dtype=bool)
     if len(boxes) == 0:
         return out
     import torch
+
+    from pipeline.masks import clean_mask
     with torch.inference_mode():
         predictor.set_image(rgb)
         masks, _, _ = predictor.predict(box=boxes, multimask_output=False)

@@ -1,4 +1,6 @@
-"""DVC stage `masks`: one food mask per dish in data/masks/ and metrics/masks.json."""
+"""DVC stage `masks`: one food mask per dish in data/masks/ (labels, training), a depth-free
+given mask per dish for the evaluation (ground truth, or RGB-only in data/masks/given/), and
+metrics/masks.json."""
 import sys
 from pathlib import Path
 

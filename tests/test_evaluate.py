@@ -150,7 +150,8 @@ def test_tiny_random_model_end_to_end(tiny_index, tmp_path):
     assert e2e["n_dishes"] == 3
     for k in SPEC_KEYS:
         assert k in js and k in e2e
-    # no depth-free masks (Nutrition5k today): the given setting says so instead of using depth masks
+    # no depth-free masks (an index without given_mask_path or gt_mask_path): the given setting says
+    # so instead of using depth masks
     na = evaluate_model("n5k", predict, dishes.drop(columns="gt_mask_path"), VCFG, ecfg, tmp_path / "metrics",
                         tmp_path / "plots", [root])
     assert na["n_dishes"] == 0 and na["mask_source"].startswith("unavailable")
@@ -169,6 +170,11 @@ def test_end_to_end_masks_come_from_predicted_depth(tiny_index):
     dishes = select_split(df, "test")
     assert given_mask_source(dishes) == "gt_mask"
     assert given_mask_source(dishes.drop(columns="gt_mask_path")) is None
+    # the masks stage's column wins; sources are named (and '+'-joined when dishes mix them)
+    staged = dishes.assign(given_mask_path=dishes["gt_mask_path"],
+                           given_mask_source=["rgb_rule", "rgb_rule", "sam2_rgb"])
+    assert given_mask_source(staged) == "rgb_rule+sam2_rgb"
+    assert given_mask_source(staged.assign(given_mask_path=["", "a.png", "b.png"])) is None
     given = evaluate_predictor(colour_depth, dishes, VCFG, allowed_roots=[root], setting=GIVEN)
     e2e = evaluate_predictor(colour_depth, dishes, VCFG, allowed_roots=[root], setting=END_TO_END)
     assert not given["failed"].any() and not e2e["failed"].any()

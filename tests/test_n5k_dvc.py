@@ -39,7 +39,12 @@ def test_n5k_dvc_repro_labels(tmp_path, dvc_project):
     assert 1 <= len(index) <= len(planted["kept"])
     assert set(index["dish_id"]) <= set(planted["kept"])
     assert {"mass_g", "volume_ml", "split", "rgb_path", "depth_path", "mask_path"} <= set(index.columns)
+    # the given evaluation setting's depth-free masks: RGB only (no SAM 2 checkpoint file offline)
+    assert (index["given_mask_source"] == "rgb_rule").all()
     for r in index.to_dict("records"):
         assert r["mass_g"] == pytest.approx(planted["mass_g"][r["dish_id"]])
         assert r["depth_path"].endswith(f"{r['dish_id']}/depth_raw.png")  # read in place
         assert r["volume_ml"] > 0
+        assert r["given_mask_path"].endswith(f"data/masks/given/{r['dish_id']}.png")
+    masks = json.loads((root / "metrics/masks.json").read_text())
+    assert masks["given_mask_source"] == {"rgb_rule": len(planted["kept"])} and masks["n_given_failed"] == 0
