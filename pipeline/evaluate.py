@@ -26,9 +26,9 @@ model cannot improve its score by failing, and counted in `n_failed`.
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Sequence
+from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np
 import pandas as pd
@@ -37,6 +37,7 @@ from tqdm import tqdm
 from pipeline import geometry
 from pipeline.io import K_from_row, read_dish_depth, read_mask, read_rgb, resolve, write_csv, write_json
 from pipeline.suspect import drop_suspect
+from pipeline.config import EvalConfig, MasksConfig, Params, VolumeConfig, as_params
 from pipeline.metrics import (DEFAULT_BIN_EDGES, assign_bins, depth_errors, height_error_mm, nanmean,
                               per_bin_metrics, volume_metrics)
 
@@ -62,21 +63,16 @@ BIN_KEYS = ("n", "volume_mae_ml", "volume_mape", "volume_median_ape", "volume_bi
 
 
 @dataclass
-class VolumeConfig:
-    """The `volume:` params: the same settings the labels used."""
-    method: str = "heightmap"
-    ring_px: int = 20
-    cell_mm: float = 2.0
-    min_height_mm: float = 4.0   # masks.*: the end-to-end mask from predicted depth, as `predict`
-    min_area_px: int = 150
+class MeasureConfig:
+    """How a depth map becomes a volume: params `volume:` (the labels' settings) and, for the
+    end-to-end mask cut from the predicted depth as `predict` cuts it, params `masks:`."""
+    volume: VolumeConfig = field(default_factory=VolumeConfig)
+    masks: MasksConfig = field(default_factory=MasksConfig)
 
     @classmethod
-    def from_params(cls, params: dict) -> "VolumeConfig":
-        v = params.get("volume", {}) or {}
-        m = params.get("masks", {}) or {}
-        return cls(method=str(v.get("method", "heightmap")), ring_px=int(v.get("ring_px", 20)),
-                   cell_mm=float(v.get("cell_mm", 2.0)), min_height_mm=float(m.get("min_height_mm", 4.0)),
-                   min_area_px=int(m.get("min_area_px", 150)))
+    def from_params(cls, params: Params | Mapping) -> "MeasureConfig":
+        p = as_params(params)
+        return cls(p.volume, p.masks)
 
 
 def reference_volume(df: pd.DataFrame) -> pd.Series:
@@ -173,7 +169,7 @@ class DishPrediction:
 
 
 def predict_dish(predict: DepthPredictor, rgb: np.ndarray, K: np.ndarray, setting: str,
-                 given_mask: np.ndarray | None, cfg: VolumeConfig) -> DishPrediction:
+                 given_mask: np.ndarray | None, cfg: MeasureConfig) -> DishPrediction:
     """Volume from the RGB image, K and (given setting) a depth-free mask. Takes no measured
     depth by construction, which is what the noise-depth test checks end to end."""
     t0 = time.perf_counter()
@@ -186,14 +182,13 @@ def predict_dish(predict: DepthPredictor, rgb: np.ndarray, K: np.ndarray, settin
         if setting == GIVEN:
             if given_mask is None:
                 raise ValueError("the given-mask setting needs a mask")
-            res = geometry.estimate_volume(depth, given_mask, K, method=cfg.method, ring_px=cfg.ring_px,
-                                           cell_mm=cfg.cell_mm)
+            res = geometry.estimate_volume(depth, given_mask, K, method=cfg.volume.method,
+                                           ring_px=cfg.volume.ring_px, cell_mm=cfg.volume.cell_mm)
             vol = float(res.volume_ml)
             height = geometry.height_above_plane(depth, K, np.asarray(res.plane_normal), float(res.plane_d))
         elif setting == END_TO_END:
             from pipeline.predict import measure
-            m = measure(depth, K, None, cfg.method, cfg.ring_px, cfg.cell_mm, cfg.min_height_mm,
-                        cfg.min_area_px)
+            m = measure(depth, K, None, cfg.volume, cfg.masks)
             mask = m.mask
             if not m.volumes_ml:
                 raise ValueError("no food region found in the predicted depth")
@@ -212,19 +207,19 @@ def _nan_depth_record() -> dict:
 
 
 def score_depth(pred: np.ndarray, gt: np.ndarray, mask: np.ndarray, K: np.ndarray,
-                pred_height_m: np.ndarray | None, cfg: VolumeConfig) -> dict:
+                pred_height_m: np.ndarray | None, cfg: MeasureConfig) -> dict:
     """Depth errors in the scoring mask and on its support ring, and the food-height error,
     each height measured above its own support plane (GT plane fitted on measured depth)."""
     rec = _nan_depth_record()
     m = depth_errors(pred, gt, mask)
     rec.update(depth_abs_rel=m["abs_rel"], depth_rmse_m=m["rmse_m"], depth_delta1=m["delta1"])
     valid_gt = np.isfinite(gt) & (gt > 0)
-    ring = geometry.support_mask(mask, valid_gt, cfg.ring_px)
+    ring = geometry.support_mask(mask, valid_gt, cfg.volume.ring_px)
     r = depth_errors(pred, gt, ring)
     rec.update(depth_ring_abs_rel=r["abs_rel"], depth_ring_rmse_m=r["rmse_m"], depth_ring_delta1=r["delta1"])
     if pred_height_m is not None:
         try:
-            n_gt, d_gt = geometry.fit_support_plane(gt, mask, K, ring_px=cfg.ring_px)
+            n_gt, d_gt = geometry.fit_support_plane(gt, mask, K, ring_px=cfg.volume.ring_px)
         except ValueError:
             return rec  # GT plane unknown: height error undefined for this dish (NaN, not 0)
         h_gt = geometry.height_above_plane(gt, K, n_gt, d_gt)
@@ -233,7 +228,7 @@ def score_depth(pred: np.ndarray, gt: np.ndarray, mask: np.ndarray, K: np.ndarra
     return rec
 
 
-def evaluate_predictor(predict: DepthPredictor | None, dishes: pd.DataFrame, cfg: VolumeConfig,
+def evaluate_predictor(predict: DepthPredictor | None, dishes: pd.DataFrame, cfg: MeasureConfig,
                        desc: str = "evaluate", allowed_roots: Sequence[Path] = (),
                        bin_edges: Sequence[float] = DEFAULT_BIN_EDGES, setting: str = GIVEN) -> pd.DataFrame:
     """Per-dish table (CSV_COLUMNS) for a depth predictor over `dishes` (from `select_split`) in one
@@ -323,30 +318,6 @@ def worst_dishes(table: pd.DataFrame, n: int) -> pd.DataFrame:
     return table.sort_values("ape", ascending=False, kind="stable").head(max(int(n), 0))
 
 
-@dataclass
-class EvalConfig:
-    """The `eval:` params."""
-    split: str = "test"
-    size: tuple[int, int] | None = None   # inference input (H, W); None -> the model's own cfg
-    bin_edges: tuple[float, ...] = DEFAULT_BIN_EDGES
-    n_worst: int = 6
-    n_bootstrap: int = 2000               # paired bootstrap resamples (pipeline.compare)
-    seed: int = 0                         # of the bootstrap
-
-    @classmethod
-    def from_params(cls, params: dict) -> "EvalConfig":
-        e = params.get("eval", {}) or {}
-        size = e.get("size")
-        if size is not None:
-            if not (isinstance(size, (list, tuple)) and len(size) == 2):
-                raise ValueError(f"params eval.size: expected [H, W] or null, got {size!r}")
-            size = (int(size[0]), int(size[1]))
-        return cls(split=str(e.get("split", "test")), size=size,
-                   bin_edges=tuple(float(x) for x in e.get("volume_bins", DEFAULT_BIN_EDGES)),
-                   n_worst=int(e.get("n_worst", 6)), n_bootstrap=int(e.get("n_bootstrap", 2000)),
-                   seed=int(e.get("seed", 0)))
-
-
 def model_predictor(model, size: tuple[int, int]) -> DepthPredictor:
     """Wrap a DepthModel: RGB + true K in, depth at the original resolution out. The K the
     model returns (UniDepth predicts one) is ignored: volumes always use the true K."""
@@ -358,7 +329,7 @@ def model_predictor(model, size: tuple[int, int]) -> DepthPredictor:
 
 
 def worst_panels(predict: DepthPredictor | None, table: pd.DataFrame, dishes: pd.DataFrame, n: int,
-                 cfg: VolumeConfig, setting: str = GIVEN, allowed_roots: Sequence[Path] = ()):
+                 cfg: MeasureConfig, setting: str = GIVEN, allowed_roots: Sequence[Path] = ()):
     """Re-predict the n worst dishes (cheaper than keeping every depth map in memory); the mask
     shown is the one the volume was integrated over."""
     from pipeline.plots import DishPanel
@@ -393,7 +364,7 @@ def write_unavailable(name: str, reason: str, metrics_dir: Path, plots_dir: Path
     return summary
 
 
-def evaluate_model(name: str, predict: DepthPredictor | None, dishes: pd.DataFrame, vcfg: VolumeConfig,
+def evaluate_model(name: str, predict: DepthPredictor | None, dishes: pd.DataFrame, vcfg: MeasureConfig,
                    ecfg: EvalConfig, metrics_dir: Path, plots_dir: Path,
                    allowed_roots: Sequence[Path] = (), setting: str = GIVEN,
                    extra: dict | None = None) -> dict:
@@ -409,35 +380,30 @@ def evaluate_model(name: str, predict: DepthPredictor | None, dishes: pd.DataFra
     else:
         source = "predicted_depth"
     table = evaluate_predictor(predict, dishes, vcfg, desc=f"evaluate {out_name}",
-                               allowed_roots=allowed_roots, bin_edges=ecfg.bin_edges, setting=setting)
-    summary = write_results(out_name, table, metrics_dir, ecfg.bin_edges,
+                               allowed_roots=allowed_roots, bin_edges=ecfg.volume_bins, setting=setting)
+    summary = write_results(out_name, table, metrics_dir, ecfg.volume_bins,
                             extra={"mask_source": source, **(extra or {})})
     panels = worst_panels(predict, table, dishes, ecfg.n_worst, vcfg, setting, allowed_roots)
     with atomic_dir(Path(plots_dir) / out_name) as tmp:
-        plot_evaluation(out_name, table, tmp, ecfg.bin_edges, panels)
+        plot_evaluation(out_name, table, tmp, ecfg.volume_bins, panels)
     return summary
 
 
-def inference_size(params: dict, name: str) -> tuple[int, int]:
+def inference_size(params: Params | Mapping, name: str) -> tuple[int, int]:
     """(H, W) fed to the model: `eval.size` if set, else the model's own inference size from
     `model_cfg.<name>` (the size it was trained at)."""
-    e = EvalConfig.from_params(params)
-    if e.size is not None:
-        return e.size
-    s = ((params.get("model_cfg") or {}).get(name) or {}).get("size")
-    if s is None:
-        raise ValueError(f"params: set eval.size or model_cfg.{name}.size (inference [H, W])")
-    if not (isinstance(s, (list, tuple)) and len(s) == 2):
-        raise ValueError(f"params model_cfg.{name}.size: expected [H, W], got {s!r}")
-    return int(s[0]), int(s[1])
+    p = as_params(params)
+    return p.eval.size if p.eval.size is not None else p.model(name).size
 
 
-def stage0_kind(model_cfg: dict | None) -> str:
-    """What the stage-0 row is: the checkpoint before fine-tuning, or a random network."""
-    return "pretrained, not fine-tuned" if (model_cfg or {}).get("pretrained") else "random init"
+def stage0_kind(model_cfg: Any) -> str:
+    """What the stage-0 row is: the checkpoint before fine-tuning, or a random network
+    (`model_cfg` typed, or the raw params block)."""
+    pretrained = (model_cfg.get("pretrained") if isinstance(model_cfg, Mapping)
+                  else getattr(model_cfg, "pretrained", None))
+    return "pretrained, not fine-tuned" if pretrained else "random init"
 
 
-def stage0_seed(params: dict) -> int:
+def stage0_seed(params: Params | Mapping) -> int:
     """The seed training builds its stage-0 model with, so the stage-0 row is that model."""
-    train = params.get("train") or {}
-    return int(train.get("seed", (params.get("data") or {}).get("seed", 0)))
+    return as_params(params).train.seed

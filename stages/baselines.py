@@ -8,8 +8,9 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from pipeline import io  # noqa: E402
+from pipeline.config import load_params  # noqa: E402
 from pipeline.baselines import BASELINE_NAMES, ORACLE_NAME, baseline_table, fit_baselines  # noqa: E402
-from pipeline.evaluate import (NO_GIVEN_MASKS, SETTINGS, EvalConfig, VolumeConfig, evaluate_model,  # noqa: E402
+from pipeline.evaluate import (NO_GIVEN_MASKS, SETTINGS, MeasureConfig, evaluate_model,  # noqa: E402
                                finish_table, given_mask_source, select_split, write_results,
                                write_unavailable)
 from pipeline.plots import plot_evaluation  # noqa: E402
@@ -19,10 +20,10 @@ KINDS = {"baseline_mean": "non-learned baseline (train mean volume)",
 
 
 def main() -> None:
-    p = io.load_params()
-    ecfg = EvalConfig.from_params(p)
+    p = load_params()
+    ecfg = p.eval
     index = io.read_index(io.REPO_ROOT / "data/dishes/index.csv")
-    roots = io.data_roots(p)
+    roots = p.data_roots()
     metrics_dir, plots_dir = io.REPO_ROOT / "metrics/eval", io.REPO_ROOT / "plots/eval"
     dishes = select_split(index, ecfg.split)
     train = index[index["split"] == "train"]
@@ -35,14 +36,14 @@ def main() -> None:
             print(name, "not evaluated: no depth-free masks")
             continue
         model = fitted[name]
-        table = finish_table(baseline_table(model, dishes, roots), ecfg.bin_edges)
-        summary = write_results(name, table, metrics_dir, ecfg.bin_edges,
+        table = finish_table(baseline_table(model, dishes, roots), ecfg.volume_bins)
+        summary = write_results(name, table, metrics_dir, ecfg.volume_bins,
                                 extra={**model.describe(), "kind": KINDS[name]})
         with io.atomic_dir(plots_dir / name) as tmp:
-            plot_evaluation(name, table, tmp, ecfg.bin_edges)
+            plot_evaluation(name, table, tmp, ecfg.volume_bins)
         print(name, model.describe(), {k: summary[k] for k in ("volume_mape", "volume_median_ape", "within_20pct")})
     for setting in SETTINGS:
-        summary = evaluate_model(ORACLE_NAME, None, dishes, VolumeConfig.from_params(p), ecfg, metrics_dir,
+        summary = evaluate_model(ORACLE_NAME, None, dishes, MeasureConfig.from_params(p), ecfg, metrics_dir,
                                  plots_dir, roots, setting, extra={"kind": "oracle: measured depth (ceiling)"})
         print(ORACLE_NAME, setting, {k: summary[k] for k in ("mask_source", "n_failed", "volume_mape", "within_20pct")})
 

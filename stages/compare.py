@@ -9,16 +9,17 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 import pandas as pd  # noqa: E402
 
 from pipeline import io  # noqa: E402
+from pipeline.config import load_params  # noqa: E402
 from pipeline.baselines import BASELINE_NAMES  # noqa: E402
 from pipeline.compare import compare, comparison_plan, vs_key  # noqa: E402
-from pipeline.evaluate import SETTINGS, STAGE0_SUFFIX, EvalConfig  # noqa: E402
+from pipeline.evaluate import SETTINGS, STAGE0_SUFFIX  # noqa: E402
 
 
 def main() -> None:
-    p = io.load_params()
-    ecfg = EvalConfig.from_params(p)
+    p = load_params()
+    ecfg = p.eval
     eval_dir = io.REPO_ROOT / "metrics/eval"
-    names = [m + s0 + s for m in p["models"] for s0 in ("", STAGE0_SUFFIX) for s in SETTINGS.values()]
+    names = [m + s0 + s for m in p.models for s0 in ("", STAGE0_SUFFIX) for s in SETTINGS.values()]
     names += list(BASELINE_NAMES)
     available = set()
     for n in names:
@@ -28,7 +29,7 @@ def main() -> None:
         if (io.read_json(js) or {}).get("n_dishes"):
             available.add(n)
     out: dict = {"n_bootstrap": ecfg.n_bootstrap, "seed": ecfg.seed, "models": {}}
-    for model, setting, row, other in comparison_plan(p["models"], available, BASELINE_NAMES, SETTINGS,
+    for model, setting, row, other in comparison_plan(p.models, available, BASELINE_NAMES, SETTINGS,
                                                       STAGE0_SUFFIX):
         a = pd.read_csv(eval_dir / f"{row}.csv", dtype={"dish_id": str})
         b = pd.read_csv(eval_dir / f"{other}.csv", dtype={"dish_id": str})

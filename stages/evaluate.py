@@ -9,7 +9,8 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from pipeline import io  # noqa: E402
-from pipeline.evaluate import (SETTINGS, STAGE0_SUFFIX, EvalConfig, VolumeConfig, evaluate_model, inference_size,  # noqa: E402
+from pipeline.config import load_params  # noqa: E402
+from pipeline.evaluate import (SETTINGS, STAGE0_SUFFIX, MeasureConfig, evaluate_model, inference_size,  # noqa: E402
                                model_predictor, select_split, stage0_kind, stage0_seed)
 
 
@@ -17,18 +18,18 @@ def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("model", help="a name from params.yaml `models:`")
     args = ap.parse_args(argv)
-    p = io.load_params()
+    p = load_params()
     name = args.model
-    if name not in p.get("models", []):
-        raise ValueError(f"model: {name!r} is not in params.yaml models {p.get('models')}")
+    if name not in p.models:
+        raise ValueError(f"model: {name!r} is not in params.yaml models {p.models}")
     from pipeline.inference import load_model
     from pipeline.models import build_model
 
-    ecfg, vcfg = EvalConfig.from_params(p), VolumeConfig.from_params(p)
+    ecfg, vcfg = p.eval, MeasureConfig.from_params(p)
     dishes = select_split(io.read_index(io.REPO_ROOT / "data/dishes/index.csv"), ecfg.split)
     size = inference_size(p, name)
-    roots = io.data_roots(p)
-    cfg = p["model_cfg"][name]
+    roots = p.data_roots()
+    cfg = p.model(name)
     runs = [(name, lambda: load_model(io.REPO_ROOT / "models" / name / "stage2"), "fine-tuned (stage 2)"),
             (name + STAGE0_SUFFIX, lambda: build_model(name, cfg, seed=stage0_seed(p)).eval(), stage0_kind(cfg))]
     for tag, make, kind in runs:

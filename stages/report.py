@@ -2,27 +2,29 @@
 stage-0 start, baseline and oracle (read from metrics/eval/*.json), the paired comparisons
 (metrics/compare.json), plus plots/report/comparison.png and paired.png."""
 import sys
+from dataclasses import asdict
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from pipeline import io  # noqa: E402
+from pipeline.config import load_params  # noqa: E402
 from pipeline.plots import plot_model_comparison, plot_paired_differences  # noqa: E402
 from pipeline.report import (comparison_rows, evaluated_names, load_results, render_report,  # noqa: E402
                              summary_frame, write_report)
 
 
 def main() -> None:
-    p = io.load_params()
-    kinds = dict(evaluated_names(p["models"], p.get("model_cfg")))
+    p = load_params()
+    kinds = dict(evaluated_names(p.models, p.model_cfg))
     results = load_results(io.REPO_ROOT / "metrics/eval", list(kinds))
     compare = io.read_json(io.REPO_ROOT / "metrics/compare.json")
     comparison = io.REPO_ROOT / "plots/report/comparison.png"
     paired = io.REPO_ROOT / "plots/report/paired.png"
     plot_model_comparison(summary_frame({n: r for n, r in results.items() if r.get("n_dishes")}), comparison)
     plot_paired_differences(comparison_rows(compare), paired)
-    note = (f"Settings: data.source={p['data']['source']}, masks.method={p['masks']['method']} (labels only), "
-            f"volume.method={p['volume']['method']}, loss={p.get('loss')}.")
+    note = (f"Settings: data.source={p.data.source}, masks.method={p.masks.method} (labels only), "
+            f"volume.method={p.volume.method}, loss={asdict(p.loss)}.")
     report = io.REPO_ROOT / "metrics/report.md"
     write_report(report, render_report(results, kinds, report, io.REPO_ROOT / "plots/eval", comparison, note,
                                        compare, paired))

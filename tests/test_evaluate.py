@@ -8,7 +8,8 @@ import pandas as pd
 import pytest
 
 from pipeline.baselines import AreaHeightBaseline, MeanVolumeBaseline, baseline_table, fit_baselines
-from pipeline.evaluate import (END_TO_END, GIVEN, EvalConfig, VolumeConfig, evaluate_model, evaluate_predictor,
+from pipeline.config import MasksConfig, VolumeConfig, as_params
+from pipeline.evaluate import (END_TO_END, GIVEN, MeasureConfig, evaluate_model, evaluate_predictor,
                                finish_table, given_mask_source, inference_size, model_predictor, reference_volume,
                                select_split, stage0_kind, summarise)
 from pipeline.io import read_json, rel_to_repo, write_depth_png, write_mask, write_rgb
@@ -54,7 +55,7 @@ def tiny_index(tmp_path_factory) -> tuple[pd.DataFrame, Path]:
     return pd.DataFrame(rows), root
 
 
-VCFG = VolumeConfig(method="columns", ring_px=8, cell_mm=2.0, min_height_mm=4.0, min_area_px=20)
+VCFG = MeasureConfig(VolumeConfig(method="columns", ring_px=8, cell_mm=2.0), MasksConfig(min_height_mm=4.0, min_area_px=20))
 
 
 def colour_depth(rgb: np.ndarray, K: np.ndarray) -> np.ndarray:
@@ -139,7 +140,7 @@ def test_tiny_random_model_end_to_end(tiny_index, tmp_path):
     size = inference_size(params, "depth_anything_v2")
     assert size == (56, 84)
     model = build_model("depth_anything_v2", params["model_cfg"]["depth_anything_v2"], seed=0).eval()
-    ecfg = EvalConfig.from_params(params)
+    ecfg = as_params(params).eval
     predict = model_predictor(model, size)
     s = evaluate_model("tiny", predict, dishes, VCFG, ecfg, tmp_path / "metrics", tmp_path / "plots", [root])
     e2e = evaluate_model("tiny", predict, dishes, VCFG, ecfg, tmp_path / "metrics", tmp_path / "plots", [root],

@@ -14,7 +14,7 @@ import pytest
 import torch
 from torch import Tensor, nn
 
-from pipeline.evaluate import GIVEN, model_predictor, evaluate_predictor, select_split, VolumeConfig
+from pipeline.evaluate import GIVEN, MeasureConfig, evaluate_predictor, model_predictor, select_split
 from pipeline.inference import load_model
 from pipeline.io import read_index
 from pipeline.models import DepthModel, build_model, model_config, model_names, register
@@ -98,6 +98,6 @@ def test_a_registered_model_trains_and_evaluates(tiny_conv, tmp_path: Path):
     df = read_index(index)
     df["gt_mask_path"] = df["mask_path"]  # synthetic truth masks: the given-mask setting
     dishes = select_split(df, "val")
-    table = evaluate_predictor(model_predictor(model, (84, 112)), dishes, VolumeConfig(),
+    table = evaluate_predictor(model_predictor(model, (84, 112)), dishes, MeasureConfig(),
                                allowed_roots=[index.parent], setting=GIVEN)
     assert len(table) == 2 and table["volume_ml_pred"].notna().all()
