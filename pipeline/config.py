@@ -194,9 +194,18 @@ class Params:
         return [REPO_ROOT / self.data.root] if self.data.source == "nutrition5k" else []
 
     def to_dict(self) -> dict:
-        d = dataclasses.asdict(self)
+        """Plain mapping (lists, not tuples) that `params_from_dict` and YAML round-trip."""
+        d = _plain(dataclasses.asdict(self))
         d.pop("source")
         return d
+
+
+def _plain(x: Any) -> Any:
+    if isinstance(x, dict):
+        return {k: _plain(v) for k, v in x.items()}
+    if isinstance(x, (list, tuple)):
+        return [_plain(v) for v in x]
+    return x
 
 
 def params_from_dict(raw: Mapping, source: str = "params.yaml") -> Params:

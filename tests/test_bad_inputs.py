@@ -126,7 +126,7 @@ def _tree_digest(folder: Path) -> str:
 
 def test_killed_ingest_leaves_nothing_and_rerun_is_identical(dvc_project) -> None:
     root = dvc_project({"data.n_dishes": 40, "data.width": 160, "data.height": 120, "data.workers": 1})
-    cmd = [sys.executable, "stages/ingest.py"]
+    cmd = [sys.executable, "-m", "stages.ingest"]
     proc = subprocess.Popen(cmd, cwd=root, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.time() + 120
     while time.time() < deadline:  # wait until some dishes are on disk, then kill hard

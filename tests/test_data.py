@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import dataclasses
 import pickle
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -16,7 +15,6 @@ from pipeline.augment import augment_sample
 from pipeline.config import AugmentConfig, load_params
 from pipeline.data import DishDataModule, DishDataset, train_augment
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "bench"))
 from quick_dishes import write_dishes  # noqa: E402
 
 SIZE = (84, 112)

@@ -22,10 +22,7 @@ REPO = Path(__file__).resolve().parent.parent
 # Runs stages/train.py; with DDP_NAN_EPOCH set, rank 1's first training batch of that epoch
 # gets a NaN loss. Lightning's launcher re-runs this same script for rank 1.
 WRAPPER = '''
-import os, sys
-from pathlib import Path
-here = Path(__file__).resolve().parent
-sys.path[:0] = [str(here), str(here / "stages")]
+import os
 from pipeline.training import DepthLitModule
 orig = DepthLitModule._stats
 def stats(self, out, batch):
@@ -36,7 +33,7 @@ def stats(self, out, batch):
         loss, vec = loss * float("nan"), vec * float("nan")
     return loss, vec, skipped
 DepthLitModule._stats = stats
-import train  # stages/train.py, run as the main script would be (sys.argv stays ours for rank 1)
+from stages import train  # run as the main script would be (sys.argv stays ours for rank 1)
 train.main()
 '''
 

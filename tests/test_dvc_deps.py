@@ -72,7 +72,7 @@ def _stages() -> list[tuple[str, str, list[str]]]:
 
 @pytest.mark.parametrize("name,cmd,deps", _stages(), ids=lambda v: v if isinstance(v, str) else "")
 def test_stage_declares_every_module_it_imports(name: str, cmd: str, deps: list[str]) -> None:
-    script = REPO / re.search(r"python (\S+\.py)", cmd).group(1)
+    script = REPO / (re.search(r"python -m (\S+)", cmd).group(1).replace(".", "/") + ".py")
     declared = [REPO / d for d in deps]
     missing = sorted(str(f.relative_to(REPO)) for f in _closure(script) - {PACKAGE_INIT}
                      if not any(f == d or d in f.parents for d in declared))

@@ -1,18 +1,9 @@
 """bench/gpu_check.py works end to end (CPU smoke: tiny model, bf16 autocast, real loader)."""
 from __future__ import annotations
 
-import sys
-from pathlib import Path
-
-BENCH = Path(__file__).resolve().parent.parent / "bench"
-
 
 def test_gpu_check_smoke(capsys):
-    sys.path.insert(0, str(BENCH))
-    try:
-        import gpu_check
-    finally:
-        sys.path.remove(str(BENCH))
+    import gpu_check  # bench/ (pytest pythonpath)
     gpu_check.main(["--smoke", "--steps", "2", "--dishes", "3"])
     out = capsys.readouterr().out
     row = next(ln for ln in out.splitlines() if ln.startswith("depth_anything_v2"))
@@ -22,11 +13,7 @@ def test_gpu_check_smoke(capsys):
 
 
 def test_small_config_matches_the_checkpoint_architecture():
-    sys.path.insert(0, str(BENCH))
-    try:
-        from gpu_check import small_config
-    finally:
-        sys.path.remove(str(BENCH))
+    from gpu_check import small_config
     c = small_config(max_depth=2)
     b = c.backbone_config
     assert (b.hidden_size, b.num_hidden_layers, b.num_attention_heads, b.mlp_ratio) == (384, 12, 6, 4)

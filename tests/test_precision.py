@@ -57,23 +57,22 @@ def test_float32_head_keeps_state_dict_keys():
 def test_validation_step_under_bf16_autocast():
     """Lightning runs validation_step under bf16 autocast on a GPU: the volume geometry must
     still run (in float32) and give the same error as in float32."""
-    import sys
+    import tempfile
     from pathlib import Path
 
-    from pipeline import io
+    from quick_dishes import write_dishes  # bench/ (pytest pythonpath)
+
+    from pipeline.config import load_params
     from pipeline.data import DishDataModule
     from pipeline.training import DepthLitModule, geometry_params
-    sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "bench"))
-    from quick_dishes import write_dishes
-    import tempfile
     with tempfile.TemporaryDirectory() as tmp:
         index = write_dishes(Path(tmp), n=1, width=168, height=126, n_val=2, n_unique=2)
         dm = DishDataModule(index, (84, 112), 2, None, allowed_roots=[Path(tmp)])
         dm.setup("fit")
         batch = next(iter(dm.val_dataloader()))
-    params = io.load_params()
+    params = load_params()
     model = build_model("depth_anything_v2", {**CFG, "size": [84, 112]}, seed=0).eval()
-    lit = DepthLitModule(model, 1, params["loss"], geometry_params(params, (84, 112), 168), 0.0, 1e-3, 0.0, 1)
+    lit = DepthLitModule(model, 1, params.loss, geometry_params(params, (84, 112), 168), 0.0, 1e-3, 0.0, 1)
     with torch.no_grad():
         lit.validation_step(batch, 0)
         with torch.autocast("cpu", dtype=torch.bfloat16):

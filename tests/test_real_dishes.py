@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import shutil
-import sys
 
 import pandas as pd
 import pytest
@@ -19,8 +18,7 @@ DISHES = {"dish_1559845399": "plate_floor", "dish_1568056217": "bowl_surface"}
 
 
 def test_real_dishes_masks_and_density_at_default_intrinsics() -> None:
-    sys.path.insert(0, str(REPO / "bench"))
-    from bench_real_dishes import real_dish_table
+    from bench_real_dishes import real_dish_table  # bench/ (pytest pythonpath)
 
     rows = {r["dish_id"]: r for r in real_dish_table(ROOT, focals=(616.6,))}
     assert set(rows) == set(DISHES)

@@ -12,6 +12,7 @@ import pytest
 import torch
 
 from pipeline import io
+from pipeline.config import load_params
 from pipeline.inference import load_model
 import pipeline.training as tr
 from pipeline.training import DepthLitModule, config_hash, prepare_checkpoint_dir, trainer_kwargs
@@ -44,7 +45,7 @@ def make_index(root: Path, n_train: int = 6, n_val: int = 2, width: int = 224, h
 
 
 def small_params(epochs1: int = 1, epochs2: int = 1) -> dict:
-    p = copy.deepcopy(io.load_params())
+    p = load_params().to_dict()
     p["model_cfg"]["depth_anything_v2"]["size"] = [84, 112]
     p["train"].update({"batch_size": 4, "stage1": {"epochs": epochs1, "lr_decoder": 1e-3},
                        "stage2": {"epochs": epochs2, "lr_decoder": 2e-4, "lr_encoder": 2e-5}})
