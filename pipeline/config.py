@@ -7,8 +7,9 @@ type or an out-of-range choice raises a ValueError that names the file and the k
 `dvc exp run -S ...` fails at once instead of silently falling back to a default.
 
 The per-model blocks (`model_cfg.<name>`) are typed by the model's own config class from
-the model registry (`pipeline.models.registry`), checked when the model is looked up with
-`Params.model(name)`: a new model brings its own block without touching this file.
+the model registry, checked when the model is looked up with
+`pipeline.models.config_for(params, name)`: a new model brings its own block without touching
+this file.
 """
 from __future__ import annotations
 
@@ -179,15 +180,6 @@ class Params:
     augment: AugmentConfig | None = field(default_factory=AugmentConfig)  # null: no augmentation
     trainer: TrainerConfig = field(default_factory=TrainerConfig)
     source: str = field(default="params.yaml", init=False, compare=False, repr=False)
-
-    def model(self, name: str) -> Any:
-        """The typed config of model `name` (its registry config class), checked strictly."""
-        from pipeline.models.registry import model_config
-        raw = self.model_cfg.get(name)
-        if raw is None:
-            raise ValueError(f"{self.source}: model_cfg.{name}: missing (every model in `models` "
-                             "needs a model_cfg block)")
-        return model_config(name, raw, where=f"{self.source}: model_cfg.{name}")
 
     def data_roots(self) -> list[Path]:
         """Folders outside the repository that index paths may point into (the release)."""

@@ -20,6 +20,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset, Sampler
 
 from pipeline.config import AugmentConfig, Params, as_params
+from pipeline.models.registry import config_for
 from pipeline.augment import augment_sample, resize_K
 from pipeline.suspect import drop_suspect
 from pipeline.io import K_from_row, read_dish_depth, read_index, read_mask, read_rgb, resolve
@@ -106,7 +107,7 @@ def train_augment(params: Params | Mapping, model: str) -> AugmentConfig | None:
     params = as_params(params)
     if params.augment is None:
         return None
-    return dataclasses.replace(params.augment, zoom=params.model(model).zoom)
+    return dataclasses.replace(params.augment, zoom=config_for(params, model).zoom)
 
 
 class EpochShuffle(Sampler[int]):

@@ -392,8 +392,9 @@ def evaluate_model(name: str, predict: DepthPredictor | None, dishes: pd.DataFra
 def inference_size(params: Params | Mapping, name: str) -> tuple[int, int]:
     """(H, W) fed to the model: `eval.size` if set, else the model's own inference size from
     `model_cfg.<name>` (the size it was trained at)."""
+    from pipeline.models import config_for  # torch only where a model is used
     p = as_params(params)
-    return p.eval.size if p.eval.size is not None else p.model(name).size
+    return p.eval.size if p.eval.size is not None else config_for(p, name).size
 
 
 def stage0_kind(model_cfg: Any) -> str:

@@ -29,7 +29,7 @@ from pipeline.inference import load_model, save_model
 from pipeline.io import REPO_ROOT, resolve, write_json, write_text
 from pipeline.losses import (TERM_NAMES, check_weights, focal_rel_errors, graph_zero, loss_terms, valid_depth,
                              weighted_sum)
-from pipeline.models import DepthModel, build_model
+from pipeline.models import DepthModel, build_model, config_for
 
 MONITOR = "val/volume_ape"
 HASH_FILE = "config_hash.txt"
@@ -399,7 +399,7 @@ def run_stage(name: str, stage: int, params: Params | Mapping, index_path: Path,
     if tr.threads:
         torch.set_num_threads(tr.threads)
     pl.seed_everything(seed, workers=True, verbose=False)
-    model_cfg = params.model(name)
+    model_cfg = config_for(params, name)
     size = check_size(model_cfg.size)
     if stage == 1:
         model = build_model(name, model_cfg, seed=seed)

@@ -23,13 +23,13 @@ def main(argv: list[str] | None = None) -> None:
     if name not in p.models:
         raise ValueError(f"model: {name!r} is not in params.yaml models {p.models}")
     from pipeline.inference import load_model
-    from pipeline.models import build_model
+    from pipeline.models import build_model, config_for
 
     ecfg, vcfg = p.eval, MeasureConfig.from_params(p)
     dishes = select_split(io.read_index(io.REPO_ROOT / "data/dishes/index.csv"), ecfg.split)
     size = inference_size(p, name)
     roots = p.data_roots()
-    cfg = p.model(name)
+    cfg = config_for(p, name)
     runs = [(name, lambda: load_model(io.REPO_ROOT / "models" / name / "stage2"), "fine-tuned (stage 2)"),
             (name + STAGE0_SUFFIX, lambda: build_model(name, cfg, seed=stage0_seed(p)).eval(), stage0_kind(cfg))]
     for tag, make, kind in runs:

@@ -7,6 +7,7 @@ import pytest
 import yaml
 
 from pipeline.config import PARAMS_FILE, AugmentConfig, Params, load_params, params_from_dict
+from pipeline.models import config_for
 
 
 def test_repository_params_load_and_every_section_is_typed():
@@ -15,7 +16,7 @@ def test_repository_params_load_and_every_section_is_typed():
     assert p.masks.min_height_mm == 4.0 and isinstance(p.masks.min_height_mm, float)
     assert p.suspect.density_g_ml == (0.2, 3.0) and p.train.stage(2).lr_encoder > 0
     for name in p.models:
-        assert p.model(name).size[0] % 14 == 0
+        assert config_for(p, name).size[0] % 14 == 0
     # round trip: the typed params written back as a mapping load to the same config
     assert params_from_dict(p.to_dict()) == p
 
@@ -43,9 +44,9 @@ def test_bad_params_name_the_key(raw, message):
 def test_bad_model_block_is_named_when_the_model_is_looked_up():
     p = params_from_dict({"model_cfg": {"depth_anything_v2": {"max_depht": 2}}})
     with pytest.raises(ValueError, match=r"params.yaml: model_cfg.depth_anything_v2.max_depht: unknown key"):
-        p.model("depth_anything_v2")
+        config_for(p, "depth_anything_v2")
     with pytest.raises(ValueError, match=r"model_cfg.unidepth_v2: missing"):
-        p.model("unidepth_v2")
+        config_for(p, "unidepth_v2")
 
 
 def test_params_file_errors(tmp_path: Path):

@@ -84,6 +84,15 @@ def model_config(name: str, cfg: Any, where: str | None = None) -> Any:
     return build(e.config_class, cfg, where)
 
 
+def config_for(params: Any, name: str) -> Any:
+    """The typed `model_cfg.<name>` block of typed `params` (pipeline.config.Params)."""
+    raw = params.model_cfg.get(name)
+    if raw is None:
+        raise ValueError(f"{params.source}: model_cfg.{name}: missing (every model in `models` "
+                         "needs a model_cfg block)")
+    return model_config(name, raw, where=f"{params.source}: model_cfg.{name}")
+
+
 def build_model(name: str, cfg: Any, seed: int = 0):
     """Build `name` from its `model_cfg` block (mapping or typed); `seed` fixes every random
     initialisation. `pretrained: null` builds the small random config of the same classes."""
