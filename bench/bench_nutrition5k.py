@@ -22,7 +22,8 @@ os.environ.setdefault("SAM2_BUILD_CUDA", "0")
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from pipeline import io  # noqa: E402
 from pipeline.masks import geometry_mask  # noqa: E402
-from pipeline.nutrition5k import make_release_tree, read_release_depth, scan_release  # noqa: E402
+from fake_release import make_release_tree  # noqa: E402  (a sibling in bench/)
+from pipeline.nutrition5k import read_release_depth, scan_release  # noqa: E402
 
 FX, FY, CX, CY = 616.6, 616.6, 319.5, 239.5
 DA_CFG = {"pretrained": None, "max_depth": 2, "init_depth": 0.4, "size": [126, 168],

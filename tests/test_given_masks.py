@@ -18,7 +18,8 @@ from pipeline.config import MasksConfig, VolumeConfig
 from pipeline.evaluate import (GIVEN, MeasureConfig, evaluate_predictor, finish_table, given_mask_source,
                                select_split)
 from pipeline.masks import make_masks
-from pipeline.nutrition5k import make_release_tree, scan_release
+from fake_release import make_release_tree  # bench/ (pytest pythonpath)
+from pipeline.nutrition5k import scan_release
 from pipeline.rgb_masks import RGB_RULE, chroma, rgb_rule_mask, sam2_checkpoint_file
 
 VCFG = MeasureConfig(VolumeConfig(method="columns", ring_px=20, cell_mm=2.0), MasksConfig(min_height_mm=4.0, min_area_px=150))

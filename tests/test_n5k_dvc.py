@@ -8,7 +8,7 @@ import shutil
 import pandas as pd
 import pytest
 
-from pipeline.nutrition5k import make_release_tree
+from fake_release import make_release_tree  # bench/ (pytest pythonpath)
 
 from conftest import dvc
 
