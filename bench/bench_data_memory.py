@@ -13,7 +13,6 @@ whether the loader keeps up; on a GPU, bench/gpu_check.py measures the real data
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import json
 import os
 import subprocess
@@ -24,9 +23,6 @@ import time
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
-if importlib.util.find_spec("pipeline") is None:  # PYTHONPATH may point at another checkout
-    sys.path.insert(0, str(HERE.parent))
-sys.path.insert(0, str(HERE))
 
 
 class PeakRSS:

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -19,7 +18,6 @@ from pathlib import Path
 import numpy as np
 
 os.environ.setdefault("SAM2_BUILD_CUDA", "0")
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from pipeline import io  # noqa: E402
 from pipeline.masks import geometry_mask  # noqa: E402
 from fake_release import make_release_tree  # noqa: E402  (a sibling in bench/)

@@ -2,18 +2,14 @@
 fitted on the train split, scored on the test split like the models, plus the measured-depth
 oracle (the ceiling the masks and geometry leave) with given masks and end to end ->
 metrics/eval/{baseline_*,oracle_gt_depth,oracle_gt_depth_e2e}.{json,csv} and plots/eval/<name>/."""
-import sys
-from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-
-from pipeline import io  # noqa: E402
-from pipeline.config import load_params  # noqa: E402
-from pipeline.baselines import BASELINE_NAMES, ORACLE_NAME, baseline_table, fit_baselines  # noqa: E402
-from pipeline.evaluate import (NO_GIVEN_MASKS, SETTINGS, MeasureConfig, evaluate_model,  # noqa: E402
+from pipeline import io
+from pipeline.config import load_params
+from pipeline.baselines import BASELINE_NAMES, ORACLE_NAME, baseline_table, fit_baselines
+from pipeline.evaluate import (NO_GIVEN_MASKS, SETTINGS, MeasureConfig, evaluate_model,
                                finish_table, given_mask_source, select_split, write_results,
                                write_unavailable)
-from pipeline.plots import plot_evaluation  # noqa: E402
+from pipeline.plots import plot_evaluation
 
 KINDS = {"baseline_mean": "non-learned baseline (train mean volume)",
          "baseline_area_height": "non-learned baseline (mask area × train height)"}

@@ -1,18 +1,14 @@
 """DVC stage `compare`: every model vs each baseline and vs its own stage 0, in each mask
 setting, on the same test dishes (paired bootstrap 95 % intervals, Wilcoxon p) ->
 metrics/compare.json."""
-import sys
-from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+import pandas as pd
 
-import pandas as pd  # noqa: E402
-
-from pipeline import io  # noqa: E402
-from pipeline.config import load_params  # noqa: E402
-from pipeline.baselines import BASELINE_NAMES  # noqa: E402
-from pipeline.compare import compare, comparison_plan, vs_key  # noqa: E402
-from pipeline.evaluate import SETTINGS, STAGE0_SUFFIX  # noqa: E402
+from pipeline import io
+from pipeline.config import load_params
+from pipeline.baselines import BASELINE_NAMES
+from pipeline.compare import compare, comparison_plan, vs_key
+from pipeline.evaluate import SETTINGS, STAGE0_SUFFIX
 
 
 def main() -> None:

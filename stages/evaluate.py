@@ -3,14 +3,10 @@ start (`build_model` before any training: pretrained weights, or random init whe
 `pretrained` is null) on the test split, each with given masks and end to end ->
 metrics/eval/<model>{,_stage0}{,_e2e}.{json,csv} and plots/eval/<model>{,_stage0}{,_e2e}/."""
 import argparse
-import sys
-from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-
-from pipeline import io  # noqa: E402
-from pipeline.config import load_params  # noqa: E402
-from pipeline.evaluate import (SETTINGS, STAGE0_SUFFIX, MeasureConfig, evaluate_model, inference_size,  # noqa: E402
+from pipeline import io
+from pipeline.config import load_params
+from pipeline.evaluate import (SETTINGS, STAGE0_SUFFIX, MeasureConfig, evaluate_model, inference_size,
                                model_predictor, select_split, stage0_kind, stage0_seed)
 
 

@@ -1,12 +1,8 @@
 """DVC stage `ingest`: data source -> data/raw/ (+ manifest.csv) and metrics/ingest.json."""
-import sys
-from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-
-from pipeline import io  # noqa: E402
-from pipeline.config import load_params  # noqa: E402
-from pipeline.ingest import ingest_nutrition5k, ingest_synthetic  # noqa: E402
+from pipeline import io
+from pipeline.config import load_params
+from pipeline.ingest import ingest_nutrition5k, ingest_synthetic
 
 TIMING_KEYS = ("seconds", "dishes_per_s", "ms_per_dish")
 

@@ -1,13 +1,9 @@
 """DVC stage `labels`: GT volume per dish -> data/dishes/index.csv (+ skipped.csv), metrics/labels.json."""
-import sys
-from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+import pandas as pd
 
-import pandas as pd  # noqa: E402
-
-from pipeline import io  # noqa: E402
-from pipeline.labels import make_labels, plot_mass_vs_volume  # noqa: E402
+from pipeline import io
+from pipeline.labels import make_labels, plot_mass_vs_volume
 
 
 def main() -> None:

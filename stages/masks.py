@@ -1,14 +1,10 @@
 """DVC stage `masks`: one food mask per dish in data/masks/ (labels, training), a depth-free
 given mask per dish for the evaluation (ground truth, or RGB-only in data/masks/given/), and
 metrics/masks.json."""
-import sys
-from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-
-from pipeline import io  # noqa: E402
-from pipeline.masks import make_masks  # noqa: E402
-from pipeline.rig import read_rig_plane  # noqa: E402
+from pipeline import io
+from pipeline.masks import make_masks
+from pipeline.rig import read_rig_plane
 
 
 def main() -> None:

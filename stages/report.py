@@ -1,16 +1,12 @@
 """DVC stage `report`: metrics/report.md, one table over every model (both mask settings),
 stage-0 start, baseline and oracle (read from metrics/eval/*.json), the paired comparisons
 (metrics/compare.json), plus plots/report/comparison.png and paired.png."""
-import sys
 from dataclasses import asdict
-from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-
-from pipeline import io  # noqa: E402
-from pipeline.config import load_params  # noqa: E402
-from pipeline.plots import plot_model_comparison, plot_paired_differences  # noqa: E402
-from pipeline.report import (comparison_rows, evaluated_names, load_results, render_report,  # noqa: E402
+from pipeline import io
+from pipeline.config import load_params
+from pipeline.plots import plot_model_comparison, plot_paired_differences
+from pipeline.report import (comparison_rows, evaluated_names, load_results, render_report,
                              summary_frame, write_report)
 
 

@@ -1,13 +1,9 @@
 """DVC stage `split`: data/raw/manifest.csv -> data/interim/split.csv (seeded train/val/test)."""
-import sys
-from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-
-from pipeline import io  # noqa: E402
-from pipeline.config import load_params  # noqa: E402
-from pipeline.ingest import read_manifest  # noqa: E402
-from pipeline.split import assign_splits  # noqa: E402
+from pipeline import io
+from pipeline.config import load_params
+from pipeline.ingest import read_manifest
+from pipeline.split import assign_splits
 
 
 def main() -> None:

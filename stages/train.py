@@ -1,17 +1,13 @@
 """DVC stage: fine-tune one model, one stage (1: frozen encoder, 2: all layers from stage 1).
 
-    python stages/train.py --model depth_anything_v2 --stage 1
+    python -m stages.train --model depth_anything_v2 --stage 1
 """
 from __future__ import annotations
 
 import argparse
 import os
-import sys
-from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-
-from pipeline.config import REPO_ROOT, Params, load_params  # noqa: E402  (no torch yet)
+from pipeline.config import REPO_ROOT, Params, load_params  # (no torch yet)
 
 # Same weights on any x86-64 CPU with AVX2 (trainer.portable_cpu): the kernels' instruction set
 # and MKL's code path are fixed before torch loads; run_stage turns oneDNN off and uses
