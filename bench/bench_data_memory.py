@@ -22,7 +22,6 @@ import threading
 import time
 from pathlib import Path
 
-HERE = Path(__file__).resolve().parent
 
 
 class PeakRSS:
@@ -64,17 +63,17 @@ def child(args: argparse.Namespace) -> None:
     import torch
     from tqdm import tqdm
 
-    from pipeline import io
+    from pipeline.config import load_params
     from pipeline.data import DishDataModule, train_augment
     torch.set_num_threads(1)
-    params = io.load_params()
+    params = load_params()
     size = (args.size[0], args.size[1])
     with PeakRSS() as mem:
         base = mem.sample()
         t0 = time.time()
         dm = DishDataModule(args.index, size, args.batch_size, train_augment(params, "depth_anything_v2"),
                             seed=0, num_workers=args.workers, max_dishes=args.n,
-                            work_scale=float(params["train"].get("work_scale", 1.5)),
+                            work_scale=params.train.work_scale,
                             allowed_roots=[Path(args.index).parent])
         dm.setup("fit")
         t_setup = time.time() - t0
@@ -90,10 +89,10 @@ def step_time(size: tuple[int, int], batch_size: int) -> float:
     """Seconds of one training step (forward + backward + AdamW) of the params model here."""
     import torch
 
-    from pipeline import io
-    from pipeline.models import build_model
+    from pipeline.config import load_params
+    from pipeline.models import build_model, config_for
     torch.set_num_threads(1)
-    cfg = io.load_params()["model_cfg"]["depth_anything_v2"]
+    cfg = config_for(load_params(), "depth_anything_v2")
     model = build_model("depth_anything_v2", cfg, seed=0).train()
     opt = torch.optim.AdamW(model.parameters(), lr=1e-4)
     x = torch.rand(batch_size, 3, *size)

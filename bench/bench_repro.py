@@ -64,7 +64,7 @@ def main() -> None:
             sys.exit(f"dvc repro failed in {root}:\n{r.stdout[-2000:]}\n{r.stderr[-2000:]}")
         print(f"{name}: dvc repro {STAGE} in {time.time() - t0:.0f} s", flush=True)
         hashes.append(out_hashes(root))
-    print(f"\n| output | copy A | copy B | same |\n| --- | --- | --- | --- |")
+    print("\n| output | copy A | copy B | same |\n| --- | --- | --- | --- |")
     for key in hashes[0]:
         a, b = hashes[0][key], hashes[1].get(key, "-")
         if key.split(": ")[1].startswith("metrics/ingest"):

@@ -14,6 +14,7 @@ from concurrent.futures import ProcessPoolExecutor
 import pandas as pd  # noqa: E402
 
 from pipeline import io  # noqa: E402
+from pipeline.config import load_params  # noqa: E402
 from pipeline.training import run_stage  # noqa: E402
 
 ROOT = io.REPO_ROOT / ".bench_dishes"
@@ -47,8 +48,8 @@ def main() -> None:
         with ProcessPoolExecutor(a.workers) as ex:
             rows = list(ex.map(_one, jobs, chunksize=8))
         io.write_csv(index, pd.DataFrame(rows))
-    params = io.load_params()
-    name = params["models"][0]
+    params = load_params()
+    name = params.models[0]
     rows = []
     try:
         for k in (1, 2):

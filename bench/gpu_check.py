@@ -13,20 +13,19 @@ depth under autocast (float32 expected: it feeds the geometry).
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import os
 import sys
 import tempfile
 import time
 from pathlib import Path
 
-HERE = Path(__file__).resolve().parent
+import torch
 
-import torch  # noqa: E402
-
-from pipeline import io  # noqa: E402
+from pipeline.config import Params, load_params  # noqa: E402
 from pipeline.data import DishDataModule, train_augment  # noqa: E402
 from pipeline.losses import check_weights, total_loss  # noqa: E402
-from pipeline.models import DepthModel, build_model  # noqa: E402
+from pipeline.models import DepthModel, build_model, config_for  # noqa: E402
 from pipeline.training import geometry_params  # noqa: E402
 
 
@@ -44,23 +43,23 @@ def small_config(max_depth: int):
                                depth_estimation_type="metric", max_depth=int(max_depth))
 
 
-def depth_anything(params: dict, smoke: bool) -> DepthModel:
+def depth_anything(params: Params, smoke: bool) -> DepthModel:
     from transformers import DepthAnythingForDepthEstimation
 
     from pipeline.models.depth_anything import DepthAnythingV2
-    cfg = params["model_cfg"]["depth_anything_v2"]
+    cfg = dataclasses.replace(config_for(params, "depth_anything_v2"), pretrained=None)
     if smoke:  # the params' tiny config of the same classes
-        return build_model("depth_anything_v2", {**cfg, "pretrained": None}, seed=0)
+        return build_model("depth_anything_v2", cfg, seed=0)
     torch.manual_seed(0)
-    model = DepthAnythingV2(DepthAnythingForDepthEstimation(small_config(cfg.get("max_depth", 2))))
-    model.reset_decoder(float(cfg.get("init_depth", 0.5)))
+    model = DepthAnythingV2(DepthAnythingForDepthEstimation(small_config(cfg.max_depth)))
+    model.reset_decoder(cfg.init_depth)
     return model
 
 
-def unidepth(params: dict) -> DepthModel | None:
-    cfg = params["model_cfg"].get("unidepth_v2", {})
+def unidepth(params: Params) -> DepthModel | None:
     try:
-        return build_model("unidepth_v2", {**cfg, "pretrained": None}, seed=0)
+        cfg = {**params.model_cfg.get("unidepth_v2", {}), "pretrained": None}
+        return build_model("unidepth_v2", cfg, seed=0)
     except ValueError as e:
         print(f"unidepth_v2: skipped ({e})")
         return None
@@ -71,7 +70,7 @@ def sync(device: torch.device) -> None:
         torch.cuda.synchronize()
 
 
-def train_bench(model: DepthModel, dm: DishDataModule, params: dict, device: torch.device,
+def train_bench(model: DepthModel, dm: DishDataModule, params: Params, device: torch.device,
                 steps: int, warmup: int, budget_s: float) -> dict:
     """Timed AdamW steps under bf16 autocast with the training losses. Data wait = time in
     next(loader); step = forward + loss + backward + clip + optimizer, synchronised."""
@@ -81,7 +80,7 @@ def train_bench(model: DepthModel, dm: DishDataModule, params: dict, device: tor
     geom = geometry_params(params, size, dm.original_width())
     opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-5)
     predicts_K = bool(getattr(model, "predicts_K", False))  # as training: UniDepth with camera: predict
-    weights = check_weights(params["loss"])                  # once, not every step
+    weights = check_weights(params.loss)                  # once, not every step
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats()
     wait = step = 0.0
@@ -169,7 +168,7 @@ def main(argv: list[str] | None = None) -> None:
     n_dishes = args.dishes or (4 if smoke else 64)
     workers = args.workers if args.workers is not None else (0 if smoke else min(8, os.cpu_count() or 1))
     wanted = args.models or (["depth_anything_v2"] if smoke else ["depth_anything_v2", "unidepth_v2"])
-    params = io.load_params()
+    params = load_params()
     rows, failed = [], []
     with tempfile.TemporaryDirectory(prefix="gpu_check_") as tmp:
         from quick_dishes import write_dishes
@@ -183,7 +182,7 @@ def main(argv: list[str] | None = None) -> None:
             if model is None:
                 continue
             dm = DishDataModule(index, (h, w), bs, train_augment(params, name), seed=0, num_workers=workers,
-                                work_scale=float(params["train"].get("work_scale", 1.5)),
+                                work_scale=params.train.work_scale,
                                 allowed_roots=[Path(tmp)])
             dm.setup("fit")
             n_par = sum(p.numel() for p in model.parameters()) / 1e6
