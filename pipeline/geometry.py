@@ -110,16 +110,21 @@ def _check_method(method: str) -> None:
 
 
 # --------------------------------------------------------------------------- basics
-def _rays(K: np.ndarray, ys: np.ndarray, xs: np.ndarray) -> np.ndarray:
-    """r = K^-1 [u, v, 1] for pixels (N,3); r_z = 1 so X = Z * r. Written element-wise:
-    an (N,3) @ (3,3) matmul is surprisingly slow here and this runs on every call."""
+def _ray_xy(K: np.ndarray, ys: np.ndarray, xs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(r_x, r_y) of r = K^-1 [u, v, 1] / r_z for pixels (r_z = 1, so X = Z * r). Written
+    element-wise: an (N,3) @ (3,3) matmul is surprisingly slow here and this runs on every
+    call."""
     Ki = np.linalg.inv(K)
     u = xs.astype(np.float64)
     v = ys.astype(np.float64)
-    r = np.empty((len(u), 3))
     rz = Ki[2, 0] * u + Ki[2, 1] * v + Ki[2, 2]
-    r[:, 0] = (Ki[0, 0] * u + Ki[0, 1] * v + Ki[0, 2]) / rz
-    r[:, 1] = (Ki[1, 0] * u + Ki[1, 1] * v + Ki[1, 2]) / rz
+    return (Ki[0, 0] * u + Ki[0, 1] * v + Ki[0, 2]) / rz, (Ki[1, 0] * u + Ki[1, 1] * v + Ki[1, 2]) / rz
+
+
+def _rays(K: np.ndarray, ys: np.ndarray, xs: np.ndarray) -> np.ndarray:
+    """r = K^-1 [u, v, 1] / r_z for pixels (N,3), so X = Z * r."""
+    r = np.empty((len(xs), 3))
+    r[:, 0], r[:, 1] = _ray_xy(K, ys, xs)
     r[:, 2] = 1.0
     return r
 
@@ -193,7 +198,7 @@ def _orient(normal, d):
 
 
 def _ls_plane(P: np.ndarray) -> tuple[np.ndarray, float]:
-    c = P.mean(axis=0)
+    c = np.ones(len(P)) @ P / len(P)     # = P.mean(axis=0), ~10x faster on (N, 3)
     Q = P - c
     _, vec = np.linalg.eigh(Q.T @ Q)
     n = vec[:, 0]
@@ -232,7 +237,9 @@ def _fit_plane_drawn(S: np.ndarray, hyp: np.ndarray, R: np.ndarray) -> tuple[np.
     ok = ln > 1e-12
     nrm = nrm / np.where(ok, ln, 1.0)[:, None]
     dd = -np.einsum("ij,ij->i", nrm, A)
-    score = (np.abs(S @ nrm.T + dd) < thr).sum(axis=0)
+    dist = S @ nrm.T             # in place: fresh temporaries of this size cost more
+    dist += dd
+    score = (np.abs(dist, out=dist) < thr).sum(axis=0)
     score = np.where(ok, score, -1)
     k = int(np.argmax(score))
     if score[k] < 3:
@@ -413,14 +420,14 @@ def _fill_plan(mask: np.ndarray, food: np.ndarray) -> tuple[tuple[int, int],
     return (y0, x0), steps, todo
 
 
-def _filled_depth(Z, ok, r, ys, xs, n, d, plan, lib):
+def _filled_depth(Z, ok, rn, ys, xs, d, plan, lib):
     """Z of the mask pixels (ys, xs) with the holes (~ok) filled: heights grown from the food
-    side (_fill_plan), then Z where each hole's ray reaches its height. numpy or torch; the
-    torch version keeps the graph (a hole's depth follows its neighbours')."""
+    side (_fill_plan), then Z where each hole's ray reaches its height (rn = r.n per pixel).
+    numpy or torch; the torch version keeps the graph (a hole's depth follows its
+    neighbours')."""
     (y0, x0), steps, left = plan
     shape = steps[0].shape if steps else left.shape
     iy, ix = ys - y0, xs - x0
-    rn = r @ n
     rn = lib.minimum(rn, lib.full_like(rn, -1e-9)) if lib is torch else np.minimum(rn, -1e-9)
     Zs = lib.where(ok, Z, lib.ones_like(Z))
     h = (Zs * rn + d).clamp(min=0.0) if lib is torch else np.maximum(Zs * rn + d, 0.0)
@@ -510,26 +517,27 @@ def estimate_volume(depth: np.ndarray, mask: np.ndarray, K: np.ndarray,
     sigma = _noise_sigma(support(_sigma_idx(n_sup)), n, d) if n_sup >= 3 else 0.0
     fy_, fx_ = K[1, 1], K[0, 0]
     ys, xs = np.nonzero(mask)    # holes get a depth grown from the food side
-    r = _rays(K, ys, xs)
+    # per-pixel work on (N,) columns, never (N, 3) points: X = Z (rx, ry, 1), so any
+    # X @ v is Z (rx v0 + ry v1 + v2) (big temporaries cost more than the arithmetic)
+    rx, ry = _ray_xy(K, ys, xs)
+    rn = rx * n[0] + ry * n[1] + n[2]
     Z = depth[ys, xs]
     if n_holes:
-        Z = _filled_depth(Z, food[ys, xs], r, ys, xs, n, d, _fill_plan(mask, food), np)
-    X = r * Z[:, None]
-    h = np.maximum(X @ n + d, 0.0)
-    area = Z * Z / (fx_ * fy_ * np.abs(r @ n))
+        Z = _filled_depth(Z, food[ys, xs], rn, ys, xs, d, _fill_plan(mask, food), np)
+    h = np.maximum(Z * rn + d, 0.0)
+    area = Z * Z / (fx_ * fy_ * np.abs(rn))
     if method == "columns":
         return VolumeResult(float(np.sum(h * area)) * 1e6, n, float(d), n_food, n_holes)
     c = _cell_size(cell_mm, area)
     e1, e2 = _plane_basis(n)
+    a = Z * (rx * e1[0] + ry * e1[1] + e1[2])
+    b = Z * (rx * e2[0] + ry * e2[1] + e2[2])
     # silhouette rays continue behind the food down to the plane: hidden cells
     bnd = _boundary(mask)[ys, xs]
-    Xb, hb = X[bnd], h[bnd]
-    nX = Xb @ n                  # X (1 + s) lies on the plane; s <= 1 bounds grazing rays
+    ab, bb, hb = a[bnd], b[bnd], h[bnd]
+    nX = (Z * rn)[bnd]           # X (1 + s) lies on the plane; s <= 1 bounds grazing rays
     s = np.where(nX < -1e-9, np.minimum(-hb / np.minimum(nX, -1e-9), 1.0), 0.0)
-    Xp = Xb * (1.0 + s)[:, None]
-    ab, bb = Xb @ e1, Xb @ e2
-    ap, bp = Xp @ e1, Xp @ e2
-    a, b = X @ e1, X @ e2
+    ap, bp = ab * (1.0 + s), bb * (1.0 + s)
     a0, b0, nx, ny = _grid_plan(np.concatenate([a, ap]), np.concatenate([b, bp]), c)
     cell = _cell_of(a, b, a0, b0, nx, c)
     maps, Wf, pidx = _patch_maps(ys, xs, (a, b, h), np)
@@ -924,7 +932,7 @@ def _t_volume(db, m, food, Kb, Kinv, n, d, method, c, sigma) -> Tensor:
     Z = db[ys_t, xs_t]
     ok = food[ys, xs]
     if not ok.all():
-        Z = _filled_depth(Z, torch.as_tensor(ok, device=dev), r, ys, xs, n, d,
+        Z = _filled_depth(Z, torch.as_tensor(ok, device=dev), r @ n, ys, xs, d,
                           _fill_plan(m, food), torch)
     X = r * Z[:, None]
     h = (X @ n + d).clamp(min=0.0)
