@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import contextvars
 from dataclasses import dataclass
+from functools import partial
 
 import cv2
 import numpy as np
@@ -395,6 +396,16 @@ def _boundary(mask: np.ndarray) -> np.ndarray:
     return mask & ~er.astype(bool)
 
 
+def _edge_areas(area, maps, W: int, pidx, lib, sel, sub):
+    """Horizontal areas of the samples `sel`: surface patch areas (_patch_area) for the
+    subset `sub` (those in edge cells) where defined, level-column areas `area` otherwise.
+    numpy or torch (one formula for both twins)."""
+    out = area[sel]                  # a copy (boolean index): safe to write into
+    pa, ok = _patch_area(maps, W, pidx[sel][sub], lib)
+    out[sub] = lib.where(ok, pa, out[sub])
+    return out
+
+
 def _fill_plan(mask: np.ndarray, food: np.ndarray) -> tuple[tuple[int, int],
                                                              list[np.ndarray], np.ndarray]:
     """How the mask's holes (no depth) are filled from the food side: the frame's origin
@@ -540,13 +551,7 @@ def estimate_volume(depth: np.ndarray, mask: np.ndarray, K: np.ndarray,
     ap, bp = ab * (1.0 + s), bb * (1.0 + s)
     a0, b0, nx, ny = _grid_plan(np.concatenate([a, ap]), np.concatenate([b, bp]), c)
     cell = _cell_of(a, b, a0, b0, nx, c)
-    maps, Wf, pidx = _patch_maps(ys, xs, (a, b, h), np)
-
-    def patch_area(sel: np.ndarray, sub: np.ndarray) -> np.ndarray:
-        out = area[sel]
-        pa, ok = _patch_area(maps, Wf, pidx[sel][sub], np)
-        out[sub] = np.where(ok, pa, out[sub])
-        return out
+    patch_area = partial(_edge_areas, area, *_patch_maps(ys, xs, (a, b, h), np), np)
     grid = _heightmap_np(cell, h, patch_area, (a, b), (ab, bb, ap, bp, hb), a0, b0, nx, ny, c,
                          sigma, (e1, e2, n, d, K, mask))
     return VolumeResult(float(grid.sum() * c * c * 1e6), n, float(d), n_food, n_holes,
@@ -954,14 +959,7 @@ def _t_volume(db, m, food, Kb, Kinv, n, d, method, c, sigma) -> Tensor:
                                     torch.cat([b, bp]).cpu().numpy(), c)
         cell = _cell_of(a.detach(), b.detach(), a0, b0, nx, c)
     view = (*(x.detach().cpu().numpy() for x in (e1, e2, n)), float(d.detach()), Kb, m)
-    maps, Wf, pidx = _patch_maps(ys, xs, (a, b, h), torch)
-
-    def patch_area(sel: Tensor, sub: Tensor) -> Tensor:
-        out = area[sel]
-        pa, ok = _patch_area(maps, Wf, pidx[sel][sub], torch)
-        out = out.clone()
-        out[sub] = torch.where(ok, pa, out[sub])
-        return out
+    patch_area = partial(_edge_areas, area, *_patch_maps(ys, xs, (a, b, h), torch), torch)
     grid = _t_heightmap(cell, h, patch_area, (a, b), (ab, bb, ap, bp, hb), a0, b0, nx, ny, c,
                         sigma, view)
     return grid.sum() * c * c * 1e6
