@@ -50,7 +50,7 @@ TOP_BAND = 1.0           # cell height = mean of samples within TOP_BAND * cell 
 NOISE_BAND = 3.0         # ... plus NOISE_BAND * depth-noise sigma (from the support ring)
 EDGE_SMOOTH = 3          # edge-cell coverage is averaged over this window of edge cells
 MIN_CELL_PX = 3.0        # heightmap cells span at least this many pixel footprints
-PROBE_SMOOTH = 5         # the top's fall is averaged over silhouette rays in this window (cells)
+PROBE_NOISE = 2.0        # a fall smaller than PROBE_NOISE * sigma is noise, not a slope
 HIDDEN_PROBE = 1         # cells inside the silhouette where the top's fall is probed
 GAP_MASK_TOL_PX = 1      # a gap cell may project this far (px) outside the mask
 GAP_KERNEL = 3           # closing kernel (cells) for sub-sampling gaps and holes
@@ -619,15 +619,15 @@ def _footprint_splat(a: np.ndarray, b: np.ndarray, area: np.ndarray, a0: float, 
     return tgt, wts
 
 
-def _hidden_weight(seen_h: np.ndarray, ab, bb, ap, bp, hb, a0, b0, nx, c) -> np.ndarray:
+def _hidden_weight(seen_h: np.ndarray, ab, bb, ap, bp, hb, a0, b0, nx, c, sigma: float
+                   ) -> np.ndarray:
     """Per silhouette ray, the fraction of the grazing-ray height given to the hidden cells.
 
     Why: behind a flat top ending in a wall (cylinder, box) the hidden cells are empty,
     behind a rounded top (dome) the surface keeps falling under the ray. The visible top
     just inside the silhouette tells which: its fall towards the silhouette over
     HIDDEN_PROBE cells, relative to the ray's own fall, scales HIDDEN_FILL. Both heights
-    are cell means of the seen top, and the fall is averaged over the rays of nearby
-    silhouette cells (PROBE_SMOOTH): no noise margin, which cost domes -5..-7 % at 60 deg
+    are cell means of the seen top, and a fall within PROBE_NOISE * sigma is noise
     (numpy only; the torch twin calls this on detached values)."""
     L = np.hypot(ap - ab, bp - bb)
     ok = (L > 1e-9) & (hb > 0)
@@ -641,17 +641,7 @@ def _hidden_weight(seen_h: np.ndarray, ab, bb, ap, bp, hb, a0, b0, nx, c) -> np.
         ci = np.clip(np.floor((pa - a0) / c).astype(np.int64), 0, nx - 1)
         cj = np.clip(np.floor((pb - b0) / c).astype(np.int64), 0, ny - 1)
         return seen_h[cj, ci]
-    # average the fall over the rays leaving nearby silhouette cells: one cell pair's
-    # difference is as noisy as the depth (a dome's fall then drowns in the noise margin)
-    fall = (at(ia, ib) - at(ab, bb)) / step
-    own = np.clip(_cell_of(ab, bb, a0, b0, nx, c), 0, nx * ny - 1)
-    box = dict(ksize=(PROBE_SMOOTH, PROBE_SMOOTH), normalize=False,
-               borderType=cv2.BORDER_CONSTANT)
-    fsum = cv2.boxFilter(np.bincount(own, fall, nx * ny).reshape(ny, nx), -1, **box)
-    fcnt = cv2.boxFilter(np.bincount(own, None, nx * ny).astype(np.float64).reshape(ny, nx),
-                         -1, **box)
-    fall = (fsum.ravel() / np.maximum(fcnt.ravel(), 1.0))[own]
-    fall = np.maximum(fall, 0.0)
+    fall = np.maximum(at(ia, ib) - at(ab, bb) - PROBE_NOISE * sigma, 0.0) / step
     ray_fall = hb / Ls
     return np.where(ok, HIDDEN_FILL * np.clip(fall / np.where(ok, ray_fall, 1.0), 0.0, 1.0), 0.0)
 
@@ -695,7 +685,7 @@ def _heightmap_np(cell, h, patch_area, ab_pts, rays, a0, b0, nx, ny, c, sigma, v
     gap = _in_mask(closed & ~occ, gap_h, a0, b0, c, *view)
     seen_h = np.where(occ, vis, np.where(gap, gap_h, 0.0))
     ab, bb, ap, bp, hb = rays
-    w = _hidden_weight(seen_h, ab, bb, ap, bp, hb, a0, b0, nx, c)
+    w = _hidden_weight(seen_h, ab, bb, ap, bp, hb, a0, b0, nx, c, sigma)
     ha, hbb, tw = _hidden_samples(ab, bb, ap, bp, hb, c, np)
     hcell = _cell_of(ha, hbb, a0, b0, nx, c)
     hid = np.full(N, -np.inf)
@@ -1011,7 +1001,7 @@ def _t_heightmap(cell, h, patch_area, ab_pts, rays, a0, b0, nx, ny, c, sigma, vi
     ab, bb, ap, bp, hb = rays
     with torch.no_grad():
         w = _hidden_weight(*(x.detach().cpu().numpy() for x in (seen_h, ab, bb, ap, bp, hb)),
-                           a0, b0, nx, c)
+                           a0, b0, nx, c, sigma)
     ha, hbb, tw = _hidden_samples(ab, bb, ap, bp, hb, c, torch)
     hcell = _cell_of(ha.detach(), hbb.detach(), a0, b0, nx, c)
     hh = ((torch.as_tensor(w, dtype=dt, device=dev) * hb)[:, None] * tw).reshape(-1)
