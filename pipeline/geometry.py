@@ -9,6 +9,10 @@ Conventions (SPEC.md): depth is camera z-depth in metres (0/NaN/inf = no measure
 K is a 3x3 pinhole matrix, the plane is n.X + d = 0 with the unit normal n pointing
 towards the camera (d > 0), so height(X) = n.X + d.
 
+Mask pixels without depth (a depth camera drops about half the pixels at a depth edge, i.e.
+on the food's silhouette) get a height grown inwards from the valid food next to them and
+the depth where their ray reaches it (_fill_plan), before either method.
+
 Two volume methods:
 - "columns": each food pixel is a column of area Z^2 / (fx fy |r.n|), r = K^-1 [u, v, 1].
   Cheap, but ignores the surface slope (about -5 % on mounds) and counts visible walls.
