@@ -123,7 +123,8 @@ def _ray_xy(K: np.ndarray, ys: np.ndarray, xs: np.ndarray) -> tuple[np.ndarray, 
     u = xs.astype(np.float64)
     v = ys.astype(np.float64)
     rz = Ki[2, 0] * u + Ki[2, 1] * v + Ki[2, 2]
-    return (Ki[0, 0] * u + Ki[0, 1] * v + Ki[0, 2]) / rz, (Ki[1, 0] * u + Ki[1, 1] * v + Ki[1, 2]) / rz
+    rx = (Ki[0, 0] * u + Ki[0, 1] * v + Ki[0, 2]) / rz
+    return rx, (Ki[1, 0] * u + Ki[1, 1] * v + Ki[1, 2]) / rz
 
 
 def _rays(K: np.ndarray, ys: np.ndarray, xs: np.ndarray) -> np.ndarray:
