@@ -199,9 +199,10 @@ def main() -> None:
           "3x3-correlated, 0.1 mm steps, 2 % random + 50 % of edge pixels + blobs as holes")
     _table(rows)
     print()
-    print(f"{'path (cap 200 mL, 60 deg)':<30} {'dishes/s wall':>14} {'dishes/s cpu':>13}")
+    print(f"{'path (cap 200 mL, 60 deg)':<30} {'dishes/s wall':>14} {'dishes/s cpu':>13} "
+          f"{'ms cpu/dish':>12}")
     for k, (wall, cpu) in throughput(20 if args.quick else 100).items():
-        print(f"{k:<30} {wall:>14.1f} {cpu:>13.1f}")
+        print(f"{k:<30} {wall:>14.1f} {cpu:>13.1f} {1e3 / cpu:>12.2f}")
     print()
     print("host syncs per training step, geometric loss terms (plane x2 + volume) + backward,"
           " batch of 4 (counted on the CPU):")
