@@ -81,6 +81,8 @@ def table(df: pd.DataFrame) -> pd.DataFrame:
         s = g["suspect"].fillna("")
         why = ", ".join(f"{r} {int(s.str.split(';').apply(lambda x, r=r: r in x).sum())}"
                         for r in suspect.REASONS if s.str.contains(r).any())
+        n_err = int(s.str.startswith("error").sum())
+        why = ", ".join(x for x in (why, f"error {n_err}" if n_err else "") if x)
         rows.append({"family": fam, "n_all": len(g), "n_suspect": int((s != "").sum()),
                      "suspect_reasons": why or "-", **_stats(g[s == ""])})
     rows.append({"family": "ALL non-suspect", "n_all": len(df), "n_suspect": int((~ok).sum()),
