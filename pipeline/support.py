@@ -27,6 +27,7 @@ from scipy import ndimage
 from pipeline.geometry import VolumeResult, _plane_basis, _rays, estimate_volume
 
 _FLOOR_SHARE = 0.4   # a bowl's flat floor spans about this share of the fitted radius
+WALL_RISE_M = 0.005  # profile bins this far above the surface's lowest level are the wall
 KINDS = ("plane", "plate_floor", "bowl_surface", "platform")
 
 
@@ -41,6 +42,9 @@ class Support:
     inlier_fraction: float = float("nan")  # fraction of the fitting pixels on the surface
     floor_guess_m: float | None = None   # bowl: how far the hidden floor was continued below
                                          # the level surface seen (food filling the bowl)
+    floor_wall_colour: float | None = None  # bowl with an inner wall: colour match
+                                         # (Bhattacharyya, 0-1) of the bare surface under the
+                                         # food and the wall above it
 
     def to_json(self) -> str:
         return json.dumps({k: v for k, v in asdict(self).items() if v is not None})
@@ -96,7 +100,7 @@ def fit_bowl(X: np.ndarray, n: np.ndarray, d: float, centre: np.ndarray, r_max: 
                    round(float(np.max(seen - prof)), 4))
 
 
-def _under_level(r: np.ndarray, prof: np.ndarray, rise_m: float = 0.005, min_bins: int = 3
+def _under_level(r: np.ndarray, prof: np.ndarray, rise_m: float = WALL_RISE_M, min_bins: int = 3
                  ) -> np.ndarray:
     """Continue the visible wall under a level surface inside it. The level part of the
     lower envelope may be a bare floor or the top of food that fills the bowl from wall to
