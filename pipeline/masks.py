@@ -199,7 +199,9 @@ def food_mask(depth: np.ndarray, K: np.ndarray, min_height_mm: float = 4.0,
     plane = dish_rig_plane(depth, K, seed)
     if plane is not None:
         food, support = rig_mask(depth, K, plane, min_height_mm, min_area_px, seed, rgb)
-        if support.kind == "bowl_surface" and _bowl_depth(support) > _DEEP_BOWL_M:
+        # a deep bowl, or food filling a bowl (kept so that it is flagged bowl_floor)
+        if support.kind == "bowl_surface" and (_bowl_depth(support) > _DEEP_BOWL_M
+                                               or suspect.floor_hidden(support.floor_wall_colour)):
             return food, support
     return geometry_mask(depth, K, min_height_mm, min_area_px, seed), Support("plane")
 
@@ -262,7 +264,7 @@ def _mask_one(job: tuple[dict, str, dict, str], predictor: object = None,
         out["support"], out["support_json"] = support.kind, support.to_json()
         out["suspect"] = suspect.join(suspect.mask_reasons(
             mask, float(row.get("mass_g", np.nan)), support.kind, support.inlier_fraction,
-            cfg.get("suspect"), support.floor_guess_m))
+            cfg.get("suspect"), support.floor_guess_m, support.floor_wall_colour))
         if isinstance(row.get("gt_mask_path"), str) and row["gt_mask_path"]:
             out["mask_iou_gt"] = iou(mask, io.read_mask(io.resolve(row["gt_mask_path"], cfg["roots"])))
     except ValueError as e:

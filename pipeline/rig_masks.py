@@ -11,7 +11,7 @@ import numpy as np
 
 from pipeline.geometry import _plane_basis, backproject
 from pipeline.masks import _fill_holes, _largest_component, _noise_floor, clean_mask, hysteresis
-from pipeline.support import Support, fit_bowl, surface_height
+from pipeline.support import WALL_RISE_M, Support, fit_bowl, surface_height
 
 _OBJ_MIN_M = 0.02        # dish, rails, cables: higher than this above the rig plane
 _SPLIT_PX = 15           # erosion radius that cuts rails and cables off the dish
@@ -66,13 +66,29 @@ def colour_like(rgb: np.ndarray | None, food: np.ndarray, container: np.ndarray)
     All True without an image or without enough samples of either."""
     if rgb is None or food.sum() < 200 or container.sum() < 200:
         return np.ones(food.shape, dtype=bool)
+    idx = _colour_bins(rgb)
+    pf, pc = _histogram(idx, food), _histogram(idx, container)
+    return _FOOD_PRIOR * pf[idx] >= pc[idx]
+
+
+def _colour_bins(rgb: np.ndarray) -> np.ndarray:
+    """Per-pixel Lab histogram bin (_COLOUR_BINS per channel)."""
     lab = cv2.cvtColor(np.ascontiguousarray(rgb), cv2.COLOR_RGB2LAB).astype(np.int32)
     q = lab * _COLOUR_BINS // 256
-    idx = (q[..., 0] * _COLOUR_BINS + q[..., 1]) * _COLOUR_BINS + q[..., 2]
-    nb = _COLOUR_BINS ** 3
-    pf = np.bincount(idx[food], minlength=nb) / food.sum()
-    pc = np.bincount(idx[container], minlength=nb) / container.sum()
-    return _FOOD_PRIOR * pf[idx] >= pc[idx]
+    return (q[..., 0] * _COLOUR_BINS + q[..., 1]) * _COLOUR_BINS + q[..., 2]
+
+
+def _histogram(idx: np.ndarray, region: np.ndarray) -> np.ndarray:
+    return np.bincount(idx[region], minlength=_COLOUR_BINS ** 3) / max(int(region.sum()), 1)
+
+
+def colour_match(rgb: np.ndarray | None, a: np.ndarray, b: np.ndarray) -> float | None:
+    """Bhattacharyya coefficient of the Lab colour histograms of regions a and b (1: the
+    same colours); None without an image or with under 200 pixels in either."""
+    if rgb is None or a.sum() < 200 or b.sum() < 200:
+        return None
+    idx = _colour_bins(rgb)
+    return round(float(np.sum(np.sqrt(_histogram(idx, a) * _histogram(idx, b)))), 4)
 
 
 def rig_mask(depth: np.ndarray, K: np.ndarray, rig_plane: tuple[np.ndarray, float],
@@ -137,6 +153,12 @@ def rig_mask(depth: np.ndarray, K: np.ndarray, rig_plane: tuple[np.ndarray, floa
     food = clean_mask(hysteresis(strong & like, weak & like), min_area_px)
     food = _heap(food)
     wall = within & ~food
+    # the bare floor is the bowl's own material; where the fitted surface shows an inner wall,
+    # a level surface that looks unlike the wall above it is food filling the bowl (its floor
+    # hidden: the label is a guess). A surface with no wall (a plate's floor) is not checked.
+    if max(sup.heights) - min(sup.heights) > WALL_RISE_M:
+        sup.floor_wall_colour = colour_match(rgb, wall & (np.abs(h_b) < _SUPPORT_BAND_M),
+                                             inside & ~within)
     sup.inlier_fraction = round(float(np.mean(np.abs(h_b[wall]) < _SUPPORT_BAND_M)), 4) \
         if wall.any() else 0.0
     return food, sup

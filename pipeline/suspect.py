@@ -13,7 +13,7 @@ import pandas as pd
 
 DEFAULTS = {"exclude": True, "density_g_ml": [0.2, 3.0], "min_mask_px": 1500,
             "max_border_fraction": 0.5, "min_support_inliers": 0.1, "max_tilt_deg": 60.0,
-            "max_rig_tilt_deg": 15.0, "max_floor_guess_m": 0.002}
+            "max_rig_tilt_deg": 15.0, "max_floor_guess_m": 0.002, "min_floor_wall_colour": 0.65}
 REASONS = ("specks", "border", "support_inliers", "support_tilt", "density", "bowl_floor")
 
 
@@ -35,10 +35,13 @@ def border_fraction(mask: np.ndarray) -> float:
 
 
 def mask_reasons(mask: np.ndarray, mass_g: float, support_kind: str, inlier_fraction: float,
-                 cfg: dict | None = None, floor_guess_m: float | None = None) -> list[str]:
+                 cfg: dict | None = None, floor_guess_m: float | None = None,
+                 floor_wall_colour: float | None = None) -> list[str]:
     """Reasons a mask (and the support found with it) is implausible; [] when none.
     bowl_floor: food fills the bowl wall to wall, its floor was guessed from the bowl's shape
-    more than `max_floor_guess_m` below what is seen (the label is an extrapolation)."""
+    more than `max_floor_guess_m` below what is seen (the label is an extrapolation), or the
+    level surface taken for the bowl's floor matches the wall's colours less than
+    `min_floor_wall_colour` (it is food filling the bowl, not the bare floor)."""
     c = _cfg(cfg)
     out = []
     px = int(np.asarray(mask).sum())
@@ -49,9 +52,15 @@ def mask_reasons(mask: np.ndarray, mass_g: float, support_kind: str, inlier_frac
     if support_kind != "plane" and np.isfinite(inlier_fraction) \
             and inlier_fraction < c["min_support_inliers"]:
         out.append("support_inliers")
-    if floor_guess_m is not None and floor_guess_m > c["max_floor_guess_m"]:
+    if (floor_guess_m is not None and floor_guess_m > c["max_floor_guess_m"]) or \
+            floor_hidden(floor_wall_colour, c):
         out.append("bowl_floor")
     return out
+
+
+def floor_hidden(floor_wall_colour: float | None, cfg: dict | None = None) -> bool:
+    """The level surface inside a bowl looks unlike its wall: food fills the bowl."""
+    return floor_wall_colour is not None and floor_wall_colour < _cfg(cfg)["min_floor_wall_colour"]
 
 
 def label_reasons(volume_ml: float, mass_g: float, tilt_deg: float, rig: bool,

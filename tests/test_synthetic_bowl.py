@@ -29,3 +29,26 @@ def test_table_dish_keeps_the_per_image_plane():
     assert d.meta["scene"] == "table"
     _, sup = food_mask(d.depth, d.K, rgb=d.rgb)
     assert sup.kind == "plane"
+
+
+def test_food_filling_a_deep_bowl_is_flagged_by_its_colour():
+    """A deep bowl whose food layer fills it level (the fitted surface rises < 3 cm, so it was
+    taken for a plane before): the level surface does not look like the steel wall."""
+    d = generate_dish(seed=0, index=146, families=_families())
+    assert d.meta["scene"] == "deep_bowl"
+    mask, sup = food_mask(d.depth, d.K, rgb=d.rgb)
+    assert sup.kind == "bowl_surface" and sup.floor_wall_colour < 0.65
+    assert "bowl_floor" in suspect.mask_reasons(mask, float("nan"), sup.kind, sup.inlier_fraction,
+                                                None, sup.floor_guess_m, sup.floor_wall_colour)
+
+
+def test_colour_match_of_regions():
+    import numpy as np
+    from pipeline.rig_masks import colour_match
+    rgb = np.zeros((40, 40, 3), np.uint8)
+    rgb[:, :20] = (200, 40, 40)
+    rgb[:, 20:] = (150, 150, 150)
+    left = np.zeros((40, 40), bool)
+    left[:, :20] = True
+    assert colour_match(rgb, left, left) == 1.0 and colour_match(rgb, left, ~left) == 0.0
+    assert colour_match(None, left, ~left) is None
