@@ -26,7 +26,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from geometry_scenes import (DISTANCE_M, F_PX, HELDOUT_N, HELDOUT_SEED,  # noqa: E402
                              heldout_scenes, iter_renders, realsense_noise, tuned_scenes)
 from pipeline import geometry  # noqa: E402
+from pipeline.config import VolumeConfig  # noqa: E402
 
+VOL = VolumeConfig()
 ELEVATIONS = (90, 75, 60, 45)
 NOISE_SEED = 7
 
@@ -162,7 +164,8 @@ def host_syncs(batch: int = 4) -> dict[str, tuple[Counter, Counter]]:
             geometry.HOST_COPY = host
             try:
                 with SyncCounter() as sc:
-                    loss, _ = total_loss({"depth": pred}, batch_, weights, {"method": m}, False)
+                    geom = {"method": m, "ring_px": VOL.ring_px, "cell_mm": VOL.cell_mm, "seed": 0}
+                    loss, _ = total_loss({"depth": pred}, batch_, weights, geom, False)
                     loss.backward()
                 with SyncCounter() as sg:   # the geometry calls alone
                     with torch.no_grad():
