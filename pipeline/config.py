@@ -77,6 +77,7 @@ class SuspectConfig:
     max_tilt_deg: float = 60.0
     max_rig_tilt_deg: float = 15.0
     max_floor_guess_m: float = 0.002
+    min_floor_wall_colour: float = 0.65
 
 
 @dataclass

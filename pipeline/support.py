@@ -22,7 +22,6 @@ import json
 from dataclasses import asdict, dataclass, replace
 
 import numpy as np
-from scipy import ndimage
 
 from pipeline.geometry import VolumeResult, _plane_basis, _rays, estimate_volume
 
@@ -120,39 +119,13 @@ def _under_level(r: np.ndarray, prof: np.ndarray, rise_m: float = WALL_RISE_M, m
     return np.where(inner, np.minimum(prof, a + b * np.maximum(r - rf, 0) ** 2), prof)
 
 
-def fill_food_holes(depth: np.ndarray, mask: np.ndarray) -> np.ndarray:
-    """Mask pixels without depth take the depth of the nearest food pixel that has one.
-    Sensors drop depth along the food's outline (depth jumps, stereo shadow): left empty,
-    those pixels would leave the heightmap's edge cells part-covered and the label low
-    (3-8 % on synthetic dishes); the mask says they are food, the nearest reading is its
-    best height."""
-    depth = np.asarray(depth, dtype=np.float32)
-    mask = np.asarray(mask, dtype=bool)
-    seen = mask & np.isfinite(depth) & (depth > 0)
-    holes = mask & ~seen
-    if not holes.any() or not seen.any():
-        return depth
-    _, (iy, ix) = ndimage.distance_transform_edt(~seen, return_indices=True)
-    out = depth.copy()
-    out[holes] = depth[iy[holes], ix[holes]]
-    return out
-
-
 def volume_above_support(depth: np.ndarray, mask: np.ndarray, K: np.ndarray, support: Support,
                          method: str = "heightmap", ring_px: int = 20, cell_mm: float = 2.0
                          ) -> VolumeResult:
     """Food volume between the food's top and its support (see the module docstring); the
-    result's plane is the flat plane used (for a bowl: through its lowest point). Mask
-    pixels without depth are filled first (fill_food_holes; n_holes counts them)."""
-    valid = np.isfinite(depth) & (depth > 0)
-    n_holes = int((np.asarray(mask, dtype=bool) & ~valid).sum())
-    res = _volume(fill_food_holes(depth, mask), mask, K, support, method, ring_px, cell_mm)
-    return replace(res, n_holes=n_holes)
-
-
-def _volume(depth: np.ndarray, mask: np.ndarray, K: np.ndarray, support: Support,
-            method: str, ring_px: int, cell_mm: float) -> VolumeResult:
-    """volume_above_support on depth without holes in the mask."""
+    result's plane is the flat plane used (for a bowl: through its lowest point). Mask pixels
+    without depth (sensors drop them along the food's outline) are filled by the geometry from
+    the food side (`estimate_volume`; `n_holes` counts them)."""
     if support.kind == "plane":
         return estimate_volume(depth, mask, K, method, ring_px, cell_mm)
     n, d = support.plane()
