@@ -23,7 +23,6 @@ import time
 from pathlib import Path
 
 
-
 class PeakRSS:
     """Polls the summed RSS of this process and its children in a thread."""
 
@@ -64,7 +63,7 @@ def child(args: argparse.Namespace) -> None:
     from tqdm import tqdm
 
     from pipeline.config import load_params
-    from pipeline.data import DishDataModule, train_augment
+    from pipeline.train.datamodule import DishDataModule, train_augment
     torch.set_num_threads(1)
     params = load_params()
     size = (args.size[0], args.size[1])

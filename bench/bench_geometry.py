@@ -12,21 +12,18 @@ Run: python bench/bench_geometry.py [--quick]
 from __future__ import annotations
 
 import argparse
-import sys
 import time
 from collections import Counter
-from pathlib import Path
 
 import numpy as np
 import torch
+from geometry_scenes import (DISTANCE_M, F_PX, HELDOUT_N, HELDOUT_SEED, heldout_scenes, iter_renders,
+                             realsense_noise, tuned_scenes)
 from tqdm import tqdm
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from geometry_scenes import (DISTANCE_M, F_PX, HELDOUT_N, HELDOUT_SEED,  # noqa: E402
-                             heldout_scenes, iter_renders, realsense_noise, tuned_scenes)
-from pipeline import geometry  # noqa: E402
-from pipeline.config import VolumeConfig  # noqa: E402
+from pipeline import geometry
+from pipeline.config import VolumeConfig
+from pipeline.geometry import volume_torch as twin
 
 VOL = VolumeConfig()
 ELEVATIONS = (90, 75, 60, 45)
@@ -111,7 +108,7 @@ class SyncCounter(torch.utils._python_dispatch.TorchDispatchMode):
         self.counts: Counter = Counter()
 
     def __torch_dispatch__(self, func, types, args=(), kwargs=None):
-        if geometry.HOST_SIDE.get():     # work on the twin's host copy: no device waits
+        if twin.HOST_SIDE.get():     # work on the twin's host copy: no device waits
             return func(*args, **(kwargs or {}))
         name = func.__name__.split(".")[0]
         if any(name.startswith(s) or name == s for s in self.SYNC_OPS):
@@ -127,12 +124,12 @@ class SyncCounter(torch.utils._python_dispatch.TorchDispatchMode):
         counts = self.counts
 
         def cpu(t, *a, **k):
-            if not geometry.HOST_SIDE.get():
+            if not twin.HOST_SIDE.get():
                 counts["to-host (.cpu)"] += 1
             return self._cpu(t, *a, **k)
 
         def numpy(t, *a, **k):
-            if not geometry.HOST_SIDE.get():
+            if not twin.HOST_SIDE.get():
                 counts["to-host (.numpy)"] += 1
             return self._numpy(t, *a, **k)
         torch.Tensor.cpu, torch.Tensor.numpy = cpu, numpy
@@ -144,12 +141,12 @@ class SyncCounter(torch.utils._python_dispatch.TorchDispatchMode):
 
 
 def host_syncs(batch: int = 4) -> dict[str, tuple[Counter, Counter]]:
-    """Host syncs of the geometric loss terms of one training step (pipeline.losses.total_loss
+    """Host syncs of the geometric loss terms of one training step (pipeline.train.losses.total_loss
     with only w_plane and w_volume: support planes of prediction and GT, volume of the
     prediction, backward), batch of `batch` dishes. 'per-dish' = the twin's direct path (what
     a GPU ran before), 'host copy' = its GPU default now (forced here on the CPU). Returns
     (whole step, the geometry calls alone) per path."""
-    from pipeline.losses import LOSS_KEYS, total_loss
+    from pipeline.train.losses import LOSS_KEYS, total_loss
     depth, mask, K = _one_dish()
     gt = torch.as_tensor(depth, dtype=torch.float32)[None].repeat(batch, 1, 1)
     noise = 1e-3 * torch.sin(torch.arange(gt.numel(), dtype=torch.float32)).reshape(gt.shape)
@@ -161,7 +158,7 @@ def host_syncs(batch: int = 4) -> dict[str, tuple[Counter, Counter]]:
     for m in ("heightmap", "columns"):
         for label, host in (("per-dish", False), ("host copy", True)):
             pred = (gt + noise).requires_grad_()
-            geometry.HOST_COPY = host
+            twin.HOST_COPY = host
             try:
                 with SyncCounter() as sc:
                     geom = {"method": m, "ring_px": VOL.ring_px, "cell_mm": VOL.cell_mm, "seed": 0}
@@ -174,7 +171,7 @@ def host_syncs(batch: int = 4) -> dict[str, tuple[Counter, Counter]]:
                     geometry.estimate_volume_torch(pred, batch_["mask"], batch_["K"], method=m,
                                                    plane=plane).sum().backward()
             finally:
-                geometry.HOST_COPY = None
+                twin.HOST_COPY = None
             out[f"{m}, {label}"] = (sc.counts, sg.counts)
     return out
 

@@ -4,8 +4,8 @@ masks and from the ground-truth masks against the exact synthetic volume.
 Why: labels are the training targets; their error on synthetic dishes (where the truth is
 known) bounds what any model can learn. Target (issue 9): median APE <= 3 % over the
 non-suspect dishes with the default masks. Each dish runs the stages' own code with the
-stage params: pipeline.synthetic (ingest) -> depth quantised as the depth PNG stores it ->
-pipeline.masks.food_mask + suspect checks (masks) -> pipeline.support.volume_above_support
+stage params: pipeline.data.synthetic (ingest) -> depth quantised as the depth PNG stores it ->
+pipeline.masks.food_mask + suspect checks (masks) -> pipeline.masks.support.volume_above_support
 (labels). Tune on seed 0, report held-out seed 1.
 Usage: python bench/bench_labels.py [--seed 0] [--n 320] [--csv per_dish.csv]
 """
@@ -13,23 +13,23 @@ from __future__ import annotations
 
 import argparse
 import os
-import sys
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-import numpy as np  # noqa: E402
-import pandas as pd  # noqa: E402
-from tqdm import tqdm  # noqa: E402
+import numpy as np
+import pandas as pd
+from tqdm import tqdm
 
-from pipeline import io, suspect  # noqa: E402
-from pipeline.masks import food_mask, iou  # noqa: E402
-from pipeline.rig import tilt_deg  # noqa: E402
-from pipeline.support import volume_above_support  # noqa: E402
-from pipeline.synthetic import generate_dish  # noqa: E402
+from pipeline import io, suspect
+from pipeline.config import Params, load_params
+from pipeline.data.rig import tilt_deg
+from pipeline.data.synthetic import generate_dish
+from pipeline.masks.cleanup import iou
+from pipeline.masks.from_depth import food_mask
+from pipeline.masks.support import volume_above_support
 
 
 def stored_depth(depth: np.ndarray) -> np.ndarray:
@@ -39,20 +39,20 @@ def stored_depth(depth: np.ndarray) -> np.ndarray:
     return units.astype(np.float32) * np.float32(io.DEPTH_SCALE_M)
 
 
-def label_one(job: tuple[int, int, dict]) -> dict:
+def label_one(job: tuple[int, int, Params]) -> dict:
     """One dish through ingest -> masks -> labels; its errors and diagnostics."""
     seed, index, p = job
-    d = p["data"]
-    dish = generate_dish(seed, index, d["width"], d["height"], d["noise"], d.get("families"))
+    d = p.data
+    dish = generate_dish(seed, index, d.width, d.height, d.noise, d.families)
     depth = stored_depth(dish.depth)
-    m, v, sus = p["masks"], p["volume"], p.get("suspect")
+    m, v, sus = p.masks, p.volume, p.suspect
     out = {"index": index, "family": dish.meta.get("scene", "table"),
            "true_ml": dish.volume_ml_true}
     try:
-        mask, sup = food_mask(depth, dish.K, m["min_height_mm"], m["min_area_px"], None, dish.rgb)
+        mask, sup = food_mask(depth, dish.K, m.min_height_mm, m.min_area_px, None, dish.rgb, suspect_cfg=sus)
         reasons = suspect.mask_reasons(mask, np.nan, sup.kind, sup.inlier_fraction, sus,
                                        sup.floor_guess_m, sup.floor_wall_colour)
-        kw = dict(method=v["method"], ring_px=v["ring_px"], cell_mm=v["cell_mm"])
+        kw = dict(method=v.method, ring_px=v.ring_px, cell_mm=v.cell_mm)
         res = volume_above_support(depth, mask, dish.K, sup, **kw)
         reasons += suspect.label_reasons(res.volume_ml, np.nan, tilt_deg(res.plane_normal),
                                          sup.kind != "plane", sus)
@@ -99,16 +99,16 @@ def main() -> None:
     ap.add_argument("--workers", type=int, default=2)
     ap.add_argument("--csv", type=Path, default=None, help="also write the per-dish table here")
     args = ap.parse_args()
-    p = io.load_params()
-    n = args.n or int(p["data"]["n_dishes"])
+    p = load_params()
+    n = args.n or p.data.n_dishes
     jobs = [(args.seed, i, p) for i in range(n)]
     with ProcessPoolExecutor(args.workers) as pool:
         rows = list(tqdm(pool.map(label_one, jobs, chunksize=4), total=n, desc="dishes"))
     df = pd.DataFrame(rows)
     if args.csv:
         io.write_csv(args.csv, df)
-    print(f"seed {args.seed}, {n} dishes, masks {p['masks']['method']} -> geometry (default "
-          f"offline masks), min_height {p['masks']['min_height_mm']} mm")
+    print(f"seed {args.seed}, {n} dishes, masks {p.masks.method} -> geometry (default "
+          f"offline masks), min_height {p.masks.min_height_mm} mm")
     print(table(df).to_string(index=False))
 
 

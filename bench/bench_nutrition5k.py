@@ -18,10 +18,11 @@ from pathlib import Path
 import numpy as np
 
 os.environ.setdefault("SAM2_BUILD_CUDA", "0")
-from pipeline import io  # noqa: E402
-from pipeline.masks import geometry_mask  # noqa: E402
-from fake_release import make_release_tree  # noqa: E402  (a sibling in bench/)
-from pipeline.nutrition5k import read_release_depth, scan_release  # noqa: E402
+from fake_release import make_release_tree  # (a sibling in bench/)
+
+from pipeline import io
+from pipeline.data.nutrition5k import read_release_depth, scan_release
+from pipeline.masks.from_depth import geometry_mask
 
 FX, FY, CX, CY = 616.6, 616.6, 319.5, 239.5
 DA_CFG = {"pretrained": None, "max_depth": 2, "init_depth": 0.4, "size": [126, 168],
@@ -64,7 +65,7 @@ def main() -> None:
         rows.append(("geometry mask / SAM box prompts", dt, f"{np.mean([m.mean() for m in masks]):.1%} px food"))
 
         if not args.no_sam:
-            from pipeline.sam2_masks import box_prompts, load_sam2_predictor, sam2_food_mask
+            from pipeline.masks.sam2 import box_prompts, load_sam2_predictor, sam2_food_mask
             ids = list(manifest["dish_id"][: args.sam_dishes])
             rgbs = [io.read_rgb(root / "imagery/realsense_overhead" / d / "rgb.png") for d in ids]
             for size in (None, 512):
@@ -78,8 +79,8 @@ def main() -> None:
                 rows.append((f"SAM 2 mask, tiny random, {size or 1024} input", dt,
                              f"load {load_s:.1f} s, {nb:.1f} boxes/dish"))
 
-        from pipeline.inference import save_model
         from pipeline.models import build_model
+        from pipeline.models.inference import save_model
         from pipeline.predict import predict_volume
         wdir = Path(tmp) / "w"
         save_model(build_model("depth_anything_v2", DA_CFG, seed=0), wdir, "depth_anything_v2", DA_CFG)

@@ -8,7 +8,7 @@ Annotations: tests/data/n5k_annotations/<dish_id>.png (food = 255), drawn by han
 dish and focal length: mask IoU, support used, volume, density (mass / volume) and suspect
 flags. The rig plane is fitted across the dishes given, as ingest does.
 
-A second table: the depth-free given masks of the evaluation (pipeline.rgb_masks, RGB only)
+A second table: the depth-free given masks of the evaluation (pipeline.masks.rgb, RGB only)
 against the same annotations, and, so the rule is not judged on two dishes alone, against the
 ground truth of synthetic rig-family dishes (640x480, seed 11: held out, the rule was tuned on
 seed 7).
@@ -21,27 +21,29 @@ from pathlib import Path
 
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 
-import numpy as np  # noqa: E402
+import numpy as np
 
-from pipeline import io, suspect  # noqa: E402
-from pipeline.masks import food_mask, iou  # noqa: E402
-from pipeline.rgb_masks import depth_free_mask, sam2_checkpoint_file  # noqa: E402
-from pipeline.nutrition5k import DEFAULT_CX, DEFAULT_CY, DEFAULT_FX, scan_release  # noqa: E402
-from pipeline.rig import estimate_rig_plane, tilt_deg  # noqa: E402
-from pipeline.support import volume_above_support  # noqa: E402
+from pipeline import io, suspect
+from pipeline.config import Params, load_params
+from pipeline.data.nutrition5k import DEFAULT_CX, DEFAULT_CY, DEFAULT_FX, scan_release
+from pipeline.data.rig import estimate_rig_plane, tilt_deg
+from pipeline.masks.cleanup import iou
+from pipeline.masks.from_depth import food_mask
+from pipeline.masks.rgb import depth_free_mask, sam2_checkpoint_file
+from pipeline.masks.support import volume_above_support
 
 ANNOTATIONS = io.REPO_ROOT / "tests/data/n5k_annotations"
 FOCALS = (DEFAULT_FX, 465.0)   # D435 colour at 640x480 (default) / implied by the paper's numbers
 
 
-def real_dish_table(root: Path, focals=FOCALS, params: dict | None = None) -> list[dict]:
+def real_dish_table(root: Path, focals=FOCALS, params: Params | None = None) -> list[dict]:
     """One row per (dish with an annotation, focal length)."""
-    p = params or io.load_params()
-    m, v = p["masks"], p["volume"]
+    p = params or load_params()
+    m, v = p.masks, p.volume
     rows = []
     for f in focals:
         manifest, _ = scan_release(root, f, f, DEFAULT_CX, DEFAULT_CY)
-        rig = estimate_rig_plane(manifest, [root], p["nutrition5k"].get("rig_plane_dishes", 64))
+        rig = estimate_rig_plane(manifest, [root], p.nutrition5k.rig_plane_dishes)
         plane = (np.asarray(rig["normal"]), rig["d"])
         for r in manifest.to_dict("records"):
             ann_path = ANNOTATIONS / f"{r['dish_id']}.png"
@@ -50,13 +52,13 @@ def real_dish_table(root: Path, focals=FOCALS, params: dict | None = None) -> li
             depth = io.read_dish_depth(r, [root])
             rgb = io.read_rgb(io.resolve(r["rgb_path"], [root]))
             K = io.K_from_row(r)
-            mask, sup = food_mask(depth, K, m["min_height_mm"], m["min_area_px"], plane, rgb)
-            res = volume_above_support(depth, mask, K, sup, v["method"], v["ring_px"], v["cell_mm"])
+            mask, sup = food_mask(depth, K, m.min_height_mm, m.min_area_px, plane, rgb, suspect_cfg=p.suspect)
+            res = volume_above_support(depth, mask, K, sup, v.method, v.ring_px, v.cell_mm)
             mass = float(r["mass_g"])
-            reasons = (suspect.mask_reasons(mask, mass, sup.kind, sup.inlier_fraction, p.get("suspect"),
+            reasons = (suspect.mask_reasons(mask, mass, sup.kind, sup.inlier_fraction, p.suspect,
                                             sup.floor_guess_m, sup.floor_wall_colour)
                        + suspect.label_reasons(res.volume_ml, mass, tilt_deg(res.plane_normal),
-                                               sup.kind != "plane", p.get("suspect")))
+                                               sup.kind != "plane", p.suspect))
             rows.append({"dish_id": r["dish_id"], "f_px": f, "iou": iou(mask, io.read_mask(ann_path)),
                          "mask_px": int(mask.sum()), "support": sup.kind, "mass_g": mass,
                          "volume_ml": res.volume_ml, "density_g_ml": mass / max(res.volume_ml, 1e-9),
@@ -64,18 +66,18 @@ def real_dish_table(root: Path, focals=FOCALS, params: dict | None = None) -> li
     return rows
 
 
-def _given_predictor(params: dict):
+def _given_predictor(params: Params):
     """SAM 2 when masks.sam2_checkpoint is a local file (as the masks stage), else None."""
-    m = params["masks"]
-    if sam2_checkpoint_file(m.get("sam2_checkpoint")) is None:
+    m = params.masks
+    if sam2_checkpoint_file(m.sam2_checkpoint) is None:
         return None
-    from pipeline.sam2_masks import load_sam2_predictor
-    return load_sam2_predictor(m["sam2_checkpoint"], m["sam2_config"])
+    from pipeline.masks.sam2 import load_sam2_predictor
+    return load_sam2_predictor(m.sam2_checkpoint, m.sam2_config)
 
 
-def given_mask_table(root: Path, params: dict | None = None) -> list[dict]:
+def given_mask_table(root: Path, params: Params | None = None) -> list[dict]:
     """One row per annotated dish: IoU of the depth-free given mask (RGB only) with the annotation."""
-    p = params or io.load_params()
+    p = params or load_params()
     predictor = _given_predictor(p)
     manifest, _ = scan_release(root, DEFAULT_FX, DEFAULT_FX, DEFAULT_CX, DEFAULT_CY)
     rows = []
@@ -83,23 +85,23 @@ def given_mask_table(root: Path, params: dict | None = None) -> list[dict]:
         ann_path = ANNOTATIONS / f"{r['dish_id']}.png"
         if ann_path.is_file():
             mask, source = depth_free_mask(io.read_rgb(io.resolve(r["rgb_path"], [root])),
-                                           p["masks"]["min_area_px"], predictor)
+                                           p.masks.min_area_px, predictor)
             rows.append({"dish_id": r["dish_id"], "mask_source": source,
                          "iou": iou(mask, io.read_mask(ann_path)), "mask_px": int(mask.sum())})
     return rows
 
 
-def synthetic_given_ious(seed: int, n: int, params: dict | None = None) -> dict[str, list[float]]:
+def synthetic_given_ious(seed: int, n: int, params: Params | None = None) -> dict[str, list[float]]:
     """IoU of the depth-free given mask with the ground truth, per synthetic rig family."""
-    from pipeline.synthetic import FAMILIES, generate_dish
+    from pipeline.data.synthetic import FAMILIES, generate_dish
 
-    p = params or io.load_params()
+    p = params or load_params()
     predictor = _given_predictor(p)
     rig = {k: 1.0 for k in FAMILIES if k != "table"}
     out: dict[str, list[float]] = {}
     for i in range(n):
         d = generate_dish(seed, i, width=640, height=480, families=rig)
-        mask, _ = depth_free_mask(d.rgb, p["masks"]["min_area_px"], predictor)
+        mask, _ = depth_free_mask(d.rgb, p.masks.min_area_px, predictor)
         out.setdefault(d.meta.get("scene", "?"), []).append(iou(mask, d.mask))
     return out
 
@@ -110,7 +112,7 @@ def main() -> None:
     ap.add_argument("--synthetic-seed", type=int, default=11, help="held-out synthetic seed (tuned on 7)")
     ap.add_argument("--synthetic-n", type=int, default=40, help="synthetic rig-family dishes")
     args = ap.parse_args()
-    root = Path(args.root or io.REPO_ROOT / io.load_params()["data"]["root"]).resolve()
+    root = Path(args.root or io.REPO_ROOT / load_params().data.root).resolve()
     rows = real_dish_table(root)
     if not rows:
         raise SystemExit(f"{root}: no dish there has an annotation in {ANNOTATIONS}")

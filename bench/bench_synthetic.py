@@ -22,7 +22,7 @@ import yaml
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 
-from pipeline.synthetic import FAMILIES, PART, dish_scene, family_of, generate_dish  # noqa: E402
+from pipeline.data.synthetic import FAMILIES, PART, dish_scene, family_of, generate_dish
 
 ROOT = Path(__file__).resolve().parent.parent
 

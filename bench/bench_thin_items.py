@@ -2,7 +2,7 @@
 
 The 4 mm seed threshold alone cuts the low margins of flat items and piles (labels come out
 low); growing the seeds down to the support's noise floor keeps them. Scenes are exactly
-ray-cast (pipeline.shapes) at 0.36 m, 70-90 deg elevation, with RealSense-like noise.
+ray-cast (pipeline.data.shapes) at 0.36 m, 70-90 deg elevation, with RealSense-like noise.
 
     python bench/bench_thin_items.py [--n 3]
 
@@ -15,13 +15,14 @@ import os
 
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 
-import numpy as np  # noqa: E402
-from tqdm import tqdm  # noqa: E402
+import numpy as np
+from tqdm import tqdm
 
-from pipeline.geometry import estimate_volume  # noqa: E402
-from pipeline.masks import geometry_mask, iou  # noqa: E402
-from pipeline.shapes import Camera, Cone, Cylinder, Plane, SphereCap, render  # noqa: E402
-from pipeline.synthetic import _sensor_noise  # noqa: E402
+from pipeline.data.shapes import Camera, Cone, Cylinder, Plane, SphereCap, render
+from pipeline.data.synthetic import _sensor_noise
+from pipeline.geometry import estimate_volume
+from pipeline.masks.cleanup import iou
+from pipeline.masks.from_depth import geometry_mask
 
 HEIGHTS_MM = (3, 5, 8)
 KINDS = {  # thin item of footprint radius r (m) and height h (m)

@@ -11,17 +11,17 @@ import shutil
 import time
 from concurrent.futures import ProcessPoolExecutor
 
-import pandas as pd  # noqa: E402
+import pandas as pd
 
-from pipeline import io  # noqa: E402
-from pipeline.config import load_params  # noqa: E402
-from pipeline.training import run_stage  # noqa: E402
+from pipeline import io
+from pipeline.config import load_params
+from pipeline.train.fit import run_stage
 
 ROOT = io.REPO_ROOT / ".bench_dishes"
 
 
 def _one(job: tuple[int, str]) -> dict:
-    from pipeline.synthetic import generate_dish
+    from pipeline.data.synthetic import generate_dish
     i, split = job
     d = generate_dish(seed=123, index=i, width=640, height=480, noise=True)
     base = ROOT / "dishes" / f"b{i:04d}"

@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 
 from pipeline import io
-from pipeline.nutrition5k import HEIGHT, IMAGERY, MAX_DEPTH_M, METADATA, MIN_DEPTH_M, SPLITS, WIDTH
+from pipeline.data.nutrition5k import HEIGHT, IMAGERY, MAX_DEPTH_M, METADATA, MIN_DEPTH_M, SPLITS, WIDTH
 
 
 def _write_raw_depth(path: Path, units: np.ndarray) -> None:
@@ -23,7 +23,7 @@ def make_release_tree(root: Path, n: int, seed: int = 0, corrupt: bool = True) -
      "split": {id: split}, "mass_g": {id: mass}, "K": {id: 3x3 list the dish was
      rendered with}, "volume_ml_true": {id: mL}}. Synthetic views vary in f, so the release's
      single K only approximates them: fine for plumbing, not for label accuracy."""
-    from pipeline.synthetic import generate_dish
+    from pipeline.data.synthetic import generate_dish
 
     root = Path(root)
     rng = np.random.default_rng(seed)

@@ -22,8 +22,7 @@ from typing import Iterator
 import cv2
 import numpy as np
 
-from pipeline.shapes import (Box, Camera, Cone, Cylinder, Ellipsoid, Plane, Ring, Shape,
-                             SphereCap, render)
+from pipeline.data.shapes import Box, Camera, Cone, Cylinder, Ellipsoid, Plane, Ring, Shape, SphereCap, render
 
 DISTANCE_M = 0.36
 F_PX = 615.0

@@ -22,11 +22,11 @@ from pathlib import Path
 
 import torch
 
-from pipeline.config import Params, load_params  # noqa: E402
-from pipeline.data import DishDataModule, train_augment  # noqa: E402
-from pipeline.losses import check_weights, total_loss  # noqa: E402
-from pipeline.models import DepthModel, build_model, config_for  # noqa: E402
-from pipeline.training import geometry_params  # noqa: E402
+from pipeline.config import Params, load_params
+from pipeline.models import DepthModel, build_model, config_for
+from pipeline.train.datamodule import DishDataModule, train_augment
+from pipeline.train.fit import geometry_params
+from pipeline.train.losses import check_weights, total_loss
 
 
 def small_config(max_depth: int):

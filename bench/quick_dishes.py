@@ -1,5 +1,5 @@
 """Many dish files quickly, for the data-loading and GPU benches: a few dishes rendered by
-pipeline.synthetic, written once, then copied file by file under new dish ids (every
+pipeline.data.synthetic, written once, then copied file by file under new dish ids (every
 dish has its own valid PNGs in the index format, so loading does real per-dish I/O).
 """
 from __future__ import annotations
@@ -16,7 +16,7 @@ from pipeline import io
 def write_dishes(root: Path, n: int, width: int, height: int, n_val: int = 4, n_unique: int = 4,
                  seed: int = 123) -> Path:
     """`n` train then `n_val` val dishes under root/dishes, and root/index.csv."""
-    from pipeline.synthetic import generate_dish
+    from pipeline.data.synthetic import generate_dish
     root = Path(root)
     bases, rows = [], []
     for i in range(min(n_unique, n + n_val)):

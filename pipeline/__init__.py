@@ -1,1 +1,15 @@
-"""Food volume from one photo: metric depth, support plane, height integration."""
+"""Food volume from one photo: metric depth, support plane, height integrated over the food mask.
+
+The subpackages follow the DVC DAG (stages/ are thin CLIs over them):
+
+    data/      ingest + split: synthetic scenes, the Nutrition5k release, its rig plane
+    masks/     masks: food masks from depth / SAM 2 / RGB, supports (plate floor, bowl surface)
+    labels.py  labels: GT volume per dish; suspect.py: implausible masks and labels, flagged
+    geometry/  the volume geometry every stage shares (numpy path and its torch twin)
+    models/    depth models behind one interface, found through a registry
+    train/     datamodule, augmentation, losses, the Lightning stage
+    evaluate/  metrics, scoring, baselines, paired comparisons, plots, report
+    predict.py depth and volume for a new photo
+
+config.py types params.yaml (one source of every default); io.py reads and writes files atomically.
+"""

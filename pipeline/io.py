@@ -17,9 +17,9 @@ from typing import Any, Iterator
 import cv2
 import numpy as np
 import pandas as pd
-import yaml
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
+from pipeline.config import REPO_ROOT
+
 DEPTH_SCALE_M = 1e-4  # one 16-bit PNG unit, as in Nutrition5k's depth_raw.png
 _UMASK = os.umask(0)
 os.umask(_UMASK)
@@ -176,19 +176,6 @@ def write_mask(path: str | Path, mask: np.ndarray) -> None:
     _write_png(path, np.where(np.asarray(mask, dtype=bool), 255, 0).astype(np.uint8))
 
 
-def load_params(path: str | Path | None = None) -> dict:
-    """Read params.yaml (the repository's by default)."""
-    path = Path(path) if path is not None else REPO_ROOT / "params.yaml"
-    try:
-        with open(path) as f:
-            params = yaml.safe_load(f)
-    except FileNotFoundError:
-        raise ValueError(f"{path}: params file not found") from None
-    if not isinstance(params, dict):
-        raise ValueError(f"{path}: expected a mapping at top level")
-    return params
-
-
 def intrinsics(fx: float, fy: float, cx: float, cy: float) -> np.ndarray:
     """3x3 pinhole K (float64)."""
     return np.array([[fx, 0.0, cx], [0.0, fy, cy], [0.0, 0.0, 1.0]], dtype=np.float64)
@@ -231,9 +218,3 @@ def read_index(path: str | Path, required: list[str] | None = None) -> pd.DataFr
     if dup:
         raise ValueError(f"{path}: duplicate dish ids {dup[:5]}")
     return df
-
-
-def data_roots(params: dict) -> list[Path]:
-    """Folders outside the repository that index paths may point into (the Nutrition5k release)."""
-    data = params.get("data", {})
-    return [REPO_ROOT / data["root"]] if data.get("source") == "nutrition5k" and data.get("root") else []

@@ -6,18 +6,32 @@ geometry and the masks is known before any model is trained.
 """
 from __future__ import annotations
 
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
 from scipy.stats import spearmanr
 
 from pipeline import io, suspect
+from pipeline.config import SuspectConfig, VolumeConfig
+from pipeline.data.rig import tilt_deg
+from pipeline.evaluate.metrics import volume_metrics
+from pipeline.masks.support import Support, volume_above_support
 from pipeline.parallel import map_dishes
-from pipeline.metrics import volume_metrics
-from pipeline.rig import tilt_deg
-from pipeline.support import Support, volume_above_support
 
 DENSITY_OK = (0.4, 1.6)   # g/mL: real food (0.4-1.3) with some slack; labels.json counts outside
+
+
+@dataclass
+class LabelSettings:
+    """What every per-dish label job needs: params `volume:` and `suspect:`, the data roots index
+    paths may point into, and whether to also label with the ground-truth mask (synthetic dishes
+    under non-GT masks: tells mask error from geometry error)."""
+    volume: VolumeConfig = field(default_factory=VolumeConfig)
+    suspect: SuspectConfig = field(default_factory=SuspectConfig)
+    roots: list[Path] = field(default_factory=list)
+    with_gt_mask: bool = False
 
 
 def _support_of(row: dict) -> Support:
@@ -26,18 +40,18 @@ def _support_of(row: dict) -> Support:
     return Support.from_json(text) if isinstance(text, str) and text else Support("plane")
 
 
-def _label_one(job: tuple[dict, dict]) -> dict:
+def _label_one(job: tuple[dict, LabelSettings]) -> dict:
     row, cfg = job
     out = {"dish_id": row["dish_id"], "volume_ml": np.nan, "label_status": "ok",
            "support": row.get("support", "plane"), "suspect": row.get("suspect", "")}
     try:
         if row.get("mask_status", "ok") != "ok":
             raise ValueError(f"no usable mask ({row['mask_status']})")
-        depth = io.read_dish_depth(row, cfg["roots"])
-        mask = io.read_mask(io.resolve(row["mask_path"], cfg["roots"]), shape=depth.shape)
+        depth = io.read_dish_depth(row, cfg.roots)
+        mask = io.read_mask(io.resolve(row["mask_path"], cfg.roots), shape=depth.shape)
         K = io.K_from_row(row)
         support = _support_of(row)
-        vol = dict(method=cfg["method"], ring_px=cfg["ring_px"], cell_mm=cfg["cell_mm"])
+        vol = asdict(cfg.volume)
         res = volume_above_support(depth, mask, K, support, **vol)
         out["volume_ml"] = res.volume_ml
         out["plane_nz"] = float(res.plane_normal[2])
@@ -46,9 +60,9 @@ def _label_one(job: tuple[dict, dict]) -> dict:
         mass = float(row.get("mass_g", np.nan))
         out["suspect"] = suspect.join(suspect.label_reasons(
             res.volume_ml, mass, tilt_deg(res.plane_normal), support.kind != "plane",
-            cfg.get("suspect")), row.get("suspect", ""))
-        if cfg.get("with_gt_mask") and isinstance(row.get("gt_mask_path"), str) and row["gt_mask_path"]:
-            gt_mask = io.read_mask(io.resolve(row["gt_mask_path"], cfg["roots"]), shape=depth.shape)
+            cfg.suspect), row.get("suspect", ""))
+        if cfg.with_gt_mask and isinstance(row.get("gt_mask_path"), str) and row["gt_mask_path"]:
+            gt_mask = io.read_mask(io.resolve(row["gt_mask_path"], cfg.roots), shape=depth.shape)
             out["volume_ml_gt_mask"] = volume_above_support(depth, gt_mask, K, support, **vol).volume_ml
     except ValueError as e:
         out["label_status"] = f"skipped: {e}"
@@ -103,25 +117,25 @@ def plot_mass_vs_volume(index: pd.DataFrame, path) -> None:
 
 
 def label_error(pred: pd.Series, true: pd.Series, prefix: str) -> dict:
-    """The evaluation's volume metrics (pipeline.metrics), for labels against the truth."""
+    """The evaluation's volume metrics (pipeline.evaluate.metrics), for labels against the truth."""
     ok = pred.notna() & true.notna() & (true > 0)
     m = volume_metrics(true[ok].to_numpy(), pred[ok].to_numpy())
     return {f"{prefix}_{k.removeprefix('volume_')}": v if k == "n" else round(float(v), 4)
             for k, v in m.items()}
 
 
-def make_labels(df: pd.DataFrame, cfg: dict, workers: int = 1) -> tuple[pd.DataFrame, pd.DataFrame, dict]:
+def make_labels(df: pd.DataFrame, cfg: LabelSettings, workers: int = 1
+                ) -> tuple[pd.DataFrame, pd.DataFrame, dict]:
     """Label every dish; return (index of labelled dishes, skipped dishes with reasons, report)."""
-    if cfg["method"] not in ("heightmap", "columns"):
-        raise ValueError(f"volume.method must be heightmap or columns, got {cfg['method']!r}")
+    method = cfg.volume.method
     jobs = [(r, cfg) for r in df.to_dict("records")]
-    rows = map_dishes(_label_one, jobs, workers, f"labels ({cfg['method']})")
+    rows = map_dishes(_label_one, jobs, workers, f"labels ({method})")
     rows = pd.DataFrame(rows)   # its support / suspect replace the masks stage's
     df = df.drop(columns=[c for c in rows.columns if c != "dish_id" and c in df.columns])
     labelled = df.merge(rows, on="dish_id", how="left", validate="one_to_one")
     ok = labelled["label_status"] == "ok"
     index, skipped = labelled[ok].reset_index(drop=True), labelled[~ok].reset_index(drop=True)
-    report = {"method": cfg["method"], "n_dishes": len(labelled), "n_labelled": int(ok.sum()),
+    report = {"method": method, "n_dishes": len(labelled), "n_labelled": int(ok.sum()),
               "n_skipped": int((~ok).sum()),
               "n_per_split": {s: int((index["split"] == s).sum()) for s in ("train", "val", "test")},
               **suspect.count(index.get("suspect", pd.Series(dtype=str))),

@@ -63,7 +63,7 @@ def load_K_json(path: str | Path) -> np.ndarray:
 
 def weights_dir(weights: str | Path) -> Path:
     """A weights folder (model.safetensors + model.json) from the folder or the .safetensors path."""
-    from pipeline.inference import META_FILE, WEIGHTS_FILE
+    from pipeline.models.inference import META_FILE, WEIGHTS_FILE
     p = Path(weights)
     if p.is_file() and p.suffix == ".safetensors":
         p = p.parent
@@ -78,7 +78,7 @@ def weights_dir(weights: str | Path) -> Path:
 
 def model_name(weights: str | Path) -> str:
     """The architecture a weights folder holds (model.json `name`)."""
-    from pipeline.inference import META_FILE
+    from pipeline.models.inference import META_FILE
     meta = io.read_json(weights_dir(weights) / META_FILE)
     name = meta.get("name") if isinstance(meta, dict) else None
     if not name:
@@ -88,7 +88,7 @@ def model_name(weights: str | Path) -> str:
 
 def inference_size(wdir: Path, shape: tuple[int, int], multiple: int) -> tuple[int, int]:
     """(H, W) for the model: its trained size from model.json cfg, else DEFAULT_WIDTH_PX wide."""
-    from pipeline.inference import META_FILE
+    from pipeline.models.inference import META_FILE
     cfg = (io.read_json(wdir / META_FILE) or {}).get("cfg") or {}
     for k in ("infer_size", "input_size", "size"):
         s = cfg.get(k) if isinstance(cfg, dict) else None
@@ -106,8 +106,8 @@ def predict_depth(image: np.ndarray | str | Path, model_type: str, weights: str 
 
     `weights`: a trained weights folder (default models/<model_type>/stage2). K: the given K;
     else UniDepth's predicted K; else `default_K` (Depth-Anything needs a K only for geometry)."""
-    from pipeline.inference import load_model, predict_depth_array
     from pipeline.models import model_names
+    from pipeline.models.inference import load_model, predict_depth_array
 
     if model_type not in model_names():
         raise ValueError(f"model_type: unknown {model_type!r}, expected one of {model_names()}")
@@ -154,8 +154,8 @@ MAX_SUPPORT_TILT_DEG = 60.0
 def trust_warnings(pred: Prediction, weights: str | Path | None = None) -> list[str]:
     """Reasons a prediction cannot be trusted: the tiny synthetic default checkpoint, no support
     plane (no food found above one, or one no camera looks at), an implausible volume."""
-    from pipeline.inference import META_FILE
-    from pipeline.rig import tilt_deg
+    from pipeline.data.rig import tilt_deg
+    from pipeline.models.inference import META_FILE
 
     out = []
     if weights is not None:
@@ -228,7 +228,7 @@ def measure(depth: np.ndarray, K: np.ndarray, mask: np.ndarray | None = None,
     """Mask (given, or from geometry on this depth) and per-region volumes of one depth map.
     The evaluation's end-to-end setting calls this too, so it scores what `predict` does."""
     from pipeline.geometry import height_above_plane
-    from pipeline.masks import geometry_mask
+    from pipeline.masks.from_depth import geometry_mask
 
     if mask is not None:
         mask = np.asarray(mask, dtype=bool)

@@ -8,17 +8,20 @@ joined by ';', '' = fine). `drop_suspect` leaves them out of training and evalua
 """
 from __future__ import annotations
 
+from typing import Mapping
+
 import numpy as np
 import pandas as pd
 
-DEFAULTS = {"exclude": True, "density_g_ml": [0.2, 3.0], "min_mask_px": 1500,
-            "max_border_fraction": 0.5, "min_support_inliers": 0.1, "max_tilt_deg": 60.0,
-            "max_rig_tilt_deg": 15.0, "max_floor_guess_m": 0.002, "min_floor_wall_colour": 0.65}
+from pipeline.config import SuspectConfig
+from pipeline.typed import build
+
 REASONS = ("specks", "border", "support_inliers", "support_tilt", "density", "bowl_floor")
+Settings = SuspectConfig | Mapping | None   # params `suspect:` (typed), a partial mapping, or defaults
 
 
-def _cfg(cfg: dict | None) -> dict:
-    return {**DEFAULTS, **(cfg or {})}
+def _cfg(cfg: Settings) -> SuspectConfig:
+    return build(SuspectConfig, cfg, "suspect")
 
 
 def border_fraction(mask: np.ndarray) -> float:
@@ -35,7 +38,7 @@ def border_fraction(mask: np.ndarray) -> float:
 
 
 def mask_reasons(mask: np.ndarray, mass_g: float, support_kind: str, inlier_fraction: float,
-                 cfg: dict | None = None, floor_guess_m: float | None = None,
+                 cfg: Settings = None, floor_guess_m: float | None = None,
                  floor_wall_colour: float | None = None) -> list[str]:
     """Reasons a mask (and the support found with it) is implausible; [] when none.
     bowl_floor: food fills the bowl wall to wall, its floor was guessed from the bowl's shape
@@ -45,38 +48,38 @@ def mask_reasons(mask: np.ndarray, mass_g: float, support_kind: str, inlier_frac
     c = _cfg(cfg)
     out = []
     px = int(np.asarray(mask).sum())
-    if np.isfinite(mass_g) and mass_g > 0 and px < c["min_mask_px"]:
+    if np.isfinite(mass_g) and mass_g > 0 and px < c.min_mask_px:
         out.append("specks")
-    if px and border_fraction(mask) > c["max_border_fraction"]:
+    if px and border_fraction(mask) > c.max_border_fraction:
         out.append("border")
     if support_kind != "plane" and np.isfinite(inlier_fraction) \
-            and inlier_fraction < c["min_support_inliers"]:
+            and inlier_fraction < c.min_support_inliers:
         out.append("support_inliers")
-    if (floor_guess_m is not None and floor_guess_m > c["max_floor_guess_m"]) or \
+    if (floor_guess_m is not None and floor_guess_m > c.max_floor_guess_m) or \
             floor_hidden(floor_wall_colour, c):
         out.append("bowl_floor")
     return out
 
 
-def floor_hidden(floor_wall_colour: float | None, cfg: dict | None = None) -> bool:
+def floor_hidden(floor_wall_colour: float | None, cfg: Settings = None) -> bool:
     """The level surface inside a bowl looks unlike its wall: food fills the bowl."""
-    return floor_wall_colour is not None and floor_wall_colour < _cfg(cfg)["min_floor_wall_colour"]
+    return floor_wall_colour is not None and floor_wall_colour < _cfg(cfg).min_floor_wall_colour
 
 
 def label_reasons(volume_ml: float, mass_g: float, tilt_deg: float, rig: bool,
-                  cfg: dict | None = None) -> list[str]:
+                  cfg: Settings = None) -> list[str]:
     """Reasons a volume label is implausible: a support plane tilted as no view of the scene
     is (the fixed rig: `max_rig_tilt_deg`), or mass/volume outside the wide density band."""
     c = _cfg(cfg)
     out = []
-    if np.isfinite(tilt_deg) and tilt_deg > (c["max_rig_tilt_deg"] if rig else c["max_tilt_deg"]):
+    if np.isfinite(tilt_deg) and tilt_deg > (c.max_rig_tilt_deg if rig else c.max_tilt_deg):
         out.append("support_tilt")
     return out + density_reason(volume_ml, mass_g, c)
 
 
-def density_reason(volume_ml: float, mass_g: float, cfg: dict | None = None) -> list[str]:
+def density_reason(volume_ml: float, mass_g: float, cfg: Settings = None) -> list[str]:
     """['density'] when a mass exists and mass/volume lies outside the (wide) band."""
-    lo, hi = _cfg(cfg)["density_g_ml"]
+    lo, hi = _cfg(cfg).density_g_ml
     if not (np.isfinite(mass_g) and mass_g > 0):
         return []
     if not (np.isfinite(volume_ml) and volume_ml > 0):
@@ -101,11 +104,8 @@ def drop_suspect(df: pd.DataFrame, exclude: bool | None = None) -> pd.DataFrame:
     """The rows with no suspect reason, unless `exclude` is False (default: params.yaml
     `suspect.exclude`, on when unset). Called by training data and evaluation."""
     if exclude is None:
-        from pipeline import io
-        try:
-            exclude = bool(io.load_params().get("suspect", {}).get("exclude", True))
-        except (OSError, ValueError):
-            exclude = True
+        from pipeline.config import PARAMS_FILE, load_params
+        exclude = load_params().suspect.exclude if PARAMS_FILE.is_file() else SuspectConfig().exclude
     if not exclude or "suspect" not in df.columns:
         return df
     return df[df["suspect"].fillna("").astype(str) == ""]

@@ -5,11 +5,10 @@ metrics/eval/{baseline_*,oracle_gt_depth,oracle_gt_depth_e2e}.{json,csv} and plo
 
 from pipeline import io
 from pipeline.config import load_params
-from pipeline.baselines import BASELINE_NAMES, ORACLE_NAME, baseline_table, fit_baselines
-from pipeline.evaluate import (NO_GIVEN_MASKS, SETTINGS, MeasureConfig, evaluate_model,
-                               finish_table, given_mask_source, select_split, write_results,
-                               write_unavailable)
-from pipeline.plots import plot_evaluation
+from pipeline.evaluate.baselines import BASELINE_NAMES, ORACLE_NAME, baseline_table, fit_baselines
+from pipeline.evaluate.plots import plot_evaluation
+from pipeline.evaluate.scoring import (NO_GIVEN_MASKS, SETTINGS, MeasureConfig, evaluate_model, finish_table,
+                                       given_mask_source, select_split, write_results, write_unavailable)
 
 KINDS = {"baseline_mean": "non-learned baseline (train mean volume)",
          "baseline_area_height": "non-learned baseline (mask area × train height)"}

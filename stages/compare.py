@@ -6,9 +6,9 @@ import pandas as pd
 
 from pipeline import io
 from pipeline.config import load_params
-from pipeline.baselines import BASELINE_NAMES
-from pipeline.compare import compare, comparison_plan, vs_key
-from pipeline.evaluate import SETTINGS, STAGE0_SUFFIX
+from pipeline.evaluate.baselines import BASELINE_NAMES
+from pipeline.evaluate.compare import compare, comparison_plan, vs_key
+from pipeline.evaluate.scoring import SETTINGS, STAGE0_SUFFIX
 
 
 def main() -> None:

@@ -6,8 +6,8 @@ import argparse
 
 from pipeline import io
 from pipeline.config import load_params
-from pipeline.evaluate import (SETTINGS, STAGE0_SUFFIX, MeasureConfig, evaluate_model, inference_size,
-                               model_predictor, select_split, stage0_kind, stage0_seed)
+from pipeline.evaluate.scoring import (SETTINGS, STAGE0_SUFFIX, MeasureConfig, evaluate_model, inference_size,
+                                       model_predictor, select_split, stage0_kind, stage0_seed)
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -18,8 +18,8 @@ def main(argv: list[str] | None = None) -> None:
     name = args.model
     if name not in p.models:
         raise ValueError(f"model: {name!r} is not in params.yaml models {p.models}")
-    from pipeline.inference import load_model
     from pipeline.models import build_model, config_for
+    from pipeline.models.inference import load_model
 
     ecfg, vcfg = p.eval, MeasureConfig.from_params(p)
     dishes = select_split(io.read_index(io.REPO_ROOT / "data/dishes/index.csv"), ecfg.split)

@@ -2,7 +2,7 @@
 
 from pipeline import io
 from pipeline.config import load_params
-from pipeline.ingest import ingest_nutrition5k, ingest_synthetic
+from pipeline.data.ingest import ingest_nutrition5k, ingest_synthetic
 
 TIMING_KEYS = ("seconds", "dishes_per_s", "ms_per_dish")
 

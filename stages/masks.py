@@ -3,21 +3,20 @@ given mask per dish for the evaluation (ground truth, or RGB-only in data/masks/
 metrics/masks.json."""
 
 from pipeline import io
-from pipeline.masks import make_masks
-from pipeline.rig import read_rig_plane
+from pipeline.config import load_params
+from pipeline.data.rig import read_rig_plane
+from pipeline.masks.make import MaskSettings, make_masks
 
 
 def main() -> None:
-    p = io.load_params()
+    p = load_params()
     df = io.read_index(io.REPO_ROOT / "data/interim/split.csv",
                        required=["dish_id", "split", "rgb_path", "depth_path", "fx", "fy", "cx", "cy"])
     if "mass_g" not in df:
         df["mass_g"] = float("nan")
     rig = read_rig_plane(io.REPO_ROOT / "data/raw")   # Nutrition5k: the fixed rig's plane
-    cfg = {**p["masks"], "roots": io.data_roots(p), "suspect": p.get("suspect"),
-           "rig_plane": rig}
-    _, report = make_masks(df, io.REPO_ROOT / "data/masks", p["masks"]["method"], cfg,
-                           workers=p["data"]["workers"])
+    cfg = MaskSettings(p.masks, p.suspect, p.data_roots(), rig)
+    _, report = make_masks(df, io.REPO_ROOT / "data/masks", cfg, workers=p.data.workers)
     io.write_json(io.REPO_ROOT / "metrics/masks.json", report)
     print(report)
 

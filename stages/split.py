@@ -2,8 +2,8 @@
 
 from pipeline import io
 from pipeline.config import load_params
-from pipeline.ingest import read_manifest
-from pipeline.split import assign_splits
+from pipeline.data.ingest import read_manifest
+from pipeline.data.split import assign_splits
 
 
 def main() -> None:

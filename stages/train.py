@@ -32,7 +32,7 @@ def main(argv: list[str] | None = None) -> None:
     pin_cpu_numerics(params)
     if args.model not in params.models:
         raise ValueError(f"--model: {args.model!r} is not in params.yaml models {params.models}")
-    from pipeline.training import run_stage
+    from pipeline.train.fit import run_stage
     name, k = args.model, args.stage
     m = run_stage(
         name, k, params,

@@ -4,8 +4,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from pipeline.augment import (augment_sample, jitter_mask, resize_K, similarity, warp_K,
-                              warp_sample)
+from pipeline.geometry.camera import resize_K
+from pipeline.train.augment import augment_sample, jitter_mask, similarity, warp_K, warp_sample
 
 K0 = np.array([[300.0, 0, 159.5], [0, 300.0, 119.5], [0, 0, 1]])
 

@@ -17,9 +17,9 @@ import pandas as pd
 import pytest
 
 from pipeline import io
+from pipeline.data.synthetic import generate_dish
 from pipeline.geometry import estimate_volume
-from pipeline.masks import geometry_mask
-from pipeline.synthetic import generate_dish
+from pipeline.masks.from_depth import geometry_mask
 
 K = io.intrinsics(600.0, 600.0, 159.5, 119.5)
 

@@ -14,7 +14,6 @@ import sys
 from pathlib import Path
 
 import yaml
-
 from test_training import make_index, small_params
 
 REPO = Path(__file__).resolve().parent.parent
@@ -23,7 +22,7 @@ REPO = Path(__file__).resolve().parent.parent
 # gets a NaN loss. Lightning's launcher re-runs this same script for rank 1.
 WRAPPER = '''
 import os
-from pipeline.training import DepthLitModule
+from pipeline.train.module import DepthLitModule
 orig = DepthLitModule._stats
 def stats(self, out, batch):
     loss, vec, skipped = orig(self, out, batch)

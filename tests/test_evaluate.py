@@ -7,11 +7,11 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from pipeline.baselines import AreaHeightBaseline, MeanVolumeBaseline, baseline_table, fit_baselines
 from pipeline.config import MasksConfig, VolumeConfig, as_params
-from pipeline.evaluate import (END_TO_END, GIVEN, MeasureConfig, evaluate_model, evaluate_predictor,
-                               finish_table, given_mask_source, inference_size, model_predictor, reference_volume,
-                               select_split, stage0_kind, summarise)
+from pipeline.evaluate.baselines import AreaHeightBaseline, MeanVolumeBaseline, baseline_table, fit_baselines
+from pipeline.evaluate.scoring import (END_TO_END, GIVEN, MeasureConfig, evaluate_model, evaluate_predictor,
+                                       finish_table, given_mask_source, inference_size, model_predictor,
+                                       reference_volume, select_split, stage0_kind, summarise)
 from pipeline.io import read_json, rel_to_repo, write_depth_png, write_mask, write_rgb
 
 H, W, F, TABLE_Z = 84, 112, 120.0, 0.40
@@ -83,7 +83,7 @@ def test_perfect_depth_scores_near_zero(tiny_index):
 
     def oracle(rgb, K):  # the GT depth, looked up by the dish's image (the model never sees it)
         return gt_by_shape[rgb.tobytes()]
-    from pipeline.evaluate import load_dish
+    from pipeline.evaluate.scoring import load_dish
     for _, r in dishes.iterrows():
         rgb, gt, _, _ = load_dish(r, [root])
         gt_by_shape[rgb.tobytes()] = gt

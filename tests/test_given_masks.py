@@ -1,4 +1,4 @@
-"""Depth-free given masks on Nutrition5k-format dishes (pipeline.rgb_masks through the masks
+"""Depth-free given masks on Nutrition5k-format dishes (pipeline.masks.rgb through the masks
 stage): they read only the RGB image, so replacing the measured depth with noise leaves them,
 and every given-setting prediction (models and area x height), unchanged. Plus the colour
 rule's IoU against the hand annotations of the two real dishes (skipped when absent)."""
@@ -10,17 +10,17 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-
 from conftest import REPO
-from pipeline import io
-from pipeline.baselines import baseline_table, fit_baselines
-from pipeline.config import MasksConfig, VolumeConfig
-from pipeline.evaluate import (GIVEN, MeasureConfig, evaluate_predictor, finish_table, given_mask_source,
-                               select_split)
-from pipeline.masks import make_masks
 from fake_release import make_release_tree  # bench/ (pytest pythonpath)
-from pipeline.nutrition5k import scan_release
-from pipeline.rgb_masks import RGB_RULE, chroma, rgb_rule_mask, sam2_checkpoint_file
+
+from pipeline import io
+from pipeline.config import MasksConfig, VolumeConfig
+from pipeline.data.nutrition5k import scan_release
+from pipeline.evaluate.baselines import baseline_table, fit_baselines
+from pipeline.evaluate.scoring import (GIVEN, MeasureConfig, evaluate_predictor, finish_table,
+                                       given_mask_source, select_split)
+from pipeline.masks.make import MaskSettings, make_masks
+from pipeline.masks.rgb import RGB_RULE, chroma, rgb_rule_mask, sam2_checkpoint_file
 
 VCFG = MeasureConfig(VolumeConfig(method="columns", ring_px=20, cell_mm=2.0), MasksConfig(min_height_mm=4.0, min_area_px=150))
 REAL = (REPO / "../shared/nutrition5k_samples").resolve()
@@ -43,8 +43,8 @@ def release(tmp_path_factory) -> tuple[Path, pd.DataFrame]:
 
 
 def _masks_and_index(df: pd.DataFrame, root: Path, out: Path) -> pd.DataFrame:
-    cfg = {"min_height_mm": 4.0, "min_area_px": 150, "roots": [root, out.parent]}
-    table, report = make_masks(df, out, "geometry", cfg)
+    cfg = MaskSettings(MasksConfig(method="geometry", min_height_mm=4.0, min_area_px=150), roots=[root, out.parent])
+    table, report = make_masks(df, out, cfg)
     assert report["given_mask_source"] == {RGB_RULE: len(df)} and report["n_given_failed"] == 0
     # a stand-in label (1 g/mL): the labels stage is not under test here
     return df.drop(columns="volume_ml_true").merge(table, on="dish_id").assign(volume_ml=df["mass_g"].to_numpy())
@@ -113,9 +113,9 @@ def test_sam2_prompted_by_the_rgb_rule_stays_in_its_boxes() -> None:
     """The sam2_rgb path with a real (randomly initialised, small-input) SAM 2: named as such,
     and its mask lies inside the boxes of the rule's regions."""
     pytest.importorskip("sam2")
-    from pipeline.rgb_masks import SAM2_RGB, depth_free_mask
-    from pipeline.sam2_masks import load_sam2_predictor, regions_to_boxes
-    from pipeline.synthetic import generate_dish
+    from pipeline.data.synthetic import generate_dish
+    from pipeline.masks.rgb import SAM2_RGB, depth_free_mask
+    from pipeline.masks.sam2 import load_sam2_predictor, regions_to_boxes
 
     rgb = generate_dish(7, 1, width=320, height=240, family="deep_bowl").rgb
     rule = rgb_rule_mask(rgb, 40)

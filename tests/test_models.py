@@ -5,8 +5,8 @@ import numpy as np
 import pytest
 import torch
 
-from pipeline.inference import load_model, predict_depth_array, save_model
 from pipeline.models import build_model, model_names
+from pipeline.models.inference import load_model, predict_depth_array, save_model
 
 DA_CFG = {"pretrained": None, "max_depth": 2, "init_depth": 0.5, "size": [84, 112]}
 
@@ -261,7 +261,8 @@ def _ddp_worker(rank: int, world: int, init_file: str) -> None:
     makes step 2 fail ("Expected to have finished reduction in the prior iteration")."""
     import torch.distributed as dist
     from torch.nn.parallel import DistributedDataParallel as DDP
-    from pipeline.losses import intrinsics_loss
+
+    from pipeline.train.losses import intrinsics_loss
     torch.set_num_threads(1)
     dist.init_process_group("gloo", init_method=f"file://{init_file}", rank=rank, world_size=world)
     try:

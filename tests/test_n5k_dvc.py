@@ -7,10 +7,8 @@ import shutil
 
 import pandas as pd
 import pytest
-
-from fake_release import make_release_tree  # bench/ (pytest pythonpath)
-
 from conftest import dvc
+from fake_release import make_release_tree  # bench/ (pytest pythonpath)
 
 pytestmark = pytest.mark.skipif(shutil.which("dvc") is None, reason="dvc CLI not installed")
 

@@ -6,12 +6,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
 from fake_release import make_release_tree  # bench/ (pytest pythonpath)
 
 from pipeline import io
-from pipeline.nutrition5k import (IMAGERY, MANIFEST_COLUMNS, METADATA, SPLITS, read_metadata, read_release_depth,
-                                  scan_release)
+from pipeline.data.nutrition5k import (IMAGERY, MANIFEST_COLUMNS, METADATA, SPLITS, read_metadata,
+                                       read_release_depth, scan_release)
 
 FX, FY, CX, CY = 616.6, 616.6, 319.5, 239.5
 

@@ -63,8 +63,9 @@ def test_validation_step_under_bf16_autocast():
     from quick_dishes import write_dishes  # bench/ (pytest pythonpath)
 
     from pipeline.config import load_params
-    from pipeline.data import DishDataModule
-    from pipeline.training import DepthLitModule, geometry_params
+    from pipeline.train.datamodule import DishDataModule
+    from pipeline.train.fit import geometry_params
+    from pipeline.train.module import DepthLitModule
     with tempfile.TemporaryDirectory() as tmp:
         index = write_dishes(Path(tmp), n=1, width=168, height=126, n_val=2, n_unique=2)
         dm = DishDataModule(index, (84, 112), 2, None, allowed_roots=[Path(tmp)])

@@ -10,11 +10,11 @@ import numpy as np
 import pytest
 
 from pipeline import io
+from pipeline.data.synthetic import generate_dish
 from pipeline.geometry import estimate_volume
-from pipeline.inference import save_model
 from pipeline.models import build_model
+from pipeline.models.inference import save_model
 from pipeline.predict import Prediction, default_K, main, predict_depth, region_volumes, trust_warnings
-from pipeline.synthetic import generate_dish
 
 REPO = Path(__file__).resolve().parent.parent
 DA_CFG = {"pretrained": None, "max_depth": 2, "init_depth": 0.4, "size": [126, 168],

@@ -8,7 +8,6 @@ import shutil
 
 import pandas as pd
 import pytest
-
 from conftest import REPO, dvc
 
 ROOT = (REPO / "../shared/nutrition5k_samples").resolve()
@@ -57,11 +56,14 @@ def test_sam2_prompts_from_rig_masks_and_suspect_checks(tmp_path) -> None:
     through the same suspect checks (here made to fire: any mask under 10^6 px is 'specks')."""
     pytest.importorskip("sam2")
     import numpy as np
+
     from pipeline import io
-    from pipeline.masks import _mask_one, food_mask
-    from pipeline.nutrition5k import scan_release
-    from pipeline.rig import estimate_rig_plane
-    from pipeline.sam2_masks import box_prompts, load_sam2_predictor, regions_to_boxes
+    from pipeline.data.nutrition5k import scan_release
+    from pipeline.data.rig import estimate_rig_plane
+    from pipeline.masks.from_depth import food_mask
+    from pipeline.config import MasksConfig, SuspectConfig
+    from pipeline.masks.make import MaskSettings, _mask_one
+    from pipeline.masks.sam2 import box_prompts, load_sam2_predictor, regions_to_boxes
 
     manifest, _ = scan_release(ROOT, 616.6, 616.6, 319.5, 239.5)
     rig = estimate_rig_plane(manifest, [ROOT])
@@ -74,8 +76,8 @@ def test_sam2_prompts_from_rig_masks_and_suspect_checks(tmp_path) -> None:
     assert len(boxes) >= 1 and np.array_equal(boxes, regions_to_boxes(mask, 150))
     assert boxes[:, 0].min() > 150 and boxes[:, 2].max() < 600   # not the rails at x~120 / ~610
     predictor = load_sam2_predictor(None, "configs/sam2.1/sam2.1_hiera_t.yaml", image_size=512)
-    cfg = {"roots": [ROOT], "min_height_mm": 4.0, "min_area_px": 150,
-           "rig_plane": (plane[0].tolist(), plane[1]), "suspect": {"min_mask_px": 10 ** 6}}
-    out = _mask_one((row, "sam2", cfg, str(tmp_path)), predictor=predictor)
+    cfg = MaskSettings(MasksConfig(method="sam2", min_height_mm=4.0, min_area_px=150),
+                       SuspectConfig(min_mask_px=10 ** 6), [ROOT], (plane[0].tolist(), plane[1]))
+    out = _mask_one((row, cfg, str(tmp_path)), predictor=predictor)
     assert out["support"] == "plate_floor" and out["mask_status"] in ("ok", "empty")
     assert out["suspect"] == "specks"   # row has a mass (178 g)

@@ -12,15 +12,15 @@ from typing import Any
 import numpy as np
 import pytest
 import torch
+from test_training import make_index, paths, run_stage, small_params
 from torch import Tensor, nn
 
-from pipeline.evaluate import GIVEN, MeasureConfig, evaluate_predictor, model_predictor, select_split
-from pipeline.inference import load_model
+from pipeline.evaluate.scoring import GIVEN, MeasureConfig, evaluate_predictor, model_predictor, select_split
 from pipeline.io import read_index
 from pipeline.models import DepthModel, build_model, model_config, model_names, register
 from pipeline.models.base import ModelConfig
+from pipeline.models.inference import load_model
 from pipeline.models.registry import unregister
-from test_training import make_index, paths, run_stage, small_params
 
 
 @dataclass

@@ -5,12 +5,12 @@ import pandas as pd
 import pytest
 from scipy import stats
 
-from pipeline.baselines import BASELINE_NAMES
-from pipeline.compare import compare, comparison_plan, paired, verdict, vs_key
-from pipeline.evaluate import SETTINGS, STAGE0_SUFFIX, finish_table, write_results
-from pipeline.plots import plot_model_comparison, plot_paired_differences
-from pipeline.report import (comparison_rows, evaluated_names, load_results, render_report, summary_frame,
-                             write_report)
+from pipeline.evaluate.baselines import BASELINE_NAMES
+from pipeline.evaluate.compare import compare, comparison_plan, paired, verdict, vs_key
+from pipeline.evaluate.plots import plot_model_comparison, plot_paired_differences
+from pipeline.evaluate.report import (comparison_rows, evaluated_names, load_results, render_report,
+                                      summary_frame, write_report)
+from pipeline.evaluate.scoring import SETTINGS, STAGE0_SUFFIX, finish_table, write_results
 
 
 def _table(scale: float | np.ndarray, gt: list[float] | None = None) -> pd.DataFrame:
@@ -116,6 +116,7 @@ def test_dvc_yaml_declares_every_report_input():
     """Every json the report reads is a metrics output of evaluate@<model> or baselines, so
     `dvc repro` builds it and `dvc metrics diff` shows it per model."""
     import yaml
+
     from pipeline.io import REPO_ROOT
     dvc = yaml.safe_load((REPO_ROOT / "dvc.yaml").read_text())
     params = yaml.safe_load((REPO_ROOT / "params.yaml").read_text())

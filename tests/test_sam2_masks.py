@@ -9,10 +9,10 @@ import pytest
 os.environ.setdefault("SAM2_BUILD_CUDA", "0")
 pytest.importorskip("sam2")
 
-from pipeline.masks import geometry_mask  # noqa: E402
-from pipeline.sam2_masks import (box_prompts, load_sam2_predictor, regions_to_boxes,  # noqa: E402
+from pipeline.data.synthetic import generate_dish  # noqa: E402
+from pipeline.masks.from_depth import geometry_mask  # noqa: E402
+from pipeline.masks.sam2 import (box_prompts, load_sam2_predictor, regions_to_boxes,  # noqa: E402
                                  sam2_food_mask)
-from pipeline.synthetic import generate_dish  # noqa: E402
 
 CONFIG = "configs/sam2.1/sam2.1_hiera_t.yaml"
 

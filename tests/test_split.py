@@ -1,8 +1,8 @@
-"""pipeline.split: seeded fractions, source test split kept, bad fractions refused."""
+"""pipeline.data.split: seeded fractions, source test split kept, bad fractions refused."""
 import pandas as pd
 import pytest
 
-from pipeline.split import assign_splits
+from pipeline.data.split import assign_splits
 
 
 def test_fractions_and_determinism() -> None:

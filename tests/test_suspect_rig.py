@@ -6,10 +6,10 @@ import pandas as pd
 import pytest
 
 from pipeline import suspect
+from pipeline.data.rig import combine_planes
 from pipeline.labels import mass_sanity
-from pipeline.masks import hysteresis
-from pipeline.rig import combine_planes
-from pipeline.support import Support
+from pipeline.masks.cleanup import hysteresis
+from pipeline.masks.support import Support
 
 
 def test_border_fraction_and_mask_reasons() -> None:
@@ -75,8 +75,8 @@ def test_hysteresis_keeps_weak_pixels_connected_to_seeds() -> None:
 
 
 def test_evaluation_and_training_rows_leave_suspect_dishes_out(tmp_path) -> None:
-    from pipeline.data import DishDataModule
-    from pipeline.evaluate import select_split
+    from pipeline.evaluate.scoring import select_split
+    from pipeline.train.datamodule import DishDataModule
 
     df = pd.DataFrame({"dish_id": ["a", "b", "c", "d"], "split": ["test", "test", "train", "train"],
                        "volume_ml": [100.0, 5.7, 80.0, 90.0], "suspect": ["", "density", "", "specks"]})

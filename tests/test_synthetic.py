@@ -3,8 +3,8 @@ import cv2
 import numpy as np
 import pytest
 
-from pipeline.shapes import Camera, Plane, render_full
-from pipeline.synthetic import Dish, dish_scene, generate_dish
+from pipeline.data.shapes import Camera, Plane, render_full
+from pipeline.data.synthetic import Dish, dish_scene, generate_dish
 
 W, H = 160, 120
 
@@ -123,8 +123,8 @@ def test_bad_size():
 
 
 # --------------------------------------------------------------------------- rig families
-from pipeline.shapes import Frustum  # noqa: E402
-from pipeline.synthetic import FAMILIES, PART, family_of  # noqa: E402
+from pipeline.data.shapes import Frustum  # noqa: E402
+from pipeline.data.synthetic import FAMILIES, PART, family_of  # noqa: E402
 
 RIG = [f for f in FAMILIES if f != "table"]
 

@@ -6,8 +6,8 @@ from __future__ import annotations
 import yaml
 
 from pipeline import io, suspect
-from pipeline.masks import food_mask
-from pipeline.synthetic import generate_dish
+from pipeline.data.synthetic import generate_dish
+from pipeline.masks.from_depth import food_mask
 
 
 def _families() -> dict:
@@ -44,7 +44,8 @@ def test_food_filling_a_deep_bowl_is_flagged_by_its_colour():
 
 def test_colour_match_of_regions():
     import numpy as np
-    from pipeline.rig_masks import colour_match
+
+    from pipeline.masks.rig import colour_match
     rgb = np.zeros((40, 40, 3), np.uint8)
     rgb[:, :20] = (200, 40, 40)
     rgb[:, 20:] = (150, 150, 150)

@@ -11,11 +11,12 @@ import pandas as pd
 import pytest
 import torch
 
+import pipeline.train.fit as tr
 from pipeline import io
 from pipeline.config import load_params
-from pipeline.inference import load_model
-import pipeline.training as tr
-from pipeline.training import DepthLitModule, config_hash, prepare_checkpoint_dir, trainer_kwargs
+from pipeline.models.inference import load_model
+from pipeline.train.fit import config_hash, prepare_checkpoint_dir, trainer_kwargs
+from pipeline.train.module import DepthLitModule
 
 
 def make_index(root: Path, n_train: int = 6, n_val: int = 2, width: int = 224, height: int = 168,
@@ -23,7 +24,7 @@ def make_index(root: Path, n_train: int = 6, n_val: int = 2, width: int = 224, h
     """A tiny dishes index (real synthetic dishes written with pipeline.io) under `root`.
     Paths are relative to `rel_root` (default: this repository); dishes in `no_depth` get
     an all-invalid depth map (a batch of them has no valid GT pixel)."""
-    from pipeline.synthetic import generate_dish
+    from pipeline.data.synthetic import generate_dish
     rel = (lambda q: Path(os.path.relpath(q, rel_root)).as_posix()) if rel_root else io.rel_to_repo
     rows = []
     for i in range(n_train + n_val):
@@ -141,8 +142,8 @@ def test_checkpoint_dir_hash(tmp_path: Path):
 def test_validation_reference_scores_zero(index_path: Path):
     """GT depth as the prediction scores exactly 0 against the same-resolution reference,
     while the full-resolution label differs from it (the resampling alone)."""
-    from pipeline.data import DishDataModule
     from pipeline.models import build_model
+    from pipeline.train.datamodule import DishDataModule
     p = small_params()
     cfg = p["model_cfg"]["depth_anything_v2"]
     dm = DishDataModule(index_path, tuple(cfg["size"]), 2, None, allowed_roots=[index_path.parent])

@@ -12,11 +12,12 @@ from __future__ import annotations
 import importlib
 import pkgutil
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Callable, Mapping
 
 from pipeline.typed import build
 
-_NOT_MODELS = {"base", "registry"}
+_NOT_MODELS = {"base", "registry", "inference"}  # modules here that hold no model
 
 
 @dataclass(frozen=True)
@@ -53,10 +54,9 @@ def _discover() -> None:
     global _discovered
     if _discovered:
         return
-    import pipeline.models as pkg
-    for mod in sorted(pkgutil.iter_modules(pkg.__path__), key=lambda m: m.name):
+    for mod in sorted(pkgutil.iter_modules([str(Path(__file__).parent)]), key=lambda m: m.name):
         if mod.name not in _NOT_MODELS and not mod.name.startswith("_"):
-            importlib.import_module(f"{pkg.__name__}.{mod.name}")
+            importlib.import_module(f"{__package__}.{mod.name}")
     _discovered = True
 
 

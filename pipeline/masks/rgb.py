@@ -19,8 +19,11 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from pipeline.masks import _drop_touching, clean_mask, hysteresis
-from pipeline.rig_masks import colour_like
+from pipeline.config import MasksConfig
+from pipeline.masks.cleanup import _drop_touching, clean_mask, hysteresis
+from pipeline.masks.rig import colour_like
+
+MASKS = MasksConfig()  # params.yaml defaults, defined once in pipeline.config
 
 RGB_RULE, SAM2_RGB = "rgb_rule", "sam2_rgb"
 MASK_SOURCES = (RGB_RULE, SAM2_RGB)
@@ -43,7 +46,7 @@ def _frame(shape: tuple[int, int]) -> np.ndarray:
     return f
 
 
-def rgb_rule_mask(rgb: np.ndarray, min_area_px: int = 150) -> np.ndarray:
+def rgb_rule_mask(rgb: np.ndarray, min_area_px: int = MASKS.min_area_px) -> np.ndarray:
     """HxW bool food mask from the colour rule alone (see the module doc); empty when nothing
     in the image is coloured enough to seed food."""
     rgb = np.asarray(rgb)
@@ -70,7 +73,7 @@ def sam2_checkpoint_file(checkpoint: str | None) -> Path | None:
 def depth_free_mask(rgb: np.ndarray, min_area_px: int, predictor=None) -> tuple[np.ndarray, str]:
     """(mask, source): SAM 2 prompted by the rule's regions when a predictor is given, else the
     rule's own mask. Reads the RGB image only."""
-    from pipeline.sam2_masks import regions_to_boxes, sam2_box_mask
+    from pipeline.masks.sam2 import regions_to_boxes, sam2_box_mask
 
     rule = rgb_rule_mask(rgb, min_area_px)
     if predictor is None:

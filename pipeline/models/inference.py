@@ -13,7 +13,7 @@ import numpy as np
 import torch
 from safetensors.torch import load_file, save_file
 
-from pipeline.augment import resize_K
+from pipeline.geometry.camera import resize_K
 from pipeline.io import atomic_write, read_json, write_json
 from pipeline.models import DepthModel, build_from_arch, model_names
 

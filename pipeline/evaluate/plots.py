@@ -16,8 +16,8 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
+from pipeline.evaluate.metrics import bin_labels  # noqa: E402
 from pipeline.io import atomic_write  # noqa: E402
-from pipeline.metrics import bin_labels  # noqa: E402
 
 
 def save_figure(fig: plt.Figure, path: str | Path) -> None:
@@ -155,7 +155,7 @@ def plot_evaluation(name: str, table: pd.DataFrame, out_dir: str | Path, bin_edg
 def plot_paired_differences(rows: list[dict], path: str | Path) -> None:
     """Forest plot: each comparison's difference (model − other) with its 95 % interval, one
     panel per metric; green = model better, red = worse, grey = the interval includes zero."""
-    from pipeline.compare import METRICS
+    from pipeline.evaluate.compare import METRICS
     colours = {"better": "tab:green", "worse": "tab:red"}
     titles = {"mape": "Δ MAPE (pp, < 0 favours model)", "median_ape": "Δ median APE (pp, < 0 favours model)",
               "within_20pct": "Δ within 20 % (pp, > 0 favours model)"}

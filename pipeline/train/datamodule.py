@@ -3,7 +3,7 @@
 Nothing is preloaded: a split holds its index rows only, and every sample is read from its
 PNGs when it is drawn (in the DataLoader workers, `trainer.num_workers`), resized to a "work"
 resolution a little above the training size (so zoom-in augmentations keep detail), then
-warped to the training size with its K updated (pipeline.augment). Memory therefore stays
+warped to the training size with its K updated (pipeline.train.augment). Memory therefore stays
 flat in the number of dishes; the values are those a preloaded split would give.
 """
 from __future__ import annotations
@@ -20,10 +20,11 @@ import torch
 from torch.utils.data import DataLoader, Dataset, Sampler
 
 from pipeline.config import AugmentConfig, Params, as_params
-from pipeline.models.registry import config_for
-from pipeline.augment import augment_sample, resize_K
-from pipeline.suspect import drop_suspect
+from pipeline.geometry.camera import resize_K
 from pipeline.io import K_from_row, read_dish_depth, read_index, read_mask, read_rgb, resolve
+from pipeline.models.registry import config_for
+from pipeline.suspect import drop_suspect
+from pipeline.train.augment import augment_sample
 
 TRAIN_COLUMNS = ["dish_id", "split", "rgb_path", "depth_path", "mask_path",
                  "fx", "fy", "cx", "cy", "width", "height", "volume_ml"]
@@ -103,7 +104,7 @@ class DishDataset(Dataset):
 
 def train_augment(params: Params | Mapping, model: str) -> AugmentConfig | None:
     """params `augment` for training `model`, with that model's zoom mode
-    (`model_cfg.<model>.zoom`: see pipeline.augment)."""
+    (`model_cfg.<model>.zoom`: see pipeline.train.augment)."""
     params = as_params(params)
     if params.augment is None:
         return None

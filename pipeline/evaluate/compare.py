@@ -2,7 +2,7 @@
 
 A difference in MAPE between two rows of the report says little on its own: ~60 test dishes
 leave wide intervals. Each comparison pairs the two per-dish tables by `dish_id` and gives,
-for MAPE, median APE and within-20 % (one definition: `pipeline.metrics.volume_metrics`),
+for MAPE, median APE and within-20 % (one definition: `pipeline.evaluate.metrics.volume_metrics`),
 the difference `a − b`, a paired bootstrap 95 % interval (dishes resampled with replacement,
 seeded) and a Wilcoxon signed-rank p on the per-dish APE. A verdict says "better" only where
 the interval excludes zero on the favourable side.
@@ -15,7 +15,7 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
-from pipeline.metrics import volume_metrics
+from pipeline.evaluate.metrics import volume_metrics
 
 # metric key -> short name in compare.json; lower APE is better, higher within-20 % is better
 METRICS: dict[str, str] = {"volume_mape": "mape", "volume_median_ape": "median_ape", "within_20pct": "within_20pct"}

@@ -3,7 +3,7 @@
 Why: the pipeline must train, label and evaluate without any download, and synthetic
 dishes come with exact truth (analytic volumes, clean depth, masks). Each dish is a
 textured table, a plate or shallow bowl, and 1-4 non-overlapping food items sitting on
-the flat floor, ray cast exactly by `pipeline.shapes`, then shaded (Lambert + ambient +
+the flat floor, ray cast exactly by `pipeline.data.shapes`, then shaded (Lambert + ambient +
 soft shadows) and, optionally, given RealSense-like depth noise and holes.
 Everything is a pure function of (seed, index).
 """
@@ -14,9 +14,9 @@ from dataclasses import dataclass, field
 import cv2
 import numpy as np
 
+from pipeline.data.shapes import (Box, Camera, Cone, Cylinder, Ellipsoid, Frustum, HeightField, Plane, Ring,
+                                  Shape, SphereCap, intersect_culled, render_full)
 from pipeline.io import DEPTH_SCALE_M
-from pipeline.shapes import (Box, Camera, Cone, Cylinder, Ellipsoid, Frustum, HeightField,
-                             Plane, Ring, Shape, SphereCap, intersect_culled, render_full)
 
 FOOD_MARGIN_M = 0.028   # food footprint to rim/wall/plate edge: a flat ring for plane fitting
 ITEM_GAP_M = 0.006      # between food footprints (items must not overlap)

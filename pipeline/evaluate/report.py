@@ -12,9 +12,9 @@ from typing import Sequence
 
 import pandas as pd
 
-from pipeline.baselines import BASELINE_NAMES, ORACLE_NAME
-from pipeline.compare import METRICS, verdict
-from pipeline.evaluate import END_TO_END, GIVEN, SETTINGS, STAGE0_SUFFIX, stage0_kind
+from pipeline.evaluate.baselines import BASELINE_NAMES, ORACLE_NAME
+from pipeline.evaluate.compare import METRICS, verdict
+from pipeline.evaluate.scoring import END_TO_END, GIVEN, SETTINGS, STAGE0_SUFFIX, stage0_kind
 from pipeline.io import read_json, write_text
 
 SETTING_LABEL = {GIVEN: "given masks", END_TO_END: "end to end"}

@@ -105,7 +105,7 @@ def box_prompts(depth: np.ndarray, K: np.ndarray, min_height_mm: float, min_area
                 rig_plane: tuple[np.ndarray, float] | None = None,
                 rgb: np.ndarray | None = None) -> np.ndarray:
     """Nx4 xyxy boxes around the connected regions of the offline food mask."""
-    from pipeline.masks import food_mask
+    from pipeline.masks.from_depth import food_mask
 
     mask, _ = food_mask(depth, K, min_height_mm, min_area_px, rig_plane, rgb)
     return regions_to_boxes(mask, min_area_px)
@@ -135,7 +135,7 @@ def sam2_box_mask(predictor, rgb: np.ndarray, boxes: np.ndarray, min_area_px: in
         return out
     import torch
 
-    from pipeline.masks import clean_mask
+    from pipeline.masks.cleanup import clean_mask
     with torch.inference_mode():
         predictor.set_image(rgb)
         masks, _, _ = predictor.predict(box=boxes, multimask_output=False)

@@ -23,7 +23,10 @@ from dataclasses import asdict, dataclass, replace
 
 import numpy as np
 
-from pipeline.geometry import VolumeResult, _plane_basis, _rays, estimate_volume
+from pipeline.config import VolumeConfig
+from pipeline.geometry import VolumeResult, estimate_volume, plane_basis, rays
+
+VOLUME = VolumeConfig()  # params.yaml defaults, defined once in pipeline.config
 
 _FLOOR_SHARE = 0.4   # a bowl's flat floor spans about this share of the fitted radius
 WALL_RISE_M = 0.005  # profile bins this far above the surface's lowest level are the wall
@@ -77,7 +80,7 @@ def fit_bowl(X: np.ndarray, n: np.ndarray, d: float, centre: np.ndarray, r_max: 
     above the plane (n, d): per radial bin the `q`-th percentile height (the wall where it
     shows, food where it covers the bin), then the running minimum from the rim inwards
     (a bowl's surface does not rise towards its axis)."""
-    e1, e2 = _plane_basis(n)
+    e1, e2 = plane_basis(n)
     h = X @ n + d
     r = np.hypot(X @ e1 - centre[0], X @ e2 - centre[1])
     edges = np.arange(0.0, r_max + bin_m, bin_m)
@@ -120,8 +123,8 @@ def _under_level(r: np.ndarray, prof: np.ndarray, rise_m: float = WALL_RISE_M, m
 
 
 def volume_above_support(depth: np.ndarray, mask: np.ndarray, K: np.ndarray, support: Support,
-                         method: str = "heightmap", ring_px: int = 20, cell_mm: float = 2.0
-                         ) -> VolumeResult:
+                         method: str = VOLUME.method, ring_px: int = VOLUME.ring_px,
+                         cell_mm: float = VOLUME.cell_mm) -> VolumeResult:
     """Food volume between the food's top and its support (see the module docstring); the
     result's plane is the flat plane used (for a bowl: through its lowest point). Mask pixels
     without depth (sensors drop them along the food's outline) are filled by the geometry from
@@ -140,10 +143,10 @@ def volume_above_support(depth: np.ndarray, mask: np.ndarray, K: np.ndarray, sup
     if not ok.any():
         return res
     z = np.where(ok, z, np.median(z[ok]))          # holes: the food's median depth
-    r = _rays(np.asarray(K, float), ys, xs)
+    r = rays(np.asarray(K, float), ys, xs)
     X = r * z[:, None]
     area = z * z / (K[0, 0] * K[1, 1] * np.abs(r @ n))   # footprint of each pixel on the plane
-    e1, e2 = _plane_basis(n)
+    e1, e2 = plane_basis(n)
     rise = surface_height(support, X @ e1, X @ e2) - h0
     top = X @ n + d - h0                         # the bowl never rises above the food
     bowl_ml = float(np.sum(np.minimum(rise, np.maximum(top, 0)) * area)) * 1e6

@@ -7,7 +7,7 @@ the metrics (`mask_source`):
 - `given`: masks that exist without the depth sensor, from the masks stage's `given_mask_path`
   and named by its `given_mask_source`: the synthetic ground-truth masks (`gt_mask`), and on
   Nutrition5k masks read from the RGB image alone (`rgb_rule`, or `sam2_rgb` with a local SAM 2
-  checkpoint; pipeline.rgb_masks). An index without that column falls back to `gt_mask_path`.
+  checkpoint; pipeline.masks.rgb). An index without that column falls back to `gt_mask_path`.
   Volume = `geometry.estimate_volume` on the predicted depth over that mask, as the labels do.
 - `end_to_end`: the mask is cut from the model's OWN predicted depth by `pipeline.predict.measure`,
   the code `python -m pipeline.predict` runs on a new photo, and its total volume is scored.
@@ -35,11 +35,11 @@ import pandas as pd
 from tqdm import tqdm
 
 from pipeline import geometry
+from pipeline.config import EvalConfig, MasksConfig, Params, VolumeConfig, as_params
+from pipeline.evaluate.metrics import (DEFAULT_BIN_EDGES, assign_bins, depth_errors, height_error_mm, nanmean,
+                                       per_bin_metrics, volume_metrics)
 from pipeline.io import K_from_row, read_dish_depth, read_mask, read_rgb, resolve, write_csv, write_json
 from pipeline.suspect import drop_suspect
-from pipeline.config import EvalConfig, MasksConfig, Params, VolumeConfig, as_params
-from pipeline.metrics import (DEFAULT_BIN_EDGES, assign_bins, depth_errors, height_error_mm, nanmean,
-                              per_bin_metrics, volume_metrics)
 
 # (rgb HxWx3 uint8, K 3x3) -> metric z-depth HxW (m) at the same resolution
 DepthPredictor = Callable[[np.ndarray, np.ndarray], np.ndarray]
@@ -321,7 +321,7 @@ def worst_dishes(table: pd.DataFrame, n: int) -> pd.DataFrame:
 def model_predictor(model, size: tuple[int, int]) -> DepthPredictor:
     """Wrap a DepthModel: RGB + true K in, depth at the original resolution out. The K the
     model returns (UniDepth predicts one) is ignored: volumes always use the true K."""
-    from pipeline.inference import predict_depth_array
+    from pipeline.models.inference import predict_depth_array
 
     def predict(rgb: np.ndarray, K: np.ndarray) -> np.ndarray:
         return predict_depth_array(model, rgb, K, size)[0]
@@ -332,7 +332,7 @@ def worst_panels(predict: DepthPredictor | None, table: pd.DataFrame, dishes: pd
                  cfg: MeasureConfig, setting: str = GIVEN, allowed_roots: Sequence[Path] = ()):
     """Re-predict the n worst dishes (cheaper than keeping every depth map in memory); the mask
     shown is the one the volume was integrated over."""
-    from pipeline.plots import DishPanel
+    from pipeline.evaluate.plots import DishPanel
     by_id = dishes.set_index("dish_id")
     panels = []
     for _, w in worst_dishes(table, n).iterrows():
@@ -370,8 +370,8 @@ def evaluate_model(name: str, predict: DepthPredictor | None, dishes: pd.DataFra
                    extra: dict | None = None) -> dict:
     """Evaluate one predictor in one setting: metrics/eval/<name>[_e2e].{json,csv} and
     plots/eval/<name>[_e2e]/. Returns the summary (with `mask_source`)."""
+    from pipeline.evaluate.plots import plot_evaluation
     from pipeline.io import atomic_dir
-    from pipeline.plots import plot_evaluation
     out_name = result_name(name, setting)
     if setting == GIVEN:
         source = given_mask_source(dishes)

@@ -1,17 +1,20 @@
 """Food masks on the fixed Nutrition5k rig, where the rig plane (the surface around the scale
-platform, pipeline.rig) is known: the dish is what stands on that plane (rails and cables cut
+platform, pipeline.data.rig) is known: the dish is what stands on that plane (rails and cables cut
 off, nothing dropped for touching the border); a plate has a level floor and food rises above
 it; in a bowl the food rises above the bowl's surface fitted from its visible inner wall
-(pipeline.support). A colour check (food seeds vs container) drops rims and walls at food height.
+(pipeline.masks.support). A colour check (food seeds vs container) drops rims and walls at food height.
 """
 from __future__ import annotations
 
 import cv2
 import numpy as np
 
-from pipeline.geometry import _plane_basis, backproject
-from pipeline.masks import _fill_holes, _largest_component, _noise_floor, clean_mask, hysteresis
-from pipeline.support import WALL_RISE_M, Support, fit_bowl, surface_height
+from pipeline.config import MasksConfig
+from pipeline.geometry import backproject, plane_basis
+from pipeline.masks.cleanup import _fill_holes, _largest_component, _noise_floor, clean_mask, hysteresis
+from pipeline.masks.support import WALL_RISE_M, Support, fit_bowl, surface_height
+
+MASKS = MasksConfig()  # params.yaml defaults, defined once in pipeline.config
 
 _OBJ_MIN_M = 0.02        # dish, rails, cables: higher than this above the rig plane
 _SPLIT_PX = 15           # erosion radius that cuts rails and cables off the dish
@@ -92,7 +95,7 @@ def colour_match(rgb: np.ndarray | None, a: np.ndarray, b: np.ndarray) -> float 
 
 
 def rig_mask(depth: np.ndarray, K: np.ndarray, rig_plane: tuple[np.ndarray, float],
-             min_height_mm: float = 4.0, min_area_px: int = 150, seed: int = 0,
+             min_height_mm: float = MASKS.min_height_mm, min_area_px: int = MASKS.min_area_px, seed: int = 0,
              rgb: np.ndarray | None = None) -> tuple[np.ndarray, Support]:
     """Food mask and its support on the fixed rig: the dish is what stands on the rig plane;
     a plate has a flat floor (most of the dish on one level plane), food rises above it; in a
@@ -130,7 +133,7 @@ def rig_mask(depth: np.ndarray, K: np.ndarray, rig_plane: tuple[np.ndarray, floa
         return food, Support("plate_floor", list(map(float, n_f)), float(d_f),
                              inlier_fraction=round(inl, 4))
     # bowl: axis from a circle through the dish outline, surface from the visible inner wall
-    e1, e2 = _plane_basis(np.asarray(n_rig, float))
+    e1, e2 = plane_basis(np.asarray(n_rig, float))
     cs, _ = cv2.findContours(dish.astype(np.uint8), cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_NONE)
     outline = max(cs, key=cv2.contourArea)[:, 0, :]
     H, W = depth.shape

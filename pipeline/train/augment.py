@@ -30,12 +30,6 @@ from pipeline.config import AugmentConfig, build
 ZOOM_MODES = ("depth", "intrinsics", "off")
 
 
-def resize_K(K: np.ndarray, src_hw: tuple[int, int], dst_hw: tuple[int, int]) -> np.ndarray:
-    """K for an image resized from src_hw to dst_hw (pixel centres at integer coordinates)."""
-    sx, sy = dst_hw[1] / src_hw[1], dst_hw[0] / src_hw[0]
-    S = np.array([[sx, 0, 0.5 * sx - 0.5], [0, sy, 0.5 * sy - 0.5], [0, 0, 1]], dtype=np.float64)
-    return S @ np.asarray(K, dtype=np.float64)
-
 
 def similarity(out_hw: tuple[int, int], in_hw: tuple[int, int], scale: float, angle_deg: float,
                shift_xy: tuple[float, float]) -> np.ndarray:

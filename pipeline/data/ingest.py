@@ -12,15 +12,15 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from pipeline.config import Nutrition5kConfig
 from pipeline import io
+from pipeline.config import Nutrition5kConfig
+from pipeline.data.nutrition5k import MANIFEST_COLUMNS
 from pipeline.parallel import map_dishes
-from pipeline.nutrition5k import MANIFEST_COLUMNS
 
 
 def _render_one(job: tuple[int, int, int, int, bool, str, str, dict | None]) -> dict:
     """Render and write one synthetic dish (runs in a worker process)."""
-    from pipeline.synthetic import generate_dish
+    from pipeline.data.synthetic import generate_dish
 
     seed, index, width, height, noise, tmp_dir, final_dir, families = job
     dish = generate_dish(seed, index, width=width, height=height, noise=noise, families=families)
@@ -68,13 +68,13 @@ def ingest_synthetic(out_dir: Path, seed: int, n_dishes: int, width: int = 640, 
 def ingest_nutrition5k(out_dir: Path, root: Path, cfg: Nutrition5kConfig, workers: int = 1) -> tuple[pd.DataFrame, dict]:
     """Validate a Nutrition5k release in place and write only the manifest into `out_dir`.
     `cfg` is params.yaml's `nutrition5k` section (intrinsics, valid depth range)."""
-    from pipeline.nutrition5k import scan_release
+    from pipeline.data.nutrition5k import scan_release
 
     manifest, report = scan_release(Path(root), cfg.fx, cfg.fy, cfg.cx, cfg.cy,
                                     workers=workers, min_depth_m=cfg.min_depth_m,
                                     max_depth_m=cfg.max_depth_m,
                                     min_valid_fraction=cfg.min_valid_fraction)
-    from pipeline.rig import RIG_PLANE_FILE, estimate_rig_plane
+    from pipeline.data.rig import RIG_PLANE_FILE, estimate_rig_plane
 
     try:  # one fixed camera: the plane around the scale platform is the same in every dish
         rig = estimate_rig_plane(manifest, [Path(root).resolve()], cfg.rig_plane_dishes)

@@ -27,9 +27,8 @@ import numpy as np
 import pandas as pd
 from tqdm import tqdm
 
-from pipeline.evaluate import given_mask_source, given_masks
+from pipeline.evaluate.scoring import given_mask_source, given_masks
 from pipeline.io import read_dish_depth, read_mask, resolve
-
 
 BASELINE_NAMES = ("baseline_mean", "baseline_area_height")
 # Not a baseline to beat but the ceiling: GT depth through the same masks and geometry.

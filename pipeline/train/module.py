@@ -1,98 +1,25 @@
-"""Fine-tuning with PyTorch Lightning: the LightningModule, the trainer, resume logic.
+"""The LightningModule of one training stage: our loss terms, the validation volume error against a
+reference computed the same way at the training size, per-term DVCLive curves.
 
-Stage 1 trains the decoder on a frozen encoder; stage 2 trains everything at lower rates
-from the stage-1 weights. Checkpoints live beside a hash of the parameters that shaped
-them, so a killed run resumes and a changed parameter restarts cleanly.
-"""
+Correct under DDP: every rank takes a step on every batch, a non-finite loss on any rank stops all
+ranks with the same error, and epoch metrics are reduced over all ranks."""
 from __future__ import annotations
 
-import contextlib
-import hashlib
-import json
 import math
-import os
-import shutil
 import time
 from pathlib import Path
-from dataclasses import asdict
-from typing import Any, Mapping
 
 import numpy as np
 import pytorch_lightning as pl
 import torch
-from pytorch_lightning.callbacks import Checkpoint, EarlyStopping, ModelCheckpoint
 
-from pipeline.config import LossConfig, Params, TrainerConfig, as_params
-from pipeline.typed import build
-from pipeline.data import DishDataModule, check_size, train_augment
-from pipeline.inference import load_model, save_model
-from pipeline.io import REPO_ROOT, resolve, write_json, write_text
-from pipeline.losses import (TERM_NAMES, check_weights, focal_rel_errors, graph_zero, loss_terms, valid_depth,
-                             weighted_sum)
-from pipeline.models import DepthModel, build_model, config_for
+from pipeline.config import LossConfig
+from pipeline.io import write_text
+from pipeline.models import DepthModel
+from pipeline.train.losses import (TERM_NAMES, check_weights, focal_rel_errors, graph_zero, loss_terms,
+                                   valid_depth, weighted_sum)
 
 MONITOR = "val/volume_ape"
-HASH_FILE = "config_hash.txt"
-
-
-def sha256_file(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
-
-
-def config_hash(obj: Any) -> str:
-    return hashlib.sha256(json.dumps(obj, sort_keys=True, default=str).encode()).hexdigest()[:16]
-
-
-def trainer_kwargs(tr: TrainerConfig | Mapping) -> dict:
-    """params `trainer` -> pl.Trainer kwargs. precision "auto": bf16-mixed on GPU, 32 on CPU."""
-    tr = build(TrainerConfig, tr, "trainer")
-    accel = tr.accelerator
-    gpu = torch.cuda.is_available() and accel in ("auto", "gpu", "cuda")
-    precision = tr.precision
-    if precision == "auto":
-        precision = "bf16-mixed" if gpu else "32-true"
-    strategy = tr.strategy
-    if strategy == "ddp":  # Depth-Anything's first fusion block has a residual unit that is never
-        strategy = "ddp_find_unused_parameters_true"  # used: plain DDP refuses such a model
-    return {"accelerator": accel, "devices": tr.devices, "num_nodes": tr.num_nodes,
-            "strategy": strategy, "precision": precision, "deterministic": tr.deterministic}
-
-
-@contextlib.contextmanager
-def onednn(enabled: bool):
-    """torch.backends.mkldnn.enabled for the duration of a block."""
-    old = torch.backends.mkldnn.enabled
-    torch.backends.mkldnn.enabled = enabled
-    try:
-        yield
-    finally:
-        torch.backends.mkldnn.enabled = old
-
-
-def code_digest() -> str:
-    """Hash of the training code (every pipeline module and the stage script): a checkpoint
-    written by other code is never resumed, even when the params are the same."""
-    h = hashlib.sha256()
-    files = sorted((REPO_ROOT / "pipeline").rglob("*.py")) + [REPO_ROOT / "stages" / "train.py"]
-    for f in files:
-        if f.is_file():
-            h.update(f.relative_to(REPO_ROOT).as_posix().encode() + b"\0" + f.read_bytes() + b"\0")
-    return h.hexdigest()[:16]
-
-
-def data_digest(dm: DishDataModule) -> str:
-    """Hash of every file the stage reads (RGB, depth, mask of the train and val dishes), so
-    regenerated data with an unchanged index never resumes a stale checkpoint."""
-    h = hashlib.sha256()
-    for split in ("train", "val"):
-        for _, row in dm.rows(split).iterrows():
-            for col in ("rgb_path", "depth_path", "mask_path"):
-                h.update(sha256_file(resolve(row[col], dm.allowed_roots)).encode())
-    return h.hexdigest()[:16]
 
 
 class DepthLitModule(pl.LightningModule):
@@ -305,21 +232,6 @@ class DepthLitModule(pl.LightningModule):
         return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "epoch"}}
 
 
-class LatestCheckpoint(Checkpoint):
-    """Writes `path` at the end of every epoch (after validation and early stopping), atomically.
-    Lightning's `save_last` only follows a new best, so a kill after epochs without improvement
-    would lose them on resume."""
-
-    def __init__(self, path: Path) -> None:
-        self.path = Path(path)
-
-    def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        tmp = self.path.with_name(f".{self.path.name}.tmp")
-        trainer.save_checkpoint(tmp, weights_only=False)  # full state: resume needs optimizer + loops
-        if trainer.is_global_zero:
-            os.replace(tmp, self.path)
-
-
 def loss_term_summary(history: list[dict], weights: dict[str, float]) -> dict:
     """Each loss term (unweighted, and times its weight) in the first and the last epoch of
     this run, train and val: shows which terms actually pull on the model."""
@@ -336,126 +248,9 @@ def loss_term_summary(history: list[dict], weights: dict[str, float]) -> dict:
     return out
 
 
-def open_live(live_dir: Path, resume: bool) -> Any:
-    """DVCLive logger for one stage; its dvc.yaml entries are ours, not DVCLive's."""
-    from dvclive import Live
-    from scmrepo.exceptions import SCMError
-
-    try:
-        return Live(dir=str(live_dir), dvcyaml=False, save_dvc_exp=False, resume=resume)
-    except SCMError as e:  # DVCLive 3.49 fails on a git repository with no commit yet
-        raise ValueError(f"DVCLive could not read this git repository ({e}): make a first "
-                         "commit (`git add -A && git commit -m init`), then run dvc repro again") from None
-
-
 def truncate_live(live_dir: Path, from_step: int) -> None:
     """Remove DVCLive .tsv rows with step >= from_step (written before a kill)."""
     for tsv in (live_dir / "plots" / "metrics").rglob("*.tsv"):
         lines = tsv.read_text().splitlines()
         keep = lines[:1] + [ln for ln in lines[1:] if int(float(ln.split("\t")[0])) < from_step]
         write_text(tsv, "\n".join(keep) + "\n")
-
-
-def geometry_params(params: Params | Mapping, size_hw: tuple[int, int], orig_width: float) -> dict:
-    """`volume` params with ring_px rescaled from the labels' resolution to the training size."""
-    params = as_params(params)
-    vol = params.volume
-    scale = size_hw[1] / orig_width
-    return {"method": vol.method, "ring_px": max(2, int(round(vol.ring_px * scale))),
-            "cell_mm": vol.cell_mm, "seed": params.train.seed}
-
-
-def prepare_checkpoint_dir(ckpt_dir: Path, live_dir: Path, key: str, clean: bool = True) -> Path | None:
-    """Return the checkpoint to resume from, or None after clearing stale state from the
-    checkpoint and DVCLive folders: a different config hash, no hash, or a run that finished
-    (DVC re-runs a finished stage only because something changed, e.g. code).
-
-    Only global rank 0 cleans (`clean`); other ranks only read. Rank 0 deletes stale
-    checkpoints before it writes the new key, so a rank reading at any moment reaches the
-    same answer as rank 0."""
-    hash_path, last = ckpt_dir / HASH_FILE, ckpt_dir / "last.ckpt"
-    same = hash_path.is_file() and hash_path.read_text().strip() == key
-    if same and last.is_file():
-        return last
-    if not clean:
-        return None
-    ckpt_dir.mkdir(parents=True, exist_ok=True)
-    for p in ckpt_dir.glob("*.ckpt"):
-        p.unlink()
-    if live_dir.exists():
-        shutil.rmtree(live_dir)
-    write_text(hash_path, key + "\n")
-    return None
-
-
-def run_stage(name: str, stage: int, params: Params | Mapping, index_path: Path, weights_out: Path,
-              ckpt_dir: Path, live_dir: Path, metrics_path: Path, init_weights: Path | None = None,
-              max_dishes: int | None = None, allowed_roots: list[Path] | None = None) -> dict:
-    """Train one stage end to end; write safetensors weights, stage metrics and DVCLive logs."""
-    params = as_params(params)
-    tp, tr = params.train, params.trainer
-    sp = tp.stage(stage)
-    seed = tp.seed
-    if tr.threads:
-        torch.set_num_threads(tr.threads)
-    pl.seed_everything(seed, workers=True, verbose=False)
-    model_cfg = config_for(params, name)
-    size = check_size(model_cfg.size)
-    if stage == 1:
-        model = build_model(name, model_cfg, seed=seed)
-    else:
-        if init_weights is None:
-            raise ValueError("stage 2 needs init_weights (the stage-1 weights folder)")
-        model = load_model(init_weights).train()
-    dm = DishDataModule(index_path, size, tp.batch_size, train_augment(params, name), seed=seed,
-                        num_workers=tr.num_workers, work_scale=tp.work_scale,
-                        max_dishes=max_dishes, allowed_roots=allowed_roots)
-    geom = geometry_params(params, size, dm.original_width())
-    key = config_hash({"name": name, "stage": stage, "model_cfg": asdict(model_cfg), "loss": asdict(params.loss),
-                       "train": asdict(tp), "augment": params.augment and asdict(params.augment), "geom": geom, "trainer": asdict(tr),
-                       "index": sha256_file(Path(index_path)), "max_dishes": max_dishes,
-                       "init": sha256_file(Path(init_weights) / "model.safetensors") if init_weights else None,
-                       "code": code_digest(), "data": data_digest(dm)})
-    lit = DepthLitModule(model, stage, params.loss, geom, sp.lr_encoder, sp.lr_decoder,
-                         tp.weight_decay, sp.epochs)
-    ckpt_cb = ModelCheckpoint(dirpath=str(ckpt_dir), filename="best", monitor=MONITOR, mode="min",
-                              save_top_k=1)
-    stop_cb = EarlyStopping(monitor=MONITOR, mode="min", patience=tp.patience)
-    trainer = pl.Trainer(max_epochs=sp.epochs, gradient_clip_val=tp.grad_clip,
-                         callbacks=[ckpt_cb, stop_cb, LatestCheckpoint(ckpt_dir / "last.ckpt")],
-                         logger=False, num_sanity_val_steps=0,
-                         default_root_dir=str(ckpt_dir), enable_model_summary=False,
-                         log_every_n_steps=1, **trainer_kwargs(tr))
-    # ranks are known once the Trainer exists; only global rank 0 deletes or writes files
-    resume = prepare_checkpoint_dir(Path(ckpt_dir), Path(live_dir), key, clean=trainer.is_global_zero)
-    if trainer.is_global_zero:
-        lit.live = open_live(live_dir, resume is not None)
-    t0 = time.time()
-    portable = tr.portable_cpu and trainer.strategy.root_device.type == "cpu"
-    with onednn(enabled=not portable):  # oneDNN picks kernels and blocking per CPU model
-        trainer.fit(lit, datamodule=dm, ckpt_path=str(resume) if resume else None,
-                    weights_only=True)  # resume never unpickles code
-    seconds = time.time() - t0
-    if lit.live is not None:
-        lit.live.end()
-    if not trainer.is_global_zero:
-        return {}
-    best = ckpt_cb.best_model_path or str(Path(ckpt_dir) / "last.ckpt")
-    state = torch.load(best, map_location="cpu", weights_only=True)["state_dict"]
-    lit.load_state_dict(state)
-    save_model(lit.model, Path(weights_out), name, model_cfg)
-    # no wall times in the file: it is a DVC metric, and its hash must repeat in a fresh clone
-    curve = [{k: (round(v, 5) if isinstance(v, float) else v) for k, v in r.items() if k != "time_s"}
-             for r in lit.history]
-    best_score = ckpt_cb.best_model_score
-    metrics = {"model": name, "stage": stage, "best_val_volume_ape": float(best_score) if best_score is not None else None,
-               "epochs_run": int(trainer.current_epoch), "resumed": resume is not None,
-               "skipped_batches": lit.skipped,
-               "world_size": int(trainer.world_size),
-               "n_train": len(dm.train_set), "n_val": len(dm.val_set),
-               "val_label": "GT depth through the same geometry at the training size (val/volume_ape)",
-               "val_reference_vs_fullres_label": lit.val_reference,
-               "loss_terms": loss_term_summary(lit.history, lit.weights), "curve": curve}
-    write_json(metrics_path, metrics)
-    write_text(Path(ckpt_dir) / HASH_FILE, f"{key} finished\n")  # never resume a finished run
-    return {**metrics, "train_seconds": round(seconds, 1)}

@@ -1,0 +1,3 @@
+"""Where dishes come from: procedural synthetic scenes with exact volumes (`shapes`, `synthetic`),
+the Nutrition5k release read in place (`nutrition5k`) and its fixed rig's plane (`rig`), the
+ingest stage (`ingest`) and the seeded train/val/test split (`split`)."""

@@ -1,0 +1,3 @@
+"""Held-out evaluation: volume and depth metrics (`metrics`), scoring a depth predictor with
+given masks and end to end (`scoring`), non-learned baselines and the measured-depth oracle
+(`baselines`), paired comparisons with bootstrap intervals (`compare`), plots and the report."""

@@ -1,0 +1,104 @@
+"""Food masks from the measured depth, no model needed: the table is the dominant plane of the
+scene, the plate (or bowl floor) the dominant plane of what stands on it, and food what rises above
+the plate. Plate rims and bowl walls also rise above the floor, but they run round the vessel's
+outer edge, so regions touching that edge are dropped. Seeds higher than `min_height_mm` grow down
+to the support's noise floor (hysteresis), so thin food keeps its low margins. On the fixed
+Nutrition5k rig the support is found differently (`pipeline.masks.rig`); with no release-wide rig
+plane (synthetic data) a deep bowl on the dish's own surround plane gets that path's bowl surface."""
+from __future__ import annotations
+
+import cv2
+import numpy as np
+
+from pipeline import suspect
+from pipeline.config import MasksConfig, SuspectConfig
+from pipeline.geometry import backproject, fit_plane, height_above_plane
+from pipeline.masks.cleanup import (_drop_touching, _fill_holes, _grown, _largest_component, _noise_floor,
+                                    _ring_fraction, clean_mask)
+from pipeline.masks.support import Support
+
+MASKS = MasksConfig()  # params.yaml defaults, defined once in pipeline.config
+
+_MAX_FIT_POINTS = 20000
+_MAX_FLOOR_HEIGHT_M = 0.08  # a plate top / bowl floor sits at most this high above the table
+
+
+                            # (a scale platform like Nutrition5k's raises it ~5 cm)
+_DEEP_BOWL_M = 0.03         # a bowl surface rising more than this is a deep vessel (its floor
+
+
+def _plane_on(points: np.ndarray, region: np.ndarray, seed: int) -> tuple[np.ndarray, float]:
+    """Robust plane through the back-projected `points` (HxWx3) of `region` (subsampled)."""
+    pts = points[region]
+    if len(pts) > _MAX_FIT_POINTS:
+        pts = pts[np.random.default_rng(seed).choice(len(pts), _MAX_FIT_POINTS, replace=False)]
+    return fit_plane(pts, seed=seed)
+
+
+def geometry_mask(depth: np.ndarray, K: np.ndarray, min_height_mm: float = MASKS.min_height_mm,
+                  min_area_px: int = MASKS.min_area_px, seed: int = 0, grow: bool = True) -> np.ndarray:
+    """Food = connected regions higher than `min_height_mm` above the local support plane,
+    grown (`grow`) down to the support's noise floor so thin and spreading food keeps its
+    low margins (hysteresis)."""
+    depth = np.asarray(depth, dtype=np.float32)
+    valid = np.isfinite(depth) & (depth > 0)
+    if valid.sum() < 100:
+        raise ValueError("depth has fewer than 100 valid pixels: cannot find the table")
+    thr = min_height_mm * 1e-3
+    points = backproject(depth, K)
+    table_n, table_d = _plane_on(points, valid, seed)
+    h_table = height_above_plane(depth, K, table_n, table_d)
+    ht = np.nan_to_num(h_table, nan=-1.0)
+    above = valid & (ht > thr)
+    border = np.zeros_like(valid)
+    border[[0, -1], :] = border[:, [0, -1]] = True
+    vessel = _fill_holes(_largest_component(above))
+    # Default: the dominant plane is the support; rims/walls show up as rings or reach the frame.
+    low = _noise_floor(ht, valid & (np.abs(ht) < thr)) if grow else thr
+    food = _drop_touching(clean_mask(_grown(above, valid & (ht > low), border), min_area_px), border)
+    if vessel.sum() > 0.02 * depth.size:
+        # Is the biggest thing above it a plate/bowl? Then its floor is the dominant plane
+        # inside it and the food stands on that floor, surrounded by it.
+        floor_n, floor_d = _plane_on(points, vessel & valid, seed)
+        h_floor = np.nan_to_num(height_above_plane(depth, K, floor_n, floor_d), nan=-1.0)
+        on_floor = (np.abs(h_floor) < thr) & vessel & valid
+        eroded = cv2.erode(vessel.astype(np.uint8), np.ones((5, 5), np.uint8)).astype(bool)
+        edge = (vessel & ~eroded) | border
+        low_f = _noise_floor(h_floor, on_floor) if grow else thr
+        on_vessel = clean_mask(_grown(vessel & valid & (h_floor > thr),
+                                      vessel & valid & (h_floor > low_f), edge), min_area_px)
+        floor_h = np.nanmedian(h_table[on_floor]) if on_floor.any() else np.inf
+        level = abs(float(np.dot(floor_n, table_n))) > np.cos(np.deg2rad(15))
+        if (level and floor_h < _MAX_FLOOR_HEIGHT_M and on_vessel.any()
+                and on_floor.sum() > 0.25 * (vessel & valid).sum()
+                and _ring_fraction(on_vessel, on_floor) > 0.4):
+            food = on_vessel
+    return food
+
+
+def food_mask(depth: np.ndarray, K: np.ndarray, min_height_mm: float = MASKS.min_height_mm,
+              min_area_px: int = MASKS.min_area_px, rig_plane: tuple[np.ndarray, float] | None = None,
+              rgb: np.ndarray | None = None, seed: int = 0,
+              suspect_cfg: SuspectConfig | None = None) -> tuple[np.ndarray, Support]:
+    """The offline food mask and its support: rig-aware when the rig plane is known
+    (Nutrition5k), else the per-image geometry mask (support: plane fitted around the food).
+    `suspect_cfg`: params `suspect:` (a bowl whose floor is hidden keeps its bowl support)."""
+    from pipeline.masks.rig import rig_mask
+    if rig_plane is not None:
+        return rig_mask(depth, K, rig_plane, min_height_mm, min_area_px, seed, rgb)
+    # no release-wide rig plane (synthetic): a deep vessel standing on a level surround seen
+    # in this image gets the rig's bowl-surface support; anything else the per-image geometry
+    from pipeline.data.rig import dish_rig_plane
+    plane = dish_rig_plane(depth, K, seed)
+    if plane is not None:
+        food, support = rig_mask(depth, K, plane, min_height_mm, min_area_px, seed, rgb)
+        # a deep bowl, or food filling a bowl (kept so that it is flagged bowl_floor)
+        if support.kind == "bowl_surface" and (_bowl_depth(support) > _DEEP_BOWL_M
+                                               or suspect.floor_hidden(support.floor_wall_colour, suspect_cfg)):
+            return food, support
+    return geometry_mask(depth, K, min_height_mm, min_area_px, seed), Support("plane")
+
+
+def _bowl_depth(support: Support) -> float:
+    """Rise (m) of a fitted bowl surface from its lowest point to the highest wall fitted."""
+    return float(max(support.heights) - min(support.heights)) if support.heights else 0.0
