@@ -21,10 +21,12 @@ os.environ.setdefault("SAM2_BUILD_CUDA", "0")
 from fake_release import make_release_tree  # (a sibling in bench/)
 
 from pipeline import io
+from pipeline.config import Nutrition5kConfig
 from pipeline.data.nutrition5k import read_release_depth, scan_release
 from pipeline.masks.from_depth import geometry_mask
 
-FX, FY, CX, CY = 616.6, 616.6, 319.5, 239.5
+_N5K = Nutrition5kConfig()   # the params.yaml `nutrition5k:` defaults
+FX, FY, CX, CY = _N5K.fx, _N5K.fy, _N5K.cx, _N5K.cy
 DA_CFG = {"pretrained": None, "max_depth": 2, "init_depth": 0.4, "size": [126, 168],
           "tiny": {"hidden_size": 48, "num_layers": 4, "num_heads": 3,
                    "neck_hidden_sizes": [16, 32, 48, 64], "fusion_hidden_size": 32,

@@ -100,6 +100,24 @@ def inference_size(wdir: Path, shape: tuple[int, int], multiple: int) -> tuple[i
     return H, W
 
 
+def _cached_model(wdir: Path):
+    """The model in a weights folder, loaded once (predict is often called per photo)."""
+    from pipeline.models.inference import load_model
+    key = str(wdir.resolve())
+    if key not in _MODEL_CACHE:
+        _MODEL_CACHE.clear()
+        _MODEL_CACHE[key] = load_model(wdir)
+    return _MODEL_CACHE[key]
+
+
+def k_source_of(weights: str | Path, K: np.ndarray | None) -> str:
+    """Where the K of a prediction comes from: the caller (`given`), the model's own camera head
+    (`predicted`: a model with `predicts_K`, e.g. UniDepth with camera: predict), or `default_K`."""
+    if K is not None:
+        return "given"
+    return "predicted" if getattr(_cached_model(weights_dir(weights)), "predicts_K", False) else "default"
+
+
 def predict_depth(image: np.ndarray | str | Path, model_type: str, weights: str | Path | None = None,
                   K: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Metric z-depth (HxW float32 m, at the image's resolution) and the K to measure it with.
@@ -107,7 +125,7 @@ def predict_depth(image: np.ndarray | str | Path, model_type: str, weights: str 
     `weights`: a trained weights folder (default models/<model_type>/stage2). K: the given K;
     else UniDepth's predicted K; else `default_K` (Depth-Anything needs a K only for geometry)."""
     from pipeline.models import model_names
-    from pipeline.models.inference import load_model, predict_depth_array
+    from pipeline.models.inference import predict_depth_array
 
     if model_type not in model_names():
         raise ValueError(f"model_type: unknown {model_type!r}, expected one of {model_names()}")
@@ -115,11 +133,7 @@ def predict_depth(image: np.ndarray | str | Path, model_type: str, weights: str 
     wdir = weights_dir(weights if weights is not None else io.REPO_ROOT / "models" / model_type / "stage2")
     if model_name(wdir) != model_type:
         raise ValueError(f"{wdir}: holds a {model_name(wdir)} model, not {model_type}")
-    key = str(wdir.resolve())
-    if key not in _MODEL_CACHE:
-        _MODEL_CACHE.clear()
-        _MODEL_CACHE[key] = load_model(wdir)
-    model = _MODEL_CACHE[key]
+    model = _cached_model(wdir)
     h, w = rgb.shape[:2]
     K_in = check_K(K, "K") if K is not None else default_K(w, h)
     depth, K_model = predict_depth_array(model, rgb, K_in, inference_size(wdir, (h, w), model.input_multiple))
@@ -216,8 +230,7 @@ def predict_volume(image: np.ndarray | str | Path, model_type: str, weights: str
     `volume` / `masks`: params.yaml's settings (default: the config defaults)."""
     rgb = load_image(image)
     depth, K_used = predict_depth(rgb, model_type, weights, K)
-    K_source = "given" if K is not None else ("predicted" if model_type == "unidepth_v2" else "default")
-    pred = measure(depth, K_used, mask, volume, masks, K_source)
+    pred = measure(depth, K_used, mask, volume, masks, k_source_of(weights, K))
     pred.warnings = trust_warnings(pred, weights)
     return pred
 

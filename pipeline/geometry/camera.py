@@ -5,7 +5,6 @@ from __future__ import annotations
 import numpy as np
 
 
-# --------------------------------------------------------------------------- validation
 def _valid_depth(depth: np.ndarray) -> np.ndarray:
     return np.isfinite(depth) & (depth > 0)
 
@@ -47,7 +46,6 @@ def _check_method(method: str) -> None:
         raise ValueError(f"method: must be 'heightmap' or 'columns', got {method!r}")
 
 
-# --------------------------------------------------------------------------- basics
 def _ray_xy(K: np.ndarray, ys: np.ndarray, xs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """(r_x, r_y) of r = K^-1 [u, v, 1] / r_z for pixels (r_z = 1, so X = Z * r). Written
     element-wise: an (N,3) @ (3,3) matmul is surprisingly slow here and this runs on every

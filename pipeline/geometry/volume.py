@@ -30,7 +30,6 @@ class VolumeResult:
     height_map: np.ndarray | None = None  # heightmap method: integrated grid (m)
 
 
-# --------------------------------------------------------------------------- numpy volume
 def estimate_volume(depth: np.ndarray, mask: np.ndarray, K: np.ndarray,
                     method: str = VOLUME.method, ring_px: int = VOLUME.ring_px, cell_mm: float = VOLUME.cell_mm,
                     plane: tuple[np.ndarray, float] | None = None, seed: int = 0

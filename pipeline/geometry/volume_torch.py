@@ -21,7 +21,6 @@ from pipeline.geometry.volume import _cell_of, _footprint_splat, _hidden_weight,
 VOLUME = VolumeConfig()  # params.yaml `volume:` defaults, defined once in pipeline.config
 
 
-# --------------------------------------------------------------------------- torch twin
 def _t_rays(Kinv: Tensor, ys: Tensor, xs: Tensor) -> Tensor:
     pix = torch.stack([xs.to(Kinv.dtype), ys.to(Kinv.dtype), torch.ones_like(xs, dtype=Kinv.dtype)], 1)
     r = pix @ Kinv.T

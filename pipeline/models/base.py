@@ -23,6 +23,7 @@ class DepthModel(torch.nn.Module):
 
     input_multiple: int = 14
     name: str = ""
+    predicts_K: bool = False   # True: the K it returns is its own prediction (UniDepth, camera: predict)
 
     def __init__(self) -> None:
         super().__init__()
