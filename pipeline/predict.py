@@ -18,7 +18,8 @@ import cv2
 import numpy as np
 
 from pipeline import io
-from pipeline.config import PARAMS_FILE, MasksConfig, Nutrition5kConfig, VolumeConfig, load_params
+from pipeline.config import (PARAMS_FILE, MasksConfig, Nutrition5kConfig, SuspectConfig, VolumeConfig,
+                             load_params)
 from pipeline.geometry import check_K
 
 # Default camera when none is given: the Nutrition5k D435 colour camera (params.yaml
@@ -162,7 +163,7 @@ class Prediction:
 MIN_PLAUSIBLE_ML = 5.0
 MAX_PLAUSIBLE_ML = 4000.0
 MEAN_HEIGHT_MM = (2.0, 150.0)
-MAX_SUPPORT_TILT_DEG = 60.0
+MAX_SUPPORT_TILT_DEG = SuspectConfig().max_tilt_deg   # a plane no view of a dish has
 
 
 def trust_warnings(pred: Prediction, weights: str | Path | None = None) -> list[str]:
@@ -243,6 +244,7 @@ def measure(depth: np.ndarray, K: np.ndarray, mask: np.ndarray | None = None,
     from pipeline.geometry import height_above_plane
     from pipeline.masks.from_depth import geometry_mask
 
+    masks = masks or MasksConfig()
     if mask is not None:
         mask = np.asarray(mask, dtype=bool)
         if mask.shape != depth.shape:
@@ -250,15 +252,14 @@ def measure(depth: np.ndarray, K: np.ndarray, mask: np.ndarray | None = None,
                              f"{depth.shape[1]}x{depth.shape[0]}")
         mask_source = "given"
     else:
-        m = masks or MasksConfig()
-        mask = geometry_mask(depth, K, m.min_height_mm, m.min_area_px)
+        mask = geometry_mask(depth, K, masks.min_height_mm, masks.min_area_px)
         mask_source = "geometry"
     pred = Prediction(depth=depth, K=K, mask=mask, labels=np.zeros(depth.shape, np.int32),
                       height_mm=np.full(depth.shape, np.nan, np.float32), K_source=K_source,
                       mask_source=mask_source)
     if mask.any():
-        labels, vols, n, d = region_volumes(
-            depth, mask, K, volume, min_area_px=1 if mask_source == "given" else (masks or MasksConfig()).min_area_px)
+        min_area = 1 if mask_source == "given" else masks.min_area_px   # a given mask is kept whole
+        labels, vols, n, d = region_volumes(depth, mask, K, volume, min_area_px=min_area)
         pred.labels, pred.volumes_ml, pred.total_ml = labels, vols, float(np.nansum(vols))
         pred.height_mm = (1000.0 * height_above_plane(depth, K, n, d)).astype(np.float32)
         pred.plane_normal = np.asarray(n)

@@ -100,12 +100,9 @@ def count(series: pd.Series) -> dict:
     return {"n_suspect": int((s != "").sum()), "suspect": per}
 
 
-def drop_suspect(df: pd.DataFrame, exclude: bool | None = None) -> pd.DataFrame:
-    """The rows with no suspect reason, unless `exclude` is False (default: params.yaml
-    `suspect.exclude`, on when unset). Called by training data and evaluation."""
-    if exclude is None:
-        from pipeline.config import PARAMS_FILE, load_params
-        exclude = load_params().suspect.exclude if PARAMS_FILE.is_file() else SuspectConfig().exclude
+def drop_suspect(df: pd.DataFrame, exclude: bool = SuspectConfig().exclude) -> pd.DataFrame:
+    """The rows with no suspect reason, unless `exclude` is False (params `suspect.exclude`,
+    passed in by the training and evaluation stages)."""
     if not exclude or "suspect" not in df.columns:
         return df
     return df[df["suspect"].fillna("").astype(str) == ""]

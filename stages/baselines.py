@@ -20,7 +20,7 @@ def main() -> None:
     index = io.read_index(io.REPO_ROOT / "data/dishes/index.csv")
     roots = p.data_roots()
     metrics_dir, plots_dir = io.REPO_ROOT / "metrics/eval", io.REPO_ROOT / "plots/eval"
-    dishes = select_split(index, ecfg.split)
+    dishes = select_split(index, ecfg.split, p.suspect.exclude)
     train = index[index["split"] == "train"]
     with_masks = given_mask_source(dishes) is not None and given_mask_source(train) is not None
     fitted = fit_baselines(train, roots, with_masks=with_masks)

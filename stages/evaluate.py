@@ -22,7 +22,8 @@ def main(argv: list[str] | None = None) -> None:
     from pipeline.models.inference import load_model
 
     ecfg, vcfg = p.eval, MeasureConfig.from_params(p)
-    dishes = select_split(io.read_index(io.REPO_ROOT / "data/dishes/index.csv"), ecfg.split)
+    dishes = select_split(io.read_index(io.REPO_ROOT / "data/dishes/index.csv"), ecfg.split,
+                          p.suspect.exclude)
     size = inference_size(p, name)
     roots = p.data_roots()
     cfg = config_for(p, name)

@@ -35,7 +35,7 @@ import pandas as pd
 from tqdm import tqdm
 
 from pipeline import geometry
-from pipeline.config import EvalConfig, MasksConfig, Params, VolumeConfig, as_params
+from pipeline.config import EvalConfig, MasksConfig, Params, SuspectConfig, VolumeConfig, as_params
 from pipeline.evaluate.metrics import (DEFAULT_BIN_EDGES, assign_bins, depth_errors, height_error_mm, nanmean,
                                        per_bin_metrics, volume_metrics)
 from pipeline.io import K_from_row, read_dish_depth, read_mask, read_rgb, resolve, write_csv, write_json
@@ -87,11 +87,13 @@ def reference_volume(df: pd.DataFrame) -> pd.Series:
     return ref.astype(float)
 
 
-def select_split(df: pd.DataFrame, split: str = "test") -> pd.DataFrame:
-    """Rows of one split with a usable reference volume; ValueError when none."""
+def select_split(df: pd.DataFrame, split: str = "test",
+                 exclude_suspect: bool = SuspectConfig().exclude) -> pd.DataFrame:
+    """Rows of one split with a usable reference volume (suspect dishes left out while
+    `exclude_suspect`, params `suspect.exclude`); ValueError when none."""
     if "split" not in df.columns:
         raise ValueError("index: missing column `split`")
-    df = drop_suspect(df)
+    df = drop_suspect(df, exclude_suspect)
     sub = df[df["split"] == split].copy()
     sub["volume_ml_gt"] = reference_volume(sub)
     bad = sub["volume_ml_gt"].isna() | ~(sub["volume_ml_gt"] > 0)

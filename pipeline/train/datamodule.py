@@ -19,7 +19,7 @@ import pytorch_lightning as pl
 import torch
 from torch.utils.data import DataLoader, Dataset, Sampler
 
-from pipeline.config import AugmentConfig, Params, as_params
+from pipeline.config import AugmentConfig, Params, SuspectConfig, as_params
 from pipeline.geometry.camera import resize_K
 from pipeline.io import K_from_row, read_dish_depth, read_index, read_mask, read_rgb, resolve
 from pipeline.models.registry import config_for
@@ -134,19 +134,24 @@ class DishDataModule(pl.LightningDataModule):
     def __init__(self, index_path: str | Path, size: tuple[int, int], batch_size: int,
                  augment: AugmentConfig | None, seed: int = 0, num_workers: int = 0,
                  work_scale: float = 1.5, max_dishes: int | None = None,
-                 allowed_roots: list[Path] | None = None) -> None:
+                 allowed_roots: list[Path] | None = None,
+                 exclude_suspect: bool = SuspectConfig().exclude) -> None:
         super().__init__()
         self.index_path = Path(index_path)
         self.size, self.batch_size, self.augment = size, int(batch_size), augment
         self.seed, self.num_workers, self.work_scale = int(seed), int(num_workers), float(work_scale)
         self.max_dishes = max_dishes
         self.allowed_roots = allowed_roots  # besides the repository (io.resolve's guard)
+        self.exclude_suspect = bool(exclude_suspect)   # params suspect.exclude
+        self._index: pd.DataFrame | None = None        # read once, for both splits
         self.train_set: DishDataset | None = None
         self.val_set: DishDataset | None = None
 
     def rows(self, split: str) -> pd.DataFrame:
-        df = drop_suspect(read_index(self.index_path, required=TRAIN_COLUMNS))
-        rows = df[df["split"] == split]
+        if self._index is None:
+            self._index = drop_suspect(read_index(self.index_path, required=TRAIN_COLUMNS),
+                                       self.exclude_suspect)
+        rows = self._index[self._index["split"] == split]
         if rows.empty:
             raise ValueError(f"{self.index_path}: no dishes with split == {split!r}")
         return rows.head(self.max_dishes) if self.max_dishes else rows

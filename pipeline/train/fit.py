@@ -171,7 +171,8 @@ def run_stage(name: str, stage: int, params: Params | Mapping, index_path: Path,
         model = load_model(init_weights).train()
     dm = DishDataModule(index_path, size, tp.batch_size, train_augment(params, name), seed=seed,
                         num_workers=tr.num_workers, work_scale=tp.work_scale,
-                        max_dishes=max_dishes, allowed_roots=allowed_roots)
+                        max_dishes=max_dishes, allowed_roots=allowed_roots,
+                        exclude_suspect=params.suspect.exclude)
     geom = geometry_params(params, size, dm.original_width())
     key = config_hash({"name": name, "stage": stage, "model_cfg": asdict(model_cfg), "loss": asdict(params.loss),
                        "train": asdict(tp), "augment": params.augment and asdict(params.augment), "geom": geom, "trainer": asdict(tr),
