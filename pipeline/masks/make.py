@@ -56,7 +56,7 @@ def _mask_one(job: tuple[dict, MaskSettings, str], predictor: object = None,
     row, cfg, out_dir = job
     method, m = cfg.masks.method, cfg.masks
     out = {"dish_id": row["dish_id"], "mask_path": "", "mask_status": "ok", "mask_px": 0,
-           "mask_iou_gt": np.nan, "support": "plane", "support_json": "", "suspect": "",
+           "mask_iou_gt": np.nan, "support": "plane", "support_json": "", "support_plane": "", "suspect": "",
            **_given_one(row, cfg, out_dir, given_predictor)}
     try:
         support = Support("plane")
@@ -80,6 +80,7 @@ def _mask_one(job: tuple[dict, MaskSettings, str], predictor: object = None,
         out["mask_px"] = int(mask.sum())
         out["mask_status"] = "ok" if mask.any() else "empty"
         out["support"], out["support_json"] = support.kind, support.to_json()
+        out["support_plane"] = support.plane_source or ""
         out["suspect"] = suspect.join(suspect.mask_reasons(
             mask, float(row.get("mass_g", np.nan)), support.kind, support.inlier_fraction,
             cfg.suspect, support.floor_guess_m, support.floor_wall_colour))

@@ -10,7 +10,7 @@ import cv2
 import numpy as np
 
 from pipeline.config import MasksConfig
-from pipeline.geometry import backproject, plane_basis
+from pipeline.geometry import backproject, fit_plane, plane_basis
 from pipeline.masks.cleanup import _fill_holes, _largest_component, _noise_floor, clean_mask, hysteresis
 from pipeline.masks.support import WALL_RISE_M, Support, fit_bowl, surface_height
 
@@ -30,6 +30,68 @@ _WALL_MIN_M = 0.03       # the dish's outline stands this high above its level p
 
 def _disc(r: int) -> np.ndarray:
     return cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * r + 1, 2 * r + 1))
+
+
+_DISH_MIN_M = 0.003      # a dish stands at least this high above its base
+_LEVEL_BAND_M = 0.003    # a pixel within this of a level lies on it
+_MIN_LEVEL_PX = 1500     # a level surface covers at least this many pixels ...
+_MIN_LEVEL_SHARE = 0.03  # ... and this share of the region searched
+_BASE_BORDER_SHARE = 0.1  # the base covers at least this share of the image border
+_MAX_NORMAL_DEG = 1.5    # the release-wide plane's normal fits a dish within this angle
+_PLANE_FIT_PX = 20000
+
+
+def dish_plane(X: np.ndarray, valid: np.ndarray, rig_plane: tuple[np.ndarray, float], seed: int = 0
+               ) -> tuple[np.ndarray, float, str]:
+    """(normal, d, 'release' | 'dish'): the release-wide rig plane, or this dish's own dominant
+    plane when its normal is more than _MAX_NORMAL_DEG off the release's (another camera pose:
+    the release plane would slant every height). The dominant plane of a rig dish is the
+    surround, the platform or a plate floor: all level, so only the normal matters here."""
+    n_rig, d_rig = np.asarray(rig_plane[0], float), float(rig_plane[1])
+    pts = X[valid]
+    if len(pts) > _PLANE_FIT_PX:
+        pts = pts[np.random.default_rng(seed).choice(len(pts), _PLANE_FIT_PX, replace=False)]
+    if len(pts) < 100:
+        return n_rig, d_rig, "release"
+    n, d = fit_plane(pts, seed=seed)
+    angle = float(np.degrees(np.arccos(min(1.0, abs(float(n @ n_rig))))))
+    if angle <= _MAX_NORMAL_DEG:
+        return n_rig, d_rig, "release"
+    return n, d, "dish"
+
+
+def levels(h: np.ndarray, region: np.ndarray, min_px: int, max_levels: int = 8) -> list[float]:
+    """Heights of the level surfaces in `region` (at least `min_px` pixels within
+    _LEVEL_BAND_M of each), found as histogram modes one after another."""
+    v = h[region]
+    out: list[float] = []
+    for _ in range(max_levels):
+        if len(v) < min_px:
+            break
+        counts, edges = np.histogram(v, bins=np.arange(v.min(), v.max() + 0.002, 0.001))
+        if not len(counts):
+            break
+        smooth = np.convolve(counts, np.ones(5), mode="same")
+        peak = float(edges[int(np.argmax(smooth))] + 0.0005)
+        near = np.abs(v - peak) < _LEVEL_BAND_M
+        if near.sum() < min_px:
+            break
+        out.append(float(np.median(v[near])))
+        v = v[~near]
+    return out
+
+
+def base_level(h: np.ndarray, valid: np.ndarray) -> float | None:
+    """The highest level surface (heights `h`) that covers _BASE_BORDER_SHARE of the image
+    border: the surround, or the scale platform when it runs out of the frame. None when
+    no level surface reaches the border (a bowl filling the frame)."""
+    border = np.zeros_like(valid)
+    border[[0, -1], :] = border[:, [0, -1]] = True
+    need = _BASE_BORDER_SHARE * border.sum()
+    for lev in sorted(levels(h, valid, int(0.05 * valid.size)), reverse=True):
+        if (valid & border & (np.abs(h - lev) < _LEVEL_BAND_M)).sum() >= need:
+            return lev
+    return None
 
 
 def find_dish(above: np.ndarray) -> np.ndarray:
@@ -103,18 +165,26 @@ def rig_mask(depth: np.ndarray, K: np.ndarray, rig_plane: tuple[np.ndarray, floa
     touching the image border (rails and cables do, food on a big plate may)."""
     depth = np.asarray(depth, dtype=np.float32)
     valid = np.isfinite(depth) & (depth > 0)
-    n_rig, d_rig = rig_plane
     thr = min_height_mm * 1e-3
     X = backproject(depth, K)
+    n_rig, d_rig, plane_source = dish_plane(X, valid, rig_plane, seed)
     h_rig = np.nan_to_num(X @ n_rig + d_rig, nan=-1.0)
-    dish = find_dish(valid & (h_rig > _OBJ_MIN_M))
-    if dish.sum() < 1000:   # nothing stands on the rig: food lies on the platform itself
+    # the base: the highest level surface running out of the frame (the surround, or the scale
+    # platform when it is in view); the dish is what stands on it
+    base = base_level(h_rig, valid)
+    if base is not None:
+        d_rig -= base
+        h_rig = h_rig - base
+    dish = find_dish(valid & (h_rig > _DISH_MIN_M))
+    if dish.sum() < 1000:   # nothing stands on the base: food lies on the platform itself
         food = hysteresis(valid & (h_rig > thr), valid & (h_rig > _noise_floor(h_rig, valid)))
-        return clean_mask(food, min_area_px), Support("platform", list(map(float, n_rig)), float(d_rig))
+        return clean_mask(food, min_area_px), Support("platform", list(map(float, n_rig)), float(d_rig),
+                                                      plane_source=plane_source)
     inside = dish & valid
-    # a plate floor is level with the rig: the most common height of the dish
-    counts, edges = np.histogram(h_rig[inside], bins=np.arange(_OBJ_MIN_M, 0.25, 0.002))
-    floor_h = float(edges[np.argmax(counts)] + 0.001)
+    # a plate floor is the lowest level surface of the dish (all food stands on it), whatever
+    # covers more of it
+    lv = levels(h_rig, inside & (h_rig > _DISH_MIN_M), max(_MIN_LEVEL_PX, int(_MIN_LEVEL_SHARE * inside.sum())))
+    floor_h = min(lv) if lv else float(np.median(h_rig[inside]))
     n_f, d_f = np.asarray(n_rig, float), float(d_rig) - floor_h
     h_f = h_rig - floor_h
     on_floor = inside & (np.abs(h_f) < thr)
@@ -131,7 +201,7 @@ def rig_mask(depth: np.ndarray, K: np.ndarray, rig_plane: tuple[np.ndarray, floa
         bare = inside & ~food     # the support's inliers among the dish pixels food does not cover
         inl = float((on_floor & bare).sum() / max(bare.sum(), 1))
         return food, Support("plate_floor", list(map(float, n_f)), float(d_f),
-                             inlier_fraction=round(inl, 4))
+                             inlier_fraction=round(inl, 4), plane_source=plane_source)
     # bowl: axis from a circle through the dish outline, surface from the visible inner wall
     e1, e2 = plane_basis(np.asarray(n_rig, float))
     cs, _ = cv2.findContours(dish.astype(np.uint8), cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_NONE)
@@ -146,6 +216,7 @@ def rig_mask(depth: np.ndarray, K: np.ndarray, rig_plane: tuple[np.ndarray, floa
     P = rays * t[:, None]
     centre, radius = _circle(np.c_[P @ e1, P @ e2])
     sup = fit_bowl(X[inside], np.asarray(n_rig, float), float(d_rig), centre, _BOWL_INNER * radius)
+    sup.plane_source = plane_source
     a, b = X @ e1, X @ e2
     r = np.hypot(a - centre[0], b - centre[1])
     h_b = np.nan_to_num(h_rig - surface_height(sup, a, b), nan=-1.0)

@@ -44,6 +44,8 @@ class Support:
     inlier_fraction: float = float("nan")  # fraction of the fitting pixels on the surface
     floor_guess_m: float | None = None   # bowl: how far the hidden floor was continued below
                                          # the level surface seen (food filling the bowl)
+    plane_source: str | None = None      # 'release': the release-wide rig plane's normal;
+                                         # 'dish': this dish's own (the release's did not fit)
     floor_wall_colour: float | None = None  # bowl with an inner wall: colour match
                                          # (Bhattacharyya, 0-1) of the bare surface under the
                                          # food and the wall above it
