@@ -51,7 +51,7 @@ def label_one(job: tuple[int, int, Params]) -> dict:
     try:
         mask, sup = food_mask(depth, dish.K, m.min_height_mm, m.min_area_px, None, dish.rgb, suspect_cfg=sus)
         reasons = suspect.mask_reasons(mask, np.nan, sup.kind, sup.inlier_fraction, sus,
-                                       sup.floor_guess_m, sup.floor_wall_colour)
+                                       sup.floor_guess_m, sup.floor_wall_colour, sup.uncertainty)
         kw = dict(method=v.method, ring_px=v.ring_px, cell_mm=v.cell_mm)
         res = volume_above_support(depth, mask, dish.K, sup, **kw)
         reasons += suspect.label_reasons(res.volume_ml, np.nan, tilt_deg(res.plane_normal),

@@ -56,7 +56,7 @@ def real_dish_table(root: Path, focals=FOCALS, params: Params | None = None) -> 
             res = volume_above_support(depth, mask, K, sup, v.method, v.ring_px, v.cell_mm)
             mass = float(r["mass_g"])
             reasons = (suspect.mask_reasons(mask, mass, sup.kind, sup.inlier_fraction, p.suspect,
-                                            sup.floor_guess_m, sup.floor_wall_colour)
+                                            sup.floor_guess_m, sup.floor_wall_colour, sup.uncertainty)
                        + suspect.label_reasons(res.volume_ml, mass, tilt_deg(res.plane_normal),
                                                sup.kind != "plane", p.suspect))
             rows.append({"dish_id": r["dish_id"], "f_px": f, "iou": iou(mask, io.read_mask(ann_path)),

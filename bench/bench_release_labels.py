@@ -16,6 +16,7 @@ Usage: python bench/bench_release_labels.py [--seed 1] [--n 90] [--pose fixed|va
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import tempfile
 from pathlib import Path
@@ -50,6 +51,9 @@ def run_tree(root: Path, work: Path, p: Params, workers: int = 1) -> tuple[pd.Da
     truth = pd.read_csv(root / "truth.csv", dtype={"dish_id": str}).drop(columns=["mass_g", "split"])
     out = out.drop(columns=["volume_ml_true"]).merge(truth, on="dish_id", how="left")
     out["suspect"] = out["suspect"].fillna("").astype(str)
+    sup = out["support_json"].fillna("{}").replace("", "{}").map(json.loads)
+    out["uncertainty"] = sup.map(lambda s: s.get("uncertainty", np.nan))
+    out["wall_p_fit"] = sup.map(lambda s: s.get("wall_exponent", np.nan))
     out["usable"] = (out["label_status"] == "ok") & (out["suspect"] == "")
     out["err"] = (out["volume_ml"] - out["volume_ml_true"]) / out["volume_ml_true"]
     report["rig_plane"] = ingest.get("rig_plane", {})
@@ -81,7 +85,7 @@ def bowl_table(df: pd.DataFrame) -> pd.DataFrame:
     share of the rim radius, fill share of the depth)."""
     g = df[df["family"] == "levelled"]
     cols = ["dish_id", "bowl_p", "bowl_floor_share", "bowl_depth_m", "fill_share", "volume_ml_true",
-            "volume_ml", "err", "usable", "suspect"]
+            "wall_p_fit", "volume_ml", "err", "uncertainty", "usable", "suspect"]
     return g[[c for c in cols if c in g]].sort_values("bowl_p").round(3)
 
 

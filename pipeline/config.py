@@ -78,6 +78,7 @@ class SuspectConfig:
     max_rig_tilt_deg: float = 15.0
     max_floor_guess_m: float = 0.002
     min_floor_wall_colour: float = 0.65
+    max_level_uncertainty: float = 0.3
 
 
 @dataclass

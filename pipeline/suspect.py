@@ -39,12 +39,14 @@ def border_fraction(mask: np.ndarray) -> float:
 
 def mask_reasons(mask: np.ndarray, mass_g: float, support_kind: str, inlier_fraction: float,
                  cfg: Settings = None, floor_guess_m: float | None = None,
-                 floor_wall_colour: float | None = None) -> list[str]:
+                 floor_wall_colour: float | None = None,
+                 uncertainty: float | None = None) -> list[str]:
     """Reasons a mask (and the support found with it) is implausible; [] when none.
     bowl_floor: food fills the bowl wall to wall, its floor was guessed from the bowl's shape
     more than `max_floor_guess_m` below what is seen (the label is an extrapolation), or the
     level surface taken for the bowl's floor matches the wall's colours less than
-    `min_floor_wall_colour` (it is food filling the bowl, not the bare floor)."""
+    `min_floor_wall_colour` (it is food filling the bowl, not the bare floor), or food levelled
+    in a bowl was estimated with a relative `uncertainty` above `max_level_uncertainty`."""
     c = _cfg(cfg)
     out = []
     px = int(np.asarray(mask).sum())
@@ -56,7 +58,8 @@ def mask_reasons(mask: np.ndarray, mass_g: float, support_kind: str, inlier_frac
             and inlier_fraction < c.min_support_inliers:
         out.append("support_inliers")
     if (floor_guess_m is not None and floor_guess_m > c.max_floor_guess_m) or \
-            floor_hidden(floor_wall_colour, c):
+            floor_hidden(floor_wall_colour, c) or \
+            (uncertainty is not None and uncertainty > c.max_level_uncertainty):
         out.append("bowl_floor")
     return out
 

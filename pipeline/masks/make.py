@@ -83,7 +83,7 @@ def _mask_one(job: tuple[dict, MaskSettings, str], predictor: object = None,
         out["support_plane"] = support.plane_source or ""
         out["suspect"] = suspect.join(suspect.mask_reasons(
             mask, float(row.get("mass_g", np.nan)), support.kind, support.inlier_fraction,
-            cfg.suspect, support.floor_guess_m, support.floor_wall_colour))
+            cfg.suspect, support.floor_guess_m, support.floor_wall_colour, support.uncertainty))
         if isinstance(row.get("gt_mask_path"), str) and row["gt_mask_path"]:
             out["mask_iou_gt"] = iou(mask, io.read_mask(io.resolve(row["gt_mask_path"], cfg.roots)))
     except ValueError as e:

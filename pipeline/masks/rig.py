@@ -12,6 +12,7 @@ import numpy as np
 from pipeline.config import MasksConfig
 from pipeline.geometry import backproject, fit_plane, plane_basis
 from pipeline.masks.cleanup import _fill_holes, _largest_component, _noise_floor, clean_mask, hysteresis
+from pipeline.masks.levelled import levelled_bowl, radius_at
 from pipeline.masks.support import WALL_RISE_M, Support, fit_bowl, surface_height
 
 MASKS = MasksConfig()  # params.yaml defaults, defined once in pipeline.config
@@ -37,27 +38,52 @@ _LEVEL_BAND_M = 0.003    # a pixel within this of a level lies on it
 _MIN_LEVEL_PX = 1500     # a level surface covers at least this many pixels ...
 _MIN_LEVEL_SHARE = 0.03  # ... and this share of the region searched
 _BASE_BORDER_SHARE = 0.1  # the base covers at least this share of the image border
-_MAX_NORMAL_DEG = 1.5    # the release-wide plane's normal fits a dish within this angle
+_MAX_NORMAL_DEG = 1.0    # the release-wide plane's normal fits a dish within this angle
 _PLANE_FIT_PX = 20000
+_MAX_FLOOR_M = 0.02      # a plate or bowl floor lies at most this high above the base
 
 
 def dish_plane(X: np.ndarray, valid: np.ndarray, rig_plane: tuple[np.ndarray, float], seed: int = 0
                ) -> tuple[np.ndarray, float, str]:
-    """(normal, d, 'release' | 'dish'): the release-wide rig plane, or this dish's own dominant
-    plane when its normal is more than _MAX_NORMAL_DEG off the release's (another camera pose:
-    the release plane would slant every height). The dominant plane of a rig dish is the
-    surround, the platform or a plate floor: all level, so only the normal matters here."""
+    """(normal, d, 'release' | 'dish'): the release-wide rig plane, or this dish's own plane
+    when the release's normal is more than _MAX_NORMAL_DEG off the dish's largest level surface
+    (another camera pose: the release plane would slant every height). The largest level surface
+    of a rig dish is the surround, the platform or a plate floor: all parallel to the rig."""
     n_rig, d_rig = np.asarray(rig_plane[0], float), float(rig_plane[1])
-    pts = X[valid]
-    if len(pts) > _PLANE_FIT_PX:
-        pts = pts[np.random.default_rng(seed).choice(len(pts), _PLANE_FIT_PX, replace=False)]
+    fit = _largest_level_plane(X, valid, n_rig, d_rig, seed)
+    if fit is not None and _angle_deg(fit[0], n_rig) <= _MAX_NORMAL_DEG:
+        return n_rig, d_rig, "release"
+    pts = _subsample(X[valid], seed)
     if len(pts) < 100:
         return n_rig, d_rig, "release"
     n, d = fit_plane(pts, seed=seed)
-    angle = float(np.degrees(np.arccos(min(1.0, abs(float(n @ n_rig))))))
-    if angle <= _MAX_NORMAL_DEG:
-        return n_rig, d_rig, "release"
+    for _ in range(2):   # RANSAC over several level surfaces tilts a little: refit on the largest
+        fit = _largest_level_plane(X, valid, n, d, seed)
+        if fit is None:
+            break
+        n, d = fit
     return n, d, "dish"
+
+
+def _angle_deg(a: np.ndarray, b: np.ndarray) -> float:
+    return float(np.degrees(np.arccos(min(1.0, abs(float(a @ b) / np.linalg.norm(a) / np.linalg.norm(b))))))
+
+
+def _subsample(pts: np.ndarray, seed: int) -> np.ndarray:
+    if len(pts) > _PLANE_FIT_PX:
+        pts = pts[np.random.default_rng(seed).choice(len(pts), _PLANE_FIT_PX, replace=False)]
+    return pts
+
+
+def _largest_level_plane(X: np.ndarray, valid: np.ndarray, n: np.ndarray, d: float, seed: int
+                         ) -> tuple[np.ndarray, float] | None:
+    """Plane fitted on the largest level surface found along normal n (None: no level)."""
+    h = X @ n + d
+    lv = levels(h, valid, int(0.05 * valid.sum()), max_levels=1)
+    if not lv:
+        return None
+    pts = _subsample(X[valid & (np.abs(h - lv[0]) < _LEVEL_BAND_M)], seed)
+    return fit_plane(pts, seed=seed) if len(pts) >= 100 else None
 
 
 def levels(h: np.ndarray, region: np.ndarray, min_px: int, max_levels: int = 8) -> list[float]:
@@ -156,6 +182,40 @@ def colour_match(rgb: np.ndarray | None, a: np.ndarray, b: np.ndarray) -> float 
     return round(float(np.sum(np.sqrt(_histogram(idx, a) * _histogram(idx, b)))), 4)
 
 
+def _bowl_axis(dish: np.ndarray, inside: np.ndarray, h_rig: np.ndarray, K: np.ndarray,
+               n_rig: np.ndarray, d_rig: float) -> tuple[np.ndarray, float, float, np.ndarray, np.ndarray]:
+    """A bowl's axis (centre in the plane basis e1, e2), rim radius and rim height: a circle
+    through the dish outline, back-projected to the rim's height."""
+    e1, e2 = plane_basis(np.asarray(n_rig, float))
+    cs, _ = cv2.findContours(dish.astype(np.uint8), cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_NONE)
+    outline = max(cs, key=cv2.contourArea)[:, 0, :]
+    H, W = dish.shape
+    c = outline[(outline[:, 0] > 2) & (outline[:, 0] < W - 3) & (outline[:, 1] > 2) & (outline[:, 1] < H - 3)]
+    if len(c) < 20:        # the bowl runs out of the frame all round: use the whole outline
+        c = outline
+    rim_h = float(np.percentile(h_rig[inside], 95))
+    rays = np.linalg.solve(K, np.c_[c, np.ones(len(c))].T).T       # rays of outline pixels
+    t = -(d_rig - rim_h) / (rays @ n_rig)                          # meet the rim's level
+    P = rays * t[:, None]
+    centre, radius = _circle(np.c_[P @ e1, P @ e2])
+    return centre, radius, rim_h, e1, e2
+
+
+def _levelled(X: np.ndarray, inside: np.ndarray, h: np.ndarray, level: float, n: np.ndarray,
+              d: float, axis: tuple, min_area_px: int) -> tuple[np.ndarray, Support] | None:
+    """Food levelled in a bowl at height `level` (pipeline.masks.levelled): the mask is the
+    level surface and what stands on it inside the wall (wall pixels add ~0 volume: the fitted
+    surface runs through them)."""
+    centre, radius, _, e1, e2 = axis
+    r = np.hypot(X @ e1 - centre[0], X @ e2 - centre[1])
+    rim_top = float(np.percentile(h[inside], 99.5))    # the rim's top, not the wall below it
+    sup = levelled_bowl(r[inside], h[inside], level, rim_top, n, d, centre)
+    if sup is None:
+        return None
+    food = inside & (np.nan_to_num(r, nan=np.inf) < radius_at(sup, level) + 0.003) & (h > level - _LEVEL_BAND_M)
+    return clean_mask(food, min_area_px), sup
+
+
 def rig_mask(depth: np.ndarray, K: np.ndarray, rig_plane: tuple[np.ndarray, float],
              min_height_mm: float = MASKS.min_height_mm, min_area_px: int = MASKS.min_area_px, seed: int = 0,
              rgb: np.ndarray | None = None) -> tuple[np.ndarray, Support]:
@@ -189,6 +249,12 @@ def rig_mask(depth: np.ndarray, K: np.ndarray, rig_plane: tuple[np.ndarray, floa
     h_f = h_rig - floor_h
     on_floor = inside & (np.abs(h_f) < thr)
     inl = float(on_floor.sum() / max(inside.sum(), 1))
+    if lv and floor_h > _MAX_FLOOR_M:   # far above any vessel's floor: food levelled in a bowl
+        out = _levelled(X, inside, h_rig, floor_h, n_f, float(d_rig), _bowl_axis(dish, inside, h_rig, K, n_rig, d_rig),
+                        min_area_px)
+        if out is not None:
+            out[1].plane_source = plane_source
+            return out
     edge = dish & ~cv2.erode(dish.astype(np.uint8), _disc(_RIM_PX)).astype(bool)  # the outline band
     band = inside & edge
     walled = band.any() and float(np.median(h_f[band])) > _WALL_MIN_M
@@ -202,19 +268,7 @@ def rig_mask(depth: np.ndarray, K: np.ndarray, rig_plane: tuple[np.ndarray, floa
         inl = float((on_floor & bare).sum() / max(bare.sum(), 1))
         return food, Support("plate_floor", list(map(float, n_f)), float(d_f),
                              inlier_fraction=round(inl, 4), plane_source=plane_source)
-    # bowl: axis from a circle through the dish outline, surface from the visible inner wall
-    e1, e2 = plane_basis(np.asarray(n_rig, float))
-    cs, _ = cv2.findContours(dish.astype(np.uint8), cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_NONE)
-    outline = max(cs, key=cv2.contourArea)[:, 0, :]
-    H, W = depth.shape
-    c = outline[(outline[:, 0] > 2) & (outline[:, 0] < W - 3) & (outline[:, 1] > 2) & (outline[:, 1] < H - 3)]
-    if len(c) < 20:        # the bowl runs out of the frame all round: use the whole outline
-        c = outline
-    rim_h = float(np.percentile(h_rig[inside], 95))
-    rays = np.linalg.solve(K, np.c_[c, np.ones(len(c))].T).T       # rays of outline pixels
-    t = -(d_rig - rim_h) / (rays @ n_rig)                          # meet the rim's level
-    P = rays * t[:, None]
-    centre, radius = _circle(np.c_[P @ e1, P @ e2])
+    centre, radius, rim_h, e1, e2 = _bowl_axis(dish, inside, h_rig, K, n_rig, d_rig)
     sup = fit_bowl(X[inside], np.asarray(n_rig, float), float(d_rig), centre, _BOWL_INNER * radius)
     sup.plane_source = plane_source
     a, b = X @ e1, X @ e2
