@@ -25,8 +25,6 @@ _PLATE_MIN_INLIERS = 0.3  # of the dish's pixels on its floor plane: a plate, el
 _BOWL_INNER = 0.85       # bowl food lies within this fraction of the rim radius
 _BOWL_MIN_M = 0.008      # food stands this far above the fitted bowl surface (fit is rough)
 _SUPPORT_BAND_M = 0.006  # a bare support pixel lies this close to the fitted support
-_WALL_MIN_M = 0.03       # the dish's outline stands this high above its level part: a bowl
-                         # wall round a level food surface (food filling it), not a plate rim
 
 
 def _disc(r: int) -> np.ndarray:
@@ -257,7 +255,7 @@ def rig_mask(depth: np.ndarray, K: np.ndarray, rig_plane: tuple[np.ndarray, floa
             return out
     edge = dish & ~cv2.erode(dish.astype(np.uint8), _disc(_RIM_PX)).astype(bool)  # the outline band
     band = inside & edge
-    walled = band.any() and float(np.median(h_f[band])) > _WALL_MIN_M
+    walled = band.any() and float(np.median(h_f[band])) > _RIM_MAX_M
     if inl > _PLATE_MIN_INLIERS and not walled:
         rim = edge & (h_f < _RIM_MAX_M)
         strong = inside & (h_f > thr) & ~rim
@@ -269,11 +267,13 @@ def rig_mask(depth: np.ndarray, K: np.ndarray, rig_plane: tuple[np.ndarray, floa
         return food, Support("plate_floor", list(map(float, n_f)), float(d_f),
                              inlier_fraction=round(inl, 4), plane_source=plane_source)
     centre, radius, rim_h, e1, e2 = _bowl_axis(dish, inside, h_rig, K, n_rig, d_rig)
-    sup = fit_bowl(X[inside], np.asarray(n_rig, float), float(d_rig), centre, _BOWL_INNER * radius)
+    # a bowl's floor seen (its lowest level, low above the base) is the surface's lowest level
+    lift = floor_h if lv and floor_h <= _MAX_FLOOR_M else 0.0
+    sup = fit_bowl(X[inside], np.asarray(n_rig, float), float(d_rig) - lift, centre, _BOWL_INNER * radius)
     sup.plane_source = plane_source
     a, b = X @ e1, X @ e2
     r = np.hypot(a - centre[0], b - centre[1])
-    h_b = np.nan_to_num(h_rig - surface_height(sup, a, b), nan=-1.0)
+    h_b = np.nan_to_num(h_rig - lift - surface_height(sup, a, b), nan=-1.0)
     within = inside & (np.nan_to_num(r, nan=np.inf) < _BOWL_INNER * radius)
     strong = within & (h_b > max(thr, _BOWL_MIN_M))
     weak = within & (h_b > thr)
