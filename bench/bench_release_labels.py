@@ -29,7 +29,7 @@ import pandas as pd
 from pipeline import io
 from pipeline.config import Params, load_params
 from pipeline.data.ingest import ingest_nutrition5k
-from pipeline.data.rig import read_rig_plane
+from pipeline.data.rig import read_rig_floor, read_rig_plane
 from pipeline.data.split import assign_splits
 from pipeline.labels import LabelSettings, make_labels
 from pipeline.masks.make import MaskSettings, make_masks
@@ -43,7 +43,8 @@ def run_tree(root: Path, work: Path, p: Params, workers: int = 1) -> tuple[pd.Da
     manifest, ingest = ingest_nutrition5k(work / "raw", root, p.nutrition5k, workers)
     df = manifest.copy()
     df.insert(1, "split", assign_splits(df, p.split.val_fraction, p.split.test_fraction, p.data.seed))
-    cfg = MaskSettings(p.masks, p.suspect, [root, work], read_rig_plane(work / "raw"))
+    cfg = MaskSettings(p.masks, p.suspect, [root, work], read_rig_plane(work / "raw"),
+                       read_rig_floor(work / "raw"))
     masks, _ = make_masks(df, work / "masks", cfg, workers)
     df = df.merge(masks, on="dish_id", how="left", validate="one_to_one")
     index, skipped, report = make_labels(df, LabelSettings(p.volume, p.suspect, [root, work]), workers)
@@ -107,7 +108,7 @@ def main() -> None:
         io.write_csv(args.csv, df)
     rig = report["rig_plane"]
     print(f"seed {args.seed}, pose {args.pose}, {args.n} dishes; rig plane d {rig.get('d')} m, "
-          f"spread (MAD) {rig.get('d_mad_mm')} mm; masks {p.masks.method}")
+          f"spread (MAD) {rig.get('d_mad_mm')} mm, floor {rig.get('floor_m')} m; masks {p.masks.method}")
     print(table(df).to_string(index=False))
     print("\nfood levelled in bowls: label error against the bowl's shape")
     print(bowl_table(df).to_string(index=False))

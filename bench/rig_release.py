@@ -168,7 +168,10 @@ def build(rng: np.random.Generator, family: str) -> dict:
     else:
         extras.append(Box(0.0, 0.0, 1.6, 1.6, z0))
         parts.append(_PART["platform"])
-    info.update(platform_edge=bool(edge), n_items=len(food), metal=steel)
+    # the Nutrition5k platform is glass on a scale: the camera sees through it to the bench
+    # below and so does the depth sensor (the plate then stands 5 cm above the nearest surface seen)
+    glass = bool(rng.uniform() < 0.5)
+    info.update(platform_edge=bool(edge), platform_glass=glass, n_items=len(food), metal=steel)
     return {"food": food, "looks": looks, "vessel": vessel, "extras": extras, "parts": parts,
             "info": info, "floor_z": floor_z}
 
@@ -210,11 +213,16 @@ def render(seed: int, index: int, family: str, pose: str = "fixed", noise: bool 
     nflat = normals.reshape(-1, 3)
     shade = 0.4 + 0.6 * np.clip(nflat @ L, 0, 1)
     rgb = albedo * shade[:, None]
+    if sc["info"]["platform_glass"]:   # ... and its colour, a little darker
+        rgb[parts == _PART["platform"]] = 0.85 * col[_PART["surround"]]
     steel = (parts == _PART["vessel"]) & sc["info"]["metal"]
     if steel.any():
         rgb[steel] = _steel(rng, dirs[steel], nflat[steel], L, tex, shade[steel])
     rgb = rgb.reshape(H, W, 3) + 0.008 * rng.standard_normal((H, W, 3))
     rgb_u8 = (np.clip(rgb, 0, 1) * 255 + 0.5).astype(np.uint8)
+    if sc["info"]["platform_glass"]:   # the bench through the glass: its depth
+        see = parts == _PART["platform"]
+        depth.ravel()[see] = -origin[2] / dirs[see, 2]
     clean = np.where(np.isfinite(depth), depth, 0.0).astype(np.float32)
     d = clean.copy()
     if noise:

@@ -63,7 +63,25 @@ def dish_rig_plane(depth: np.ndarray, K: np.ndarray, seed: int = 0
     return (np.asarray(fit["normal"], float), float(fit["d"])) if _usable(fit) else None
 
 
-def combine_planes(fits: list[dict | None]) -> dict:
+FLOOR_MIN_M, FLOOR_MAX_M = 0.02, 0.12   # a vessel floor above the surround, when it stands
+                                        # on a platform the depth sensor sees through (glass)
+
+
+def dish_floor_height(depth: np.ndarray, K: np.ndarray, plane: dict | None) -> float | None:
+    """Height (m) above the dish's surround plane of the lowest level surface between
+    FLOOR_MIN_M and FLOOR_MAX_M: the floor of its plate when the platform under it is not seen
+    in depth. None without a usable surround fit or such a level."""
+    from pipeline.masks.rig import levels   # one level finder (the masks use it per dish)
+
+    if not _usable(plane):
+        return None
+    h = backproject(depth, K) @ np.asarray(plane["normal"]) + plane["d"]
+    region = np.isfinite(h) & (depth > 0) & (h > FLOOR_MIN_M) & (h < FLOOR_MAX_M)
+    lv = levels(np.nan_to_num(h), region, max(1500, int(0.03 * region.sum())))
+    return min(lv) if lv else None
+
+
+def combine_planes(fits: list[dict | None], floors: list[float | None] | None = None) -> dict:
     """Median plane over the dishes whose own fit was good (fixed camera: one plane).
     ValueError when no dish gave a usable fit."""
     good = [f for f in fits if _usable(f)]
@@ -77,7 +95,19 @@ def combine_planes(fits: list[dict | None]) -> dict:
     return {"normal": [round(float(x), 6) for x in n], "d": round(float(np.median(d)), 6),
             "tilt_deg": round(tilt_deg(n), 3), "n_dishes": len(good), "n_tried": len(fits),
             "d_mad_mm": round(float(1e3 * np.median(np.abs(d - np.median(d)))), 3),
-            "median_inlier_fraction": round(float(np.median([f["inlier_fraction"] for f in good])), 4)}
+            "median_inlier_fraction": round(float(np.median([f["inlier_fraction"] for f in good])), 4),
+            **_floor_stats(floors or [])}
+
+
+def _floor_stats(floors: list[float | None]) -> dict:
+    """The release's typical vessel floor above the surround (median of the dishes' lowest
+    levels; dishes whose platform is seen in depth have none): where a bowl whose floor is
+    hidden stands."""
+    f = np.array([x for x in floors if x is not None])
+    if len(f) < 1:
+        return {}
+    q1, med, q3 = np.percentile(f, [25, 50, 75])
+    return {"floor_m": round(float(med), 5), "floor_iqr_m": round(float(q3 - q1), 5), "n_floor_dishes": len(f)}
 
 
 def estimate_rig_plane(manifest, roots: list[Path] | None = None, max_dishes: int = 64,
@@ -85,11 +115,19 @@ def estimate_rig_plane(manifest, roots: list[Path] | None = None, max_dishes: in
     """The rig plane from up to `max_dishes` dishes spread evenly over the manifest."""
     rows = manifest.to_dict("records")
     idx = np.unique(np.linspace(0, len(rows) - 1, min(max_dishes, len(rows))).astype(int))
-    fits = []
+    fits, floors = [], []
     for i in tqdm(idx, desc="rig plane", leave=False):
         row = rows[i]
-        fits.append(dish_far_plane(io.read_dish_depth(row, roots), io.K_from_row(row), seed))
-    return combine_planes(fits)
+        depth, K = io.read_dish_depth(row, roots), io.K_from_row(row)
+        fits.append(dish_far_plane(depth, K, seed))
+        floors.append(dish_floor_height(depth, K, fits[-1]))
+    return combine_planes(fits, floors)
+
+
+def read_rig_floor(raw_dir: Path) -> float | None:
+    """The release's typical vessel floor above the rig plane (m), or None."""
+    path = Path(raw_dir) / RIG_PLANE_FILE
+    return float(io.read_json(path)["floor_m"]) if path.is_file() and "floor_m" in io.read_json(path) else None
 
 
 def read_rig_plane(raw_dir: Path) -> tuple[np.ndarray, float] | None:

@@ -40,38 +40,43 @@ def _cavity_ml(rf: float, rt: float, p: float, z_f: float, z_t: float, level: fl
 
 
 def levelled_bowl(r: np.ndarray, z: np.ndarray, level: float, rim_h: float, normal, d: float,
-                  centre) -> Support | None:
+                  centre, floor_m: float | None = None) -> Support | None:
     """The bowl surface under food levelled at height `level` (m above the base plane
     normal.X + d = 0), from the visible wall pixels' radii `r` and heights `z`; None when
-    too little wall is seen. `uncertainty`: relative half-range of the cavity volume."""
+    too little wall is seen. `floor_m`: the floor's height above the base when known otherwise
+    (the release's typical vessel floor), else FLOOR_M. `uncertainty`: relative half-range of
+    the cavity volume."""
+    z_floor = FLOOR_M if floor_m is None else float(floor_m)
+    if level - z_floor < 0.004:
+        return None
     wall = (z > level + 0.004) & (z < rim_h - 0.002)
     if wall.sum() < MIN_WALL_PX or rim_h - level < 0.008:
         return None
     r, z = r[wall], z[wall]
     # the visible upper wall rarely tells the shape below the level: every typical bowl shape
     # that fits it is kept; the estimate is the middle of their volumes, the spread its uncertainty
-    fits = [(p, *_fit(r, z, FLOOR_M, rim_h, p)) for p in P_GRID]
+    fits = [(p, *_fit(r, z, z_floor, rim_h, p)) for p in P_GRID]
     best_rms = min(f[3] for f in fits)
     ok = [f for f in fits if f[3] <= FIT_SLACK * best_rms + 2e-4
           and FLOOR_SHARE[0] <= f[1] / max(f[2], 1e-6) <= FLOOR_SHARE[1]] or \
         [min(fits, key=lambda f: f[3])]
     vols = [_cavity_ml(f[1], f[2], f[0], z_f, rim_h, level)
-            for f in ok for z_f in (FLOOR_M - FLOOR_UNC_M, FLOOR_M, FLOOR_M + FLOOR_UNC_M)]
+            for f in ok for z_f in (z_floor - FLOOR_UNC_M, z_floor, z_floor + FLOOR_UNC_M)]
     mid = 0.5 * (max(vols) + min(vols))
     unc = float((max(vols) - min(vols)) / 2 / max(mid, 1e-6))
-    p, rf, rt, _ = min(ok, key=lambda f: abs(_cavity_ml(f[1], f[2], f[0], FLOOR_M, rim_h, level) - mid))
-    zs = np.linspace(FLOOR_M, rim_h, 40)
-    radii = rf + (rt - rf) * ((zs - FLOOR_M) / (rim_h - FLOOR_M)) ** p
+    p, rf, rt, _ = min(ok, key=lambda f: abs(_cavity_ml(f[1], f[2], f[0], z_floor, rim_h, level) - mid))
+    zs = np.linspace(z_floor, rim_h, 40)
+    radii = rf + (rt - rf) * ((zs - z_floor) / (rim_h - z_floor)) ** p
     radii = np.maximum.accumulate(np.maximum(radii, 1e-4) + np.arange(len(zs)) * 1e-7)
     return Support("bowl_surface", [float(x) for x in normal], float(d),
                    [float(centre[0]), float(centre[1])], [0.0] + [round(float(x), 5) for x in radii],
-                   [round(FLOOR_M, 5)] + [round(float(x), 5) for x in zs],
-                   round(float(np.mean(np.abs(_model(r, z, rf, rt, p, rim_h)) < 0.004)), 4),
+                   [round(z_floor, 5)] + [round(float(x), 5) for x in zs],
+                   round(float(np.mean(np.abs(_model(r, z, rf, rt, p, z_floor, rim_h)) < 0.004)), 4),
                    uncertainty=round(unc, 4), wall_exponent=round(float(p), 3))
 
 
-def _model(r, z, rf, rt, p, z_t):
-    return r - (rf + (rt - rf) * np.clip((z - FLOOR_M) / (z_t - FLOOR_M), 0, 1) ** p)
+def _model(r, z, rf, rt, p, z_f, z_t):
+    return r - (rf + (rt - rf) * np.clip((z - z_f) / (z_t - z_f), 0, 1) ** p)
 
 
 def radius_at(support: Support, height: float) -> float:

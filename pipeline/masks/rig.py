@@ -39,6 +39,8 @@ _BASE_BORDER_SHARE = 0.1  # the base covers at least this share of the image bor
 _MAX_NORMAL_DEG = 1.0    # the release-wide plane's normal fits a dish within this angle
 _PLANE_FIT_PX = 20000
 _MAX_FLOOR_M = 0.02      # a plate or bowl floor lies at most this high above the base
+_LEVEL_FILL = 0.5        # food levelled in a bowl: its level covers this share of the bowl there
+_BARE_FLOOR_MATCH = 0.65  # ... and matches the wall's colours less than this (Bhattacharyya)
 
 
 def dish_plane(X: np.ndarray, valid: np.ndarray, rig_plane: tuple[np.ndarray, float], seed: int = 0
@@ -200,27 +202,39 @@ def _bowl_axis(dish: np.ndarray, inside: np.ndarray, h_rig: np.ndarray, K: np.nd
 
 
 def _levelled(X: np.ndarray, inside: np.ndarray, h: np.ndarray, level: float, n: np.ndarray,
-              d: float, axis: tuple, min_area_px: int) -> tuple[np.ndarray, Support] | None:
+              d: float, axis: tuple, min_area_px: int, rgb: np.ndarray | None = None,
+              floor_m: float | None = None) -> tuple[np.ndarray, Support] | None:
     """Food levelled in a bowl at height `level` (pipeline.masks.levelled): the mask is the
     level surface and what stands on it inside the wall (wall pixels add ~0 volume: the fitted
     surface runs through them)."""
     centre, radius, _, e1, e2 = axis
     r = np.hypot(X @ e1 - centre[0], X @ e2 - centre[1])
     rim_top = float(np.percentile(h[inside], 99.5))    # the rim's top, not the wall below it
-    sup = levelled_bowl(r[inside], h[inside], level, rim_top, n, d, centre)
+    sup = levelled_bowl(r[inside], h[inside], level, rim_top, n, d, centre, floor_m)
     if sup is None:
         return None
+    disc = inside & (np.nan_to_num(r, nan=np.inf) < radius_at(sup, level) - 0.005)
+    if (disc & (np.abs(h - level) < _LEVEL_BAND_M)).sum() < _LEVEL_FILL * disc.sum():
+        return None   # not a level surface from wall to wall (heaped food, a bowl's bare floor)
+    on_level = disc & (np.abs(h - level) < _LEVEL_BAND_M)
+    wall = inside & (h > level + 0.005) & (np.nan_to_num(r, nan=np.inf) < radius)
+    match = colour_match(rgb, on_level, wall)
+    if match is not None and match >= _BARE_FLOOR_MATCH:
+        return None   # the level looks like the bowl's wall: its bare floor
     food = inside & (np.nan_to_num(r, nan=np.inf) < radius_at(sup, level) + 0.003) & (h > level - _LEVEL_BAND_M)
     return clean_mask(food, min_area_px), sup
 
 
 def rig_mask(depth: np.ndarray, K: np.ndarray, rig_plane: tuple[np.ndarray, float],
              min_height_mm: float = MASKS.min_height_mm, min_area_px: int = MASKS.min_area_px, seed: int = 0,
-             rgb: np.ndarray | None = None) -> tuple[np.ndarray, Support]:
+             rgb: np.ndarray | None = None, rig_floor_m: float | None = None
+             ) -> tuple[np.ndarray, Support]:
     """Food mask and its support on the fixed rig: the dish is what stands on the rig plane;
     a plate has a flat floor (most of the dish on one level plane), food rises above it; in a
     bowl the food rises above the bowl's fitted inner surface. Nothing is dropped for
-    touching the image border (rails and cables do, food on a big plate may)."""
+    touching the image border (rails and cables do, food on a big plate may). `rig_floor_m`:
+    the release's typical vessel floor above the rig plane (a bowl whose floor is hidden stands
+    there when the platform under it is not seen in depth)."""
     depth = np.asarray(depth, dtype=np.float32)
     valid = np.isfinite(depth) & (depth > 0)
     thr = min_height_mm * 1e-3
@@ -230,6 +244,10 @@ def rig_mask(depth: np.ndarray, K: np.ndarray, rig_plane: tuple[np.ndarray, floa
     # the base: the highest level surface running out of the frame (the surround, or the scale
     # platform when it is in view); the dish is what stands on it
     base = base_level(h_rig, valid)
+    # a glass platform is not seen in depth: vessels stand the release's floor height above the
+    # surround; a platform seen is the base itself (vessel floors a few mm above it)
+    floor_m = rig_floor_m if (rig_floor_m and plane_source == "release" and base is not None
+                              and abs(base) < _MAX_FLOOR_M) else None
     if base is not None:
         d_rig -= base
         h_rig = h_rig - base
@@ -247,15 +265,15 @@ def rig_mask(depth: np.ndarray, K: np.ndarray, rig_plane: tuple[np.ndarray, floa
     h_f = h_rig - floor_h
     on_floor = inside & (np.abs(h_f) < thr)
     inl = float(on_floor.sum() / max(inside.sum(), 1))
-    if lv and floor_h > _MAX_FLOOR_M:   # far above any vessel's floor: food levelled in a bowl
-        out = _levelled(X, inside, h_rig, floor_h, n_f, float(d_rig), _bowl_axis(dish, inside, h_rig, K, n_rig, d_rig),
-                        min_area_px)
-        if out is not None:
-            out[1].plane_source = plane_source
-            return out
     edge = dish & ~cv2.erode(dish.astype(np.uint8), _disc(_RIM_PX)).astype(bool)  # the outline band
     band = inside & edge
     walled = band.any() and float(np.median(h_f[band])) > _RIM_MAX_M
+    if lv and walled and floor_h > _MAX_FLOOR_M:   # walled, far above any vessel's floor:
+        out = _levelled(X, inside, h_rig, floor_h, n_f, float(d_rig),  # food levelled in a bowl?
+                        _bowl_axis(dish, inside, h_rig, K, n_rig, d_rig), min_area_px, rgb, floor_m)
+        if out is not None:
+            out[1].plane_source = plane_source
+            return out
     if inl > _PLATE_MIN_INLIERS and not walled:
         rim = edge & (h_f < _RIM_MAX_M)
         strong = inside & (h_f > thr) & ~rim
