@@ -201,6 +201,24 @@ def _bowl_axis(dish: np.ndarray, inside: np.ndarray, h_rig: np.ndarray, K: np.nd
     return centre, radius, rim_h, e1, e2
 
 
+def _hull(region: np.ndarray) -> np.ndarray:
+    """Convex hull of a plate's floor (food on it included): outside it is the rim, however wide
+    (a sensor shadow beside the plate can hide the outline band)."""
+    m = cv2.morphologyEx(region.astype(np.uint8), cv2.MORPH_OPEN, _disc(2))
+    pts = cv2.findNonZero(m)
+    out = np.zeros(region.shape, np.uint8)
+    if pts is None:
+        return out.astype(bool) | True
+    cv2.fillConvexPoly(out, cv2.convexHull(pts), 1)
+    return out.astype(bool)
+
+
+def _bare_floor(rgb: np.ndarray | None, inside: np.ndarray, h: np.ndarray, level: float) -> bool:
+    """The level surface at `level` has the colours of the wall above it: a bowl's bare floor."""
+    m = colour_match(rgb, inside & (np.abs(h - level) < _LEVEL_BAND_M), inside & (h > level + 0.005))
+    return m is not None and m >= _BARE_FLOOR_MATCH
+
+
 def _levelled(X: np.ndarray, inside: np.ndarray, h: np.ndarray, level: float, n: np.ndarray,
               d: float, axis: tuple, min_area_px: int, rgb: np.ndarray | None = None,
               floor_m: float | None = None) -> tuple[np.ndarray, Support] | None:
@@ -216,10 +234,7 @@ def _levelled(X: np.ndarray, inside: np.ndarray, h: np.ndarray, level: float, n:
     disc = inside & (np.nan_to_num(r, nan=np.inf) < radius_at(sup, level) - 0.005)
     if (disc & (np.abs(h - level) < _LEVEL_BAND_M)).sum() < _LEVEL_FILL * disc.sum():
         return None   # not a level surface from wall to wall (heaped food, a bowl's bare floor)
-    on_level = disc & (np.abs(h - level) < _LEVEL_BAND_M)
-    wall = inside & (h > level + 0.005) & (np.nan_to_num(r, nan=np.inf) < radius)
-    match = colour_match(rgb, on_level, wall)
-    if match is not None and match >= _BARE_FLOOR_MATCH:
+    if _bare_floor(rgb, inside, h, level):
         return None   # the level looks like the bowl's wall: its bare floor
     food = inside & (np.nan_to_num(r, nan=np.inf) < radius_at(sup, level) + 0.003) & (h > level - _LEVEL_BAND_M)
     return clean_mask(food, min_area_px), sup
@@ -275,7 +290,7 @@ def rig_mask(depth: np.ndarray, K: np.ndarray, rig_plane: tuple[np.ndarray, floa
             out[1].plane_source = plane_source
             return out
     if inl > _PLATE_MIN_INLIERS and not walled:
-        rim = edge & (h_f < _RIM_MAX_M)
+        rim = (edge | ~_hull(on_floor)) & (h_f < _RIM_MAX_M)
         strong = inside & (h_f > thr) & ~rim
         weak = inside & (h_f > _noise_floor(h_f, on_floor)) & ~rim
         like = colour_like(rgb, inside & (h_f > _SEED_M) & ~rim, on_floor | (inside & rim))
@@ -286,7 +301,7 @@ def rig_mask(depth: np.ndarray, K: np.ndarray, rig_plane: tuple[np.ndarray, floa
                              inlier_fraction=round(inl, 4), plane_source=plane_source)
     centre, radius, rim_h, e1, e2 = _bowl_axis(dish, inside, h_rig, K, n_rig, d_rig)
     # a bowl's floor seen (its lowest level, low above the base) is the surface's lowest level
-    lift = floor_h if lv and floor_h <= _MAX_FLOOR_M else 0.0
+    lift = floor_h if lv and (floor_h <= _MAX_FLOOR_M or _bare_floor(rgb, inside, h_rig, floor_h)) else 0.0
     sup = fit_bowl(X[inside], np.asarray(n_rig, float), float(d_rig) - lift, centre, _BOWL_INNER * radius)
     sup.plane_source = plane_source
     a, b = X @ e1, X @ e2
