@@ -301,7 +301,9 @@ def rig_mask(depth: np.ndarray, K: np.ndarray, rig_plane: tuple[np.ndarray, floa
                              inlier_fraction=round(inl, 4), plane_source=plane_source)
     centre, radius, rim_h, e1, e2 = _bowl_axis(dish, inside, h_rig, K, n_rig, d_rig)
     # a bowl's floor seen (its lowest level, low above the base) is the surface's lowest level
-    lift = floor_h if lv and (floor_h <= _MAX_FLOOR_M or _bare_floor(rgb, inside, h_rig, floor_h)) else 0.0
+    near_floor = floor_m is not None and abs(floor_h - floor_m) <= _MAX_FLOOR_M
+    lift = floor_h if lv and (floor_h <= _MAX_FLOOR_M or (near_floor and _bare_floor(rgb, inside, h_rig, floor_h))) \
+        else 0.0
     sup = fit_bowl(X[inside], np.asarray(n_rig, float), float(d_rig) - lift, centre, _BOWL_INNER * radius)
     sup.plane_source = plane_source
     a, b = X @ e1, X @ e2
