@@ -29,7 +29,7 @@ import pandas as pd
 from pipeline import io
 from pipeline.config import Params, load_params
 from pipeline.data.ingest import ingest_nutrition5k
-from pipeline.data.rig import read_rig_floor, read_rig_plane
+from pipeline.data.rig import read_rig_extras, read_rig_plane
 from pipeline.data.split import assign_splits
 from pipeline.labels import LabelSettings, make_labels
 from pipeline.masks.make import MaskSettings, make_masks
@@ -44,13 +44,14 @@ def run_tree(root: Path, work: Path, p: Params, workers: int = 1) -> tuple[pd.Da
     df = manifest.copy()
     df.insert(1, "split", assign_splits(df, p.split.val_fraction, p.split.test_fraction, p.data.seed))
     cfg = MaskSettings(p.masks, p.suspect, [root, work], read_rig_plane(work / "raw"),
-                       read_rig_floor(work / "raw"))
+                       *read_rig_extras(work / "raw"))
     masks, _ = make_masks(df, work / "masks", cfg, workers)
     df = df.merge(masks, on="dish_id", how="left", validate="one_to_one")
     index, skipped, report = make_labels(df, LabelSettings(p.volume, p.suspect, [root, work]), workers)
     out = pd.concat([index, skipped], ignore_index=True)
     truth = pd.read_csv(root / "truth.csv", dtype={"dish_id": str}).drop(columns=["mass_g", "split"])
-    out = out.drop(columns=["volume_ml_true"]).merge(truth, on="dish_id", how="left")
+    out = out.drop(columns=["volume_ml_true"]).merge(truth, on="dish_id", how="right")  # ingest skips count
+    out["label_status"] = out["label_status"].fillna("skipped at ingest")
     out["suspect"] = out["suspect"].fillna("").astype(str)
     sup = out["support_json"].fillna("{}").replace("", "{}").map(json.loads)
     out["uncertainty"] = sup.map(lambda s: s.get("uncertainty", np.nan))

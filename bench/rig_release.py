@@ -50,8 +50,8 @@ def _camera(rng: np.random.Generator, pose: str, target: np.ndarray) -> Camera:
                               n5k.cx, n5k.cy)
     if pose != "varying":
         raise ValueError(f"pose: 'fixed' or 'varying', got {pose!r}")
-    el, az = rng.uniform(72, 90), rng.uniform(0, 360)
-    dist = rng.uniform(0.30, 0.40)
+    el, az = rng.uniform(76, 90), rng.uniform(0, 360)   # tilts within suspect.max_rig_tilt_deg
+    dist = rng.uniform(0.29, 0.35)        # the surround stays within the release's depth range
     return Camera.look_at(el, az, dist, tuple(target), n5k.fx, WIDTH, HEIGHT, n5k.cx, n5k.cy)
 
 

@@ -124,6 +124,21 @@ def label_error(pred: pd.Series, true: pd.Series, prefix: str) -> dict:
             for k, v in m.items()}
 
 
+def usable_shares(labelled: pd.DataFrame) -> dict:
+    """Share of dishes usable for training and evaluation (labelled, no suspect reason) per
+    support kind and, on synthetic data, per scene family: what the flags drop is shown, not
+    hidden (dropped food shapes bias the data set)."""
+    ok = (labelled["label_status"] == "ok") & (labelled.get("suspect", pd.Series("", index=labelled.index))
+                                                .fillna("").astype(str) == "")
+    out = {"usable_share": round(float(ok.mean()), 4) if len(ok) else None}
+    for col, key in (("support", "usable_share_per_support"), ("scene", "usable_share_per_family"),
+                     ("support_plane", "usable_share_per_plane")):
+        if col in labelled and labelled[col].notna().any():
+            g = ok.groupby(labelled[col].fillna("none").replace("", "none"))
+            out[key] = {str(k): {"n": int(v.size), "usable": round(float(v.mean()), 4)} for k, v in g}
+    return out
+
+
 def make_labels(df: pd.DataFrame, cfg: LabelSettings, workers: int = 1
                 ) -> tuple[pd.DataFrame, pd.DataFrame, dict]:
     """Label every dish; return (index of labelled dishes, skipped dishes with reasons, report)."""
@@ -140,6 +155,7 @@ def make_labels(df: pd.DataFrame, cfg: LabelSettings, workers: int = 1
               "n_per_split": {s: int((index["split"] == s).sum()) for s in ("train", "val", "test")},
               **suspect.count(index.get("suspect", pd.Series(dtype=str))),
               "support": index.get("support", pd.Series(dtype=str)).value_counts().to_dict()}
+    report.update(usable_shares(labelled))
     if "mass_g" in index and index["mass_g"].notna().any():   # Nutrition5k: labels vs the scale
         report.update(mass_sanity(index["volume_ml"], index["mass_g"]))
     if "volume_ml_true" in index and index["volume_ml_true"].notna().any():

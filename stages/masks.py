@@ -4,7 +4,7 @@ metrics/masks.json."""
 
 from pipeline import io
 from pipeline.config import load_params
-from pipeline.data.rig import read_rig_floor, read_rig_plane
+from pipeline.data.rig import read_rig_extras, read_rig_plane
 from pipeline.masks.make import MaskSettings, make_masks
 
 
@@ -15,7 +15,7 @@ def main() -> None:
     if "mass_g" not in df:
         df["mass_g"] = float("nan")
     rig = read_rig_plane(io.REPO_ROOT / "data/raw")   # Nutrition5k: the fixed rig's plane
-    cfg = MaskSettings(p.masks, p.suspect, p.data_roots(), rig, read_rig_floor(io.REPO_ROOT / "data/raw"))
+    cfg = MaskSettings(p.masks, p.suspect, p.data_roots(), rig, *read_rig_extras(io.REPO_ROOT / "data/raw"))
     _, report = make_masks(df, io.REPO_ROOT / "data/masks", cfg, workers=p.data.workers)
     io.write_json(io.REPO_ROOT / "metrics/masks.json", report)
     print(report)

@@ -124,10 +124,19 @@ def estimate_rig_plane(manifest, roots: list[Path] | None = None, max_dishes: in
     return combine_planes(fits, floors)
 
 
-def read_rig_floor(raw_dir: Path) -> float | None:
-    """The release's typical vessel floor above the rig plane (m), or None."""
+MAX_SPREAD_MM = 5.0   # release-wide planes whose per-dish offsets spread more (MAD) are no rig:
+                      # every dish gets its own plane
+
+
+def read_rig_extras(raw_dir: Path) -> tuple[float | None, bool]:
+    """(the release's typical vessel floor above the rig plane in m or None, whether the dishes
+    agree on one plane: the spread of their surround offsets within MAX_SPREAD_MM)."""
     path = Path(raw_dir) / RIG_PLANE_FILE
-    return float(io.read_json(path)["floor_m"]) if path.is_file() and "floor_m" in io.read_json(path) else None
+    if not path.is_file():
+        return None, True
+    p = io.read_json(path)
+    floor = float(p["floor_m"]) if "floor_m" in p else None
+    return floor, float(p.get("d_mad_mm", 0.0)) <= MAX_SPREAD_MM
 
 
 def read_rig_plane(raw_dir: Path) -> tuple[np.ndarray, float] | None:

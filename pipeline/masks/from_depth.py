@@ -79,15 +79,16 @@ def geometry_mask(depth: np.ndarray, K: np.ndarray, min_height_mm: float = MASKS
 def food_mask(depth: np.ndarray, K: np.ndarray, min_height_mm: float = MASKS.min_height_mm,
               min_area_px: int = MASKS.min_area_px, rig_plane: tuple[np.ndarray, float] | None = None,
               rgb: np.ndarray | None = None, seed: int = 0,
-              suspect_cfg: SuspectConfig | None = None, rig_floor_m: float | None = None
-              ) -> tuple[np.ndarray, Support]:
+              suspect_cfg: SuspectConfig | None = None, rig_floor_m: float | None = None,
+              rig_fits: bool = True) -> tuple[np.ndarray, Support]:
     """The offline food mask and its support: rig-aware when the rig plane is known
     (Nutrition5k), else the per-image geometry mask (support: plane fitted around the food).
     `suspect_cfg`: params `suspect:` (a bowl whose floor is hidden keeps its bowl support);
-    `rig_floor_m`: the release's typical vessel floor above its rig plane (ingest)."""
+    `rig_floor_m`: the release's typical vessel floor above its rig plane (ingest); `rig_fits`
+    False: the release's dishes do not share one plane, each dish gets its own."""
     from pipeline.masks.rig import rig_mask
     if rig_plane is not None:
-        return rig_mask(depth, K, rig_plane, min_height_mm, min_area_px, seed, rgb, rig_floor_m)
+        return rig_mask(depth, K, rig_plane, min_height_mm, min_area_px, seed, rgb, rig_floor_m, rig_fits)
     # no release-wide rig plane (synthetic): a deep vessel standing on a level surround seen
     # in this image gets the rig's bowl-surface support; anything else the per-image geometry
     from pipeline.data.rig import dish_rig_plane

@@ -27,6 +27,7 @@ class MaskSettings:
     roots: list[Path] = field(default_factory=list)
     rig_plane: tuple[np.ndarray, float] | None = None
     rig_floor_m: float | None = None   # the release's typical vessel floor above the rig plane
+    rig_fits: bool = True     # False: the dishes' surround offsets spread too much for one plane
 
 
 def _given_one(row: dict, cfg: MaskSettings, out_dir: str, predictor: object = None) -> dict:
@@ -71,7 +72,8 @@ def _mask_one(job: tuple[dict, MaskSettings, str], predictor: object = None,
             K = io.K_from_row(row)
             rgb = io.read_rgb(io.resolve(row["rgb_path"], cfg.roots))
             mask, support = food_mask(depth, K, m.min_height_mm, m.min_area_px, cfg.rig_plane, rgb,
-                                      suspect_cfg=cfg.suspect, rig_floor_m=cfg.rig_floor_m)
+                                      suspect_cfg=cfg.suspect, rig_floor_m=cfg.rig_floor_m,
+                                      rig_fits=cfg.rig_fits)
             if method == "sam2":
                 from pipeline.masks.sam2 import sam2_food_mask
                 mask = sam2_food_mask(predictor, rgb, depth, K, m.min_height_mm, m.min_area_px,

@@ -43,15 +43,15 @@ _LEVEL_FILL = 0.5        # food levelled in a bowl: its level covers this share 
 _BARE_FLOOR_MATCH = 0.65  # ... and matches the wall's colours less than this (Bhattacharyya)
 
 
-def dish_plane(X: np.ndarray, valid: np.ndarray, rig_plane: tuple[np.ndarray, float], seed: int = 0
-               ) -> tuple[np.ndarray, float, str]:
+def dish_plane(X: np.ndarray, valid: np.ndarray, rig_plane: tuple[np.ndarray, float], seed: int = 0,
+               own: bool = False) -> tuple[np.ndarray, float, str]:
     """(normal, d, 'release' | 'dish'): the release-wide rig plane, or this dish's own plane
     when the release's normal is more than _MAX_NORMAL_DEG off the dish's largest level surface
     (another camera pose: the release plane would slant every height). The largest level surface
     of a rig dish is the surround, the platform or a plate floor: all parallel to the rig."""
     n_rig, d_rig = np.asarray(rig_plane[0], float), float(rig_plane[1])
     fit = _largest_level_plane(X, valid, n_rig, d_rig, seed)
-    if fit is not None and _angle_deg(fit[0], n_rig) <= _MAX_NORMAL_DEG:
+    if not own and fit is not None and _angle_deg(fit[0], n_rig) <= _MAX_NORMAL_DEG:
         return n_rig, d_rig, "release"
     pts = _subsample(X[valid], seed)
     if len(pts) < 100:
@@ -242,8 +242,8 @@ def _levelled(X: np.ndarray, inside: np.ndarray, h: np.ndarray, level: float, n:
 
 def rig_mask(depth: np.ndarray, K: np.ndarray, rig_plane: tuple[np.ndarray, float],
              min_height_mm: float = MASKS.min_height_mm, min_area_px: int = MASKS.min_area_px, seed: int = 0,
-             rgb: np.ndarray | None = None, rig_floor_m: float | None = None
-             ) -> tuple[np.ndarray, Support]:
+             rgb: np.ndarray | None = None, rig_floor_m: float | None = None,
+             rig_fits: bool = True) -> tuple[np.ndarray, Support]:
     """Food mask and its support on the fixed rig: the dish is what stands on the rig plane;
     a plate has a flat floor (most of the dish on one level plane), food rises above it; in a
     bowl the food rises above the bowl's fitted inner surface. Nothing is dropped for
@@ -254,7 +254,7 @@ def rig_mask(depth: np.ndarray, K: np.ndarray, rig_plane: tuple[np.ndarray, floa
     valid = np.isfinite(depth) & (depth > 0)
     thr = min_height_mm * 1e-3
     X = backproject(depth, K)
-    n_rig, d_rig, plane_source = dish_plane(X, valid, rig_plane, seed)
+    n_rig, d_rig, plane_source = dish_plane(X, valid, rig_plane, seed, own=not rig_fits)
     h_rig = np.nan_to_num(X @ n_rig + d_rig, nan=-1.0)
     # the base: the highest level surface running out of the frame (the surround, or the scale
     # platform when it is in view); the dish is what stands on it
