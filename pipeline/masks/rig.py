@@ -40,6 +40,7 @@ _MAX_NORMAL_DEG = 1.0    # the release-wide plane's normal fits a dish within th
 _PLANE_FIT_PX = 20000
 _MAX_FLOOR_M = 0.02      # a plate or bowl floor lies at most this high above the base
 _LEVEL_FILL = 0.5        # food levelled in a bowl: its level covers this share of the bowl there
+_BARE_FLOOR_M = 0.012    # a bowl's bare floor lies this close to what it stands on
 _BARE_FLOOR_MATCH = 0.65  # ... and matches the wall's colours less than this (Bhattacharyya)
 
 
@@ -301,8 +302,8 @@ def rig_mask(depth: np.ndarray, K: np.ndarray, rig_plane: tuple[np.ndarray, floa
                              inlier_fraction=round(inl, 4), plane_source=plane_source)
     centre, radius, rim_h, e1, e2 = _bowl_axis(dish, inside, h_rig, K, n_rig, d_rig)
     # a bowl's floor seen (its lowest level, low above the base) is the surface's lowest level
-    near_floor = floor_m is not None and abs(floor_h - floor_m) <= _MAX_FLOOR_M
-    lift = floor_h if lv and (floor_h <= _MAX_FLOOR_M or (near_floor and _bare_floor(rgb, inside, h_rig, floor_h))) \
+    near_floor = floor_m is not None and abs(floor_h - floor_m) <= _BARE_FLOOR_M
+    lift = floor_h if lv and (floor_h <= _BARE_FLOOR_M or near_floor) and _bare_floor(rgb, inside, h_rig, floor_h) \
         else 0.0
     sup = fit_bowl(X[inside], np.asarray(n_rig, float), float(d_rig) - lift, centre, _BOWL_INNER * radius)
     sup.plane_source = plane_source
