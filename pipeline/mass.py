@@ -17,13 +17,16 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Sequence
+from typing import TYPE_CHECKING, Sequence
 
 import cv2
 import numpy as np
 import pandas as pd
 
 from pipeline import io
+
+if TYPE_CHECKING:
+    from pipeline.config import Params
 
 HEAD_DIR = "mass_head"
 HEAD_WEIGHTS = "head.safetensors"
@@ -48,6 +51,24 @@ def global_density(train: pd.DataFrame) -> float:
     if d.empty:
         raise ValueError("index: no training dish with both a mass and a positive volume label")
     return float(d.median())
+
+
+def stage_inputs(argv: list[str] | None, doc: str | None) -> tuple[str, "Params", pd.DataFrame, pd.DataFrame]:
+    """(model, params, index, train rows) of a per-model mass stage (`python -m stages.mass[_head] MODEL`);
+    the train rows leave suspect dishes out while `suspect.exclude`."""
+    import argparse
+
+    from pipeline.config import load_params
+    from pipeline.suspect import drop_suspect
+
+    ap = argparse.ArgumentParser(description=doc)
+    ap.add_argument("model", help="a name from params.yaml `models:`")
+    name = ap.parse_args(argv).model
+    p = load_params()
+    if name not in p.models:
+        raise ValueError(f"model: {name!r} is not in params.yaml models {p.models}")
+    index = io.read_index(io.REPO_ROOT / "data/dishes/index.csv")
+    return name, p, index, drop_suspect(index[index["split"] == "train"], p.suspect.exclude)
 
 
 def pooled_features(fmap: np.ndarray, mask: np.ndarray) -> np.ndarray:

@@ -2,20 +2,16 @@
 test dishes those rows left out are predicted here) turned into masses by the train-split global
 density and by the model's learned density head, plus the label volume through that head ->
 metrics/eval/mass_<model>_{global,learned}[_e2e].{json,csv} and mass_<model>_oracle_measured.*"""
-import argparse
-
 import numpy as np
 import pandas as pd
 from tqdm import tqdm
 
 from pipeline import io
-from pipeline.config import load_params
-from pipeline.evaluate.mass import mass_table, scored_dishes, write_mass_row, write_mass_unavailable
+from pipeline.evaluate.mass import mass_table, model_rows, scored_dishes, write_mass_row, write_mass_unavailable
 from pipeline.evaluate.scoring import (END_TO_END, GIVEN, SETTINGS, MeasureConfig, given_mask_source, given_masks,
                                        inference_size, load_given_mask, load_inputs, model_predictor, predict_dish)
-from pipeline.mass import HEAD_DIR, HEAD_WEIGHTS, DensityHead, global_density, image_features
+from pipeline.mass import HEAD_DIR, HEAD_WEIGHTS, DensityHead, global_density, image_features, stage_inputs
 from pipeline.masks.from_depth import geometry_mask
-from pipeline.suspect import drop_suspect
 
 
 def predicted_volumes(name: str, dishes: pd.DataFrame, predict, cfg: MeasureConfig, roots) -> dict:
@@ -68,20 +64,12 @@ def learned_densities(head: DensityHead, model, dishes: pd.DataFrame, predict, c
 
 
 def main(argv: list[str] | None = None) -> None:
-    ap = argparse.ArgumentParser(description=__doc__)
-    ap.add_argument("model", help="a name from params.yaml `models:`")
-    name = ap.parse_args(argv).model
-    p = load_params()
-    if name not in p.models:
-        raise ValueError(f"model: {name!r} is not in params.yaml models {p.models}")
+    name, p, index, train = stage_inputs(argv, __doc__)
     from pipeline.models.inference import load_model
 
-    index = io.read_index(io.REPO_ROOT / "data/dishes/index.csv")
     metrics_dir = io.REPO_ROOT / "metrics/eval"
     dishes = scored_dishes(index, p.eval.split, p.suspect.exclude)
-    train = drop_suspect(index[index["split"] == "train"], p.suspect.exclude)
-    rows = [f"mass_{name}_{d}{s}" for d in ("global", "learned") for s in SETTINGS.values()]
-    rows.append(f"mass_{name}_oracle_measured")
+    rows = model_rows(name)
     if dishes.empty:
         for r in rows:
             write_mass_unavailable(r, "no dish masses in this data source", metrics_dir, {})

@@ -1,29 +1,19 @@
 """DVC stage `mass_head@<model>`: the learned density head on the fine-tuned model's encoder
 features, fitted on the train split only -> models/<model>/mass_head/ and
 metrics/train/<model>_mass_head.json (train leave-one-out error, chosen alpha, global density)."""
-import argparse
-
 import numpy as np
 from tqdm import tqdm
 
 from pipeline import io
-from pipeline.config import load_params
 from pipeline.evaluate.scoring import inference_size
-from pipeline.mass import HEAD_DIR, DensityHead, global_density, image_features, train_densities, write_global_only
-from pipeline.suspect import drop_suspect
+from pipeline.mass import (HEAD_DIR, DensityHead, global_density, image_features, stage_inputs, train_densities,
+                           write_global_only)
 
 
 def main(argv: list[str] | None = None) -> None:
-    ap = argparse.ArgumentParser(description=__doc__)
-    ap.add_argument("model", help="a name from params.yaml `models:`")
-    name = ap.parse_args(argv).model
-    p = load_params()
-    if name not in p.models:
-        raise ValueError(f"model: {name!r} is not in params.yaml models {p.models}")
+    name, p, _, train = stage_inputs(argv, __doc__)
     from pipeline.models.inference import load_model
 
-    index = io.read_index(io.REPO_ROOT / "data/dishes/index.csv")
-    train = drop_suspect(index[index["split"] == "train"], p.suspect.exclude)
     dens = train_densities(train)
     rho = global_density(train)
     train = train.loc[dens.index]
