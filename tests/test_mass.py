@@ -133,7 +133,7 @@ def test_n5k_mass_path(tmp_path, monkeypatch) -> None:
     from pipeline import config, io
     from pipeline.models import build_model
     from pipeline.models.inference import save_model
-    from stages import baselines, compare, evaluate, ingest, labels, mass, mass_baselines, mass_head, masks, report, split
+    from stages import baselines, compare, evaluate, ingest, labels, mass, mass_head, masks, report, split
 
     planted = make_release_tree(tmp_path / "release", n=8, seed=0, corrupt=False)
     root = tmp_path / "project"
@@ -154,7 +154,6 @@ def test_n5k_mass_path(tmp_path, monkeypatch) -> None:
     evaluate.main([m])
     baselines.main()
     mass_head.main([m])
-    mass_baselines.main()
     mass.main([m])
     compare.main()
     report.main()

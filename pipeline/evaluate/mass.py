@@ -12,7 +12,8 @@ Rows (metrics/eval/<row>.{json,csv}):
 - `mass_<model>_learned[_e2e]`: the model's learned density head x its predicted volume;
 - `mass_<model>_oracle_measured`: the label volume (measured depth) through that learned head;
 - `mass_oracle_measured_global`: the label volume x the global density;
-- `mass_baseline_mean`: the train split's mean mass for every dish.
+- `mass_baseline_mean`: the train split's mean mass for every dish
+(the last two written by the `baselines` stage).
 """
 from __future__ import annotations
 
@@ -23,6 +24,7 @@ import numpy as np
 import pandas as pd
 
 from pipeline.evaluate.compare import wilcoxon_p
+from pipeline.mass import global_density, train_densities
 from pipeline.evaluate.scoring import SETTINGS
 from pipeline.io import write_csv, write_json
 from pipeline.suspect import drop_suspect
@@ -170,3 +172,24 @@ def mass_plan(models: Sequence[str], available: set[str]) -> list[tuple[str, str
                 if row in available and other in available:
                     plan.append((m, setting, key, row, other))
     return plan
+
+
+def write_mass_baselines(index: pd.DataFrame, split: str, exclude_suspect: bool, metrics_dir: Path) -> dict[str, dict]:
+    """The model-free mass rows, fitted on the train split: `mass_baseline_mean` (the train mean
+    mass for every dish) and `mass_oracle_measured_global` (label volume x global density)."""
+    dishes = scored_dishes(index, split, exclude_suspect)
+    train = drop_suspect(index[index["split"] == "train"], exclude_suspect)
+    dens = train_densities(train) if "mass_g" in train.columns else pd.Series(dtype=float)
+    if dishes.empty or dens.empty:
+        return {n: write_mass_unavailable(n, "no dish masses in this data source", metrics_dir, {})
+                for n in (BASELINE_MEAN, ORACLE_GLOBAL)}
+    mean_g, rho = float(train.loc[dens.index, "mass_g"].mean()), global_density(train)
+    vol = dishes["volume_ml"].to_numpy(float)
+    return {BASELINE_MEAN: write_mass_row(BASELINE_MEAN, mass_table(dishes, np.full(len(dishes), mean_g)), metrics_dir,
+                                          {"kind": "non-learned baseline (train mean mass)", "density_source": "none",
+                                           "fit_mean_mass_g": round(mean_g, 3), "volume_source": "none",
+                                           "mask_source": "none"}),
+            ORACLE_GLOBAL: write_mass_row(ORACLE_GLOBAL, mass_table(dishes, rho * vol, vol, rho), metrics_dir,
+                                          {"kind": "oracle: label volume (measured depth) x global density",
+                                           "density_source": "global", "global_density_g_ml": round(rho, 4),
+                                           "volume_source": "label (measured depth)", "mask_source": "label"})}
