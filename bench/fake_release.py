@@ -20,7 +20,8 @@ def make_release_tree(root: Path, n: int, seed: int = 0, corrupt: bool = True) -
     failure mode seen in the real release) and return what was planted:
     {"good": ids, "kept": ids expected to survive, "skipped": {reason: [ids]},
      "out_of_range": ids kept but holding invalid pixels, "no_imagery": {split: ids},
-     "split": {id: split}, "mass_g": {id: mass}, "K": {id: 3x3 list the dish was
+     "split": {id: split}, "mass_g": {id: total_mass; imaged dishes: their synthetic mass from
+     the density table}, "K": {id: 3x3 list the dish was
      rendered with}, "volume_ml_true": {id: mL}}. Synthetic views vary in f, so the release's
      single K only approximates them: fine for plumbing, not for label accuracy."""
     from pipeline.data.synthetic import generate_dish
@@ -53,6 +54,7 @@ def make_release_tree(root: Path, n: int, seed: int = 0, corrupt: bool = True) -
                          np.round(dish.depth / io.DEPTH_SCALE_M), 0)
         _write_raw_depth(d / "depth_raw.png", units)
         planted["volume_ml_true"][dish_id] = dish.volume_ml_true
+        planted["mass_g"][dish_id] = round(dish.meta["mass_g"], 1)   # the scale: density table x volume
         return units
 
     for dish_id in good:
@@ -107,7 +109,8 @@ def make_release_tree(root: Path, n: int, seed: int = 0, corrupt: bool = True) -
     for j, dish_id in enumerate(all_ids):
         cafe = "cafe1" if j % 2 == 0 else "cafe2"
         n_ingr = int(rng.integers(1, 6))
-        mass = round(float(rng.uniform(50, 600)), 1)
+        mass = round(float(rng.uniform(50, 600)), 1)   # drawn for every id: the same stream as before
+        mass = planted["mass_g"].get(dish_id, mass)
         macros = [round(float(x), 3) for x in rng.uniform(1, 40, 3)] if cafe == "cafe1" else [0.0] * 3
         fields = [dish_id, round(mass * 1.6, 3), mass, *macros]
         for k in range(n_ingr):

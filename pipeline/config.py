@@ -99,6 +99,13 @@ class EvalConfig:
 
 
 @dataclass
+class MassConfig:
+    ridge_alphas: tuple[float, ...] = (0.1, 1.0, 10.0, 100.0, 1000.0)
+    density_range: tuple[float, float] = (0.2, 1.6)
+    default_density: float = 0.8
+
+
+@dataclass
 class LossConfig:
     w_depth: float = 1.0
     w_grad: float = 0.1
@@ -175,6 +182,7 @@ class Params:
     suspect: SuspectConfig = field(default_factory=SuspectConfig)
     volume: VolumeConfig = field(default_factory=VolumeConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
+    mass: MassConfig = field(default_factory=MassConfig)
     loss: LossConfig = field(default_factory=LossConfig)
     models: list[str] = field(default_factory=lambda: ["depth_anything_v2"])
     model_cfg: dict[str, dict] = field(default_factory=lambda: {"depth_anything_v2": {}})

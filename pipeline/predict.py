@@ -1,6 +1,8 @@
 """Food volume for a new photo: `python -m pipeline.predict IMAGE --model CKPT [--mask M] [--fx ... | --K k.json]`.
 
-Prints the volume of each connected food region and the total, and saves a PNG
+Prints the volume of each connected food region and the total, a mass estimate (density x volume,
+naming where the density came from: `--density`, else the model's learned mass head beside its
+weights, else its train-split global density, else params `mass.default_density`), and saves a PNG
 (RGB | predicted depth | height above the support plane with region labels).
 
 Intrinsics, in order: --fx/--fy/--cx/--cy, --K k.json, UniDepth's own prediction, else the
@@ -18,7 +20,7 @@ import cv2
 import numpy as np
 
 from pipeline import io
-from pipeline.config import (PARAMS_FILE, MasksConfig, Nutrition5kConfig, SuspectConfig, VolumeConfig,
+from pipeline.config import (PARAMS_FILE, MassConfig, MasksConfig, Nutrition5kConfig, SuspectConfig, VolumeConfig,
                              load_params)
 from pipeline.geometry import check_K
 
@@ -266,6 +268,31 @@ def measure(depth: np.ndarray, K: np.ndarray, mask: np.ndarray | None = None,
     return pred
 
 
+@dataclass
+class MassEstimate:
+    mass_g: float
+    density_g_ml: float
+    source: str        # where the density came from
+
+
+def estimate_mass(rgb: np.ndarray, pred: Prediction, weights: str | Path, density: float | None = None,
+                  mass: MassConfig | None = None) -> MassEstimate:
+    """Mass of the predicted food: `density` (g/mL) when given, else the density the model's mass
+    head (models/<model>/mass_head, next to the weights folder) reads from the photo over the food
+    mask, else the head folder's train-split global density, else `mass.default_density`."""
+    from pipeline.mass import HEAD_DIR, density_source, image_features
+
+    wdir = weights_dir(weights)
+    text, rho, head = density_source(wdir.parent / HEAD_DIR, density, (mass or MassConfig()).default_density)
+    if head is not None:
+        if pred.mask.any():
+            size = tuple(head.info.get("size") or inference_size(wdir, rgb.shape[:2], 14))
+            rho = float(head.predict(image_features(_cached_model(wdir), rgb, [pred.mask], size)[0])[0])
+        else:
+            rho, text = head.global_density, f"train-split global density (no food mask for the head; {text})"
+    return MassEstimate(float(rho) * pred.total_ml, float(rho), text)
+
+
 def save_visualisation(path: str | Path, rgb: np.ndarray, pred: Prediction) -> None:
     """RGB | depth | height above the plane with numbered regions and their volumes."""
     import matplotlib
@@ -314,6 +341,8 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--K", dest="K_json", help="JSON with a 3x3 K or fx/fy/cx/cy")
     p.add_argument("--out", help="visualisation PNG (default: <image>_volume.png beside the image)")
     p.add_argument("--params", help="params.yaml for volume/mask settings (default: the repo's)")
+    p.add_argument("--density", type=float, help="food density in g/mL for the mass estimate (default: the "
+                   "model's learned mass head, else its train-split global density)")
     return p
 
 
@@ -336,6 +365,7 @@ def main(argv: list[str] | None = None) -> int:
         mask = io.read_mask(args.mask, shape=(h, w)) if args.mask else None
         params = _settings(args.params)
         pred = predict_volume(rgb, model_name(args.model), args.model, K=K, mask=mask, **params)
+        mass = estimate_mass(rgb, pred, args.model, args.density, _mass_settings(args.params))
         out = Path(args.out) if args.out else Path(args.image).with_name(Path(args.image).stem + "_volume.png")
         save_visualisation(out, rgb, pred)
     except ValueError as e:
@@ -349,6 +379,7 @@ def main(argv: list[str] | None = None) -> int:
     if not pred.volumes_ml:
         print("no food region found")
     print(f"total: {pred.total_ml:8.1f} mL")
+    print(f"mass:  {mass.mass_g:8.1f} g   (density {mass.density_g_ml:.3f} g/mL: {mass.source})")
     for w_ in pred.warnings:
         print(f"WARNING: {w_}")
     print(f"saved {out}")
@@ -361,6 +392,13 @@ def _settings(params_path: str | None) -> dict:
         return {}
     p = load_params(params_path)
     return {"volume": p.volume, "masks": p.masks}
+
+
+def _mass_settings(params_path: str | None) -> MassConfig | None:
+    """params.yaml's `mass:` section (None, i.e. the defaults, when there is no params file)."""
+    if params_path is None and not PARAMS_FILE.is_file():
+        return None
+    return load_params(params_path).mass
 
 
 if __name__ == "__main__":

@@ -1,11 +1,14 @@
 """DVC stage `baselines`: training-set mean volume and given-mask area x mean training height,
 fitted on the train split, scored on the test split like the models, plus the measured-depth
 oracle (the ceiling the masks and geometry leave) with given masks and end to end ->
-metrics/eval/{baseline_*,oracle_gt_depth,oracle_gt_depth_e2e}.{json,csv} and plots/eval/<name>/."""
+metrics/eval/{baseline_*,oracle_gt_depth,oracle_gt_depth_e2e}.{json,csv} and plots/eval/<name>/;
+and the model-free mass rows (train-mean mass, label volume x global density) ->
+metrics/eval/{mass_baseline_mean,mass_oracle_measured_global}.{json,csv}."""
 
 from pipeline import io
 from pipeline.config import load_params
 from pipeline.evaluate.baselines import BASELINE_NAMES, ORACLE_NAME, baseline_table, fit_baselines
+from pipeline.evaluate.mass import write_mass_baselines
 from pipeline.evaluate.plots import plot_evaluation
 from pipeline.evaluate.scoring import (NO_GIVEN_MASKS, SETTINGS, MeasureConfig, evaluate_model, finish_table,
                                        given_mask_source, select_split, write_results, write_unavailable)
@@ -37,6 +40,8 @@ def main() -> None:
         with io.atomic_dir(plots_dir / name) as tmp:
             plot_evaluation(name, table, tmp, ecfg.volume_bins)
         print(name, model.describe(), {k: summary[k] for k in ("volume_mape", "volume_median_ape", "within_20pct")})
+    for name, summary in write_mass_baselines(index, ecfg.split, p.suspect.exclude, metrics_dir).items():
+        print(name, {k: summary[k] for k in ("n_dishes", "mass_mae_pct_of_mean", "n_all", "mass_mae_pct_of_mean_all")})
     for setting in SETTINGS:
         summary = evaluate_model(ORACLE_NAME, None, dishes, MeasureConfig.from_params(p), ecfg, metrics_dir,
                                  plots_dir, roots, setting, extra={"kind": "oracle: measured depth (ceiling)"})

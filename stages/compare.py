@@ -8,6 +8,7 @@ from pipeline import io
 from pipeline.config import load_params
 from pipeline.evaluate.baselines import BASELINE_NAMES
 from pipeline.evaluate.compare import compare, comparison_plan, vs_key
+from pipeline.evaluate.mass import compare_mass, mass_names, mass_plan
 from pipeline.evaluate.scoring import SETTINGS, STAGE0_SUFFIX
 
 
@@ -31,6 +32,15 @@ def main() -> None:
         b = pd.read_csv(eval_dir / f"{other}.csv", dtype={"dish_id": str})
         c = compare(a, b, ecfg.n_bootstrap, ecfg.seed, row, other)
         out["models"].setdefault(model, {}).setdefault(setting, {})[vs_key(other, model, STAGE0_SUFFIX)] = c
+        print(f"{row} vs {other}: {c}")
+    out["mass"] = {}   # mass rows: MAE as a share of the mean mass, kept dishes and all (`_all`)
+    have = {n for n in mass_names(p.models)
+            if (eval_dir / f"{n}.json").is_file() and (io.read_json(eval_dir / f"{n}.json") or {}).get("n_all")}
+    for model, setting, key, row, other in mass_plan(p.models, have):
+        a = pd.read_csv(eval_dir / f"{row}.csv", dtype={"dish_id": str})
+        b = pd.read_csv(eval_dir / f"{other}.csv", dtype={"dish_id": str})
+        c = compare_mass(a, b, ecfg.n_bootstrap, ecfg.seed)
+        out["mass"].setdefault(model, {}).setdefault(setting, {})[key] = c
         print(f"{row} vs {other}: {c}")
     io.write_json(io.REPO_ROOT / "metrics/compare.json", out)
 

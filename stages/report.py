@@ -5,6 +5,7 @@ from dataclasses import asdict
 
 from pipeline import io
 from pipeline.config import load_params
+from pipeline.evaluate.mass import mass_names
 from pipeline.evaluate.plots import plot_model_comparison, plot_paired_differences
 from pipeline.evaluate.report import (comparison_rows, evaluated_names, load_results, render_report,
                                       summary_frame, write_report)
@@ -15,6 +16,8 @@ def main() -> None:
     kinds = dict(evaluated_names(p.models, p.model_cfg))
     results = load_results(io.REPO_ROOT / "metrics/eval", list(kinds))
     compare = io.read_json(io.REPO_ROOT / "metrics/compare.json")
+    mass = {n: io.read_json(f) for n in mass_names(p.models)
+            if (f := io.REPO_ROOT / "metrics/eval" / f"{n}.json").is_file()}
     comparison = io.REPO_ROOT / "plots/report/comparison.png"
     paired = io.REPO_ROOT / "plots/report/paired.png"
     plot_model_comparison(summary_frame({n: r for n, r in results.items() if r.get("n_dishes")}), comparison)
@@ -23,7 +26,7 @@ def main() -> None:
             f"volume.method={p.volume.method}, loss={asdict(p.loss)}.")
     report = io.REPO_ROOT / "metrics/report.md"
     write_report(report, render_report(results, kinds, report, io.REPO_ROOT / "plots/eval", comparison, note,
-                                       compare, paired))
+                                       compare, paired, mass))
     print(report.read_text())
 
 

@@ -35,7 +35,7 @@ def _render_one(job: tuple[int, int, int, int, bool, str, str, dict | None]) -> 
            "depth_path": io.rel_to_repo(final / "depth.png"),
            "gt_mask_path": io.rel_to_repo(final / "mask_gt.png"),
            "fx": fx, "fy": fy, "cx": cx, "cy": cy, "width": width, "height": height,
-           "volume_ml_true": dish.volume_ml_true, "mass_g": np.nan, "source_split": "",
+           "volume_ml_true": dish.volume_ml_true, "mass_g": dish.meta["mass_g"], "source_split": "",
            "n_items": len(dish.item_volumes_ml)}
     for k, v in dish.meta.items():
         if isinstance(v, (int, float, str, np.number)):

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 import cv2
 import numpy as np
 
+from pipeline.data.density import dish_mass
 from pipeline.data.shapes import (Box, Camera, Cone, Cylinder, Ellipsoid, Frustum, HeightField, Plane, Ring,
                                   Shape, SphereCap, intersect_culled, render_full)
 from pipeline.io import DEPTH_SCALE_M
@@ -807,6 +808,7 @@ def generate_dish(seed: int, index: int, width: int = 640, height: int = 480,
     items = np.zeros((H, W), np.int16)
     items[mask] = (item_of_shape[label[mask]] + 1).astype(np.int16)
     item_vols = [float(sum(s.volume_m3 for s in item) * 1e6) for item in food]
+    mass_g, densities = dish_mass(seed, index, item_looks, item_vols)   # own random stream
     hole_frac = 0.0
     if noise:
         depth_noisy = _sensor_noise(rng, depth_clean)
@@ -824,6 +826,7 @@ def generate_dish(seed: int, index: int, width: int = 640, height: int = 480,
                 vessel_outer_radius_m=sc.outer_r, target=target.tolist(),
                 n_items=len(food), item_looks=item_looks, table=table_style["kind"],
                 light_dir=L.tolist(), ambient=float(ambient), total_ml_target=sc.total_ml_target,
+                mass_g=mass_g, item_densities_g_ml=densities.round(4).tolist(),
                 R=cam.R.tolist(), t=cam.t.tolist())
     if fam != "table":
         meta.update(platform_z_m=sc.platform_z, metal=sc.metal, metal_hole_fraction=hole_frac,

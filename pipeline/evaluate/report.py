@@ -85,7 +85,7 @@ def summary_frame(results: dict[str, dict]) -> pd.DataFrame:
 
 def _ci(c: dict, short: str) -> str:
     """'−12.3 [−20.1, −4.0]' in percentage points."""
-    d, lo, hi = (c.get(f"{short}_{x}") for x in ("diff", "ci_low", "ci_high"))
+    d, lo, hi = (c.get(f"{short}_{x}" if short else x) for x in ("diff", "ci_low", "ci_high"))
     if d is None:
         return "–"
     return f"{100 * d:+.1f} [{100 * lo:+.1f}, {100 * hi:+.1f}]"
@@ -117,7 +117,7 @@ def _verdict_text(verdicts: dict[str, str]) -> str:
 
 def render_report(results: dict[str, dict], kinds: dict[str, str], report_path: Path, plots_dir: Path,
                   comparison_png: Path | None = None, params_note: str = "", compare: dict | None = None,
-                  paired_png: Path | None = None) -> str:
+                  paired_png: Path | None = None, mass: dict[str, dict] | None = None) -> str:
     """Markdown text of the report; plot links relative to the report's folder."""
     here = Path(report_path).parent
 
@@ -177,6 +177,9 @@ def render_report(results: dict[str, dict], kinds: dict[str, str], report_path: 
                        f"{_verdict_text(r['verdicts'])}.")
         out.append("")
 
+    if mass:
+        out += mass_section(mass, compare)
+
     bin_names = []
     for r in results.values():
         for b in (r.get("bins") or {}):
@@ -205,6 +208,44 @@ def render_report(results: dict[str, dict], kinds: dict[str, str], report_path: 
         out.append(f"- `{n}`: " + " · ".join(links))
     out.append("")
     return "\n".join(out)
+
+
+def mass_section(mass: dict[str, dict], compare: dict | None = None) -> list[str]:
+    """Markdown lines of the mass table (rows of pipeline.evaluate.mass), its paired comparisons
+    and the published Nutrition5k figures (external references, not measured here)."""
+    from pipeline.evaluate.mass import PUBLISHED, published_row
+    out = ["## Mass (g)", "",
+           "Mass = density × volume, both density models fitted on the train split. MAE % of mean = mass MAE "
+           "/ mean true mass of the scored dishes, as the Nutrition5k papers report it. *kept*: the dishes the "
+           "volume rows score (suspect dishes left out); *all*: every test dish with a mass, suspect ones "
+           "included, as the papers scored them (dropped = suspect dishes the kept columns leave out). "
+           "Failed volumes count as 0 g.", ""]
+    header = ["row", "kind", "density", "masks", "n kept", "failed", "MAE g", "MAE % of mean", "MAPE",
+              "n all (dropped)", "MAE % of mean, all", "compare with (published)"]
+    rows = [[f"`{n}`", str(r.get("kind", "")), str(r.get("density_source", "")),
+             f"`{str(r.get('mask_source', '?')).split(':')[0]}`", _fmt(r.get("n_dishes"), "int"),
+             _fmt(r.get("n_failed"), "int"), _fmt(r.get("mass_mae_g"), "f1"), _fmt(r.get("mass_mae_pct_of_mean"), "pct"),
+             _fmt(r.get("mass_mape"), "pct"), f"{_fmt(r.get('n_all'), 'int')} ({_fmt(r.get('n_dropped'), 'int')})",
+             _fmt(r.get("mass_mae_pct_of_mean_all"), "pct"), published_row(n)] for n, r in mass.items()]
+    out += [_md_table(header, rows), ""]
+    pairs = [(m, st, key, c) for m, by_s in ((compare or {}).get("mass") or {}).items()
+             for st, by_key in by_s.items() for key, c in by_key.items()]
+    if pairs:
+        out += ["Paired differences of MAE % of mean (percentage points; bootstrap 95 % interval, Wilcoxon p on "
+                "per-dish |error|); negative favours the first row.", ""]
+        rows = [[f"`{m}`", SETTING_LABEL.get(st, st), key.replace("_vs_", " vs "), str(c.get("n_dishes", "")),
+                 _ci({k.removeprefix("mae_pct_of_mean_"): v for k, v in c.items()}, ""), _fmt_p(c.get("wilcoxon_p")),
+                 str(c.get("n_dishes_all", "")),
+                 _ci({k.removeprefix("mae_pct_of_mean_").removesuffix("_all"): v for k, v in c.items()
+                      if k.endswith("_all")}, ""), _fmt_p(c.get("wilcoxon_p_all"))]
+                for m, st, key, c in pairs]
+        out += [_md_table(["model", "volume", "rows", "n kept", "Δ MAE % kept", "p", "n all", "Δ MAE % all", "p all"],
+                          rows), ""]
+    out += ["Published mass MAE as % of the mean test mass on Nutrition5k: **external references, not "
+            "measured here** (other data pipelines, other splits of the same release).", ""]
+    out += [_md_table(["method (published)", "MAE % of mean", "source"],
+                      [[name, f"{100 * v:.1f} %", src] for name, v, src in PUBLISHED]), ""]
+    return out
 
 
 def write_report(report_path: Path, text: str) -> None:

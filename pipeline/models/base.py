@@ -47,6 +47,11 @@ class DepthModel(torch.nn.Module):
     def forward(self, images: Tensor, K: Tensor | None) -> dict[str, Tensor]:  # pragma: no cover
         raise NotImplementedError
 
+    def image_features(self, images: Tensor) -> Tensor:
+        """B x C x h x w: the encoder's feature maps the depth decoder reads, stacked on C (what
+        small heads on the depth model, e.g. the mass head, read). Others: NotImplementedError."""
+        raise NotImplementedError(f"{self.name or type(self).__name__}: no image_features")
+
     def encoder_parameters(self) -> list:
         raise NotImplementedError
 

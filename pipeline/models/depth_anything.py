@@ -130,6 +130,17 @@ class DepthAnythingV2(DepthModel):
             raise ValueError("K: depth_anything_v2 passes K through; got None")
         return {"depth": depth, "K": K.float()}  # float32 whatever the autocast (feeds geometry)
 
+    def image_features(self, images: Tensor) -> Tensor:
+        self.check_input(images, None)
+        maps = self.net.backbone.forward_with_filtered_kwargs(self.normalise(images)).feature_maps
+        ph, pw = images.shape[-2] // self.input_multiple, images.shape[-1] // self.input_multiple
+        out = []
+        for tokens in maps:   # the four layers the depth decoder reads: early ones keep colour and texture
+            if tokens.ndim == 3:   # B x (1 + ph*pw) x C with the CLS token first
+                tokens = tokens[:, -ph * pw:].transpose(1, 2).reshape(tokens.shape[0], -1, ph, pw)
+            out.append(tokens)
+        return torch.cat(out, dim=1)
+
     def encoder_parameters(self) -> list:
         return list(self.net.backbone.parameters())
 
