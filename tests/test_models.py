@@ -22,7 +22,7 @@ def da():
 
 
 def test_names_and_bad_input(da):
-    assert model_names() == ("depth_anything_v2", "unidepth_v2")
+    assert model_names() == ("depth_anything_v2", "depth_pro", "unidepth_v2", "zoedepth")
     with pytest.raises(ValueError, match="unknown"):
         build_model("nope", {})
     with pytest.raises(ValueError, match="multiples of 14"):
