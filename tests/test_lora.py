@@ -12,6 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from test_models import _require_unidepth, ranks_hold_same_weights
 from test_training import paths, run_stage, small_params
 
 from pipeline.config import LoraConfig
@@ -23,16 +24,6 @@ REPO = Path(__file__).resolve().parent.parent
 CFGS = {"depth_anything_v2": {"pretrained": None, "size": [84, 112]},
         "unidepth_v2": {"pretrained": None, "backbone": "vits14"}}
 HW = {"depth_anything_v2": (56, 70), "unidepth_v2": (42, 56)}
-
-
-def _require_unidepth() -> None:
-    """Skip only when the optional package itself is absent; a broken install fails."""
-    try:
-        import unidepth  # noqa: F401
-    except ModuleNotFoundError as e:
-        if e.name != "unidepth":
-            raise
-        pytest.skip("unidepth is not installed (optional extra: requirements-unidepth.txt)")
 
 
 def _build(name: str):
@@ -183,7 +174,6 @@ def _ddp_worker(rank: int, world: int, init_file: str, names: list[str]) -> None
 
 
 def _ddp_steps(rank: int, world: int, name: str) -> None:
-    import torch.distributed as dist
     from torch.nn.parallel import DistributedDataParallel as DDP
 
     m = build_model(name, CFGS[name], seed=0)
@@ -198,10 +188,7 @@ def _ddp_steps(rank: int, world: int, name: str) -> None:
         opt.zero_grad()
         loss.backward()
         opt.step()
-    flat = torch.cat([p.detach().flatten() for p in m.parameters()])
-    both = [torch.empty_like(flat) for _ in range(world)]
-    dist.all_gather(both, flat)
-    assert torch.equal(both[0], both[1]), f"{name}: ranks diverged"
+    assert ranks_hold_same_weights(m, world), f"{name}: ranks diverged"
     changed = {n for n, p in m.named_parameters() if not torch.equal(p, start[n])}
     assert any(".lora_B" in n for n in changed), "adapters did not train"
     enc = {n for n, _ in m.named_parameters() if n.startswith(_encoder_prefix(m))}

@@ -84,6 +84,18 @@ class DepthModel(torch.nn.Module):
         raise NotImplementedError
 
 
+def processor_pixels(processor: Any, images: Tensor) -> Tensor:
+    """A transformers image processor on a [0, 1] RGB batch: the model's own normalisation and
+    resizing (zero-shot rows score a model as its authors ship it)."""
+    pixels = processor(images=list(images), do_rescale=False, return_tensors="pt")["pixel_values"]
+    return pixels.to(images.device, images.dtype)
+
+
+def stacked_depth(results: list[dict], h: int, w: int) -> Tensor:
+    """BxHxW float32 depth from a processor's `post_process_depth_estimation` results."""
+    return torch.stack([r["predicted_depth"].reshape(h, w) for r in results]).float()
+
+
 @dataclass
 class ModelConfig:
     """What every `model_cfg.<name>` block has; a model's own config class adds to it."""

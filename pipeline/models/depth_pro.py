@@ -24,7 +24,7 @@ from torch import Tensor, nn
 from transformers import DepthProConfig, DepthProForDepthEstimation, DepthProImageProcessor
 from transformers.models.depth_pro.modeling_depth_pro import DepthProDepthEstimatorOutput
 
-from pipeline.models.base import DepthModel, ModelConfig
+from pipeline.models.base import DepthModel, ModelConfig, processor_pixels, stacked_depth
 from pipeline.models.registry import register
 
 HUB_ID = "apple/DepthPro-hf"
@@ -120,13 +120,12 @@ class DepthPro(DepthModel):
         if K is None:
             raise ValueError("K: depth_pro needs the true K (its principal point; the focal with camera: given)")
         h, w = images.shape[-2:]
-        pixels = self.processor(images=list(images), do_rescale=False, return_tensors="pt")["pixel_values"]
-        out = self.net(pixel_values=pixels.to(images.device, images.dtype))
+        out = self.net(pixel_values=processor_pixels(self.processor, images))
         fov = out.field_of_view if self.camera == "predict" else fov_deg(K, w).to(out.predicted_depth)
         res = self.processor.post_process_depth_estimation(
             DepthProDepthEstimatorOutput(predicted_depth=out.predicted_depth, field_of_view=fov),
             target_sizes=[(h, w)] * len(images))
-        depth = torch.stack([r["predicted_depth"].reshape(h, w) for r in res]).float()
+        depth = stacked_depth(res, h, w)
         K_out = K.float().clone()
         if self.camera == "predict":
             focal = torch.stack([r["focal_length"].reshape(()) for r in res]).float()

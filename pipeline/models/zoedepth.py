@@ -16,7 +16,7 @@ import torch
 from torch import Tensor, nn
 from transformers import ZoeDepthConfig, ZoeDepthForDepthEstimation, ZoeDepthImageProcessor
 
-from pipeline.models.base import DepthModel, ModelConfig
+from pipeline.models.base import DepthModel, ModelConfig, processor_pixels, stacked_depth
 from pipeline.models.registry import register
 
 HUB_ID = "Intel/zoedepth-nyu-kitti"
@@ -85,11 +85,10 @@ class ZoeDepth(DepthModel):
         if K is None:
             raise ValueError("K: zoedepth passes K through; got None")
         h, w = images.shape[-2:]
-        pixels = self.processor(images=list(images), do_rescale=False, return_tensors="pt")["pixel_values"]
-        out = self.net(pixel_values=pixels.to(images.device, images.dtype))
+        out = self.net(pixel_values=processor_pixels(self.processor, images))
         res = self.processor.post_process_depth_estimation(out, source_sizes=[(h, w)] * len(images),
                                                            target_sizes=[(h, w)] * len(images))
-        depth = torch.stack([r["predicted_depth"].reshape(h, w) for r in res]).float()
+        depth = stacked_depth(res, h, w)
         return {"depth": depth, "K": K.float()}
 
     def decoder_modules(self) -> list[nn.Module]:
