@@ -96,6 +96,7 @@ class EvalConfig:
     n_worst: int = 6
     n_bootstrap: int = 2000
     seed: int = 0
+    zero_shot: list[str] = field(default_factory=list)   # models only evaluated, never trained
 
 
 @dataclass
@@ -123,6 +124,24 @@ class StageConfig:
 
 
 @dataclass
+class LoraConfig:
+    """LoRA adapters on the encoder's linear layers (peft): stage 2 with `encoder: lora`."""
+    rank: int = 8
+    alpha: float = 16.0
+    dropout: float = 0.0
+    target_modules: list[str] | None = None   # None: the model's attention projections (its lora_targets)
+    lr: float | None = None                    # adapters' LR; None: lr_decoder (they start at zero too)
+
+
+@dataclass
+class Stage2Config(StageConfig):
+    """Stage 2 adds what the encoder does: `full` (all weights train at lr_encoder), `lora`
+    (weights frozen, LoRA adapters train; merged into the weights on export) or `frozen`."""
+    encoder: Literal["full", "lora", "frozen"] = "full"
+    lora: LoraConfig = field(default_factory=LoraConfig)
+
+
+@dataclass
 class TrainConfig:
     seed: int = 0
     batch_size: int = 4
@@ -131,7 +150,7 @@ class TrainConfig:
     weight_decay: float = 0.01
     patience: int = 6
     stage1: StageConfig = field(default_factory=lambda: StageConfig(8, 2.0e-3, 0.0))
-    stage2: StageConfig = field(default_factory=lambda: StageConfig(8, 5.0e-4, 5.0e-5))
+    stage2: Stage2Config = field(default_factory=lambda: Stage2Config(8, 5.0e-4, 5.0e-5))
 
     def stage(self, n: int) -> StageConfig:
         if n not in (1, 2):
@@ -217,6 +236,12 @@ def params_from_dict(raw: Mapping, source: str = "params.yaml") -> Params:
     for i, name in enumerate(p.models):
         if name not in p.model_cfg:
             raise ValueError(f"{source}: models[{i}]: {name!r} has no model_cfg.{name} block")
+    for i, name in enumerate(p.eval.zero_shot):
+        if name not in p.model_cfg:
+            raise ValueError(f"{source}: eval.zero_shot[{i}]: {name!r} has no model_cfg.{name} block")
+        if name in p.models:
+            raise ValueError(f"{source}: eval.zero_shot[{i}]: {name!r} is also in `models` (its "
+                             f"{name}_stage0 rows already show it before fine-tuning)")
     return p
 
 

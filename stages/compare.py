@@ -1,6 +1,6 @@
-"""DVC stage `compare`: every model vs each baseline and vs its own stage 0, in each mask
-setting, on the same test dishes (paired bootstrap 95 % intervals, Wilcoxon p) ->
-metrics/compare.json."""
+"""DVC stage `compare`: every model vs each baseline, vs its own stage 0 and vs each zero-shot model
+(eval.zero_shot, which are compared with the baselines too), in each mask setting, on the same test
+dishes (paired bootstrap 95 % intervals, Wilcoxon p) -> metrics/compare.json."""
 
 import pandas as pd
 
@@ -17,7 +17,7 @@ def main() -> None:
     ecfg = p.eval
     eval_dir = io.REPO_ROOT / "metrics/eval"
     names = [m + s0 + s for m in p.models for s0 in ("", STAGE0_SUFFIX) for s in SETTINGS.values()]
-    names += list(BASELINE_NAMES)
+    names += [z + s for z in p.eval.zero_shot for s in SETTINGS.values()] + list(BASELINE_NAMES)
     available = set()
     for n in names:
         js = eval_dir / f"{n}.json"
@@ -27,7 +27,7 @@ def main() -> None:
             available.add(n)
     out: dict = {"n_bootstrap": ecfg.n_bootstrap, "seed": ecfg.seed, "models": {}}
     for model, setting, row, other in comparison_plan(p.models, available, BASELINE_NAMES, SETTINGS,
-                                                      STAGE0_SUFFIX):
+                                                      STAGE0_SUFFIX, p.eval.zero_shot):
         a = pd.read_csv(eval_dir / f"{row}.csv", dtype={"dish_id": str})
         b = pd.read_csv(eval_dir / f"{other}.csv", dtype={"dish_id": str})
         c = compare(a, b, ecfg.n_bootstrap, ecfg.seed, row, other)

@@ -1,23 +1,28 @@
 """DVC stage `evaluate@<model>`: the fine-tuned model (models/<model>/stage2) and its stage-0
 start (`build_model` before any training: pretrained weights, or random init when
 `pretrained` is null) on the test split, each with given masks and end to end ->
-metrics/eval/<model>{,_stage0}{,_e2e}.{json,csv} and plots/eval/<model>{,_stage0}{,_e2e}/."""
+metrics/eval/<model>{,_stage0}{,_e2e}.{json,csv} and plots/eval/<model>{,_stage0}{,_e2e}/.
+
+With --zero-shot (stage `evaluate_zero_shot@<model>`, a model of `eval.zero_shot`): the model as
+built from its model_cfg, never trained ("pretrained, not fine-tuned") -> metrics/eval/<model>{,_e2e}."""
 import argparse
 
 from pipeline import io
 from pipeline.config import load_params
 from pipeline.evaluate.scoring import (SETTINGS, STAGE0_SUFFIX, MeasureConfig, evaluate_model, inference_size,
-                                       model_predictor, select_split, stage0_kind, stage0_seed)
+                                       model_predictor, select_split, stage0_kind, stage0_seed, zero_shot_kind)
 
 
 def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__)
-    ap.add_argument("model", help="a name from params.yaml `models:`")
+    ap.add_argument("model", help="a name from params.yaml `models:` (or `eval.zero_shot:` with --zero-shot)")
+    ap.add_argument("--zero-shot", action="store_true", help="evaluate a model of eval.zero_shot, untrained")
     args = ap.parse_args(argv)
     p = load_params()
     name = args.model
-    if name not in p.models:
-        raise ValueError(f"model: {name!r} is not in params.yaml models {p.models}")
+    listed, key = (p.eval.zero_shot, "eval.zero_shot") if args.zero_shot else (p.models, "models")
+    if name not in listed:
+        raise ValueError(f"model: {name!r} is not in params.yaml {key} {listed}")
     from pipeline.models import build_model, config_for
     from pipeline.models.inference import load_model
 
@@ -29,13 +34,16 @@ def main(argv: list[str] | None = None) -> None:
     cfg = config_for(p, name)
     runs = [(name, lambda: load_model(io.REPO_ROOT / "models" / name / "stage2"), "fine-tuned (stage 2)"),
             (name + STAGE0_SUFFIX, lambda: build_model(name, cfg, seed=stage0_seed(p)).eval(), stage0_kind(cfg))]
+    if args.zero_shot:
+        runs = [(name, lambda: build_model(name, cfg, seed=stage0_seed(p)).eval(), zero_shot_kind(cfg))]
     for tag, make, kind in runs:
         predict = model_predictor(make(), size)
         for setting in SETTINGS:
             summary = evaluate_model(tag, predict, dishes, vcfg, ecfg, io.REPO_ROOT / "metrics/eval",
                                      io.REPO_ROOT / "plots/eval", roots, setting, extra={"kind": kind})
-            print(tag, setting, {k: summary[k] for k in ("mask_source", "n_dishes", "n_failed", "volume_mape",
-                                                         "volume_median_ape", "within_20pct", "depth_abs_rel")})
+            print(tag, setting, {k: summary.get(k) for k in ("mask_source", "n_dishes", "n_failed", "volume_mape",
+                                                             "volume_median_ape", "within_20pct", "depth_abs_rel",
+                                                             "focal_rel_err")})
 
 
 if __name__ == "__main__":

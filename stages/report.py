@@ -13,7 +13,7 @@ from pipeline.evaluate.report import (comparison_rows, evaluated_names, load_res
 
 def main() -> None:
     p = load_params()
-    kinds = dict(evaluated_names(p.models, p.model_cfg))
+    kinds = dict(evaluated_names(p.models, p.model_cfg, p.eval.zero_shot))
     results = load_results(io.REPO_ROOT / "metrics/eval", list(kinds))
     compare = io.read_json(io.REPO_ROOT / "metrics/compare.json")
     mass = {n: io.read_json(f) for n in mass_names(p.models)

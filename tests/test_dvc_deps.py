@@ -60,7 +60,9 @@ def _stages() -> list[tuple[str, str, list[str]]]:
     out = []
     for name, st in yaml.safe_load((REPO / "dvc.yaml").read_text())["stages"].items():
         if "foreach" in st:
-            items = params[re.fullmatch(r"\$\{(\w+)\}", st["foreach"]).group(1)]
+            items = params
+            for key in re.fullmatch(r"\$\{([\w.]+)\}", st["foreach"]).group(1).split("."):
+                items = items[key]
             for item in items:
                 body = yaml.safe_dump(st["do"]).replace("${item}", str(item))
                 do = yaml.safe_load(body)

@@ -22,7 +22,7 @@ def da():
 
 
 def test_names_and_bad_input(da):
-    assert model_names() == ("depth_anything_v2", "unidepth_v2")
+    assert model_names() == ("depth_anything_v2", "depth_pro", "unidepth_v2", "zoedepth")
     with pytest.raises(ValueError, match="unknown"):
         build_model("nope", {})
     with pytest.raises(ValueError, match="multiples of 14"):
@@ -255,6 +255,15 @@ def test_unidepth_import_errors_are_reported_as_such():
     assert "fails to import" in lines[1] and "google" in lines[1] and "not installed" not in lines[1]
 
 
+def ranks_hold_same_weights(model: torch.nn.Module, world: int) -> bool:
+    """All-gather every parameter of a DDP rank's model: True when all ranks hold the same."""
+    import torch.distributed as dist
+    flat = torch.cat([p.detach().flatten() for p in model.parameters()])
+    every = [torch.empty_like(flat) for _ in range(world)]
+    dist.all_gather(every, flat)
+    return all(torch.equal(every[0], f) for f in every[1:])
+
+
 def _ddp_worker(rank: int, world: int, init_file: str) -> None:
     """Two optimiser steps under DistributedDataParallel (gloo), per camera mode and stage.
     find_unused_parameters=False: a trainable parameter that gets no gradient in step 1
@@ -281,10 +290,7 @@ def _ddp_worker(rank: int, world: int, init_file: str) -> None:
                     opt.zero_grad()
                     loss.backward()
                     opt.step()
-                flat = torch.cat([p.detach().flatten() for p in m.parameters()])
-                both = [torch.empty_like(flat) for _ in range(world)]
-                dist.all_gather(both, flat)
-                assert torch.equal(both[0], both[1]), f"{camera} stage {stage}: ranks diverged"
+                assert ranks_hold_same_weights(m, world), f"{camera} stage {stage}: ranks diverged"
     finally:
         dist.destroy_process_group()
 

@@ -85,17 +85,22 @@ def compare(a: pd.DataFrame, b: pd.DataFrame, n_bootstrap: int = 2000, seed: int
 
 
 def comparison_plan(models: Sequence[str], available: set[str], baselines: Sequence[str],
-                    settings: dict[str, str], stage0_suffix: str) -> list[tuple[str, str, str, str]]:
+                    settings: dict[str, str], stage0_suffix: str,
+                    zero_shot: Sequence[str] = ()) -> list[tuple[str, str, str, str]]:
     """(model, setting, row of the model, row compared against) for every comparison the
-    evaluated files allow: each model in each setting vs each baseline and vs its own stage 0
-    in the same setting."""
+    evaluated files allow: each model in each setting vs each baseline, vs its own stage 0 and vs
+    each zero-shot model (what fine-tuning gained over a model used as is) in the same setting;
+    each zero-shot model vs each baseline."""
     plan = []
-    for m in models:
+    for m in [*models, *zero_shot]:
         for setting, suffix in settings.items():
             row = m + suffix
             if row not in available:
                 continue
-            for other in [*baselines, m + stage0_suffix + suffix]:
+            others = [*baselines, m + stage0_suffix + suffix]
+            if m in models:
+                others += [z + suffix for z in zero_shot]
+            for other in others:
                 if other in available:
                     plan.append((m, setting, row, other))
     return plan

@@ -126,3 +126,10 @@ def nanmean(values: Iterable[float]) -> float:
     """Mean ignoring NaN; NaN (not a warning) when nothing is left."""
     a = np.asarray([v for v in values if v is not None and not math.isnan(v)], dtype=np.float64)
     return float(a.mean()) if a.size else float("nan")
+
+
+def focal_rel_err(K_pred: np.ndarray, K_true: np.ndarray) -> float:
+    """Mean of |fx' - fx| / fx and |fy' - fy| / fy: the focal error of a model that predicts its
+    camera (a volume scales as 1 / (fx * fy), so this is the error a predicted K would add)."""
+    fp, ft = np.diag(np.asarray(K_pred, float))[:2], np.diag(np.asarray(K_true, float))[:2]
+    return float(np.mean(np.abs(fp - ft) / ft))

@@ -14,7 +14,7 @@ import pandas as pd
 
 from pipeline.evaluate.baselines import BASELINE_NAMES, ORACLE_NAME
 from pipeline.evaluate.compare import METRICS, verdict
-from pipeline.evaluate.scoring import END_TO_END, GIVEN, SETTINGS, STAGE0_SUFFIX, stage0_kind
+from pipeline.evaluate.scoring import END_TO_END, GIVEN, SETTINGS, STAGE0_SUFFIX, stage0_kind, zero_shot_kind
 from pipeline.io import read_json, write_text
 
 SETTING_LABEL = {GIVEN: "given masks", END_TO_END: "end to end"}
@@ -27,13 +27,16 @@ MAIN_COLUMNS: list[tuple[str, str, str]] = [
     ("volume_bias_pct", "bias", "spct"), ("within_10pct", "≤10 %", "pct"), ("within_20pct", "≤20 %", "pct"),
     ("depth_abs_rel", "AbsRel mask", "f3"), ("depth_delta1", "δ1 mask", "f3"),
     ("depth_ring_abs_rel", "AbsRel ring", "f3"), ("height_mae_mm", "height err mm", "f1"),
+    ("focal_rel_err", "focal err", "pct"),   # models that predict their K (the volume uses the true K)
 ]
 PLOT_FILES = ("scatter.png", "error_hist.png", "error_by_bin.png", "worst_dishes.png")
 METRIC_LABEL = {"volume_mape": "MAPE", "volume_median_ape": "median APE", "within_20pct": "≤20 %"}
 
 
-def evaluated_names(models: Sequence[str], model_cfg: dict | None = None) -> list[tuple[str, str]]:
-    """(name, kind) for every row of the report, models first, each in both settings."""
+def evaluated_names(models: Sequence[str], model_cfg: dict | None = None,
+                    zero_shot: Sequence[str] = ()) -> list[tuple[str, str]]:
+    """(name, kind) for every row of the report, models first, each in both settings, then the
+    zero-shot models (eval.zero_shot: "pretrained, not fine-tuned")."""
     rows = []
     for m in models:
         s0 = stage0_kind((model_cfg or {}).get(m))
@@ -41,6 +44,8 @@ def evaluated_names(models: Sequence[str], model_cfg: dict | None = None) -> lis
             rows.append((m + suffix, "fine-tuned (stage 2)"))
         for suffix in SETTINGS.values():
             rows.append((m + STAGE0_SUFFIX + suffix, s0))
+    for z in zero_shot:
+        rows += [(z + suffix, zero_shot_kind((model_cfg or {}).get(z))) for suffix in SETTINGS.values()]
     rows += [(b, "non-learned baseline") for b in BASELINE_NAMES]
     rows += [(ORACLE_NAME + suffix, "oracle: measured depth (ceiling)") for suffix in SETTINGS.values()]
     return rows
@@ -132,7 +137,10 @@ def render_report(results: dict[str, dict], kinds: dict[str, str], report_path: 
                "alone: `rgb_rule`, a colour rule, or `sam2_rgb`, SAM 2 prompted by that rule's boxes; the "
                "masks stage's own masks are cut from the measured depth and are never used for predictions) and **end to end** (`predicted_depth`: "
                "the mask is cut from the model's own predicted depth by the code `python -m pipeline.predict` "
-               "runs). Every model's depth goes through the same geometry with the same true K. Reference "
+               "runs). Every model's depth goes through the same geometry with the same true K (a model "
+               "that predicts its own camera is scored with the true K too; its focal error is the *focal err* "
+               "column). Rows *pretrained, not fine-tuned* are models only evaluated, never trained "
+               "(`eval.zero_shot`). Reference "
                "volume: `volume_ml_true` (analytic truth) for synthetic dishes, else the label `volume_ml` "
                "(measured depth through the same geometry). Dishes where the geometry fails on the predicted "
                "depth (or end to end, no food is found) are counted in *failed* and scored as 0 mL (APE 100 %).")

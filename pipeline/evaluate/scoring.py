@@ -36,19 +36,20 @@ from tqdm import tqdm
 
 from pipeline import geometry
 from pipeline.config import EvalConfig, MasksConfig, Params, SuspectConfig, VolumeConfig, as_params
-from pipeline.evaluate.metrics import (DEFAULT_BIN_EDGES, assign_bins, depth_errors, height_error_mm, nanmean,
-                                       per_bin_metrics, volume_metrics)
+from pipeline.evaluate.metrics import (DEFAULT_BIN_EDGES, assign_bins, depth_errors, focal_rel_err, height_error_mm,
+                                       nanmean, per_bin_metrics, volume_metrics)
 from pipeline.io import K_from_row, read_dish_depth, read_mask, read_rgb, resolve, write_csv, write_json
 from pipeline.suspect import drop_suspect
 
-# (rgb HxWx3 uint8, K 3x3) -> metric z-depth HxW (m) at the same resolution
-DepthPredictor = Callable[[np.ndarray, np.ndarray], np.ndarray]
+# (rgb HxWx3 uint8, K 3x3) -> metric z-depth HxW (m) at the same resolution, or (depth, the model's
+# own K) from a model that predicts its camera (its focal error is reported; volumes use the true K)
+DepthPredictor = Callable[[np.ndarray, np.ndarray], "np.ndarray | tuple[np.ndarray, np.ndarray]"]
 
 CSV_COLUMNS = ["dish_id", "volume_ml_gt", "volume_ml_pred", "abs_err_ml", "ape",
                "err_ml", "rel_err", "volume_bin", "failed", "error", "mask_px",
                "depth_abs_rel", "depth_rmse_m", "depth_delta1",
                "depth_ring_abs_rel", "depth_ring_rmse_m", "depth_ring_delta1",
-               "height_mae_mm", "height_bias_mm", "infer_s"]
+               "height_mae_mm", "height_bias_mm", "infer_s", "focal_rel_err"]
 DEPTH_COLUMNS = ["depth_abs_rel", "depth_rmse_m", "depth_delta1", "depth_ring_abs_rel",
                  "depth_ring_rmse_m", "depth_ring_delta1", "height_mae_mm", "height_bias_mm"]
 # The two settings -> suffix of their metrics/eval/<name><suffix>.json.
@@ -58,6 +59,7 @@ GIVEN_SOURCE_COLUMN = "given_mask_source"  # ... and where it came from (gt_mask
 GT_MASK_COLUMN = "gt_mask_path"            # synthetic ground truth (ingest): the fallback
 SETTINGS: dict[str, str] = {GIVEN: "", END_TO_END: "_e2e"}
 STAGE0_SUFFIX = "_stage0"   # metrics/eval/<model>_stage0*: the model before fine-tuning
+ZERO_SHOT_KIND = "pretrained, not fine-tuned"   # rows of eval.zero_shot: metrics/eval/<model>[_e2e]
 NO_GIVEN_MASKS = "no depth-free masks for these dishes (run the masks stage: given_mask_path)"
 BIN_KEYS = ("n", "volume_mae_ml", "volume_mape", "volume_median_ape", "volume_bias_pct", "within_20pct")
 
@@ -168,6 +170,7 @@ class DishPrediction:
     failed: bool = False
     error: str = ""
     infer_s: float = 0.0          # the depth model's time alone
+    focal_rel_err: float = float("nan")   # mean |f_pred - f| / f of fx, fy (models predicting K)
 
 
 def predict_dish(predict: DepthPredictor, rgb: np.ndarray, K: np.ndarray, setting: str,
@@ -175,8 +178,11 @@ def predict_dish(predict: DepthPredictor, rgb: np.ndarray, K: np.ndarray, settin
     """Volume from the RGB image, K and (given setting) a depth-free mask. Takes no measured
     depth by construction, which is what the noise-depth test checks end to end."""
     t0 = time.perf_counter()
-    depth = np.asarray(predict(rgb, K.copy()), dtype=np.float32)
+    out = predict(rgb, K.copy())
     infer_s = time.perf_counter() - t0
+    depth, K_pred = out if isinstance(out, tuple) else (out, None)
+    depth = np.asarray(depth, dtype=np.float32)
+    focal = focal_rel_err(K_pred, K) if K_pred is not None else float("nan")
     if depth.shape != rgb.shape[:2]:
         raise ValueError(f"predicted depth is {depth.shape}, image is {rgb.shape[:2]}")
     mask = given_mask if given_mask is not None else np.zeros(depth.shape, bool)
@@ -200,8 +206,9 @@ def predict_dish(predict: DepthPredictor, rgb: np.ndarray, K: np.ndarray, settin
         if not np.isfinite(vol):
             raise ValueError(f"non-finite volume {vol}")
     except ValueError as e:
-        return DishPrediction(depth, mask, 0.0, None, failed=True, error=str(e)[:200], infer_s=infer_s)
-    return DishPrediction(depth, mask, vol, height, infer_s=infer_s)
+        return DishPrediction(depth, mask, 0.0, None, failed=True, error=str(e)[:200], infer_s=infer_s,
+                              focal_rel_err=focal)
+    return DishPrediction(depth, mask, vol, height, infer_s=infer_s, focal_rel_err=focal)
 
 
 def _nan_depth_record() -> dict:
@@ -255,7 +262,7 @@ def evaluate_predictor(predict: DepthPredictor | None, dishes: pd.DataFrame, cfg
         gt, score_mask = ref if ref is not None else load_reference(row, shape, allowed_roots)
         rec: dict = {"dish_id": row["dish_id"], "volume_ml_gt": float(row["volume_ml_gt"]),
                      "volume_ml_pred": p.volume_ml, "failed": p.failed, "error": p.error,
-                     "mask_px": int(p.mask.sum()), "infer_s": p.infer_s}
+                     "mask_px": int(p.mask.sum()), "infer_s": p.infer_s, "focal_rel_err": p.focal_rel_err}
         rec.update(score_depth(p.depth, gt, score_mask, K, p.height_m, cfg))
         rows.append(rec)
     return finish_table(pd.DataFrame(rows), bin_edges)
@@ -299,6 +306,8 @@ def summarise(table: pd.DataFrame, bin_edges: Sequence[float] = DEFAULT_BIN_EDGE
         out[k] = _clean(vm[k])
     for c in DEPTH_COLUMNS:
         out[c] = _clean(nanmean(table[c].to_numpy(float)))
+    if "focal_rel_err" in table and table["focal_rel_err"].notna().any():  # the model predicted K
+        out["focal_rel_err"] = _clean(nanmean(table["focal_rel_err"].to_numpy(float)))
     out["bins"] = {lab: {k: (int(v[k]) if k == "n" else _clean(v[k])) for k in BIN_KEYS}
                    for lab, v in per_bin_metrics(gt, pred, bin_edges).items()}
     if extra:
@@ -321,12 +330,14 @@ def worst_dishes(table: pd.DataFrame, n: int) -> pd.DataFrame:
 
 
 def model_predictor(model, size: tuple[int, int]) -> DepthPredictor:
-    """Wrap a DepthModel: RGB + true K in, depth at the original resolution out. The K the
-    model returns (UniDepth predicts one) is ignored: volumes always use the true K."""
+    """Wrap a DepthModel: RGB + true K in, depth at the original resolution out. A model that
+    predicts its K (UniDepth, Depth Pro with camera: predict) also returns that K, only to report
+    its focal error: volumes always use the true K."""
     from pipeline.models.inference import predict_depth_array
 
-    def predict(rgb: np.ndarray, K: np.ndarray) -> np.ndarray:
-        return predict_depth_array(model, rgb, K, size)[0]
+    def predict(rgb: np.ndarray, K: np.ndarray):
+        depth, K_model = predict_depth_array(model, rgb, K, size)
+        return (depth, K_model) if getattr(model, "predicts_K", False) else depth
     return predict
 
 
@@ -399,12 +410,20 @@ def inference_size(params: Params | Mapping, name: str) -> tuple[int, int]:
     return p.eval.size if p.eval.size is not None else config_for(p, name).size
 
 
+def _pretrained(model_cfg: Any) -> Any:
+    """`pretrained` of a `model_cfg` block (typed, or the raw params mapping)."""
+    return (model_cfg.get("pretrained") if isinstance(model_cfg, Mapping)
+            else getattr(model_cfg, "pretrained", None))
+
+
 def stage0_kind(model_cfg: Any) -> str:
-    """What the stage-0 row is: the checkpoint before fine-tuning, or a random network
-    (`model_cfg` typed, or the raw params block)."""
-    pretrained = (model_cfg.get("pretrained") if isinstance(model_cfg, Mapping)
-                  else getattr(model_cfg, "pretrained", None))
-    return "pretrained, not fine-tuned" if pretrained else "random init"
+    """What the stage-0 row is: the checkpoint before fine-tuning, or a random network."""
+    return ZERO_SHOT_KIND if _pretrained(model_cfg) else "random init"
+
+
+def zero_shot_kind(model_cfg: Any) -> str:
+    """The kind of a row from `eval.zero_shot` (a model only evaluated, never trained)."""
+    return ZERO_SHOT_KIND if _pretrained(model_cfg) else f"{ZERO_SHOT_KIND} (tiny random config: pretrained null)"
 
 
 def stage0_seed(params: Params | Mapping) -> int:

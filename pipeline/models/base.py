@@ -24,6 +24,8 @@ class DepthModel(torch.nn.Module):
     input_multiple: int = 14
     name: str = ""
     predicts_K: bool = False   # True: the K it returns is its own prediction (UniDepth, camera: predict)
+    lora_targets: tuple[str, ...] = ()   # encoder linear layers LoRA adapts by default (pipeline.models.lora)
+    lora_active: bool = False  # set by lora.set_encoder_mode: only the encoder's adapters train there
 
     def __init__(self) -> None:
         super().__init__()
@@ -61,6 +63,17 @@ class DepthModel(torch.nn.Module):
     def set_encoder_frozen(self, frozen: bool) -> None:
         raise NotImplementedError
 
+    def encoder_module(self) -> torch.nn.Module:
+        """The module holding the encoder (LoRA adapters are injected there)."""
+        raise NotImplementedError
+
+    def train(self, mode: bool = True) -> "DepthModel":
+        super().train(mode)
+        if self.lora_active:  # a backbone's own train() may re-set requires_grad (UniDepth's does)
+            from pipeline.models.lora import only_adapters_trainable
+            only_adapters_trainable(self.encoder_module())
+        return self
+
     @classmethod
     def from_cfg(cls, cfg: Any, seed: int = 0) -> "DepthModel":  # pragma: no cover
         """Build from the model's typed config (a checkpoint, or a small random config)."""
@@ -74,6 +87,18 @@ class DepthModel(torch.nn.Module):
     def arch_config(self) -> dict[str, Any]:
         """JSON-able description that rebuilds the same architecture offline (no hub)."""
         raise NotImplementedError
+
+
+def processor_pixels(processor: Any, images: Tensor) -> Tensor:
+    """A transformers image processor on a [0, 1] RGB batch: the model's own normalisation and
+    resizing (zero-shot rows score a model as its authors ship it)."""
+    pixels = processor(images=list(images), do_rescale=False, return_tensors="pt")["pixel_values"]
+    return pixels.to(images.device, images.dtype)
+
+
+def stacked_depth(results: list[dict], h: int, w: int) -> Tensor:
+    """BxHxW float32 depth from a processor's `post_process_depth_estimation` results."""
+    return torch.stack([r["predicted_depth"].reshape(h, w) for r in results]).float()
 
 
 @dataclass

@@ -76,6 +76,7 @@ def float32_head(net: DepthAnythingForDepthEstimation) -> None:
 
 @register("depth_anything_v2", DepthAnythingV2Config)
 class DepthAnythingV2(DepthModel):
+    lora_targets = ("q_proj", "k_proj", "v_proj")   # transformers' Dinov2 attention projections
 
     def __init__(self, net: DepthAnythingForDepthEstimation) -> None:
         super().__init__()
@@ -146,6 +147,9 @@ class DepthAnythingV2(DepthModel):
 
     def decoder_parameters(self) -> list:
         return list(self.net.neck.parameters()) + list(self.net.head.parameters())
+
+    def encoder_module(self) -> nn.Module:
+        return self.net.backbone
 
     def set_encoder_frozen(self, frozen: bool) -> None:
         # requires_grad survives .train(); with the input not requiring grad, autograd then

@@ -23,10 +23,12 @@ META_FILE = "model.json"
 
 def save_model(model: DepthModel, out_dir: Path, name: str, cfg: Any) -> None:
     """Write out_dir/model.safetensors then out_dir/model.json (each atomically); `cfg` is the
-    model's config (typed, or a params mapping), kept in model.json for predict."""
+    model's config (typed, or a params mapping), kept in model.json for predict. LoRA adapters
+    are merged into a copy first, so loading never needs peft."""
+    from pipeline.models.lora import merged_state_dict
     out_dir = Path(out_dir)
     cfg = dataclasses.asdict(cfg) if dataclasses.is_dataclass(cfg) else dict(cfg)
-    state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
+    state = {k: v.detach().cpu().contiguous() for k, v in merged_state_dict(model).items()}
     with atomic_write(out_dir / WEIGHTS_FILE) as tmp:
         save_file(state, str(tmp))
     write_json(out_dir / META_FILE, {"name": name, "cfg": cfg, "arch": model.arch_config(),

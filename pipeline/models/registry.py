@@ -17,7 +17,7 @@ from typing import Any, Callable, Mapping
 
 from pipeline.typed import build
 
-_NOT_MODELS = {"base", "registry", "inference"}  # modules here that hold no model
+_NOT_MODELS = {"base", "registry", "inference", "lora"}  # modules here that hold no model
 
 
 @dataclass(frozen=True)

@@ -166,6 +166,7 @@ def check_input_range(h: int, w: int) -> str | None:
 
 @register("unidepth_v2", UniDepthV2Config)
 class UniDepthV2Model(DepthModel):
+    lora_targets = ("qkv",)   # the DINOv2 blocks' fused attention projection
 
     def __init__(self, net: torch.nn.Module, config: dict, camera: str = "predict") -> None:
         super().__init__()
@@ -233,6 +234,9 @@ class UniDepthV2Model(DepthModel):
 
     def decoder_parameters(self) -> list:
         return list(self.net.pixel_decoder.parameters())
+
+    def encoder_module(self) -> torch.nn.Module:
+        return self.net.pixel_encoder
 
     def set_encoder_frozen(self, frozen: bool) -> None:
         enc = self.net.pixel_encoder

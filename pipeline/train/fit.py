@@ -180,7 +180,8 @@ def run_stage(name: str, stage: int, params: Params | Mapping, index_path: Path,
                        "init": sha256_file(Path(init_weights) / "model.safetensors") if init_weights else None,
                        "code": code_digest(), "data": data_digest(dm)})
     lit = DepthLitModule(model, stage, params.loss, geom, sp.lr_encoder, sp.lr_decoder,
-                         tp.weight_decay, sp.epochs)
+                         tp.weight_decay, sp.epochs, encoder=getattr(sp, "encoder", None),
+                         lora=getattr(sp, "lora", None))  # stage 2 only: train.stage2.encoder, .lora
     ckpt_cb = ModelCheckpoint(dirpath=str(ckpt_dir), filename="best", monitor=MONITOR, mode="min",
                               save_top_k=1)
     stop_cb = EarlyStopping(monitor=MONITOR, mode="min", patience=tp.patience)

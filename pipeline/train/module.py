@@ -13,9 +13,10 @@ import numpy as np
 import pytorch_lightning as pl
 import torch
 
-from pipeline.config import LossConfig
+from pipeline.config import LoraConfig, LossConfig
 from pipeline.io import write_text
 from pipeline.models import DepthModel
+from pipeline.models.lora import set_encoder_mode
 from pipeline.train.losses import (TERM_NAMES, check_weights, focal_rel_errors, graph_zero, loss_terms,
                                    valid_depth, weighted_sum)
 
@@ -33,7 +34,8 @@ class DepthLitModule(pl.LightningModule):
     STATS = ("loss",) + TERM_NAMES  # per-batch vector: total loss, then each term (NaN = off)
 
     def __init__(self, model: DepthModel, stage: int, loss_weights: LossConfig | dict, geom: dict,
-                 lr_encoder: float, lr_decoder: float, weight_decay: float, max_epochs: int) -> None:
+                 lr_encoder: float, lr_decoder: float, weight_decay: float, max_epochs: int,
+                 encoder: str | None = None, lora: LoraConfig | None = None) -> None:
         super().__init__()
         self.model = model
         self.stage = int(stage)
@@ -42,7 +44,11 @@ class DepthLitModule(pl.LightningModule):
         self.lr_encoder, self.lr_decoder = float(lr_encoder), float(lr_decoder)
         self.weight_decay, self.max_epochs = float(weight_decay), int(max_epochs)
         self.predicts_K = bool(getattr(model, "predicts_K", False))  # UniDepth, camera: predict
-        self.model.set_encoder_frozen(self.stage == 1)
+        # the encoder: frozen in stage 1; stage 2 `full`, `lora` (adapters at lora.lr) or `frozen`
+        self.encoder_mode = encoder or ("frozen" if self.stage == 1 else "full")
+        set_encoder_mode(self.model, self.encoder_mode, lora)
+        if self.encoder_mode == "lora":
+            self.lr_encoder = float(lora.lr if lora and lora.lr is not None else lr_decoder)
         self.live = None  # dvclive.Live, attached by run_stage on global rank 0 only
         self.history: list[dict] = []
         self.val_reference: dict = {}
