@@ -8,8 +8,8 @@ from tqdm import tqdm
 
 from pipeline import io
 from pipeline.evaluate.mass import mass_table, model_rows, scored_dishes, write_mass_row, write_mass_unavailable
-from pipeline.evaluate.scoring import (END_TO_END, GIVEN, SETTINGS, MeasureConfig, given_mask_source, given_masks,
-                                       inference_size, load_given_mask, load_inputs, model_predictor, predict_dish)
+from pipeline.evaluate.scoring import (END_TO_END, GIVEN, NO_GIVEN_MASKS, SETTINGS, MeasureConfig, given_mask_source,
+                                       given_masks, inference_size, load_given_mask, load_inputs, model_predictor, predict_dish)
 from pipeline.mass import HEAD_DIR, HEAD_WEIGHTS, DensityHead, global_density, image_features, stage_inputs
 from pipeline.masks.from_depth import geometry_mask
 
@@ -82,11 +82,15 @@ def main(argv: list[str] | None = None) -> None:
     head_dir = io.REPO_ROOT / "models" / name / HEAD_DIR
     head = DensityHead.load(head_dir) if (head_dir / HEAD_WEIGHTS).is_file() else None
     dens = learned_densities(head, model, dishes, predict, cfg, size, roots) if head else {}
-    sources = {GIVEN: given_mask_source(dishes[~dishes["dropped"]]) or "unavailable: no depth-free masks",
+    sources = {GIVEN: given_mask_source(dishes[~dishes["dropped"]]) or f"unavailable: {NO_GIVEN_MASKS}",
                END_TO_END: "predicted_depth"}
     for setting, sfx in SETTINGS.items():
         v, failed, err = vols[setting]
         common = {"volume_source": f"{name}{sfx}", "mask_source": sources[setting]}
+        if sources[setting].startswith("unavailable"):   # no depth-free masks: as the volume row
+            for d in ("global", "learned"):
+                write_mass_unavailable(f"mass_{name}_{d}{sfx}", NO_GIVEN_MASKS, metrics_dir, common)
+            continue
         s = write_mass_row(f"mass_{name}_global{sfx}", mass_table(dishes, rho * v, v, rho, failed, err), metrics_dir,
                            {**common, "kind": "global density x predicted volume", "density_source": "global",
                             "global_density_g_ml": round(rho, 4)})
