@@ -11,6 +11,7 @@ import numpy as np
 
 from pipeline.config import MasksConfig
 from pipeline.geometry import backproject, fit_plane, plane_basis
+from pipeline.geometry.plane import LEVEL_BAND_M as _LEVEL_BAND_M, levels
 from pipeline.masks.cleanup import _fill_holes, _largest_component, _noise_floor, clean_mask, hysteresis
 from pipeline.masks.levelled import levelled_bowl, radius_at
 from pipeline.masks.support import WALL_RISE_M, Support, fit_bowl, surface_height
@@ -32,7 +33,6 @@ def _disc(r: int) -> np.ndarray:
 
 
 _DISH_MIN_M = 0.003      # a dish stands at least this high above its base
-_LEVEL_BAND_M = 0.003    # a pixel within this of a level lies on it
 _MIN_LEVEL_PX = 1500     # a level surface covers at least this many pixels ...
 _MIN_LEVEL_SHARE = 0.03  # ... and this share of the region searched
 _BASE_BORDER_SHARE = 0.1  # the base covers at least this share of the image border
@@ -86,27 +86,6 @@ def _largest_level_plane(X: np.ndarray, valid: np.ndarray, n: np.ndarray, d: flo
         return None
     pts = _subsample(X[valid & (np.abs(h - lv[0]) < _LEVEL_BAND_M)], seed)
     return fit_plane(pts, seed=seed) if len(pts) >= 100 else None
-
-
-def levels(h: np.ndarray, region: np.ndarray, min_px: int, max_levels: int = 8) -> list[float]:
-    """Heights of the level surfaces in `region` (at least `min_px` pixels within
-    _LEVEL_BAND_M of each), found as histogram modes one after another."""
-    v = h[region]
-    out: list[float] = []
-    for _ in range(max_levels):
-        if len(v) < min_px:
-            break
-        counts, edges = np.histogram(v, bins=np.arange(v.min(), v.max() + 0.002, 0.001))
-        if not len(counts):
-            break
-        smooth = np.convolve(counts, np.ones(5), mode="same")
-        peak = float(edges[int(np.argmax(smooth))] + 0.0005)
-        near = np.abs(v - peak) < _LEVEL_BAND_M
-        if near.sum() < min_px:
-            break
-        out.append(float(np.median(v[near])))
-        v = v[~near]
-    return out
 
 
 def base_level(h: np.ndarray, valid: np.ndarray) -> float | None:
