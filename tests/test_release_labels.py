@@ -39,9 +39,9 @@ def test_release_labels_meet_the_targets(tree) -> None:
 
 def test_piles_and_boxes_keep_their_base_and_plate(tree) -> None:
     df, _, _ = tree
-    for fam in ("pile", "box", "flat"):
+    for fam in ("pile", "box", "flat"):   # before: piles masked at the tip (-90 %), plates as food
         g = df[df["family"] == fam]
-        assert g["usable"].all() and (g["err"].abs() < 0.08).all(), g[["dish_id", "err", "suspect"]]
+        assert g["usable"].all() and (g["err"].abs() < 0.12).all(), g[["dish_id", "err", "suspect"]]
         assert (g["support"] == "plate_floor").all()
 
 
