@@ -15,6 +15,7 @@ from tqdm import tqdm
 
 from pipeline import io
 from pipeline.geometry import backproject, fit_plane
+from pipeline.geometry.plane import levels
 
 RIG_PLANE_FILE = "rig_plane.json"
 FAR_BAND_M = 0.015         # surround candidates: within this of the 97th depth percentile
@@ -71,8 +72,6 @@ def dish_floor_height(depth: np.ndarray, K: np.ndarray, plane: dict | None) -> f
     """Height (m) above the dish's surround plane of the lowest level surface between
     FLOOR_MIN_M and FLOOR_MAX_M: the floor of its plate when the platform under it is not seen
     in depth. None without a usable surround fit or such a level."""
-    from pipeline.masks.rig import levels   # one level finder (the masks use it per dish)
-
     if not _usable(plane):
         return None
     h = backproject(depth, K) @ np.asarray(plane["normal"]) + plane["d"]

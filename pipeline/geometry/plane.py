@@ -169,3 +169,27 @@ def plane_basis(n: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     e1 = a - (a @ n) * n
     e1 /= np.linalg.norm(e1)
     return e1, np.cross(n, e1)
+
+
+LEVEL_BAND_M = 0.003   # a height within this of a level surface lies on it
+
+
+def levels(h: np.ndarray, region: np.ndarray, min_px: int, max_levels: int = 8) -> list[float]:
+    """Heights of the level surfaces in `region` (at least `min_px` pixels within
+    LEVEL_BAND_M of each), found as histogram modes one after another."""
+    v = h[region]
+    out: list[float] = []
+    for _ in range(max_levels):
+        if len(v) < min_px:
+            break
+        counts, edges = np.histogram(v, bins=np.arange(v.min(), v.max() + 0.002, 0.001))
+        if not len(counts):
+            break
+        smooth = np.convolve(counts, np.ones(5), mode="same")
+        peak = float(edges[int(np.argmax(smooth))] + 0.0005)
+        near = np.abs(v - peak) < LEVEL_BAND_M
+        if near.sum() < min_px:
+            break
+        out.append(float(np.median(v[near])))
+        v = v[~near]
+    return out

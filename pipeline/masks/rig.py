@@ -11,6 +11,7 @@ import numpy as np
 
 from pipeline.config import MasksConfig
 from pipeline.geometry import backproject, fit_plane, plane_basis
+from pipeline.geometry.plane import LEVEL_BAND_M as _LEVEL_BAND_M, levels
 from pipeline.masks.cleanup import _fill_holes, _largest_component, _noise_floor, clean_mask, hysteresis
 from pipeline.masks.levelled import levelled_bowl, radius_at
 from pipeline.masks.support import WALL_RISE_M, Support, fit_bowl, surface_height
@@ -32,7 +33,6 @@ def _disc(r: int) -> np.ndarray:
 
 
 _DISH_MIN_M = 0.003      # a dish stands at least this high above its base
-_LEVEL_BAND_M = 0.003    # a pixel within this of a level lies on it
 _MIN_LEVEL_PX = 1500     # a level surface covers at least this many pixels ...
 _MIN_LEVEL_SHARE = 0.03  # ... and this share of the region searched
 _BASE_BORDER_SHARE = 0.1  # the base covers at least this share of the image border
@@ -40,6 +40,7 @@ _MAX_NORMAL_DEG = 1.0    # the release-wide plane's normal fits a dish within th
 _PLANE_FIT_PX = 20000
 _MAX_FLOOR_M = 0.02      # a plate or bowl floor lies at most this high above the base
 _LEVEL_FILL = 0.5        # food levelled in a bowl: its level covers this share of the bowl there
+_LEVEL_WALL_M = 0.005    # a bowl wall shows at least this far above food levelled in it
 _BARE_FLOOR_M = 0.012    # a bowl's bare floor lies this close to what it stands on
 _BARE_FLOOR_MATCH = 0.65  # ... and matches the wall's colours less than this (Bhattacharyya)
 
@@ -85,27 +86,6 @@ def _largest_level_plane(X: np.ndarray, valid: np.ndarray, n: np.ndarray, d: flo
         return None
     pts = _subsample(X[valid & (np.abs(h - lv[0]) < _LEVEL_BAND_M)], seed)
     return fit_plane(pts, seed=seed) if len(pts) >= 100 else None
-
-
-def levels(h: np.ndarray, region: np.ndarray, min_px: int, max_levels: int = 8) -> list[float]:
-    """Heights of the level surfaces in `region` (at least `min_px` pixels within
-    _LEVEL_BAND_M of each), found as histogram modes one after another."""
-    v = h[region]
-    out: list[float] = []
-    for _ in range(max_levels):
-        if len(v) < min_px:
-            break
-        counts, edges = np.histogram(v, bins=np.arange(v.min(), v.max() + 0.002, 0.001))
-        if not len(counts):
-            break
-        smooth = np.convolve(counts, np.ones(5), mode="same")
-        peak = float(edges[int(np.argmax(smooth))] + 0.0005)
-        near = np.abs(v - peak) < _LEVEL_BAND_M
-        if near.sum() < min_px:
-            break
-        out.append(float(np.median(v[near])))
-        v = v[~near]
-    return out
 
 
 def base_level(h: np.ndarray, valid: np.ndarray) -> float | None:
@@ -264,6 +244,7 @@ def rig_mask(depth: np.ndarray, K: np.ndarray, rig_plane: tuple[np.ndarray, floa
     # surround; a platform seen is the base itself (vessel floors a few mm above it)
     floor_m = rig_floor_m if (rig_floor_m and plane_source == "release" and base is not None
                               and abs(base) < _MAX_FLOOR_M) else None
+    platform_seen = base is not None and base > _MAX_FLOOR_M   # the base is a platform, not the surround
     if base is not None:
         d_rig -= base
         h_rig = h_rig - base
@@ -283,8 +264,11 @@ def rig_mask(depth: np.ndarray, K: np.ndarray, rig_plane: tuple[np.ndarray, floa
     inl = float(on_floor.sum() / max(inside.sum(), 1))
     edge = dish & ~cv2.erode(dish.astype(np.uint8), _disc(_RIM_PX)).astype(bool)  # the outline band
     band = inside & edge
-    walled = band.any() and float(np.median(h_f[band])) > _RIM_MAX_M
-    if lv and walled and floor_h > _MAX_FLOOR_M:   # walled, far above any vessel's floor:
+    rise = float(np.median(h_f[band])) if band.any() else 0.0   # the outline above the level
+    walled = rise > _RIM_MAX_M
+    ref = floor_m if floor_m is not None else (0.0 if platform_seen else None)  # where vessels stand
+    high = ref is not None and floor_h > ref + _MAX_FLOOR_M and rise > _LEVEL_WALL_M
+    if lv and ((walled and floor_h > _MAX_FLOOR_M) or high):   # far above any vessel's floor:
         out = _levelled(X, inside, h_rig, floor_h, n_f, float(d_rig),  # food levelled in a bowl?
                         _bowl_axis(dish, inside, h_rig, K, n_rig, d_rig), min_area_px, rgb, floor_m)
         if out is not None:
