@@ -24,8 +24,8 @@ WRAPPER = '''
 import os
 from pipeline.train.module import DepthLitModule
 orig = DepthLitModule._stats
-def stats(self, out, batch):
-    loss, vec, skipped = orig(self, out, batch)
+def stats(self, out, batch, **kw):
+    loss, vec, skipped = orig(self, out, batch, **kw)
     bad = os.environ.get("DDP_NAN_EPOCH")
     if (bad is not None and self.trainer.training and self.global_rank == 1
             and self.current_epoch == int(bad) and not skipped):

@@ -5,7 +5,6 @@ Correct under DDP: every rank takes a step on every batch, a non-finite loss on 
 ranks with the same error, and epoch metrics are reduced over all ranks."""
 from __future__ import annotations
 
-import copy
 import math
 import time
 from pathlib import Path
@@ -62,19 +61,13 @@ class DepthLitModule(pl.LightningModule):
         self._val_row: dict = {}
         self._t0 = time.time()
 
-    def __deepcopy__(self, memo: dict) -> "DepthLitModule":
-        """A copy without the DVCLive logger (the EMA callback deep-copies the module; a Live
-        holds repository handles that neither copy nor belong to the average)."""
-        live, self.live = self.live, None
-        try:
-            cls = type(self)
-            new = cls.__new__(cls)
-            memo[id(self)] = new
-            for k, v in self.__dict__.items():
-                new.__dict__[k] = copy.deepcopy(v, memo)
-            return new
-        finally:
-            self.live = live
+    def __getstate__(self) -> dict:
+        """Pickled / deep-copied state without the DVCLive logger (the EMA callback deep-copies
+        the module; a Live holds repository handles that neither copy nor belong to the
+        average) and, as Lightning's own, without the trainer."""
+        state = super().__getstate__()
+        state["live"] = None
+        return state
 
     def forward(self, images: torch.Tensor, K: torch.Tensor) -> dict[str, torch.Tensor]:
         return self.model(images, K.clone())  # UniDepth-style in-place edits never reach the batch
