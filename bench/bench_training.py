@@ -61,10 +61,10 @@ def main() -> None:
     finally:
         if not a.keep:
             shutil.rmtree(ROOT, ignore_errors=True)
-    print(f"\n{'stage':>5} {'wall s':>7} {'epochs':>6} {'best ape':>8}  val/volume_ape per epoch")
+    print(f"\n{'stage':>5} {'wall s':>7} {'epochs':>6} {'val ape':>8}  val/volume_ape per epoch")
     for k, s, m in rows:
         curve = " ".join(f"{r['val/volume_ape']:.3f}" for r in m["curve"])
-        print(f"{k:>5} {s:7.1f} {m['epochs_run']:>6} {m['best_val_volume_ape']:8.3f}  {curve}")
+        print(f"{k:>5} {s:7.1f} {m['epochs_run']:>6} {m['val_volume_ape']:8.3f}  {curve}")
     print(f"total {sum(s for _, s, _ in rows):.1f} s for {a.n_train} train / {a.n_val} val dishes")
 
 

@@ -114,13 +114,41 @@ class LossConfig:
     w_volume: float = 0.1
     w_silog: float = 0.1
     w_intrinsics: float = 0.1
+    volume_floor_ml: float = 20.0       # |log((V + floor) / (label + floor))|: gradient <= 1 / floor
+    label_height_mm: tuple[float, float] = (3.0, 150.0)  # label / mask area (a mean height) outside
+                                        # this: the label is implausible for its mask -> no volume term
 
 
 @dataclass
 class StageConfig:
     epochs: int = 8
+
+
+@dataclass
+class RecipeConfig:
+    """Optimiser and per-iteration LR schedule for one starting point (random init or a checkpoint)."""
     lr_decoder: float = 2.0e-3
-    lr_encoder: float = 0.0
+    lr_encoder: float = 2.0e-4
+    weight_decay: float = 0.01
+    warmup_frac: float = 0.05            # linear warmup over this share of the stage's iterations
+    schedule: Literal["poly", "cosine", "constant"] = "cosine"
+    poly_power: float = 0.9              # poly: lr * (1 - t)^power
+    final_lr_frac: float = 0.0           # cosine: floor as a fraction of the peak
+
+
+def _pretrained_recipes() -> dict[str, RecipeConfig]:
+    return {"depth_anything_v2": RecipeConfig(5.0e-5, 5.0e-6, 0.01, 0.0, "poly", 0.9, 0.0),
+            "unidepth_v2": RecipeConfig(1.0e-4, 1.0e-5, 0.1, 0.25, "cosine", 0.9, 0.01)}
+
+
+@dataclass
+class PretrainConfig:
+    """Synthetic pretraining (stage `pretrain@<model>`): other dishes than the experiment's."""
+    seed: int = 1000
+    n_dishes: int = 320
+    val_fraction: float = 0.15
+    epochs: int = 12
+    families: dict[str, float] = field(default_factory=lambda: {"table": 1.0})
 
 
 @dataclass
@@ -147,10 +175,14 @@ class TrainConfig:
     batch_size: int = 4
     work_scale: float = 1.5
     grad_clip: float = 1.0
-    weight_decay: float = 0.01
-    patience: int = 6
-    stage1: StageConfig = field(default_factory=lambda: StageConfig(8, 2.0e-3, 0.0))
-    stage2: Stage2Config = field(default_factory=lambda: Stage2Config(8, 5.0e-4, 5.0e-5))
+    selection: Literal["ema", "last"] = "ema"   # exported weights: EMA at the end of the fixed schedule, or the last
+    ema_decay: float = 0.98
+    grad_norm_every: int = 10            # per-term gradient norms every this many steps (0 = never)
+    stage1: StageConfig = field(default_factory=lambda: StageConfig(8))
+    stage2: Stage2Config = field(default_factory=lambda: Stage2Config(8))
+    recipe_random: RecipeConfig = field(default_factory=RecipeConfig)
+    recipe_pretrained: dict[str, RecipeConfig] = field(default_factory=_pretrained_recipes)
+    pretrain: PretrainConfig = field(default_factory=PretrainConfig)
 
     def stage(self, n: int) -> StageConfig:
         if n not in (1, 2):

@@ -1,25 +1,14 @@
-"""DVC stage: fine-tune one model, one stage (1: frozen encoder, 2: all layers from stage 1).
+"""DVC stage: fine-tune one model, one stage (1: frozen encoder from the stage-0 model, 2: all layers
+from stage 1).
 
     python -m stages.train --model depth_anything_v2 --stage 1
 """
 from __future__ import annotations
 
 import argparse
-import os
 
-from pipeline.config import REPO_ROOT, Params, load_params  # (no torch yet)
-
-# Same weights on any x86-64 CPU with AVX2 (trainer.portable_cpu): the kernels' instruction set
-# and MKL's code path are fixed before torch loads; run_stage turns oneDNN off and uses
-# trainer.threads. Without this, a run on another CPU type drifts in the last bits and Adam
-# turns that into a different curve within the first epoch.
-PORTABLE_CPU_ENV = {"ATEN_CPU_CAPABILITY": "avx2", "MKL_CBWR": "AVX2"}
-
-
-def pin_cpu_numerics(params: Params) -> None:
-    if params.trainer.portable_cpu:
-        for k, v in PORTABLE_CPU_ENV.items():
-            os.environ.setdefault(k, v)
+from pipeline.config import REPO_ROOT, load_params  # (no torch yet)
+from pipeline.train.cpu import pin_cpu_numerics
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -46,8 +35,9 @@ def main(argv: list[str] | None = None) -> None:
     )
     if m:
         curve = ", ".join(f"{r['val/volume_ape']:.3f}" for r in m["curve"])
-        print(f"{name} stage {k}: best val/volume_ape {m['best_val_volume_ape']:.4f} "
-              f"after {m['epochs_run']} epochs in {m['train_seconds']} s; curve [{curve}]")
+        print(f"{name} stage {k}: exported ({m['exported']['weights']}) val/volume_ape "
+              f"{m['val_volume_ape']:.4f} {m['val_volume_ape_ci95']} after {m['epochs_run']} epochs "
+              f"in {m['train_seconds']} s; curve [{curve}]")
 
 
 if __name__ == "__main__":

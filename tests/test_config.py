@@ -14,7 +14,7 @@ def test_repository_params_load_and_every_section_is_typed():
     p = load_params()
     assert isinstance(p, Params) and isinstance(p.augment, AugmentConfig)
     assert p.masks.min_height_mm == 4.0 and isinstance(p.masks.min_height_mm, float)
-    assert p.suspect.density_g_ml == (0.2, 3.0) and p.train.stage(2).lr_encoder > 0
+    assert p.suspect.density_g_ml == (0.2, 3.0) and p.train.recipe_random.lr_encoder > 0
     for name in p.models:
         assert config_for(p, name).size[0] % 14 == 0
     # round trip: the typed params written back as a mapping load to the same config

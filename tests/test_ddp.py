@@ -24,8 +24,8 @@ WRAPPER = '''
 import os
 from pipeline.train.module import DepthLitModule
 orig = DepthLitModule._stats
-def stats(self, out, batch):
-    loss, vec, skipped = orig(self, out, batch)
+def stats(self, out, batch, **kw):
+    loss, vec, skipped = orig(self, out, batch, **kw)
     bad = os.environ.get("DDP_NAN_EPOCH")
     if (bad is not None and self.trainer.training and self.global_rank == 1
             and self.current_epoch == int(bad) and not skipped):
@@ -42,7 +42,7 @@ def ddp_project(root: Path) -> Path:
     for d in ("pipeline", "stages"):
         shutil.copytree(REPO / d, root / d, ignore=shutil.ignore_patterns("__pycache__"))
     p = small_params(epochs1=3)
-    p["train"].update({"batch_size": 1, "patience": 10})
+    p["train"].update({"batch_size": 1})
     p["trainer"].update({"accelerator": "cpu", "devices": 2, "strategy": "ddp", "threads": 1})
     (root / "params.yaml").write_text(yaml.safe_dump(p, sort_keys=False))
     make_index(root / "data" / "dishes", n_train=5, n_val=3, rel_root=root, no_depth=(2,))

@@ -55,7 +55,7 @@ def test_depth_terms_zero_positive_grad(sc):
     gt = sc["depth"]
     valid = valid_depth(gt)
     for fn in (lambda p: depth_l1(p, gt, valid), lambda p: silog_loss(p, gt, valid),
-               lambda p: gradient_loss(p, gt, valid, sc["mask"], 5)):
+               lambda p: gradient_loss(p, gt, valid)):
         assert float(fn(gt.clone())) == pytest.approx(0.0, abs=1e-6)
         pred = (gt * (1 + 0.05 * torch.rand_like(gt))).requires_grad_()
         loss = fn(pred)
@@ -81,7 +81,7 @@ def test_empty_masks_give_zero_with_graph(sc):
     none = torch.zeros_like(gt, dtype=torch.bool)
     pred = gt.clone().requires_grad_()
     for loss in (depth_l1(pred, gt, none), silog_loss(pred, gt, none),
-                 gradient_loss(pred, gt, none, sc["mask"], 5)):
+                 gradient_loss(pred, gt, none)):
         assert float(loss) == 0.0
         loss.backward()  # still part of the graph
     z = volume_loss(pred, none, sc["K"], sc["volume_ml"], GEOM)
@@ -148,3 +148,47 @@ def test_check_weights():
         check_weights({"w_depth": 1.0})
     with pytest.raises(ValueError, match=">= 0"):
         check_weights({**WEIGHTS, "w_grad": -1})
+
+
+def test_volume_floor_bounds_the_term_for_a_tiny_label(sc):
+    """A 0.02 mL label (a mask that missed the food) must not dominate. |V - t| / t gave it a
+    gradient ~1 / t (50x a 1 mL label's); the floored log ratio keeps its value and its gradient
+    those of an ordinary dish, and is the plain log ratio well above the floor."""
+    gt = sc["depth"]
+    pred = torch.where(sc["mask"], gt - 0.01, gt)
+
+    def value_and_grad(target: torch.Tensor, floor: float) -> tuple[float, float]:
+        p = pred.clone().requires_grad_()
+        loss = volume_loss(p, sc["mask"], sc["K"], target, GEOM, floor_ml=floor)
+        loss.backward()
+        return float(loss), float(p.grad.norm())
+
+    tiny = torch.full_like(sc["volume_ml"], 0.02)
+    v_norm, g_norm = value_and_grad(sc["volume_ml"], 20.0)
+    v_tiny, g_tiny = value_and_grad(tiny, 20.0)
+    assert g_tiny < 3 * g_norm                                      # bounded like a normal dish
+    assert value_and_grad(tiny, 1e-3)[0] > 10.0 > 2 * v_tiny        # no floor: log(V / 0.02 mL)
+    v = sc["volume_ml"]  # well above the floor: 2x too much volume costs ~log 2
+    half = volume_loss(gt.clone(), sc["mask"], sc["K"], v / 2, GEOM, floor_ml=1e-6)
+    assert float(half) == pytest.approx(math.log(2), rel=1e-3)
+
+
+def test_implausible_labels_leave_the_volume_term(sc):
+    from pipeline.train.losses import plausible_label
+    gt, mask, K = sc["depth"], sc["mask"], sc["K"]
+    v = sc["volume_ml"]  # 3 cm of food: plausible
+    assert plausible_label(v, mask, gt, K, (3.0, 150.0)).all()
+    tiny = torch.tensor([0.02, float(v[1])])  # dish 0: a label far below what its mask implies
+    assert plausible_label(tiny, mask, gt, K, (3.0, 150.0)).tolist() == [False, True]
+    pred = torch.where(mask, gt - 0.01, gt)
+    only_second = volume_loss(pred, mask, K, tiny, GEOM, keep=torch.tensor([False, True]))
+    second = volume_loss(pred[1:], mask[1:], K[1:], tiny[1:], GEOM)
+    assert float(only_second) == pytest.approx(float(second), rel=1e-5)
+
+
+def test_gradient_term_is_scale_invariant_and_sees_a_flattened_mound(sc):
+    gt = sc["depth"]
+    valid = valid_depth(gt)
+    assert float(gradient_loss(gt * 1.7, gt, valid)) == pytest.approx(0.0, abs=1e-5)  # global scale: free
+    flat = torch.where(sc["mask"], gt + 0.015, gt)  # the food half as tall
+    assert float(gradient_loss(flat, gt, valid)) > 1e-3

@@ -90,7 +90,7 @@ def test_a_registered_model_trains_and_evaluates(tiny_conv, tmp_path: Path):
     p["models"] = ["tiny_conv"]
     p["model_cfg"] = {"tiny_conv": {"width": 6}}
     m = run_stage("tiny_conv", 1, p, index, **paths(tmp_path, 1))
-    assert m["model"] == "tiny_conv" and m["epochs_run"] >= 1 and np.isfinite(m["best_val_volume_ape"])
+    assert m["model"] == "tiny_conv" and m["epochs_run"] >= 1 and np.isfinite(m["val_volume_ape"])
     model = load_model(tmp_path / "models/stage1")
     assert isinstance(model, TinyConv) and model.width == 6
     fresh = build_model("tiny_conv", {"width": 6}, seed=0)

@@ -48,8 +48,10 @@ def make_index(root: Path, n_train: int = 6, n_val: int = 2, width: int = 224, h
 def small_params(epochs1: int = 1, epochs2: int = 1) -> dict:
     p = load_params().to_dict()
     p["model_cfg"]["depth_anything_v2"]["size"] = [84, 112]
-    p["train"].update({"batch_size": 4, "stage1": {"epochs": epochs1, "lr_decoder": 1e-3},
-                       "stage2": {"epochs": epochs2, "lr_decoder": 2e-4, "lr_encoder": 2e-5}})
+    p["model_cfg"]["depth_anything_v2"]["pretrained"] = None  # random init: the random recipe
+    p["train"].update({"batch_size": 4, "stage1": {"epochs": epochs1}, "stage2": {"epochs": epochs2},
+                       "grad_norm_every": 2})
+    p["train"]["recipe_random"].update({"lr_decoder": 1e-3, "lr_encoder": 2e-5})
     p["trainer"].update({"accelerator": "cpu", "precision": "auto", "num_workers": 0})
     return p
 
@@ -73,7 +75,11 @@ def test_stage1_then_stage2(index_path: Path, tmp_path: Path):
     p = small_params(epochs1=2, epochs2=1)
     m1 = run_stage("depth_anything_v2", 1, p, index_path, **paths(tmp_path, 1))
     assert m1["n_train"] == 6 and m1["n_val"] == 2 and len(m1["curve"]) == 2
-    assert np.isfinite(m1["best_val_volume_ape"])
+    assert np.isfinite(m1["val_volume_ape"]) and m1["exported"]["weights"] == "ema"
+    lo, hi = m1["val_volume_ape_ci95"]
+    assert lo <= m1["val_volume_ape"] <= hi
+    gn = m1["loss_terms"]["last_epoch"]["train_gradnorm"]  # per-term gradient norms beside the values
+    assert gn["depth"]["norm"] > 0 and sum(v["share"] for v in gn.values()) == pytest.approx(1, abs=1e-3)
     s1 = tmp_path / "models/stage1"
     assert (s1 / "model.safetensors").is_file() and (s1 / "model.json").is_file()
     # stage 1 leaves the encoder untouched
@@ -150,7 +156,8 @@ def test_validation_reference_scores_zero(index_path: Path):
     dm.setup()
     batch = next(iter(dm.val_dataloader()))
     geom = tr.geometry_params(p, tuple(cfg["size"]), dm.original_width())
-    lit = DepthLitModule(build_model("depth_anything_v2", cfg), 1, p["loss"], geom, 0.0, 1e-3, 0.0, 1)
+    recipe = load_params().train.recipe_random
+    lit = DepthLitModule(build_model("depth_anything_v2", cfg), 1, p["loss"], geom, recipe)
     lit.forward = lambda images, K: {"depth": batch["depth"].clone(), "K": K}
     lit.validation_step(batch, 0)
     rows = lit._val[0]  # [index, ape, ape_full, ref_ape, abs_rel]

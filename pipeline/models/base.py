@@ -9,6 +9,7 @@ Depth-Anything (which takes no camera input), for UniDepth its own prediction
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Literal
 
 import torch
@@ -16,6 +17,15 @@ from torch import Tensor
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
+
+
+def checkpoint_source(pretrained: str) -> str:
+    """`model_cfg.<model>.pretrained` as from_pretrained takes it: a folder relative to the
+    repository (the synthetic pretraining's models/<model>/pretrain) resolved against it, so a
+    stage runs from any working directory; anything else (a hub id, an absolute path) as is."""
+    from pipeline.config import REPO_ROOT
+    local = REPO_ROOT / pretrained
+    return str(local) if not Path(pretrained).is_absolute() and local.is_dir() else str(pretrained)
 
 
 class DepthModel(torch.nn.Module):
@@ -83,6 +93,13 @@ class DepthModel(torch.nn.Module):
     def from_arch(cls, arch: dict) -> "DepthModel":  # pragma: no cover
         """Rebuild the architecture `arch_config()` saved (weights are loaded separately)."""
         raise NotImplementedError
+
+    def save_pretrained(self, out_dir: Path) -> None:
+        """Write a checkpoint that `model_cfg.<name>.pretrained: <out_dir>` loads like a hub one
+        (config.json + model.safetensors, the network's own format), replacing out_dir atomically."""
+        from pipeline.io import atomic_dir
+        with atomic_dir(Path(out_dir)) as tmp:
+            self.net.save_pretrained(str(tmp), safe_serialization=True)
 
     def arch_config(self) -> dict[str, Any]:
         """JSON-able description that rebuilds the same architecture offline (no hub)."""

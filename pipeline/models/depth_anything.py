@@ -15,7 +15,7 @@ from torch import Tensor, nn
 from transformers import DepthAnythingConfig, DepthAnythingForDepthEstimation, Dinov2Config
 from transformers.models.depth_anything.modeling_depth_anything import DepthAnythingDepthEstimationHead
 
-from pipeline.models.base import DepthModel, ModelConfig
+from pipeline.models.base import DepthModel, ModelConfig, checkpoint_source
 from pipeline.models.registry import register
 
 TINY_DEFAULTS = {"hidden_size": 48, "num_layers": 4, "num_heads": 3,
@@ -90,7 +90,7 @@ class DepthAnythingV2(DepthModel):
         max_depth = cfg.max_depth
         if max_depth <= 0:
             raise ValueError(f"model_cfg.depth_anything_v2.max_depth: positive int expected, got {max_depth!r}")
-        src = cfg.pretrained
+        src = checkpoint_source(cfg.pretrained) if cfg.pretrained else None
         if src is None:
             torch.manual_seed(seed)
             model = cls(DepthAnythingForDepthEstimation(tiny_config(cfg.tiny, max_depth)))

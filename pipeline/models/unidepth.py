@@ -27,7 +27,7 @@ from typing import Any, Literal
 import torch
 from torch import Tensor
 
-from pipeline.models.base import DepthModel, ModelConfig
+from pipeline.models.base import DepthModel, ModelConfig, checkpoint_source
 from pipeline.models.registry import register
 
 CAMERA_MODES = ("predict", "given")
@@ -181,7 +181,7 @@ class UniDepthV2Model(DepthModel):
     def from_cfg(cls, cfg: UniDepthV2Config, seed: int = 0) -> "UniDepthV2Model":
         camera = check_camera_mode(cfg.camera)
         UniDepthV2 = _require_unidepth()
-        src = cfg.pretrained
+        src = checkpoint_source(cfg.pretrained) if cfg.pretrained else None
         torch.manual_seed(seed)
         if src is None:
             config = random_config(cfg)

@@ -1,11 +1,15 @@
 """Run one fine-tuning stage with PyTorch Lightning: the trainer, checkpoints and resume logic.
 
-Stage 1 trains the decoder on a frozen encoder; stage 2 trains everything at lower rates from the
-stage-1 weights. Checkpoints live beside a hash of the parameters, code and data that shaped them,
-so a killed run resumes and a changed parameter restarts cleanly."""
+Stage 0 (synthetic pretraining) trains every layer of a random network; stage 1 trains the
+decoder on a frozen encoder from the stage-0 model; stage 2 trains everything from the stage-1
+weights. Each runs a fixed schedule and exports the EMA of its weights at the end (or the last
+weights): never the best epoch of a noisy validation score. Checkpoints live beside a hash of the
+parameters, code and data that shaped them, so a killed run resumes and a changed parameter
+restarts cleanly."""
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import hashlib
 import json
 import os
@@ -17,14 +21,17 @@ from typing import Any, Mapping
 
 import pytorch_lightning as pl
 import torch
-from pytorch_lightning.callbacks import Checkpoint, EarlyStopping, ModelCheckpoint
+import numpy as np
+from pytorch_lightning.callbacks import Checkpoint, WeightAveraging
+from torch.optim.swa_utils import get_ema_multi_avg_fn
 
-from pipeline.config import Params, TrainerConfig, as_params
+from pipeline.config import Params, TrainConfig, TrainerConfig, as_params
 from pipeline.io import REPO_ROOT, resolve, write_json, write_text
 from pipeline.models import build_model, config_for
 from pipeline.models.inference import load_model, save_model
 from pipeline.train.datamodule import DishDataModule, check_size, train_augment
-from pipeline.train.module import MONITOR, DepthLitModule, loss_term_summary
+from pipeline.train.module import DepthLitModule, loss_term_summary
+from pipeline.train.recipe import recipe_for
 from pipeline.typed import build
 
 HASH_FILE = "config_hash.txt"
@@ -127,6 +134,37 @@ def geometry_params(params: Params | Mapping, size_hw: tuple[int, int], orig_wid
             "cell_mm": vol.cell_mm, "seed": params.train.seed}
 
 
+def median_ci(values: np.ndarray, n_boot: int = 2000, seed: int = 0) -> list[float]:
+    """Percentile bootstrap 95 % interval of the median (resampling the validation dishes)."""
+    v = np.asarray(values, dtype=np.float64)
+    if len(v) == 0:
+        return [float("nan"), float("nan")]
+    rng = np.random.default_rng(seed)
+    meds = np.median(v[rng.integers(0, len(v), size=(n_boot, len(v)))], axis=1)
+    return [round(float(np.quantile(meds, 0.025)), 5), round(float(np.quantile(meds, 0.975)), 5)]
+
+
+def selection_callbacks(tp: TrainConfig) -> list:
+    """The selection rule as callbacks: `ema` keeps an exponential moving average of the
+    weights (validated every epoch and copied into the model when training ends), `last`
+    nothing. Neither looks at the validation score: a fixed schedule picks no epoch."""
+    if tp.selection == "ema":  # lerp: a frozen weight stays bit-identical (decay*w + (1-decay)*w may not)
+        return [WeightAveraging(multi_avg_fn=get_ema_multi_avg_fn(tp.ema_decay))]  # EMA, every step
+    return []
+
+
+def exported_note(tp: TrainConfig, last_epoch: int) -> dict:
+    """What `metrics/train/*.json` says about the exported weights."""
+    if tp.selection == "ema":
+        return {"weights": "ema", "decay": tp.ema_decay, "epoch": last_epoch,
+                "why": "exponential moving average of the weights at the end of the fixed schedule: "
+                       "epoch-to-epoch differences of the validation score are within its noise, so "
+                       "no epoch is picked by it; the curve and the score are of these EMA weights"}
+    return {"weights": "last", "epoch": last_epoch,
+            "why": "the last weights of the fixed schedule (the official Depth-Anything-V2 metric "
+                   "recipe exports latest.pth); no epoch is picked by the noisy validation score"}
+
+
 def prepare_checkpoint_dir(ckpt_dir: Path, live_dir: Path, key: str, clean: bool = True) -> Path | None:
     """Return the checkpoint to resume from, or None after clearing stale state from the
     checkpoint and DVCLive folders: a different config hash, no hash, or a run that finished
@@ -150,25 +188,39 @@ def prepare_checkpoint_dir(ckpt_dir: Path, live_dir: Path, key: str, clean: bool
     return None
 
 
+def stage_model(name: str, stage: int, params: Params, init_weights: Path | None):
+    """(model, recipe source) a stage starts from: stage 0 a random network, stage 1 the
+    stage-0 model (`model_cfg.<name>.pretrained`: a checkpoint, or random when null), stage 2
+    the stage-1 weights."""
+    model_cfg = config_for(params, name)
+    seed = params.train.seed
+    if stage == 0:
+        return build_model(name, dataclasses.replace(model_cfg, pretrained=None), seed=seed), "random"
+    source, _ = recipe_for(params, name)
+    if stage == 1:
+        return build_model(name, model_cfg, seed=seed), source
+    if init_weights is None:
+        raise ValueError("stage 2 needs init_weights (the stage-1 weights folder)")
+    return load_model(init_weights).train(), source
+
+
 def run_stage(name: str, stage: int, params: Params | Mapping, index_path: Path, weights_out: Path,
               ckpt_dir: Path, live_dir: Path, metrics_path: Path, init_weights: Path | None = None,
               max_dishes: int | None = None, allowed_roots: list[Path] | None = None) -> dict:
-    """Train one stage end to end; write safetensors weights, stage metrics and DVCLive logs."""
+    """Train one stage end to end; write the weights (stage 0: a checkpoint that
+    `model_cfg.<name>.pretrained` can point at; else safetensors + model.json), stage metrics and
+    DVCLive logs."""
     params = as_params(params)
     tp, tr = params.train, params.trainer
-    sp = tp.stage(stage)
+    epochs = tp.pretrain.epochs if stage == 0 else tp.stage(stage).epochs
     seed = tp.seed
     if tr.threads:
         torch.set_num_threads(tr.threads)
     pl.seed_everything(seed, workers=True, verbose=False)
     model_cfg = config_for(params, name)
     size = check_size(model_cfg.size)
-    if stage == 1:
-        model = build_model(name, model_cfg, seed=seed)
-    else:
-        if init_weights is None:
-            raise ValueError("stage 2 needs init_weights (the stage-1 weights folder)")
-        model = load_model(init_weights).train()
+    model, source = stage_model(name, stage, params, init_weights)
+    _, recipe = recipe_for(params, name, source)
     dm = DishDataModule(index_path, size, tp.batch_size, train_augment(params, name), seed=seed,
                         num_workers=tr.num_workers, work_scale=tp.work_scale,
                         max_dishes=max_dishes, allowed_roots=allowed_roots,
@@ -179,14 +231,11 @@ def run_stage(name: str, stage: int, params: Params | Mapping, index_path: Path,
                        "index": sha256_file(Path(index_path)), "max_dishes": max_dishes,
                        "init": sha256_file(Path(init_weights) / "model.safetensors") if init_weights else None,
                        "code": code_digest(), "data": data_digest(dm)})
-    lit = DepthLitModule(model, stage, params.loss, geom, sp.lr_encoder, sp.lr_decoder,
-                         tp.weight_decay, sp.epochs, encoder=getattr(sp, "encoder", None),
-                         lora=getattr(sp, "lora", None))  # stage 2 only: train.stage2.encoder, .lora
-    ckpt_cb = ModelCheckpoint(dirpath=str(ckpt_dir), filename="best", monitor=MONITOR, mode="min",
-                              save_top_k=1)
-    stop_cb = EarlyStopping(monitor=MONITOR, mode="min", patience=tp.patience)
-    trainer = pl.Trainer(max_epochs=sp.epochs, gradient_clip_val=tp.grad_clip,
-                         callbacks=[ckpt_cb, stop_cb, LatestCheckpoint(ckpt_dir / "last.ckpt")],
+    sp = tp.stage2 if stage == 2 else None
+    lit = DepthLitModule(model, stage, params.loss, geom, recipe, tp.grad_norm_every,
+                         encoder=sp.encoder if sp else None, lora=sp.lora if sp else None)
+    trainer = pl.Trainer(max_epochs=epochs, gradient_clip_val=tp.grad_clip,
+                         callbacks=selection_callbacks(tp) + [LatestCheckpoint(ckpt_dir / "last.ckpt")],
                          logger=False, num_sanity_val_steps=0,
                          default_root_dir=str(ckpt_dir), enable_model_summary=False,
                          log_every_n_steps=1, **trainer_kwargs(tr))
@@ -204,15 +253,21 @@ def run_stage(name: str, stage: int, params: Params | Mapping, index_path: Path,
         lit.live.end()
     if not trainer.is_global_zero:
         return {}
-    best = ckpt_cb.best_model_path or str(Path(ckpt_dir) / "last.ckpt")
-    state = torch.load(best, map_location="cpu", weights_only=True)["state_dict"]
-    lit.load_state_dict(state)
-    save_model(lit.model, Path(weights_out), name, model_cfg)
+    # the selection callbacks have left the exported weights in lit.model (EMA: copied at train end)
+    if stage == 0:
+        lit.model.save_pretrained(Path(weights_out))
+    else:
+        save_model(lit.model, Path(weights_out), name, model_cfg)
     # no wall times in the file: it is a DVC metric, and its hash must repeat in a fresh clone
     curve = [{k: (round(v, 5) if isinstance(v, float) else v) for k, v in r.items() if k != "time_s"}
              for r in lit.history]
-    best_score = ckpt_cb.best_model_score
-    metrics = {"model": name, "stage": stage, "best_val_volume_ape": float(best_score) if best_score is not None else None,
+    last = curve[-1] if curve else {}
+    metrics = {"model": name, "stage": stage, "start": source, "recipe": asdict(recipe),
+               "exported": exported_note(tp, int(last.get("epoch", -1))),
+               "val_volume_ape": last.get("val/volume_ape"),
+               "val_volume_ape_ci95": median_ci(lit.val_apes, seed=seed),
+               "val_ci_note": "median APE of the exported weights on the validation dishes, percentile "
+                              "bootstrap 95 % interval over the dishes (2000 resamples)",
                "epochs_run": int(trainer.current_epoch), "resumed": resume is not None,
                "skipped_batches": lit.skipped,
                "world_size": int(trainer.world_size),

@@ -16,7 +16,7 @@ from torch import Tensor
 from pipeline.config import LossConfig
 
 LOSS_KEYS = ("w_depth", "w_grad", "w_plane", "w_volume", "w_silog", "w_intrinsics")
-_SOBEL_X = torch.tensor([[-1.0, 0.0, 1.0], [-2.0, 0.0, 2.0], [-1.0, 0.0, 1.0]]) / 8.0
+SETTING_KEYS = ("volume_floor_ml", "label_height_mm")   # loss settings that are not weights
 
 
 def valid_depth(depth: Tensor) -> Tensor:
@@ -36,32 +36,26 @@ def depth_l1(pred: Tensor, gt: Tensor, valid: Tensor) -> Tensor:
     return (pred.float() - gt.float()).abs()[valid].mean()
 
 
-def _sobel(x: Tensor) -> tuple[Tensor, Tensor]:
-    kx = _SOBEL_X.to(x.device, torch.float32).view(1, 1, 3, 3)
-    ky = kx.transpose(-1, -2)
-    x = x.float()[:, None]
-    return F.conv2d(x, kx, padding=1)[:, 0], F.conv2d(x, ky, padding=1)[:, 0]
-
-
-def dilate(mask: Tensor, px: int) -> Tensor:
-    """Binary dilation by a (2px+1) square (max-pool)."""
-    if px <= 0:
-        return mask
-    return F.max_pool2d(mask.float()[:, None], 2 * px + 1, stride=1, padding=px)[:, 0] > 0
-
-
-def gradient_loss(pred: Tensor, gt: Tensor, valid: Tensor, mask: Tensor, ring_px: int) -> Tensor:
-    """L1 between Sobel gradients of pred and GT in and around the food mask (food edges
-    and the plate rim are where volume is won or lost). Only where the whole 3x3 GT
-    neighbourhood is valid, so holes do not create fake edges."""
-    region = dilate(mask, ring_px)
-    region = region & ~dilate(~valid, 1)  # valid with a 1-px erosion
-    if not region.any():
-        return graph_zero(pred)
-    gt = torch.where(valid, gt.float(), torch.zeros_like(gt, dtype=torch.float32))
-    pgx, pgy = _sobel(pred)
-    ggx, ggy = _sobel(gt)
-    return ((pgx - ggx).abs() + (pgy - ggy).abs())[region].mean()
+def gradient_loss(pred: Tensor, gt: Tensor, valid: Tensor, scales: int = 4) -> Tensor:
+    """Scale-invariant gradient matching on log depth (MegaDepth / MiDaS): with
+    r = log pred - log gt, the mean |d r / dx| + |d r / dy| over pixel pairs where both GT
+    pixels are valid, at `scales` resolutions (stride 1, 2, 4, ...). A global scale error leaves r
+    constant and costs nothing; a flattened food mound or a missing table tilt does cost, and
+    in log space its size does not shrink with the input resolution (a Sobel on metres did)."""
+    pred = pred.float().clamp_min(1e-6)
+    gt = torch.where(valid, gt.float(), torch.ones_like(gt, dtype=torch.float32))
+    r = torch.where(valid, torch.log(pred) - torch.log(gt), torch.zeros_like(pred))
+    total, n = pred.new_zeros(()), 0
+    for k in range(max(1, int(scales))):
+        s = 2 ** k
+        rk, vk = r[:, ::s, ::s], valid[:, ::s, ::s]
+        for dim in (1, 2):
+            a, b = rk.narrow(dim, 1, rk.shape[dim] - 1), rk.narrow(dim, 0, rk.shape[dim] - 1)
+            both = vk.narrow(dim, 1, vk.shape[dim] - 1) & vk.narrow(dim, 0, vk.shape[dim] - 1)
+            if both.any():
+                total = total + (a - b).abs()[both].mean()
+                n += 1
+    return total / n if n else graph_zero(pred)
 
 
 def silog_loss(pred: Tensor, gt: Tensor, valid: Tensor, lam: float = 0.5, eps: float = 1e-8) -> Tensor:
@@ -119,20 +113,45 @@ def plane_loss(pred: Tensor, gt: Tensor, mask: Tensor, K: Tensor, ring_px: int, 
     return normal_angle(n_pred, n_gt).clamp_min(0).mean()
 
 
+def plausible_label(target_ml: Tensor, mask: Tensor, gt: Tensor, K: Tensor,
+                    height_mm: tuple[float, float]) -> Tensor:
+    """B bool: the label is plausible for its mask. label / (mask area on the table) is the
+    food's mean height; outside `height_mm` the mask missed the food (a 0.02 mL label on a
+    plate-sized mask) or is a speck under a large label, and such a dish would dominate a
+    relative volume loss. Area: mask pixels x Z^2 / (fx fy), Z the median valid GT depth in it."""
+    valid = valid_depth(gt) & mask
+    out = torch.zeros(len(mask), dtype=torch.bool, device=mask.device)
+    for i in range(len(mask)):
+        if not valid[i].any() or not torch.isfinite(target_ml[i]) or target_ml[i] <= 0:
+            continue
+        z = gt[i][valid[i]].float().median()
+        area_m2 = mask[i].sum().float() * z * z / (K[i, 0, 0].float() * K[i, 1, 1].float())
+        h_mm = float(target_ml[i].float() * 1e-6 / area_m2 * 1e3)
+        out[i] = height_mm[0] <= h_mm <= height_mm[1]
+    return out
+
+
 def volume_loss(pred: Tensor, mask: Tensor, K: Tensor, target_ml: Tensor, geom: dict,
-                pred_plane: tuple[Tensor, Tensor] | None = None) -> Tensor:
-    """Mean relative volume error |V(pred) - V_label| / V_label, V through
-    pipeline.geometry.estimate_volume_torch with the true K."""
+                pred_plane: tuple[Tensor, Tensor] | None = None, floor_ml: float = 20.0,
+                keep: Tensor | None = None) -> Tensor:
+    """Mean |log((V(pred) + floor) / (V_label + floor))|, V through
+    pipeline.geometry.estimate_volume_torch with the true K. The floor bounds the gradient
+    (<= 1 / floor per mL) where |V - t| / t would explode for a tiny label; for labels well
+    above the floor it is the log ratio, symmetric in over- and underestimation.
+    `keep`: dishes allowed in the term (plausible labels); others are left out."""
     from pipeline.geometry import estimate_volume_torch
-    keep = torch.isfinite(target_ml) & (target_ml > 0) & mask.flatten(1).any(1)
-    if not keep.any():
+    ok = torch.isfinite(target_ml) & (target_ml > 0) & mask.flatten(1).any(1)
+    if keep is not None:
+        ok = ok & keep
+    if not ok.any():
         return graph_zero(pred)
-    plane = None if pred_plane is None else (pred_plane[0][keep], pred_plane[1][keep])
-    vol = estimate_volume_torch(pred[keep].float(), mask[keep], K[keep].float(),
+    plane = None if pred_plane is None else (pred_plane[0][ok], pred_plane[1][ok])
+    vol = estimate_volume_torch(pred[ok].float(), mask[ok], K[ok].float(),
                                 method=geom["method"], ring_px=int(geom["ring_px"]),
                                 cell_mm=float(geom["cell_mm"]), plane=plane, seed=int(geom["seed"]))
-    t = target_ml[keep].float()
-    return ((vol.float() - t).abs() / t).mean()
+    t = target_ml[ok].float()
+    f = float(floor_ml)
+    return (torch.log(vol.float().clamp_min(0) + f) - torch.log(t + f)).abs().mean()
 
 
 def check_weights(weights: dict | LossConfig) -> dict[str, float]:
@@ -140,7 +159,7 @@ def check_weights(weights: dict | LossConfig) -> dict[str, float]:
     if dataclasses.is_dataclass(weights):
         weights = dataclasses.asdict(weights)
     missing = [k for k in LOSS_KEYS if k not in weights]
-    unknown = [k for k in weights if k not in LOSS_KEYS]
+    unknown = [k for k in weights if k not in LOSS_KEYS + SETTING_KEYS]
     if missing or unknown:
         raise ValueError(f"params.yaml loss: missing {missing}, unknown {unknown}")
     out = {k: float(weights[k]) for k in LOSS_KEYS}
@@ -150,16 +169,28 @@ def check_weights(weights: dict | LossConfig) -> dict[str, float]:
     return out
 
 
+def loss_settings(loss: dict | LossConfig | None) -> dict:
+    """The `loss` params that are not weights (volume floor, plausible label heights)."""
+    full = dataclasses.asdict(LossConfig())
+    if loss is not None:
+        full.update(dataclasses.asdict(loss) if dataclasses.is_dataclass(loss) else dict(loss))
+    floor, (lo, hi) = float(full["volume_floor_ml"]), full["label_height_mm"]
+    if not (math.isfinite(floor) and floor > 0) or not 0 <= float(lo) < float(hi):
+        raise ValueError(f"params.yaml loss: volume_floor_ml must be > 0 ({floor}) and "
+                         f"label_height_mm an increasing [low, high] pair ({[lo, hi]})")
+    return {"volume_floor_ml": floor, "label_height_mm": (float(lo), float(hi))}
+
+
 TERM_NAMES = ("depth", "grad", "plane", "volume", "silog", "intrinsics")  # term k has weight w_k
 
 
 def loss_terms(out: dict[str, Tensor], batch: dict[str, Tensor], weights: dict[str, float],
-               geom: dict, predicts_K: bool) -> dict[str, Tensor] | None:
+               geom: dict, predicts_K: bool, settings: dict | None = None) -> dict[str, Tensor] | None:
     """Each loss term with a positive weight (fp32 tensors, unweighted), or None for a batch
     with no valid GT pixel. Terms the model cannot have (intrinsics for a model that takes K)
-    are left out."""
+    are left out. `settings`: `loss_settings(...)` (defaults when None)."""
+    settings = settings or loss_settings(None)
     gt, mask, K = batch["depth"], batch["mask"], batch["K"]
-    loss_mask = batch.get("loss_mask", mask)
     valid = valid_depth(gt)
     if not valid.any():
         return None
@@ -170,7 +201,7 @@ def loss_terms(out: dict[str, Tensor], batch: dict[str, Tensor], weights: dict[s
         if weights["w_depth"] > 0:
             terms["depth"] = depth_l1(pred, gt, valid)
         if weights["w_grad"] > 0:
-            terms["grad"] = gradient_loss(pred, gt, valid, loss_mask, ring)
+            terms["grad"] = gradient_loss(pred, gt, valid)
         if weights["w_silog"] > 0:
             terms["silog"] = silog_loss(pred, gt, valid)
         seed = int(geom["seed"])
@@ -179,7 +210,9 @@ def loss_terms(out: dict[str, Tensor], batch: dict[str, Tensor], weights: dict[s
         if weights["w_plane"] > 0:
             terms["plane"] = plane_loss(pred, gt, mask, K, ring, seed, pred_plane=plane)
         if weights["w_volume"] > 0:
-            terms["volume"] = volume_loss(pred, mask, K, batch["volume_ml"], geom, pred_plane=plane)
+            keep = plausible_label(batch["volume_ml"], mask, gt, K, settings["label_height_mm"])
+            terms["volume"] = volume_loss(pred, mask, K, batch["volume_ml"], geom, pred_plane=plane,
+                                          floor_ml=settings["volume_floor_ml"], keep=keep)
         if predicts_K and weights["w_intrinsics"] > 0:
             terms["intrinsics"] = intrinsics_loss(out["K"], K)
     return terms
@@ -191,10 +224,10 @@ def weighted_sum(terms: dict[str, Tensor], weights: dict[str, float]) -> Tensor:
 
 
 def total_loss(out: dict[str, Tensor], batch: dict[str, Tensor], weights: dict[str, float],
-               geom: dict, predicts_K: bool) -> tuple[Tensor | None, dict[str, float]]:
+               geom: dict, predicts_K: bool, settings: dict | None = None) -> tuple[Tensor | None, dict[str, float]]:
     """Weighted sum of all terms (fp32). Returns (None, {}) for a batch with no valid GT
     pixel (the caller skips it); raises FloatingPointError naming the terms if non-finite."""
-    terms = loss_terms(out, batch, weights, geom, predicts_K)
+    terms = loss_terms(out, batch, weights, geom, predicts_K, settings)
     if terms is None:
         return None, {}
     total = weighted_sum(terms, weights)

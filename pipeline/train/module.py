@@ -13,12 +13,13 @@ import numpy as np
 import pytorch_lightning as pl
 import torch
 
-from pipeline.config import LoraConfig, LossConfig
+from pipeline.config import LoraConfig, LossConfig, RecipeConfig
 from pipeline.io import write_text
 from pipeline.models import DepthModel
 from pipeline.models.lora import set_encoder_mode
-from pipeline.train.losses import (TERM_NAMES, check_weights, focal_rel_errors, graph_zero, loss_terms,
-                                   valid_depth, weighted_sum)
+from pipeline.train.losses import (TERM_NAMES, check_weights, focal_rel_errors, graph_zero, loss_settings,
+                                   loss_terms, valid_depth, weighted_sum)
+from pipeline.train.recipe import lr_lambda
 
 MONITOR = "val/volume_ape"
 
@@ -33,32 +34,49 @@ class DepthLitModule(pl.LightningModule):
 
     STATS = ("loss",) + TERM_NAMES  # per-batch vector: total loss, then each term (NaN = off)
 
-    def __init__(self, model: DepthModel, stage: int, loss_weights: LossConfig | dict, geom: dict,
-                 lr_encoder: float, lr_decoder: float, weight_decay: float, max_epochs: int,
-                 encoder: str | None = None, lora: LoraConfig | None = None) -> None:
+    def __init__(self, model: DepthModel, stage: int, loss: LossConfig | dict, geom: dict,
+                 recipe: RecipeConfig, grad_norm_every: int = 0, encoder: str | None = None,
+                 lora: LoraConfig | None = None) -> None:
+        """stage 0 (pretraining from random init) and 2 train every layer, stage 1 the decoder
+        on a frozen encoder; `recipe`: LRs and per-iteration schedule of this starting point;
+        `encoder`/`lora`: stage 2's train.stage2.encoder (full | lora | frozen) and its adapters."""
         super().__init__()
         self.model = model
         self.stage = int(stage)
-        self.weights = check_weights(loss_weights)
+        self.weights = check_weights(loss)
+        self.settings = loss_settings(loss)
         self.geom = dict(geom)
-        self.lr_encoder, self.lr_decoder = float(lr_encoder), float(lr_decoder)
-        self.weight_decay, self.max_epochs = float(weight_decay), int(max_epochs)
+        self.recipe = recipe
+        self.grad_norm_every = int(grad_norm_every)
         self.predicts_K = bool(getattr(model, "predicts_K", False))  # UniDepth, camera: predict
         # the encoder: frozen in stage 1; stage 2 `full`, `lora` (adapters at lora.lr) or `frozen`
         self.encoder_mode = encoder or ("frozen" if self.stage == 1 else "full")
         set_encoder_mode(self.model, self.encoder_mode, lora)
+        # LoRA adapters start at zero like a fresh head: they train at lora.lr (default: the decoder's LR)
+        self.lr_encoder = float(recipe.lr_encoder)
         if self.encoder_mode == "lora":
-            self.lr_encoder = float(lora.lr if lora and lora.lr is not None else lr_decoder)
+            self.lr_encoder = float(lora.lr if lora and lora.lr is not None else recipe.lr_decoder)
         self.live = None  # dvclive.Live, attached by run_stage on global rank 0 only
         self.history: list[dict] = []
         self.val_reference: dict = {}
+        self.val_apes = np.zeros(0)
         self.skipped = 0       # batches without valid GT, all ranks, this run
         self._skipped = 0      # this rank, this epoch
         self._train_acc: list[torch.Tensor] = []  # per batch: [batch size, STATS...]
+        self._grad_acc: list[torch.Tensor] = []   # per measured step: |grad| of w_k * term_k (NaN = off)
+        self._clip_acc: list[float] = []          # per step: total gradient norm before clipping
         self._val: list[torch.Tensor] = []        # per dish: [index, ape, ape_full, ref_ape, abs_rel]
         self._val_terms: list[torch.Tensor] = []  # per batch: [batch size, STATS...]
         self._val_row: dict = {}
         self._t0 = time.time()
+
+    def __getstate__(self) -> dict:
+        """Pickled / deep-copied state without the DVCLive logger (the EMA callback deep-copies
+        the module; a Live holds repository handles that neither copy nor belong to the
+        average) and, as Lightning's own, without the trainer."""
+        state = super().__getstate__()
+        state["live"] = None
+        return state
 
     def forward(self, images: torch.Tensor, K: torch.Tensor) -> dict[str, torch.Tensor]:
         return self.model(images, K.clone())  # UniDepth-style in-place edits never reach the batch
@@ -75,20 +93,42 @@ class DepthLitModule(pl.LightningModule):
         dm = self.trainer.datamodule
         if dm is not None and dm.train_set is not None:
             dm.train_set.epoch = self.current_epoch
-        self._train_acc, self._skipped = [], 0
+        self._train_acc, self._grad_acc, self._clip_acc, self._skipped = [], [], [], 0
 
-    def _stats(self, out: dict, batch: dict) -> tuple[torch.Tensor, torch.Tensor, bool]:
-        """(loss keeping the graph, detached STATS vector, skipped?) for one batch."""
-        terms = loss_terms(out, batch, self.weights, self.geom, self.predicts_K)
+    def _stats(self, out: dict, batch: dict, grad_norms: bool = False) -> tuple[torch.Tensor, torch.Tensor, bool]:
+        """(loss keeping the graph, detached STATS vector, skipped?) for one batch; with
+        `grad_norms`, also records each weighted term's gradient norm on the trainable weights."""
+        terms = loss_terms(out, batch, self.weights, self.geom, self.predicts_K, self.settings)
         pred = out["depth"]
         if terms is None:  # no valid GT pixel in this rank's batch: a zero step, not a missing one
             loss = graph_zero(pred.float())
             return loss, torch.full((len(self.STATS),), float("nan"), device=pred.device), True
         loss = weighted_sum(terms, self.weights)
+        if grad_norms:
+            self._grad_acc.append(self._term_grad_norms(terms))
         nan = pred.new_tensor(float("nan"), dtype=torch.float32)
         vec = torch.stack([loss.detach().float()] + [terms[k].detach().float() if k in terms else nan
                                                      for k in TERM_NAMES])
         return loss, vec, False
+
+    def _term_grad_norms(self, terms: dict[str, torch.Tensor]) -> torch.Tensor:
+        """|d (w_k term_k) / d theta| over the trainable weights, per term (NaN = term off):
+        what each term pulls with, which its value does not show."""
+        params = [p for p in self.model.parameters() if p.requires_grad]
+        out = torch.full((len(TERM_NAMES),), float("nan"))
+        for i, k in enumerate(TERM_NAMES):
+            if k not in terms or not terms[k].requires_grad:
+                continue
+            grads = torch.autograd.grad(self.weights["w_" + k] * terms[k], params, retain_graph=True,
+                                        allow_unused=True)
+            out[i] = torch.sqrt(sum((g.detach().float() ** 2).sum() for g in grads if g is not None)
+                                + torch.zeros(()))
+        return out
+
+    def on_before_optimizer_step(self, optimizer) -> None:
+        from pytorch_lightning.utilities import grad_norm
+        norms = grad_norm(self.model, norm_type=2)
+        self._clip_acc.append(float(norms.get("grad_2.0_norm_total", 0.0)))
 
     def _stop_if_not_finite(self, vec: torch.Tensor, skipped: bool, batch_idx: int) -> None:
         """All ranks see every rank's loss (all_gather) and raise the same error together, so
@@ -108,7 +148,9 @@ class DepthLitModule(pl.LightningModule):
 
     def training_step(self, batch: dict, batch_idx: int) -> torch.Tensor:
         out = self(batch["image"], batch["K"])
-        loss, vec, skipped = self._stats(out, batch)
+        measure = (self.grad_norm_every > 0 and self.trainer.world_size == 1
+                   and (batch_idx == 0 or self.global_step % self.grad_norm_every == 0))  # not under DDP
+        loss, vec, skipped = self._stats(out, batch, grad_norms=measure)
         self._stop_if_not_finite(vec, skipped, batch_idx)
         if skipped:
             self._skipped += 1
@@ -188,6 +230,7 @@ class DepthLitModule(pl.LightningModule):
         keep[1:] = allv[1:, 0] != allv[:-1, 0]
         allv = allv[keep]
         ape, ape_full, ref_ape = allv[:, 1], allv[:, 2], allv[:, 3]
+        self.val_apes = ape.double().cpu().numpy()  # per dish, this validation (for the interval)
         abs_rel = allv[:, 4]
         nan = float("nan")
         row = {MONITOR: float(ape.median()) if len(ape) else nan,
@@ -211,6 +254,16 @@ class DepthLitModule(pl.LightningModule):
         the synced validation metrics; DVCLive written by global rank 0 only."""
         row = {"epoch": int(self.current_epoch), **self._val_row}
         row.update({f"train/{k}": v for k, v in self._reduce_terms(self._train_acc).items()})
+        if self._grad_acc:  # mean over the measured steps of this epoch (rank 0's batches)
+            g = torch.stack(self._grad_acc)
+            for i, k in enumerate(TERM_NAMES):
+                if not torch.isnan(g[:, i]).all():
+                    row[f"train/gradnorm_{k}"] = float(g[:, i].nanmean())
+        if self._clip_acc and self.trainer.gradient_clip_val:  # share of steps the clip shortened
+            row["train/clipped_frac"] = float(np.mean(np.array(self._clip_acc) > float(self.trainer.gradient_clip_val)))
+        if self.trainer.optimizers:
+            for g in self.trainer.optimizers[0].param_groups:
+                row[f"train/lr_{g.get('name', 'group')}"] = float(g["lr"])
         skipped = self.trainer.strategy.reduce(torch.tensor(float(self._skipped), device=self.device),
                                                reduce_op="sum")
         self.skipped += int(skipped)
@@ -224,23 +277,28 @@ class DepthLitModule(pl.LightningModule):
             self.live.sync()
 
     def configure_optimizers(self):
+        """AdamW with the recipe's encoder / decoder LRs, stepped every iteration (warmup, then
+        poly or cosine decay over the stage's iterations, as the official recipes do)."""
+        r = self.recipe
         groups = []
         enc = [p for p in self.model.encoder_parameters() if p.requires_grad]
         dec = [p for p in self.model.decoder_parameters() if p.requires_grad]
         if enc:
-            groups.append({"params": enc, "lr": self.lr_encoder})
+            groups.append({"params": enc, "lr": self.lr_encoder, "name": "encoder"})
         if dec:
-            groups.append({"params": dec, "lr": self.lr_decoder})
+            groups.append({"params": dec, "lr": r.lr_decoder, "name": "decoder"})
         if not groups:
             raise ValueError("training: no trainable parameters (everything frozen?)")
-        opt = torch.optim.AdamW(groups, weight_decay=self.weight_decay)
-        sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=max(1, self.max_epochs), eta_min=0.0)
-        return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "epoch"}}
+        opt = torch.optim.AdamW(groups, weight_decay=r.weight_decay)
+        total = max(1, int(self.trainer.estimated_stepping_batches))
+        sched = torch.optim.lr_scheduler.LambdaLR(opt, lr_lambda(r, total))
+        return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}
 
 
 def loss_term_summary(history: list[dict], weights: dict[str, float]) -> dict:
     """Each loss term (unweighted, and times its weight) in the first and the last epoch of
-    this run, train and val: shows which terms actually pull on the model."""
+    this run, train and val, and each weighted term's gradient norm with its share of their
+    sum (`train_gradnorm`): shows which terms actually pull on the model."""
     if not history:
         return {}
     out: dict = {}
@@ -250,6 +308,10 @@ def loss_term_summary(history: list[dict], weights: dict[str, float]) -> dict:
             raw = {k: row[f"{split}/{k}"] for k in TERM_NAMES if f"{split}/{k}" in row}
             entry[split] = {k: round(v, 6) for k, v in raw.items()}
             entry[f"{split}_weighted"] = {k: round(weights["w_" + k] * v, 6) for k, v in raw.items()}
+        gn = {k: row[f"train/gradnorm_{k}"] for k in TERM_NAMES if f"train/gradnorm_{k}" in row}
+        if gn:
+            tot = sum(gn.values()) or 1.0
+            entry["train_gradnorm"] = {k: {"norm": round(v, 6), "share": round(v / tot, 4)} for k, v in gn.items()}
         out[tag] = entry
     return out
 

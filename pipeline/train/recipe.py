@@ -1,0 +1,52 @@
+"""Which optimiser recipe a training run uses, and its per-iteration learning-rate schedule.
+
+A pretrained checkpoint and a random network need different rates: a metric checkpoint's
+decoder is already trained, and 2e-3 (a random decoder's rate) undoes it in a few steps. The
+starting point of every stage is the stage-0 model (`model_cfg.<model>.pretrained`: a
+checkpoint, the synthetic pretraining's output, or null = random), so stages 1 and 2 share its
+recipe; the synthetic pretraining itself starts from random init."""
+from __future__ import annotations
+
+import math
+from typing import Callable, Literal
+
+from pipeline.config import Params, RecipeConfig
+
+Source = Literal["random", "pretrained"]
+
+
+def recipe_for(params: Params, name: str, source: Source | None = None) -> tuple[Source, RecipeConfig]:
+    """(source, recipe) for model `name`: `train.recipe_pretrained.<name>` when it starts from
+    a checkpoint, `train.recipe_random` from random init. `source` None: from the model's
+    `pretrained` setting."""
+    from pipeline.models.registry import config_for
+    if source is None:
+        source = "pretrained" if config_for(params, name).pretrained else "random"
+    if source == "random":
+        return source, params.train.recipe_random
+    recipes = params.train.recipe_pretrained
+    if name not in recipes:
+        raise ValueError(f"{params.source}: train.recipe_pretrained.{name}: missing (model_cfg.{name}."
+                         f"pretrained is set, so {name} needs a recipe for a pretrained start)")
+    return source, recipes[name]
+
+
+def lr_factor(step: int, total: int, r: RecipeConfig) -> float:
+    """Multiplier of the peak LR at optimiser step `step` of `total`: linear warmup over
+    `warmup_frac` of the steps, then `poly` ((1 - t)^power, Depth-Anything-V2 metric),
+    `cosine` (down to `final_lr_frac`, UniDepth) or `constant`."""
+    total = max(1, int(total))
+    warm = int(round(r.warmup_frac * total))
+    if step < warm:
+        return (step + 1) / warm
+    t = min(1.0, (step - warm) / max(1, total - warm))
+    if r.schedule == "poly":
+        return (1.0 - t) ** r.poly_power
+    if r.schedule == "cosine":
+        return r.final_lr_frac + (1.0 - r.final_lr_frac) * 0.5 * (1.0 + math.cos(math.pi * t))
+    return 1.0
+
+
+def lr_lambda(r: RecipeConfig, total: int) -> Callable[[int], float]:
+    """`LambdaLR` function for one stage of `total` optimiser steps."""
+    return lambda step: lr_factor(step, total, r)

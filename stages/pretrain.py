@@ -1,0 +1,46 @@
+"""DVC stage `pretrain@<model>`: synthetic pretraining of the model's small random config on
+other dishes (train.pretrain) -> models/<model>/pretrain, the checkpoint stage 0 starts from.
+
+    python -m stages.pretrain --model depth_anything_v2
+
+Its output is small and committed to git (a `cache: false` output), so a fresh clone's
+`dvc repro` reuses it; it is rebuilt only when its code or params change (about 8 min on 2 cores).
+"""
+from __future__ import annotations
+
+import argparse
+import shutil
+
+from pipeline.config import REPO_ROOT, load_params
+from pipeline.train.cpu import pin_cpu_numerics
+
+
+def main(argv: list[str] | None = None) -> None:
+    ap = argparse.ArgumentParser(description=__doc__)
+    ap.add_argument("--model", required=True, help="a name from params.yaml models:")
+    args = ap.parse_args(argv)
+    params = load_params()
+    pin_cpu_numerics(params)
+    name = args.model
+    if name not in params.models:
+        raise ValueError(f"--model: {name!r} is not in params.yaml models {params.models}")
+    from pipeline.train.fit import run_stage
+    from pipeline.train.pretrain import pretrain_index
+    work = REPO_ROOT / "data/pretrain" / name
+    index = pretrain_index(params, work)
+    try:
+        m = run_stage(name, 0, params, index_path=index,
+                      weights_out=REPO_ROOT / f"models/{name}/pretrain",
+                      ckpt_dir=REPO_ROOT / f"checkpoints/{name}/pretrain",
+                      live_dir=REPO_ROOT / f"dvclive/{name}/pretrain",
+                      metrics_path=REPO_ROOT / f"metrics/train/{name}_pretrain.json")
+    finally:
+        shutil.rmtree(work, ignore_errors=True)  # rendered dishes: only this stage reads them
+    if m:
+        curve = ", ".join(f"{r['val/volume_ape']:.3f}" for r in m["curve"])
+        print(f"{name} pretrain: val/volume_ape {m['val_volume_ape']:.4f} {m['val_volume_ape_ci95']} "
+              f"after {m['epochs_run']} epochs in {m['train_seconds']} s; curve [{curve}]")
+
+
+if __name__ == "__main__":
+    main()
