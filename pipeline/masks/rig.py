@@ -268,7 +268,9 @@ def rig_mask(depth: np.ndarray, K: np.ndarray, rig_plane: tuple[np.ndarray, floa
     walled = rise > _RIM_MAX_M
     ref = floor_m if floor_m is not None else (0.0 if platform_seen else None)  # where vessels stand
     high = ref is not None and floor_h > ref + _MAX_FLOOR_M and rise > _LEVEL_WALL_M
-    if lv and ((walled and floor_h > _MAX_FLOOR_M) or high):   # far above any vessel's floor:
+    # far above any vessel's floor: food levelled in a bowl? (on a release only: its vessel floor
+    # is known; synthetic rig families keep the bowl surface continued from the wall, flagged)
+    if rig_floor_m is not None and lv and ((walled and floor_h > _MAX_FLOOR_M) or high):
         out = _levelled(X, inside, h_rig, floor_h, n_f, float(d_rig),  # food levelled in a bowl?
                         _bowl_axis(dish, inside, h_rig, K, n_rig, d_rig), min_area_px, rgb, floor_m)
         if out is not None:
