@@ -128,14 +128,15 @@ def test_n5k_mass_path(tmp_path, monkeypatch) -> None:
     for stage 2): each mass row has the contract keys, compare.json its mass block, the report its
     mass table with the published figures marked as not measured here."""
     import yaml
-    from fake_release import make_release_tree
+    from rig_release import write_release
 
     from pipeline import config, io
     from pipeline.models import build_model
     from pipeline.models.inference import save_model
     from stages import baselines, compare, evaluate, ingest, labels, mass, mass_head, masks, report, split
 
-    planted = make_release_tree(tmp_path / "release", n=8, seed=0, corrupt=False)
+    truth = write_release(tmp_path / "release", n=9, seed=3, test_share=0.5)  # the fixed rig, every family
+    planted = {"mass_g": dict(zip(truth["dish_id"], truth["mass_g"]))}
     root = tmp_path / "project"
     root.mkdir()
     params = yaml.safe_load((config.PARAMS_FILE).read_text())

@@ -73,7 +73,8 @@ def test_validation_step_under_bf16_autocast():
         batch = next(iter(dm.val_dataloader()))
     params = load_params()
     model = build_model("depth_anything_v2", {**CFG, "size": [84, 112]}, seed=0).eval()
-    lit = DepthLitModule(model, 1, params.loss, geometry_params(params, (84, 112), 168), 0.0, 1e-3, 0.0, 1)
+    lit = DepthLitModule(model, 1, params.loss, geometry_params(params, (84, 112), 168),
+                         params.train.recipe_random)
     with torch.no_grad():
         lit.validation_step(batch, 0)
         with torch.autocast("cpu", dtype=torch.bfloat16):
