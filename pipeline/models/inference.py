@@ -21,6 +21,16 @@ WEIGHTS_FILE = "model.safetensors"
 META_FILE = "model.json"
 
 
+def _portable(obj: Any) -> Any:
+    """The architecture without transformers' `_name_or_path` (the folder a checkpoint was read
+    from): model.json, and so its DVC hash, must not depend on where the checkout lies."""
+    if isinstance(obj, dict):
+        return {k: _portable(v) for k, v in obj.items() if k != "_name_or_path"}
+    if isinstance(obj, list):
+        return [_portable(v) for v in obj]
+    return obj
+
+
 def save_model(model: DepthModel, out_dir: Path, name: str, cfg: Any) -> None:
     """Write out_dir/model.safetensors then out_dir/model.json (each atomically); `cfg` is the
     model's config (typed, or a params mapping), kept in model.json for predict. LoRA adapters
@@ -31,7 +41,7 @@ def save_model(model: DepthModel, out_dir: Path, name: str, cfg: Any) -> None:
     state = {k: v.detach().cpu().contiguous() for k, v in merged_state_dict(model).items()}
     with atomic_write(out_dir / WEIGHTS_FILE) as tmp:
         save_file(state, str(tmp))
-    write_json(out_dir / META_FILE, {"name": name, "cfg": cfg, "arch": model.arch_config(),
+    write_json(out_dir / META_FILE, {"name": name, "cfg": cfg, "arch": _portable(model.arch_config()),
                                      "input_multiple": model.input_multiple})
 
 
