@@ -6,10 +6,8 @@ import pandas as pd
 
 from pipeline import io
 from pipeline.config import load_params
-from pipeline.evaluate.baselines import BASELINE_NAMES
-from pipeline.evaluate.compare import compare, comparison_plan, vs_key
-from pipeline.evaluate.mass import compare_mass, mass_names, mass_plan
-from pipeline.evaluate.scoring import SETTINGS, STAGE0_SUFFIX
+from pipeline.evaluate.compare import compare, compare_mass, comparison_plan, mass_plan, vs_key
+from pipeline.evaluate.names import BASELINE_NAMES, SETTINGS, STAGE0_SUFFIX, mass_names
 
 
 def main() -> None:

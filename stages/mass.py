@@ -7,9 +7,10 @@ import pandas as pd
 from tqdm import tqdm
 
 from pipeline import io
-from pipeline.evaluate.mass import mass_table, model_rows, scored_dishes, write_mass_row, write_mass_unavailable
-from pipeline.evaluate.scoring import (END_TO_END, GIVEN, NO_GIVEN_MASKS, SETTINGS, MeasureConfig, given_mask_source,
-                                       given_masks, inference_size, load_given_mask, load_inputs, model_predictor, predict_dish)
+from pipeline.evaluate.mass import mass_table, scored_dishes, write_mass_row, write_mass_unavailable
+from pipeline.evaluate.names import END_TO_END, GIVEN, SETTINGS, model_rows
+from pipeline.evaluate.scoring import (NO_GIVEN_MASKS, MeasureConfig, given_mask_source, given_masks, inference_size,
+                                       load_given_mask, load_inputs, model_predictor, predict_dish)
 from pipeline.mass import HEAD_DIR, HEAD_WEIGHTS, DensityHead, global_density, image_features, stage_inputs
 from pipeline.masks.from_depth import geometry_mask
 

@@ -7,7 +7,7 @@ import torch
 
 from pipeline import geometry as g
 from pipeline.data.shapes import Box, Camera, Cylinder, Plane, SphereCap, render
-from pipeline.geometry.coverage import _boundary
+from pipeline.geometry.shared import boundary
 from pipeline.io import intrinsics
 
 F_PX = 600.0
@@ -127,7 +127,7 @@ def test_silhouette_holes_filled_from_the_food_side(el):
     depth, label = render([box, Plane()], cam)
     mask = label == 0
     exact = g.estimate_volume(depth, mask, cam.K).volume_ml
-    holes = _boundary(mask) & (np.random.default_rng(0).random(mask.shape) < 0.5)
+    holes = boundary(mask) & (np.random.default_rng(0).random(mask.shape) < 0.5)
     bad = depth.copy()
     bad[holes] = 0.0
     res = g.estimate_volume(bad, mask, cam.K)

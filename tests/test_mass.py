@@ -10,7 +10,9 @@ import pytest
 
 from pipeline.data import density, synthetic
 from pipeline.data.synthetic import FOOD_LOOKS, generate_dish
-from pipeline.evaluate.mass import compare_mass, mass_metrics, mass_table, model_rows, scored_dishes
+from pipeline.evaluate.compare import compare_mass
+from pipeline.evaluate.mass import mass_metrics, mass_table, scored_dishes
+from pipeline.evaluate.names import model_rows
 from pipeline.mass import DensityHead, density_source, global_density, pooled_features
 
 FAMILIES = {"table": 0.4, "platform": 0.15, "rails": 0.15, "deep_bowl": 0.15, "metal": 0.15}

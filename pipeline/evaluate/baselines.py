@@ -30,11 +30,6 @@ from tqdm import tqdm
 from pipeline.evaluate.scoring import given_mask_source, given_masks
 from pipeline.io import read_dish_depth, read_mask, resolve
 
-BASELINE_NAMES = ("baseline_mean", "baseline_area_height")
-# Not a baseline to beat but the ceiling: GT depth through the same masks and geometry.
-ORACLE_NAME = "oracle_gt_depth"
-
-
 def _train_volumes(train: pd.DataFrame) -> np.ndarray:
     if "volume_ml" not in train.columns:
         raise ValueError("index: missing label column `volume_ml` (run the labels stage)")
@@ -130,5 +125,5 @@ def baseline_table(baseline: object, dishes: pd.DataFrame, allowed_roots: Sequen
                          "volume_ml_pred": pred, "failed": False, "error": ""})
 
 
-__all__ = ["BASELINE_NAMES", "ORACLE_NAME", "MeanVolumeBaseline", "AreaHeightBaseline", "fit_baselines",
+__all__ = ["MeanVolumeBaseline", "AreaHeightBaseline", "fit_baselines",
            "baseline_table", "mask_pixels"]

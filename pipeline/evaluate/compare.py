@@ -16,6 +16,7 @@ import pandas as pd
 from scipy import stats
 
 from pipeline.evaluate.metrics import volume_metrics
+from pipeline.evaluate.names import MASS_BASELINE_MEAN, SETTINGS
 
 # metric key -> short name in compare.json; lower APE is better, higher within-20 % is better
 METRICS: dict[str, str] = {"volume_mape": "mape", "volume_median_ape": "median_ape", "within_20pct": "within_20pct"}
@@ -109,3 +110,44 @@ def comparison_plan(models: Sequence[str], available: set[str], baselines: Seque
 def vs_key(other: str, model: str, stage0_suffix: str) -> str:
     """compare.json key of the opponent: `vs_stage0` for the model's own start, else `vs_<name>`."""
     return "vs_stage0" if other.startswith(model + stage0_suffix) else f"vs_{other}"
+
+
+def compare_mass(a: pd.DataFrame, b: pd.DataFrame, n_bootstrap: int = 2000, seed: int = 0) -> dict:
+    """Difference a − b of mass MAE as a share of the mean mass, on the kept dishes and on all
+    (`_all`), with paired bootstrap 95 % intervals and the Wilcoxon p on per-dish |error|."""
+    m = a[["dish_id", "dropped", "mass_g", "abs_err_g"]].merge(
+        b[["dish_id", "abs_err_g"]], on="dish_id", suffixes=("_a", "_b"), validate="one_to_one")
+    if len(m) != len(a) or len(m) != len(b):
+        raise ValueError("compare_mass: the two rows hold different dishes")
+    out: dict = {}
+    rng = np.random.default_rng(seed)
+    for sfx, sel in (("", ~m["dropped"].astype(bool)), ("_all", np.ones(len(m), bool))):
+        t = m[np.asarray(sel)]
+        n = len(t)
+        out[f"n_dishes{sfx}"] = int(n)
+        if n == 0:
+            continue
+        ea, eb, w = (t[c].to_numpy(float) for c in ("abs_err_g_a", "abs_err_g_b", "mass_g"))
+        idx = rng.integers(0, n, size=(int(n_bootstrap), n))
+        boot = (ea[idx].mean(1) - eb[idx].mean(1)) / w[idx].mean(1)
+        lo, hi = np.percentile(boot, [2.5, 97.5])
+        out[f"mae_pct_of_mean_diff{sfx}"] = round(float((ea.mean() - eb.mean()) / w.mean()), 6)
+        out[f"mae_pct_of_mean_ci_low{sfx}"] = round(float(lo), 6)
+        out[f"mae_pct_of_mean_ci_high{sfx}"] = round(float(hi), 6)
+        out[f"wilcoxon_p{sfx}"] = float(f"{wilcoxon_p(ea, eb):.4g}")
+    return out
+
+
+def mass_plan(models: Sequence[str], available: set[str]) -> list[tuple[str, str, str, str, str]]:
+    """(model, setting, compare.json key, row, other row) for the paired mass comparisons: each
+    model's learned and global rows vs the train-mean baseline, and learned vs global."""
+    plan = []
+    for m in models:
+        for setting, sfx in SETTINGS.items():
+            g, lrn = f"mass_{m}_global{sfx}", f"mass_{m}_learned{sfx}"
+            for key, row, other in (("learned_vs_baseline_mean", lrn, MASS_BASELINE_MEAN),
+                                    ("global_vs_baseline_mean", g, MASS_BASELINE_MEAN),
+                                    ("learned_vs_global", lrn, g)):
+                if row in available and other in available:
+                    plan.append((m, setting, key, row, other))
+    return plan

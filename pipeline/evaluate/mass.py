@@ -13,7 +13,8 @@ Rows (metrics/eval/<row>.{json,csv}):
 - `mass_<model>_oracle_measured`: the label volume (measured depth) through that learned head;
 - `mass_oracle_measured_global`: the label volume x the global density;
 - `mass_baseline_mean`: the train split's mean mass for every dish
-(the last two written by the `baselines` stage).
+(the last two written by the `baselines` stage). The row names live in `pipeline.evaluate.names`,
+their paired comparisons in `pipeline.evaluate.compare`.
 """
 from __future__ import annotations
 
@@ -23,47 +24,13 @@ from typing import Sequence
 import numpy as np
 import pandas as pd
 
-from pipeline.evaluate.compare import wilcoxon_p
-from pipeline.mass import global_density, train_densities
-from pipeline.evaluate.scoring import SETTINGS
+from pipeline.evaluate.names import MASS_BASELINE_MEAN, MASS_ORACLE_GLOBAL
 from pipeline.io import write_csv, write_json
+from pipeline.mass import global_density, train_densities
 from pipeline.suspect import drop_suspect
 
 MASS_COLUMNS = ["dish_id", "dropped", "suspect", "mass_g", "mass_g_pred", "volume_ml_pred",
                 "density_g_ml", "err_g", "abs_err_g", "ape", "failed", "error"]
-BASELINE_MEAN = "mass_baseline_mean"
-ORACLE_GLOBAL = "mass_oracle_measured_global"
-# Published mass MAE as % of the mean test mass on Nutrition5k: references, not measured here.
-PUBLISHED: list[tuple[str, float, str]] = [
-    ("always predict the train mean", 0.585, "Nutrition5k paper, Table 3"),
-    ("2D direct prediction, RGB", 0.188, "Nutrition5k paper, Table 3"),
-    ("2D direct, depth as a 4th channel", 0.189, "Nutrition5k paper, Table 3"),
-    ("volume from the measured depth + CNN", 0.137, "Nutrition5k paper, Table 3"),
-    ("DPF-Nutrition, RGB only (predicted depth fused with RGB)", 0.106, "DPF-Nutrition paper"),
-    ("DPF reproduced with Depth-Anything-V2 as the depth", 0.154, "a public reproduction"),
-]
-
-
-def model_rows(model: str) -> list[str]:
-    """The mass rows stage mass@<model> writes."""
-    return ([f"mass_{model}_{d}{s}" for d in ("global", "learned") for s in SETTINGS.values()]
-            + [f"mass_{model}_oracle_measured"])
-
-
-def mass_names(models: Sequence[str]) -> list[str]:
-    """Every mass row of the report, models first."""
-    return [r for m in models for r in model_rows(m)] + [ORACLE_GLOBAL, BASELINE_MEAN]
-
-
-def published_row(name: str) -> str:
-    """Which published figure a measured row should be compared with."""
-    if name == BASELINE_MEAN:
-        return "train mean 58.5 %"
-    if "oracle_measured" in name:
-        return "measured depth + CNN 13.7 % (depth 4th channel 18.9 %)"
-    if name.endswith("_e2e"):
-        return "RGB only: DPF 10.6 %, DPF w/ DAv2 15.4 %, 2D RGB 18.8 %"
-    return "RGB only (+ given masks): 2D RGB 18.8 %, DPF 10.6 %"
 
 
 def scored_dishes(index: pd.DataFrame, split: str, exclude_suspect: bool) -> pd.DataFrame:
@@ -134,46 +101,6 @@ def write_mass_unavailable(name: str, reason: str, metrics_dir: Path, extra: dic
     return write_mass_row(name, empty, metrics_dir, {**extra, "mask_source": f"unavailable: {reason}"})
 
 
-def compare_mass(a: pd.DataFrame, b: pd.DataFrame, n_bootstrap: int = 2000, seed: int = 0) -> dict:
-    """Difference a − b of mass MAE as a share of the mean mass, on the kept dishes and on all
-    (`_all`), with paired bootstrap 95 % intervals and the Wilcoxon p on per-dish |error|."""
-    m = a[["dish_id", "dropped", "mass_g", "abs_err_g"]].merge(
-        b[["dish_id", "abs_err_g"]], on="dish_id", suffixes=("_a", "_b"), validate="one_to_one")
-    if len(m) != len(a) or len(m) != len(b):
-        raise ValueError("compare_mass: the two rows hold different dishes")
-    out: dict = {}
-    rng = np.random.default_rng(seed)
-    for sfx, sel in (("", ~m["dropped"].astype(bool)), ("_all", np.ones(len(m), bool))):
-        t = m[np.asarray(sel)]
-        n = len(t)
-        out[f"n_dishes{sfx}"] = int(n)
-        if n == 0:
-            continue
-        ea, eb, w = (t[c].to_numpy(float) for c in ("abs_err_g_a", "abs_err_g_b", "mass_g"))
-        idx = rng.integers(0, n, size=(int(n_bootstrap), n))
-        boot = (ea[idx].mean(1) - eb[idx].mean(1)) / w[idx].mean(1)
-        lo, hi = np.percentile(boot, [2.5, 97.5])
-        out[f"mae_pct_of_mean_diff{sfx}"] = round(float((ea.mean() - eb.mean()) / w.mean()), 6)
-        out[f"mae_pct_of_mean_ci_low{sfx}"] = round(float(lo), 6)
-        out[f"mae_pct_of_mean_ci_high{sfx}"] = round(float(hi), 6)
-        out[f"wilcoxon_p{sfx}"] = float(f"{wilcoxon_p(ea, eb):.4g}")
-    return out
-
-
-def mass_plan(models: Sequence[str], available: set[str]) -> list[tuple[str, str, str, str, str]]:
-    """(model, setting, compare.json key, row, other row) for the paired mass comparisons: each
-    model's learned and global rows vs the train-mean baseline, and learned vs global."""
-    plan = []
-    for m in models:
-        for setting, sfx in SETTINGS.items():
-            g, lrn = f"mass_{m}_global{sfx}", f"mass_{m}_learned{sfx}"
-            for key, row, other in (("learned_vs_baseline_mean", lrn, BASELINE_MEAN),
-                                    ("global_vs_baseline_mean", g, BASELINE_MEAN), ("learned_vs_global", lrn, g)):
-                if row in available and other in available:
-                    plan.append((m, setting, key, row, other))
-    return plan
-
-
 def write_mass_baselines(index: pd.DataFrame, split: str, exclude_suspect: bool, metrics_dir: Path) -> dict[str, dict]:
     """The model-free mass rows, fitted on the train split: `mass_baseline_mean` (the train mean
     mass for every dish) and `mass_oracle_measured_global` (label volume x global density)."""
@@ -182,14 +109,14 @@ def write_mass_baselines(index: pd.DataFrame, split: str, exclude_suspect: bool,
     dens = train_densities(train) if "mass_g" in train.columns else pd.Series(dtype=float)
     if dishes.empty or dens.empty:
         return {n: write_mass_unavailable(n, "no dish masses in this data source", metrics_dir, {})
-                for n in (BASELINE_MEAN, ORACLE_GLOBAL)}
+                for n in (MASS_BASELINE_MEAN, MASS_ORACLE_GLOBAL)}
     mean_g, rho = float(train.loc[dens.index, "mass_g"].mean()), global_density(train)
     vol = dishes["volume_ml"].to_numpy(float)
-    return {BASELINE_MEAN: write_mass_row(BASELINE_MEAN, mass_table(dishes, np.full(len(dishes), mean_g)), metrics_dir,
-                                          {"kind": "non-learned baseline (train mean mass)", "density_source": "none",
-                                           "fit_mean_mass_g": round(mean_g, 3), "volume_source": "none",
-                                           "mask_source": "none"}),
-            ORACLE_GLOBAL: write_mass_row(ORACLE_GLOBAL, mass_table(dishes, rho * vol, vol, rho), metrics_dir,
-                                          {"kind": "oracle: label volume (measured depth) x global density",
-                                           "density_source": "global", "global_density_g_ml": round(rho, 4),
-                                           "volume_source": "label (measured depth)", "mask_source": "label"})}
+    mean_row = write_mass_row(MASS_BASELINE_MEAN, mass_table(dishes, np.full(len(dishes), mean_g)), metrics_dir,
+                              {"kind": "non-learned baseline (train mean mass)", "density_source": "none",
+                               "fit_mean_mass_g": round(mean_g, 3), "volume_source": "none", "mask_source": "none"})
+    oracle_row = write_mass_row(MASS_ORACLE_GLOBAL, mass_table(dishes, rho * vol, vol, rho), metrics_dir,
+                                {"kind": "oracle: label volume (measured depth) x global density",
+                                 "density_source": "global", "global_density_g_ml": round(rho, 4),
+                                 "volume_source": "label (measured depth)", "mask_source": "label"})
+    return {MASS_BASELINE_MEAN: mean_row, MASS_ORACLE_GLOBAL: oracle_row}

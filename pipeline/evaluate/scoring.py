@@ -28,7 +28,7 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Mapping, Sequence
+from typing import Callable, Mapping, Sequence
 
 import numpy as np
 import pandas as pd
@@ -38,6 +38,7 @@ from pipeline import geometry
 from pipeline.config import EvalConfig, MasksConfig, Params, SuspectConfig, VolumeConfig, as_params
 from pipeline.evaluate.metrics import (DEFAULT_BIN_EDGES, assign_bins, depth_errors, focal_rel_err, height_error_mm,
                                        nanmean, per_bin_metrics, volume_metrics)
+from pipeline.evaluate.names import END_TO_END, GIVEN, SETTINGS
 from pipeline.io import K_from_row, read_dish_depth, read_mask, read_rgb, resolve, write_csv, write_json
 from pipeline.suspect import drop_suspect
 
@@ -52,14 +53,9 @@ CSV_COLUMNS = ["dish_id", "volume_ml_gt", "volume_ml_pred", "abs_err_ml", "ape",
                "height_mae_mm", "height_bias_mm", "infer_s", "focal_rel_err"]
 DEPTH_COLUMNS = ["depth_abs_rel", "depth_rmse_m", "depth_delta1", "depth_ring_abs_rel",
                  "depth_ring_rmse_m", "depth_ring_delta1", "height_mae_mm", "height_bias_mm"]
-# The two settings -> suffix of their metrics/eval/<name><suffix>.json.
-GIVEN, END_TO_END = "given", "end_to_end"
 GIVEN_MASK_COLUMN = "given_mask_path"      # masks stage: the depth-free mask of the given setting
 GIVEN_SOURCE_COLUMN = "given_mask_source"  # ... and where it came from (gt_mask, rgb_rule, sam2_rgb)
 GT_MASK_COLUMN = "gt_mask_path"            # synthetic ground truth (ingest): the fallback
-SETTINGS: dict[str, str] = {GIVEN: "", END_TO_END: "_e2e"}
-STAGE0_SUFFIX = "_stage0"   # metrics/eval/<model>_stage0*: the model before fine-tuning
-ZERO_SHOT_KIND = "pretrained, not fine-tuned"   # rows of eval.zero_shot: metrics/eval/<model>[_e2e]
 NO_GIVEN_MASKS = "no depth-free masks for these dishes (run the masks stage: given_mask_path)"
 BIN_KEYS = ("n", "volume_mae_ml", "volume_mape", "volume_median_ape", "volume_bias_pct", "within_20pct")
 
@@ -408,22 +404,6 @@ def inference_size(params: Params | Mapping, name: str) -> tuple[int, int]:
     from pipeline.models import config_for  # torch only where a model is used
     p = as_params(params)
     return p.eval.size if p.eval.size is not None else config_for(p, name).size
-
-
-def _pretrained(model_cfg: Any) -> Any:
-    """`pretrained` of a `model_cfg` block (typed, or the raw params mapping)."""
-    return (model_cfg.get("pretrained") if isinstance(model_cfg, Mapping)
-            else getattr(model_cfg, "pretrained", None))
-
-
-def stage0_kind(model_cfg: Any) -> str:
-    """What the stage-0 row is: the checkpoint before fine-tuning, or a random network."""
-    return ZERO_SHOT_KIND if _pretrained(model_cfg) else "random init"
-
-
-def zero_shot_kind(model_cfg: Any) -> str:
-    """The kind of a row from `eval.zero_shot` (a model only evaluated, never trained)."""
-    return ZERO_SHOT_KIND if _pretrained(model_cfg) else f"{ZERO_SHOT_KIND} (tiny random config: pretrained null)"
 
 
 def stage0_seed(params: Params | Mapping) -> int:

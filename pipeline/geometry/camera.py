@@ -5,7 +5,8 @@ from __future__ import annotations
 import numpy as np
 
 
-def _valid_depth(depth: np.ndarray) -> np.ndarray:
+def valid_depth(depth: np.ndarray) -> np.ndarray:
+    """Pixels with a usable depth: finite and positive (0 = no return on depth cameras)."""
     return np.isfinite(depth) & (depth > 0)
 
 
@@ -25,8 +26,9 @@ def check_K(K: np.ndarray, what: str = "K") -> np.ndarray:
     return K
 
 
-def _check_inputs(depth: np.ndarray, mask: np.ndarray, K: np.ndarray
-                  ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def check_inputs(depth: np.ndarray, mask: np.ndarray, K: np.ndarray
+                 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(depth, bool mask, float64 K) of one dish, or ValueError naming the bad input."""
     depth = np.asarray(depth)
     mask = np.asarray(mask)
     if depth.ndim != 2:
@@ -41,12 +43,7 @@ def _check_inputs(depth: np.ndarray, mask: np.ndarray, K: np.ndarray
     return depth, mask, check_K(K)
 
 
-def _check_method(method: str) -> None:
-    if method not in ("heightmap", "columns"):
-        raise ValueError(f"method: must be 'heightmap' or 'columns', got {method!r}")
-
-
-def _ray_xy(K: np.ndarray, ys: np.ndarray, xs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def ray_xy(K: np.ndarray, ys: np.ndarray, xs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """(r_x, r_y) of r = K^-1 [u, v, 1] / r_z for pixels (r_z = 1, so X = Z * r). Written
     element-wise: an (N,3) @ (3,3) matmul is surprisingly slow here and this runs on every
     call."""
@@ -61,7 +58,7 @@ def _ray_xy(K: np.ndarray, ys: np.ndarray, xs: np.ndarray) -> tuple[np.ndarray, 
 def rays(K: np.ndarray, ys: np.ndarray, xs: np.ndarray) -> np.ndarray:
     """r = K^-1 [u, v, 1] / r_z for pixels (N,3), so X = Z * r."""
     r = np.empty((len(xs), 3))
-    r[:, 0], r[:, 1] = _ray_xy(K, ys, xs)
+    r[:, 0], r[:, 1] = ray_xy(K, ys, xs)
     r[:, 2] = 1.0
     return r
 
@@ -75,23 +72,9 @@ def backproject(depth: np.ndarray, K: np.ndarray) -> np.ndarray:
     H, W = depth.shape
     ys, xs = np.mgrid[0:H, 0:W]
     r = rays(K, ys.ravel(), xs.ravel()).reshape(H, W, 3)
-    z = np.where(_valid_depth(depth), depth, np.nan)
+    z = np.where(valid_depth(depth), depth, np.nan)
     return r * z[..., None]
 
-
-def _bbox(mask: np.ndarray) -> tuple[tuple[int, int], tuple[int, int]]:
-    """((y0, y1), (x0, x1)) half-open bounding box of a non-empty mask."""
-    rows = np.flatnonzero(mask.any(axis=1))
-    cols = np.flatnonzero(mask.any(axis=0))
-    return (int(rows[0]), int(rows[-1]) + 1), (int(cols[0]), int(cols[-1]) + 1)
-
-
-def _median(x: np.ndarray) -> float:
-    """np.median of a non-empty 1-D array by partitioning (np.median's checks cost more than
-    the work at these sizes, and this runs on every call)."""
-    n = len(x)
-    p = np.partition(x, [(n - 1) // 2, n // 2])
-    return 0.5 * (float(p[(n - 1) // 2]) + float(p[n // 2]))
 
 def resize_K(K: np.ndarray, src_hw: tuple[int, int], dst_hw: tuple[int, int]) -> np.ndarray:
     """K for an image resized from src_hw to dst_hw (pixel centres at integer coordinates)."""

@@ -6,16 +6,12 @@ import cv2
 import numpy as np
 
 from pipeline.config import VolumeConfig
-from pipeline.geometry.camera import _bbox, _check_inputs, _median, _valid_depth, backproject, rays
+from pipeline.geometry.camera import backproject, check_inputs, rays, valid_depth
+from pipeline.geometry.shared import bbox, inlier_thr, ransac_draws
 
 VOLUME = VolumeConfig()  # params.yaml `volume:` defaults, defined once in pipeline.config
 
 MIN_SUPPORT_PX = 100     # a ring with fewer valid pixels falls back to all valid non-food
-RANSAC_SUBSAMPLE = 512   # points scored per hypothesis (speed; robust enough for a table)
-RANSAC_ITERS = 64        # hypotheses (3-point planes)
-REFINE_MAX = 4000        # points used by the least-squares refit
-INLIER_REL = 0.008       # inlier band = INLIER_REL * median depth (>= INLIER_MIN_M)
-INLIER_MIN_M = 1e-3
 
 
 def support_mask(mask: np.ndarray, valid: np.ndarray, ring_px: int) -> np.ndarray:
@@ -29,17 +25,17 @@ def support_mask(mask: np.ndarray, valid: np.ndarray, ring_px: int) -> np.ndarra
                          "equal 2-D shapes")
     if ring_px < 0:
         raise ValueError(f"ring_px: must be >= 0, got {ring_px}")
-    ring = _ring(mask, valid, ring_px)
+    ring = support_ring(mask, valid, ring_px)
     if ring.sum() >= MIN_SUPPORT_PX:
         return ring
     return valid & ~mask
 
 
-def _ring(mask: np.ndarray, valid: np.ndarray, ring_px: int) -> np.ndarray:
+def support_ring(mask: np.ndarray, valid: np.ndarray, ring_px: int) -> np.ndarray:
     """Valid non-food pixels within ring_px (Euclidean) of the mask."""
     ring = np.zeros_like(mask)
     if mask.any() and ring_px > 0:
-        ys, xs = _bbox(mask)
+        ys, xs = bbox(mask)
         H, W = mask.shape
         y0, y1 = max(ys[0] - ring_px, 0), min(ys[1] + ring_px, H)
         x0, x1 = max(xs[0] - ring_px, 0), min(xs[1] + ring_px, W)
@@ -50,17 +46,7 @@ def _ring(mask: np.ndarray, valid: np.ndarray, ring_px: int) -> np.ndarray:
     return ring
 
 
-def _ransac_draws(n: int, seed: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(subsample idx, hypothesis triples into the subsample, refit idx): drawn with numpy
-    in both twins so that numpy and torch test the same planes."""
-    rng = np.random.default_rng(seed)
-    sub = rng.integers(0, n, RANSAC_SUBSAMPLE) if n > RANSAC_SUBSAMPLE else np.arange(n)
-    hyp = rng.integers(0, len(sub), (RANSAC_ITERS, 3))
-    refit = rng.integers(0, n, REFINE_MAX) if n > REFINE_MAX else np.arange(n)
-    return sub, hyp, refit
-
-
-def _orient(normal, d):
+def orient_plane(normal: np.ndarray, d: float) -> tuple[np.ndarray, float]:
     """Flip so that d > 0 (the camera centre, the origin, is on the positive side)."""
     s = 1.0 if d >= 0 else -1.0
     return normal * s, d * s
@@ -71,14 +57,7 @@ def _ls_plane(P: np.ndarray) -> tuple[np.ndarray, float]:
     Q = P - c
     _, vec = np.linalg.eigh(Q.T @ Q)
     n = vec[:, 0]
-    return _orient(n, -float(n @ c))
-
-
-def _inlier_thr(S: np.ndarray) -> float:
-    """RANSAC inlier band (m): grows with depth, like depth noise does."""
-    z = np.abs(S[:, 2])
-    z = z[np.isfinite(z)]
-    return max(INLIER_MIN_M, INLIER_REL * float(np.sort(z)[len(z) // 2])) if len(z) else INLIER_MIN_M
+    return orient_plane(n, -float(n @ c))
 
 
 def fit_plane(points: np.ndarray, seed: int = 0) -> tuple[np.ndarray, float]:
@@ -90,14 +69,14 @@ def fit_plane(points: np.ndarray, seed: int = 0) -> tuple[np.ndarray, float]:
     P = P[np.all(np.isfinite(P), axis=1)]
     if len(P) < 3:
         raise ValueError(f"points: need >= 3 finite points to fit a plane, got {len(P)}")
-    sub, hyp, refit = _ransac_draws(len(P), seed)
-    return _fit_plane_drawn(P[sub], hyp, P[refit])
+    sub, hyp, refit = ransac_draws(len(P), seed)
+    return fit_plane_drawn(P[sub], hyp, P[refit])
 
 
-def _fit_plane_drawn(S: np.ndarray, hyp: np.ndarray, R: np.ndarray) -> tuple[np.ndarray, float]:
+def fit_plane_drawn(S: np.ndarray, hyp: np.ndarray, R: np.ndarray) -> tuple[np.ndarray, float]:
     """fit_plane on its drawn points: subsample S, hypothesis triples into S, refit points R
     (finite). Why split: a caller can back-project only the points that are drawn."""
-    thr = _inlier_thr(S)
+    thr = inlier_thr(S)
     A, B, C = S[hyp[:, 0]], S[hyp[:, 1]], S[hyp[:, 2]]
     u, v = B - A, C - A
     nrm = np.stack([u[:, 1] * v[:, 2] - u[:, 2] * v[:, 1], u[:, 2] * v[:, 0] - u[:, 0] * v[:, 2],
@@ -119,14 +98,14 @@ def _fit_plane_drawn(S: np.ndarray, hyp: np.ndarray, R: np.ndarray) -> tuple[np.
         if inl.sum() < 3:
             break
         n, d = _ls_plane(R[inl])
-    return _orient(n, d)
+    return orient_plane(n, d)
 
 
 def fit_support_plane(depth: np.ndarray, mask: np.ndarray, K: np.ndarray, ring_px: int = VOLUME.ring_px,
                       seed: int = 0) -> tuple[np.ndarray, float]:
     """Plane of the table/plate around the food (see support_mask)."""
-    depth, mask, K = _check_inputs(depth, mask, K)
-    return _fit_support(depth, mask, K, _valid_depth(depth), ring_px, seed)
+    depth, mask, K = check_inputs(depth, mask, K)
+    return _fit_support(depth, mask, K, valid_depth(depth), ring_px, seed)
 
 
 def _fit_support(depth, mask, K, valid, ring_px, seed):
@@ -143,24 +122,6 @@ def height_above_plane(depth: np.ndarray, K: np.ndarray, normal: np.ndarray, d: 
     """HxW height n.X + d in metres; NaN where depth is invalid."""
     X = backproject(depth, K)
     return X @ np.asarray(normal, dtype=np.float64) + float(d)
-
-
-def _sigma_idx(n: int) -> np.ndarray:
-    """The support points _noise_sigma looks at (evenly spread, at most 1024)."""
-    return np.linspace(0, n - 1, min(n, 1024)).astype(np.int64)
-
-
-def _noise_sigma(P: np.ndarray, n: np.ndarray, d: float) -> float:
-    """Depth noise (m) seen as the robust spread (1.4826 MAD) of support heights: widens
-    the heightmap's top band so noise is averaged, not maxed (numpy only; the torch twin
-    calls it on detached values)."""
-    if len(P) < 3:
-        return 0.0
-    S = P[_sigma_idx(len(P))]
-    r = S @ np.asarray(n, dtype=np.float64) + float(d)
-    # only the plane's inliers: the ring may also hold plate rims or neighbouring food
-    r = r[np.abs(r) < _inlier_thr(S)]
-    return float(1.4826 * _median(np.abs(r - _median(r)))) if len(r) else 0.0
 
 
 def plane_basis(n: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

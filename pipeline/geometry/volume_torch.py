@@ -11,12 +11,12 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from pipeline.config import VolumeConfig
-from pipeline.geometry.camera import _check_method, check_K
-from pipeline.geometry.coverage import (EDGE_SMOOTH, GAP_KERNEL, NOISE_BAND, TOP_BAND, _boundary, _cell_size,
-                                        _edge_areas, _fill_plan, _filled_depth, _grid_plan, _hidden_samples,
-                                        _patch_maps, _t_box)
-from pipeline.geometry.plane import _inlier_thr, _noise_sigma, _ransac_draws, support_mask
-from pipeline.geometry.volume import _cell_of, _footprint_splat, _hidden_weight, _in_mask
+from pipeline.geometry.camera import check_K
+from pipeline.geometry.plane import support_mask
+from pipeline.geometry.shared import (EDGE_SMOOTH, GAP_KERNEL, NOISE_BAND, TOP_BAND, boundary, box_sum_torch, cell_of,
+                                      cell_size, check_method, edge_areas, fill_plan, filled_depth, footprint_splat,
+                                      grid_plan, hidden_samples, hidden_weight, in_mask, inlier_thr, noise_sigma,
+                                      patch_maps, ransac_draws)
 
 VOLUME = VolumeConfig()  # params.yaml `volume:` defaults, defined once in pipeline.config
 
@@ -47,11 +47,11 @@ def fit_plane_torch(points: Tensor, seed: int = 0) -> tuple[Tensor, Tensor]:
     P = points[torch.isfinite(points).all(1)]
     if len(P) < 3:
         raise ValueError(f"points: need >= 3 finite points to fit a plane, got {len(P)}")
-    sub, hyp, refit = _ransac_draws(len(P), seed)
+    sub, hyp, refit = ransac_draws(len(P), seed)
     dev = P.device
     with torch.no_grad():
         S = P[torch.as_tensor(sub, device=dev)]
-        thr = _inlier_thr(S.cpu().numpy())
+        thr = inlier_thr(S.cpu().numpy())
         hy = torch.as_tensor(hyp, device=dev)
         A, B, C = S[hy[:, 0]], S[hy[:, 1]], S[hy[:, 2]]
         nrm = torch.linalg.cross(B - A, C - A)
@@ -198,7 +198,7 @@ def estimate_volume_torch(depth: Tensor, mask: Tensor, K: Tensor, method: str = 
     sizes, stencils) runs on one host copy of the batch and comes back as values plus their
     first derivatives (see _host_twin): one device->host copy per call instead of tens of
     host syncs per dish."""
-    _check_method(method)
+    check_method(method)
     _t_check(depth, mask, K)
     if cell_mm <= 0:
         raise ValueError(f"cell_mm: must be positive, got {cell_mm}")
@@ -224,7 +224,7 @@ def estimate_volume_torch(depth: Tensor, mask: Tensor, K: Tensor, method: str = 
             n0 = plane[0][b].to(db.dtype)
             ln = n0.norm()
             n, d = _t_orient(n0 / ln, plane[1][b].to(db.dtype) / ln)
-        sigma = _noise_sigma(P.detach().cpu().numpy(), n.detach().cpu().numpy(), float(d.detach()))
+        sigma = noise_sigma(P.detach().cpu().numpy(), n.detach().cpu().numpy(), float(d.detach()))
         out.append(_t_volume(db, m, food, Kb, Kinv, n, d, method, cell_mm * 1e-3, sigma))
     return torch.stack(out)
 
@@ -237,16 +237,16 @@ def _t_volume(db, m, food, Kb, Kinv, n, d, method, c, sigma) -> Tensor:
     Z = db[ys_t, xs_t]
     ok = food[ys, xs]
     if not ok.all():
-        Z = _filled_depth(Z, torch.as_tensor(ok, device=dev), r @ n, ys, xs, d,
-                          _fill_plan(m, food), torch)
+        Z = filled_depth(Z, torch.as_tensor(ok, device=dev), r @ n, ys, xs, d,
+                         fill_plan(m, food), torch)
     X = r * Z[:, None]
     h = (X @ n + d).clamp(min=0.0)
     area = Z * Z / (float(Kb[0, 0] * Kb[1, 1]) * (r @ n).abs())
     if method == "columns":
         return (h * area).sum() * 1e6
-    c = _cell_size(c * 1e3, area.detach().cpu().numpy())
+    c = cell_size(c * 1e3, area.detach().cpu().numpy())
     e1, e2 = _t_plane_basis(n)
-    bnd = torch.as_tensor(_boundary(m)[ys, xs], device=dev)
+    bnd = torch.as_tensor(boundary(m)[ys, xs], device=dev)
     Xb, hb = X[bnd], h[bnd]
     nX = Xb @ n
     s = torch.where(nX < -1e-9, (-hb / nX.clamp(max=-1e-9)).clamp(max=1.0), torch.zeros_like(hb))
@@ -255,11 +255,11 @@ def _t_volume(db, m, food, Kb, Kinv, n, d, method, c, sigma) -> Tensor:
     ap, bp = Xp @ e1, Xp @ e2
     a, b = X @ e1, X @ e2
     with torch.no_grad():
-        a0, b0, nx, ny = _grid_plan(torch.cat([a, ap]).cpu().numpy(),
+        a0, b0, nx, ny = grid_plan(torch.cat([a, ap]).cpu().numpy(),
                                     torch.cat([b, bp]).cpu().numpy(), c)
-        cell = _cell_of(a.detach(), b.detach(), a0, b0, nx, c)
+        cell = cell_of(a.detach(), b.detach(), a0, b0, nx, c)
     view = (*(x.detach().cpu().numpy() for x in (e1, e2, n)), float(d.detach()), Kb, m)
-    patch_area = partial(_edge_areas, area, *_patch_maps(ys, xs, (a, b, h), torch), torch)
+    patch_area = partial(edge_areas, area, *patch_maps(ys, xs, (a, b, h), torch), torch)
     grid = _t_heightmap(cell, h, patch_area, (a, b), (ab, bb, ap, bp, hb), a0, b0, nx, ny, c,
                         sigma, view)
     return grid.sum() * c * c * 1e6
@@ -296,19 +296,19 @@ def _t_heightmap(cell, h, patch_area, ab_pts, rays, a0, b0, nx, ny, c, sigma, vi
     vis = vis.reshape(ny, nx)
     occf = occ.to(dt)
     closed = _t_erode(_t_dilate(occf, GAP_KERNEL), GAP_KERNEL) > 0.5
-    num = _t_box(vis * occf, GAP_KERNEL)
-    den = _t_box(occf, GAP_KERNEL)
+    num = box_sum_torch(vis * occf, GAP_KERNEL)
+    den = box_sum_torch(occf, GAP_KERNEL)
     gap_h = num / den.clamp(min=1.0)
-    gap = torch.as_tensor(_in_mask((closed & ~occ).cpu().numpy(), gap_h.detach().cpu().numpy(),
+    gap = torch.as_tensor(in_mask((closed & ~occ).cpu().numpy(), gap_h.detach().cpu().numpy(),
                                    a0, b0, c, *view), device=dev)
     zero = torch.zeros((), dtype=dt, device=dev)
     seen_h = torch.where(occ, vis, torch.where(gap, gap_h, zero))
     ab, bb, ap, bp, hb = rays
     with torch.no_grad():
-        w = _hidden_weight(*(x.detach().cpu().numpy() for x in (seen_h, ab, bb, ap, bp, hb)),
+        w = hidden_weight(*(x.detach().cpu().numpy() for x in (seen_h, ab, bb, ap, bp, hb)),
                            a0, b0, nx, c, sigma)
-    ha, hbb, tw = _hidden_samples(ab, bb, ap, bp, hb, c, torch)
-    hcell = _cell_of(ha.detach(), hbb.detach(), a0, b0, nx, c)
+    ha, hbb, tw = hidden_samples(ab, bb, ap, bp, hb, c, torch)
+    hcell = cell_of(ha.detach(), hbb.detach(), a0, b0, nx, c)
     hh = ((torch.as_tensor(w, dtype=dt, device=dev) * hb)[:, None] * tw).reshape(-1)
     hid = torch.full((N,), -torch.inf, dtype=dt, device=dev).scatter_reduce(0, hcell, hh, "amax")
     hid = torch.where(torch.isfinite(hid), hid, zero).reshape(ny, nx)
@@ -319,13 +319,13 @@ def _t_heightmap(cell, h, patch_area, ab_pts, rays, a0, b0, nx, ny, c, sigma, vi
     near = (_t_dilate(edge.to(dt), 3) > 0.5).reshape(-1)[cell]
     area = patch_area(near, edge.reshape(-1)[cell][near])
     with torch.no_grad():
-        tgt, wts = _footprint_splat(*(x.detach().cpu().numpy()
+        tgt, wts = footprint_splat(*(x.detach().cpu().numpy()
                                       for x in (ab_pts[0][near], ab_pts[1][near], area)),
                                     a0, b0, nx, c, (cnt > 0).cpu().numpy())
     wts_t = torch.as_tensor(wts, dtype=dt, device=dev)
     asum = torch.zeros(N, dtype=dt, device=dev).index_add(
         0, torch.as_tensor(tgt, device=dev), wts_t * area.repeat(4)).reshape(ny, nx)
     ef = edge.to(dt)
-    cov = _t_box(asum * ef, EDGE_SMOOTH) / _t_box(ef, EDGE_SMOOTH).clamp(min=1.0)
+    cov = box_sum_torch(asum * ef, EDGE_SMOOTH) / box_sum_torch(ef, EDGE_SMOOTH).clamp(min=1.0)
     cov = (cov / (c * c)).clamp(max=1.0)
     return out * torch.where(edge, cov, torch.ones_like(cov))

@@ -98,7 +98,7 @@ def normal_angle(n1: Tensor, n2: Tensor) -> Tensor:
 
 def fit_plane(depth: Tensor, mask: Tensor, K: Tensor, ring_px: int, seed: int = 0) -> tuple[Tensor, Tensor]:
     """Support plane (normal Bx3 towards the camera, d B) via pipeline.geometry; GT holes stay 0."""
-    from pipeline.geometry import fit_support_plane_torch
+    from pipeline.geometry.volume_torch import fit_support_plane_torch
     d = torch.where(valid_depth(depth), depth.float(), torch.zeros_like(depth, dtype=torch.float32))
     return fit_support_plane_torch(d, mask, K.float(), ring_px=ring_px, seed=seed)
 
@@ -139,7 +139,7 @@ def volume_loss(pred: Tensor, mask: Tensor, K: Tensor, target_ml: Tensor, geom: 
     (<= 1 / floor per mL) where |V - t| / t would explode for a tiny label; for labels well
     above the floor it is the log ratio, symmetric in over- and underestimation.
     `keep`: dishes allowed in the term (plausible labels); others are left out."""
-    from pipeline.geometry import estimate_volume_torch
+    from pipeline.geometry.volume_torch import estimate_volume_torch
     ok = torch.isfinite(target_ml) & (target_ml > 0) & mask.flatten(1).any(1)
     if keep is not None:
         ok = ok & keep

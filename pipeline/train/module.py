@@ -162,7 +162,7 @@ class DepthLitModule(pl.LightningModule):
     def _volumes(self, depth: torch.Tensor, mask: torch.Tensor, K: torch.Tensor) -> torch.Tensor:
         """Volumes (mL) through pipeline.geometry, in float32 even under bf16 autocast (the
         geometry's numpy steps reject bf16); NaN for a dish whose estimate fails."""
-        from pipeline.geometry import estimate_volume_torch
+        from pipeline.geometry.volume_torch import estimate_volume_torch
         kw = dict(method=self.geom["method"], ring_px=int(self.geom["ring_px"]),
                   cell_mm=float(self.geom["cell_mm"]), seed=int(self.geom["seed"]))
         with torch.autocast(self.device.type, enabled=False):

@@ -1,0 +1,50 @@
+"""The evaluation's names: the two mask settings and the suffixes of their metrics/eval files, the
+stage-0 and zero-shot rows and what they are, the baselines, the oracle and the mass rows.
+
+Light on purpose (no numpy, no torch, no other pipeline module): the compare and report stages find
+metrics/eval/*.json by these names alone, so they must not load, nor (through their dvc.yaml deps)
+re-run when someone edits, the data, masks, model, geometry or scoring code."""
+from __future__ import annotations
+
+from typing import Any, Mapping, Sequence
+
+# The two settings -> suffix of their metrics/eval/<name><suffix>.json.
+GIVEN, END_TO_END = "given", "end_to_end"
+SETTINGS: dict[str, str] = {GIVEN: "", END_TO_END: "_e2e"}
+STAGE0_SUFFIX = "_stage0"   # metrics/eval/<model>_stage0*: the model before fine-tuning
+ZERO_SHOT_KIND = "pretrained, not fine-tuned"   # rows of eval.zero_shot: metrics/eval/<model>[_e2e]
+
+BASELINE_NAMES = ("baseline_mean", "baseline_area_height")
+# Not a baseline to beat but the ceiling: GT depth through the same masks and geometry.
+ORACLE_NAME = "oracle_gt_depth"
+
+# Mass rows written by the baselines stage (model-free); the per-model rows are model_rows(model).
+MASS_BASELINE_MEAN = "mass_baseline_mean"
+MASS_ORACLE_GLOBAL = "mass_oracle_measured_global"
+
+
+def model_rows(model: str) -> list[str]:
+    """The mass rows stage mass@<model> writes."""
+    return ([f"mass_{model}_{d}{s}" for d in ("global", "learned") for s in SETTINGS.values()]
+            + [f"mass_{model}_oracle_measured"])
+
+
+def mass_names(models: Sequence[str]) -> list[str]:
+    """Every mass row of the report, models first."""
+    return [r for m in models for r in model_rows(m)] + [MASS_ORACLE_GLOBAL, MASS_BASELINE_MEAN]
+
+
+def _pretrained(model_cfg: Any) -> Any:
+    """`pretrained` of a `model_cfg` block (typed, or the raw params mapping)."""
+    return (model_cfg.get("pretrained") if isinstance(model_cfg, Mapping)
+            else getattr(model_cfg, "pretrained", None))
+
+
+def stage0_kind(model_cfg: Any) -> str:
+    """What the stage-0 row is: the checkpoint before fine-tuning, or a random network."""
+    return ZERO_SHOT_KIND if _pretrained(model_cfg) else "random init"
+
+
+def zero_shot_kind(model_cfg: Any) -> str:
+    """The kind of a row from `eval.zero_shot` (a model only evaluated, never trained)."""
+    return ZERO_SHOT_KIND if _pretrained(model_cfg) else f"{ZERO_SHOT_KIND} (tiny random config: pretrained null)"
