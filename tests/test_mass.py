@@ -9,7 +9,8 @@ import pandas as pd
 import pytest
 
 from pipeline.data import density, synthetic
-from pipeline.data.synthetic import FOOD_LOOKS, generate_dish
+from pipeline.data.food_items import FOOD_LOOKS
+from pipeline.data.synthetic import generate_dish
 from pipeline.evaluate.mass import compare_mass, mass_metrics, mass_table, model_rows, scored_dishes
 from pipeline.mass import DensityHead, density_source, global_density, pooled_features
 
