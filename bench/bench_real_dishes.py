@@ -93,7 +93,8 @@ def given_mask_table(root: Path, params: Params | None = None) -> list[dict]:
 
 def synthetic_given_ious(seed: int, n: int, params: Params | None = None) -> dict[str, list[float]]:
     """IoU of the depth-free given mask with the ground truth, per synthetic rig family."""
-    from pipeline.data.synthetic import FAMILIES, generate_dish
+    from pipeline.data.scene import FAMILIES
+    from pipeline.data.synthetic import generate_dish
 
     p = params or load_params()
     predictor = _given_predictor(p)

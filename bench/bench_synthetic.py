@@ -22,7 +22,8 @@ import yaml
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 
-from pipeline.data.synthetic import FAMILIES, PART, dish_scene, family_of, generate_dish
+from pipeline.data.scene import FAMILIES, PART, family_of
+from pipeline.data.synthetic import dish_scene, generate_dish
 
 ROOT = Path(__file__).resolve().parent.parent
 

@@ -18,8 +18,8 @@ os.environ.setdefault("OMP_NUM_THREADS", "1")
 import numpy as np
 from tqdm import tqdm
 
+from pipeline.data.sensor import sensor_noise
 from pipeline.data.shapes import Camera, Cone, Cylinder, Plane, SphereCap, render
-from pipeline.data.synthetic import _sensor_noise
 from pipeline.geometry import estimate_volume
 from pipeline.masks.cleanup import iou
 from pipeline.masks.from_depth import geometry_mask
@@ -40,7 +40,7 @@ def one(kind: str, h_mm: float, i: int) -> tuple[float, float, float, float]:
     cam = Camera.look_at(rng.uniform(70, 90), rng.uniform(0, 360), 0.36)
     depth, label = render([Plane(), item], cam)
     truth = label == 1
-    noisy = _sensor_noise(rng, depth)
+    noisy = sensor_noise(rng, depth)
     true_ml = item.volume_m3 * 1e6
     out = []
     for grow in (False, True):

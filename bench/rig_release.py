@@ -24,9 +24,11 @@ from pipeline import io
 from pipeline.config import Nutrition5kConfig
 from pipeline.data.nutrition5k import HEIGHT, IMAGERY, METADATA, SPLITS, WIDTH
 from pipeline.data.shapes import Box, Camera, Cone, Cylinder, Plane, Ring, Shape, render_full
-from pipeline.data.synthetic import (FOOD_LOOKS, _bowl_profile, _fill, _food_albedo, _make_item,
-                                     _metal_holes, _noise_texture, _pack, _sensor_noise,
-                                     _stereo_shadow, _steel)
+from pipeline.data.appearance import food_albedo, steel_colour
+from pipeline.data.food_items import FOOD_LOOKS, make_item, pack_circle
+from pipeline.data.scene import bowl_fill, bowl_profile
+from pipeline.data.sensor import metal_holes, sensor_noise, stereo_shadow
+from pipeline.data.textures import noise_texture
 
 FAMILIES = ("plate", "pile", "flat", "box", "items", "bowl", "levelled", "metal", "rails")
 PLATFORM_Z = 0.05     # scale platform top above the surround (m)
@@ -84,13 +86,13 @@ def _items(rng, kinds: list[str], vols_ml: list[float], R: float, z0: float
         r = float(np.clip(np.cbrt(v * 1e-6 / (np.pi * 0.45)), 0.02, R))
         pos = None
         while pos is None and r >= 0.015:
-            pos = _pack(rng, centres, radii, r, R, 0.008)
+            pos = pack_circle(rng, centres, radii, r, R, 0.008)
             r = r if pos is not None else r * 0.92
         if pos is None:
             continue
         centres.append(pos)
         radii.append(r)
-        food.append(_make_item(rng, kind, pos[0], pos[1], r, v * 1e-6, z0))
+        food.append(make_item(rng, kind, pos[0], pos[1], r, v * 1e-6, z0))
         looks.append(str(rng.choice(list(FOOD_LOOKS))))
     return food, looks
 
@@ -111,12 +113,12 @@ def build(rng: np.random.Generator, family: str) -> dict:
             thick = rng.uniform(0.002, 0.004)
             base_h = rng.uniform(0.004, 0.008)
             floor_z = z0 + base_h
-            zs, rs = _bowl_profile(floor_r, rim_r, depth, p)
+            zs, rs = bowl_profile(floor_r, rim_r, depth, p)
             vessel: list[Shape] = [Cylinder(0, 0, floor_r + thick, base_h, z0=z0)]
             vessel += [Ring(0, 0, float(rs[k]), float(rs[k + 1]), thick, float(zs[k + 1] - zs[k]),
                             z0=floor_z + float(zs[k])) for k in range(len(zs) - 1)]
             fill_share = rng.uniform(0.35, 0.85)
-            food = [_fill(zs, rs, fill_share * depth, floor_z)]
+            food = [bowl_fill(zs, rs, fill_share * depth, floor_z)]
             looks = [str(rng.choice(["rice", "greens", "beans", "meat", "carrot"]))]
             outer = rim_r + thick
             info.update(vessel="deep_bowl", bowl_depth_m=round(depth, 4), bowl_p=round(p, 3),
@@ -197,7 +199,7 @@ def render(seed: int, index: int, family: str, pose: str = "fixed", noise: bool 
     P = origin + np.where(hit, depth.ravel(), 0.0)[:, None] * dirs
     parts = np.where(lab >= 0, part_of[np.maximum(lab, 0)], _PART["surround"])
     # appearance: white laminate bench, grey platform, plate (white or tinted), dark rails, food
-    tex, fine = _noise_texture(rng), _noise_texture(rng, base=32, octaves=2)
+    tex, fine = noise_texture(rng), noise_texture(rng, base=32, octaves=2)
     col = {_PART["surround"]: np.array([0.86, 0.85, 0.82]), _PART["platform"]: np.array([0.62, 0.64, 0.68]),
            _PART["rail"]: np.array([0.1, 0.1, 0.1])}
     plate = np.array([0.94, 0.94, 0.92]) if rng.uniform() < 0.6 else rng.uniform(0.4, 0.95, 3)
@@ -207,7 +209,7 @@ def render(seed: int, index: int, family: str, pose: str = "fixed", noise: bool 
         albedo[parts == k] = c
     for i, look in enumerate(sc["looks"]):
         sel = (item_of[np.maximum(lab, 0)] == i) & (lab >= 0) & (lab < n_food)
-        albedo[sel] = _food_albedo(P[sel], tex, fine, look, seed_off=0.37 * i)
+        albedo[sel] = food_albedo(P[sel], tex, fine, look, seed_off=0.37 * i)
     L = np.array([0.3, 0.2, 0.93])
     L /= np.linalg.norm(L)
     nflat = normals.reshape(-1, 3)
@@ -217,7 +219,7 @@ def render(seed: int, index: int, family: str, pose: str = "fixed", noise: bool 
         rgb[parts == _PART["platform"]] = 0.85 * col[_PART["surround"]]
     steel = (parts == _PART["vessel"]) & sc["info"]["metal"]
     if steel.any():
-        rgb[steel] = _steel(rng, dirs[steel], nflat[steel], L, tex, shade[steel])
+        rgb[steel] = steel_colour(rng, dirs[steel], nflat[steel], L, tex, shade[steel])
     rgb = rgb.reshape(H, W, 3) + 0.008 * rng.standard_normal((H, W, 3))
     rgb_u8 = (np.clip(rgb, 0, 1) * 255 + 0.5).astype(np.uint8)
     if sc["info"]["platform_glass"]:   # the bench through the glass: its depth
@@ -226,13 +228,13 @@ def render(seed: int, index: int, family: str, pose: str = "fixed", noise: bool 
     clean = np.where(np.isfinite(depth), depth, 0.0).astype(np.float32)
     d = clean.copy()
     if noise:
-        d = _sensor_noise(rng, clean)
-        d[_stereo_shadow(clean, cam.K[0, 0])] = 0.0
+        d = sensor_noise(rng, clean)
+        d[stereo_shadow(clean, cam.K[0, 0])] = 0.0
         metal = (steel | (parts == _PART["rail"])).reshape(H, W)
         if metal.any():
             view = dirs / np.linalg.norm(dirs, axis=1, keepdims=True)
             cosang = np.abs(np.sum(view * nflat, axis=1)).reshape(H, W)
-            _metal_holes(rng, d, metal, cosang, float(rng.uniform(0.2, 0.35)) if steel.any() else 0.3)
+            metal_holes(rng, d, metal, cosang, float(rng.uniform(0.2, 0.35)) if steel.any() else 0.3)
     mask = ((lab >= 0) & (lab < n_food)).reshape(H, W)
     vol = float(sum(s.volume_m3 for it in food for s in it) * 1e6)
     return RigDish(rgb_u8, d, mask, vol, cam.K.copy(), {**sc["info"], "pose": pose})

@@ -13,7 +13,7 @@ def main() -> None:
     out = io.REPO_ROOT / "data/raw"
     if d.source == "synthetic":
         _, report = ingest_synthetic(out, d.seed, d.n_dishes, d.width, d.height, d.noise, d.workers,
-                                     d.families)
+                                     d.families, p.volume.ring_px)
     else:  # nutrition5k (the config allows nothing else)
         _, report = ingest_nutrition5k(out, io.REPO_ROOT / d.root, p.nutrition5k, d.workers)
     timing = {k: report.pop(k) for k in TIMING_KEYS if k in report}  # printed, not a metric:

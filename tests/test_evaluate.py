@@ -16,9 +16,10 @@ from pipeline.evaluate.scoring import (END_TO_END, GIVEN, MeasureConfig, evaluat
 from pipeline.io import read_json, rel_to_repo, write_depth_png, write_mask, write_rgb
 
 H, W, F, TABLE_Z = 84, 112, 120.0, 0.40
-SPEC_KEYS = ["n_dishes", "volume_mae_ml", "volume_mape", "volume_median_ape", "volume_rmse_ml",
+# metric keys and per-dish columns of docs/contracts.md ("Files the pipeline writes")
+CONTRACT_KEYS = ["n_dishes", "volume_mae_ml", "volume_mape", "volume_median_ape", "volume_rmse_ml",
              "volume_bias_pct", "within_10pct", "within_20pct", "depth_abs_rel", "depth_rmse_m", "depth_delta1"]
-SPEC_CSV = ["dish_id", "volume_ml_gt", "volume_ml_pred", "abs_err_ml", "ape"]
+CONTRACT_CSV = ["dish_id", "volume_ml_gt", "volume_ml_pred", "abs_err_ml", "ape"]
 
 
 def box_dish(half_w: int, half_h: int, height_m: float):
@@ -150,7 +151,7 @@ def test_tiny_random_model_end_to_end(tiny_index, tmp_path):
     assert js == s and js["mask_source"] == "gt_mask"
     assert read_json(tmp_path / "metrics" / "tiny_e2e.json") == e2e and e2e["mask_source"] == "predicted_depth"
     assert e2e["n_dishes"] == 3
-    for k in SPEC_KEYS:
+    for k in CONTRACT_KEYS:
         assert k in js and k in e2e
     # no depth-free masks (an index without given_mask_path or gt_mask_path): the given setting says
     # so instead of using depth masks
@@ -161,7 +162,7 @@ def test_tiny_random_model_end_to_end(tiny_index, tmp_path):
     assert set(js["bins"]) == {"lt50", "50_150", "ge150"}
     assert sum(b["n"] for b in js["bins"].values()) == 3
     csv = pd.read_csv(tmp_path / "metrics" / "tiny.csv")
-    assert list(csv.columns[:2]) == SPEC_CSV[:2] and set(SPEC_CSV) <= set(csv.columns)
+    assert list(csv.columns[:2]) == CONTRACT_CSV[:2] and set(CONTRACT_CSV) <= set(csv.columns)
     assert len(csv) == 3 and np.isfinite(csv["volume_ml_pred"]).all()
     for f in ("scatter.png", "error_hist.png", "error_by_bin.png", "worst_dishes.png"):
         assert (tmp_path / "plots" / "tiny" / f).stat().st_size > 1000

@@ -9,7 +9,8 @@ import pandas as pd
 import pytest
 
 from pipeline.data import density, synthetic
-from pipeline.data.synthetic import FOOD_LOOKS, generate_dish
+from pipeline.data.food_items import FOOD_LOOKS
+from pipeline.data.synthetic import generate_dish
 from pipeline.evaluate.compare import compare_mass
 from pipeline.evaluate.mass import mass_metrics, mass_table, scored_dishes
 from pipeline.evaluate.names import model_rows

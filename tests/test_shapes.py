@@ -1,4 +1,5 @@
-"""Ray casting agrees with the analytic volumes and the camera conventions of SPEC.md."""
+"""Ray casting agrees with the analytic volumes and the camera conventions of docs/contracts.md
+(camera z-depth, pixel centres at integer coordinates)."""
 import numpy as np
 import pytest
 

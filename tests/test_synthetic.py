@@ -31,6 +31,20 @@ def test_deterministic():
     assert not np.array_equal(a.rgb, c.rgb) and a.volume_ml_true != c.volume_ml_true
 
 
+def test_ring_px_comes_from_the_params():
+    """`volume.ring_px` (the floor ring table views keep around the food) is an argument whose
+    default is the config's: a wider ring raises some cameras, never the scene or its volume."""
+    from pipeline.config import VolumeConfig
+
+    base = [generate_dish(0, i, 96, 72, family="table") for i in range(6)]
+    same = generate_dish(0, 4, 96, 72, family="table", ring_px=VolumeConfig().ring_px)
+    assert np.array_equal(same.rgb, base[4].rgb) and same.meta == base[4].meta
+    wide = [generate_dish(0, i, 96, 72, family="table", ring_px=60) for i in range(6)]
+    els = [(w.meta["elevation_deg"], b.meta["elevation_deg"]) for w, b in zip(wide, base)]
+    assert all(e_w >= e_b for e_w, e_b in els) and any(e_w > e_b for e_w, e_b in els)
+    assert [w.volume_ml_true for w in wide] == [b.volume_ml_true for b in base]
+
+
 def test_fields_and_intrinsics(dishes):
     for d in dishes:
         assert d.rgb.shape == (H, W, 3) and d.rgb.dtype == np.uint8
@@ -124,7 +138,7 @@ def test_bad_size():
 
 # --------------------------------------------------------------------------- rig families
 from pipeline.data.shapes import Frustum  # noqa: E402
-from pipeline.data.synthetic import FAMILIES, PART, family_of  # noqa: E402
+from pipeline.data.scene import FAMILIES, PART, family_of  # noqa: E402
 
 RIG = [f for f in FAMILIES if f != "table"]
 

@@ -1,7 +1,7 @@
 """Densities of the synthetic food kinds, so synthetic dishes weigh something, as real ones do.
 
 Why: Nutrition5k's ground truth is mass, and a mass head can only learn what the images show.
-Each synthetic look (colour and texture class, `pipeline.data.synthetic.FOOD_LOOKS`) stands for
+Each synthetic look (colour and texture class, `pipeline.data.food_items.FOOD_LOOKS`) stands for
 one kind of real food and takes that food's BULK density as served (air gaps included, as a
 heap of rice or leaves has them): light foods look light, dense ones dense, as on a real plate.
 Values are rounded household-measure densities (grams per level US cup of 236.6 mL, USDA

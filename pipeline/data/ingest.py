@@ -18,12 +18,13 @@ from pipeline.data.nutrition5k import MANIFEST_COLUMNS
 from pipeline.parallel import map_dishes
 
 
-def _render_one(job: tuple[int, int, int, int, bool, str, str, dict | None]) -> dict:
+def _render_one(job: tuple[int, int, int, int, bool, str, str, dict | None, int | None]) -> dict:
     """Render and write one synthetic dish (runs in a worker process)."""
     from pipeline.data.synthetic import generate_dish
 
-    seed, index, width, height, noise, tmp_dir, final_dir, families = job
-    dish = generate_dish(seed, index, width=width, height=height, noise=noise, families=families)
+    seed, index, width, height, noise, tmp_dir, final_dir, families, ring_px = job
+    dish = generate_dish(seed, index, width=width, height=height, noise=noise, families=families,
+                         ring_px=ring_px)
     dish_id = f"syn_{index:05d}"
     out = Path(tmp_dir) / dish_id
     io.write_rgb(out / "rgb.png", dish.rgb)
@@ -44,15 +45,16 @@ def _render_one(job: tuple[int, int, int, int, bool, str, str, dict | None]) -> 
 
 
 def ingest_synthetic(out_dir: Path, seed: int, n_dishes: int, width: int = 640, height: int = 480,
-                     noise: bool = True, workers: int = 1, families: dict | None = None
-                     ) -> tuple[pd.DataFrame, dict]:
+                     noise: bool = True, workers: int = 1, families: dict | None = None,
+                     ring_px: int | None = None) -> tuple[pd.DataFrame, dict]:
     """Render `n_dishes` synthetic dishes into `out_dir` (replaced atomically as a whole);
-    `families`: scene-family mixture weights (params `data.families`, None: table only)."""
+    `families`: scene-family mixture weights (params `data.families`, None: table only);
+    `ring_px`: params `volume.ring_px`, the floor ring table views keep around the food."""
     if n_dishes < 1:
         raise ValueError(f"data.n_dishes must be >= 1, got {n_dishes}")
     out_dir = Path(out_dir)
     with io.atomic_dir(out_dir) as tmp_dir:
-        jobs = [(seed, i, width, height, noise, str(tmp_dir), str(out_dir), families)
+        jobs = [(seed, i, width, height, noise, str(tmp_dir), str(out_dir), families, ring_px)
                 for i in range(n_dishes)]
         t0 = time.perf_counter()
         rows = map_dishes(_render_one, jobs, workers, "render dishes")

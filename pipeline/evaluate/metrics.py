@@ -1,6 +1,6 @@
 """Volume and depth error metrics for evaluation (pure numpy, no I/O).
 
-Fractions are 0-1 (SPEC), volumes in mL, depths in metres, heights in mm.
+Fractions are 0-1 (docs/contracts.md), volumes in mL, depths in metres, heights in mm.
 Per-dish depth errors are computed inside a region (food mask or support ring) and
 averaged over dishes, because whole-image AbsRel says little about a 2 cm mound seen
 from 0.36 m: the food and the plane it sits on are what the volume depends on.

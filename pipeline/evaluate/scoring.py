@@ -291,8 +291,8 @@ def _clean(x: float) -> float | None:
 
 def summarise(table: pd.DataFrame, bin_edges: Sequence[float] = DEFAULT_BIN_EDGES,
               extra: dict | None = None) -> dict:
-    """The metrics JSON: SPEC keys at top level, per-bin metrics one level down (`bins.<bin>.<key>`)
-    so `dvc metrics diff` prints one readable row per model and key."""
+    """The metrics JSON: the keys of docs/contracts.md at top level, per-bin metrics one level
+    down (`bins.<bin>.<key>`) so `dvc metrics diff` prints one readable row per model and key."""
     gt = table["volume_ml_gt"].to_numpy(float)
     pred = table["volume_ml_pred"].to_numpy(float)
     vm = volume_metrics(gt, pred)

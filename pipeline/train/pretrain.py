@@ -26,7 +26,7 @@ def pretrain_index(params: Params, out_dir: Path) -> Path:
         raise ValueError(f"{params.source}: train.pretrain.seed must differ from data.seed ({d.seed}): "
                          "pretraining on the experiment's own dishes would leak its test split")
     manifest, _ = ingest_synthetic(Path(out_dir) / "raw", pc.seed, pc.n_dishes, d.width, d.height,
-                                   d.noise, d.workers, pc.families)
+                                   d.noise, d.workers, pc.families, params.volume.ring_px)
     n_val = max(1, int(round(pc.val_fraction * len(manifest))))
     order = np.random.default_rng(pc.seed).permutation(len(manifest))
     split = np.where(np.isin(np.arange(len(manifest)), order[:n_val]), "val", "train")
