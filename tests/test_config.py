@@ -1,6 +1,7 @@
 """One typed configuration: params.yaml loads into dataclasses, bad keys/types name themselves."""
 from __future__ import annotations
 
+import ast
 import dataclasses
 import typing
 from pathlib import Path
@@ -9,8 +10,8 @@ from typing import Annotated, Literal
 import pytest
 import yaml
 
-from pipeline.config import (PARAMS_FILE, AugmentConfig, Params, PosFloat, RecipeConfig, _plain, load_params,
-                             params_from_dict)
+from pipeline.config import (PARAMS_FILE, AugmentConfig, Params, PosFloat, RecipeConfig, VolumeConfig, _plain,
+                             load_params, or_default, params_from_dict)
 from pipeline.models import config_for, model_config
 from pipeline.typed import Increasing, NonEmpty
 
@@ -185,3 +186,32 @@ def test_every_number_and_choice_has_a_range():
         c: PosFloat = 1.0
         d: dict[str, RecipeConfig] = dataclasses.field(default_factory=dict)
     assert _numbers_without_range(Loose, "x") == ["x.a", "x.b"]
+
+
+def _config_calls(node: ast.AST) -> list[str]:
+    return [ast.unparse(n) for n in ast.walk(node) if isinstance(n, ast.Call)
+            and ast.unparse(n.func).split(".")[-1].endswith("Config")]
+
+
+def test_no_module_snapshots_a_default_at_import():
+    """Settings reach the library as arguments (None: the dataclass default, read when the function
+    runs); a module constant or default argument built from a config class would not follow
+    params.yaml or `dvc exp run -S`."""
+    found = []
+    for path in sorted((PARAMS_FILE.parent / "pipeline").rglob("*.py")):
+        if path.name == "config.py":
+            continue
+        tree = ast.parse(path.read_text())
+        for node in tree.body:
+            if isinstance(node, (ast.Assign, ast.AnnAssign)):
+                found += [f"{path.name}:{node.lineno}: {c}" for c in _config_calls(node)]
+        for node in ast.walk(tree):
+            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+                for d in [*node.args.defaults, *node.args.kw_defaults]:
+                    found += [f"{path.name}:{node.lineno}: {c}" for c in _config_calls(d)] if d else []
+    assert found == []
+
+
+def test_or_default_reads_the_dataclass_when_called():
+    assert or_default(VolumeConfig, ring_px=None) == VolumeConfig().ring_px
+    assert or_default(VolumeConfig, method="columns", ring_px=None, cell_mm=3.0) == ("columns", 20, 3.0)

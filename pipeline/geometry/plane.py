@@ -5,10 +5,9 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
-from pipeline.config import VolumeConfig
+from pipeline.config import VolumeConfig, or_default
 from pipeline.geometry.camera import _bbox, _check_inputs, _median, _valid_depth, backproject, rays
 
-VOLUME = VolumeConfig()  # params.yaml `volume:` defaults, defined once in pipeline.config
 
 MIN_SUPPORT_PX = 100     # a ring with fewer valid pixels falls back to all valid non-food
 RANSAC_SUBSAMPLE = 512   # points scored per hypothesis (speed; robust enough for a table)
@@ -122,9 +121,10 @@ def _fit_plane_drawn(S: np.ndarray, hyp: np.ndarray, R: np.ndarray) -> tuple[np.
     return _orient(n, d)
 
 
-def fit_support_plane(depth: np.ndarray, mask: np.ndarray, K: np.ndarray, ring_px: int = VOLUME.ring_px,
+def fit_support_plane(depth: np.ndarray, mask: np.ndarray, K: np.ndarray, ring_px: int | None = None,
                       seed: int = 0) -> tuple[np.ndarray, float]:
-    """Plane of the table/plate around the food (see support_mask)."""
+    """Plane of the table/plate around the food (see support_mask); ring_px None: params' default."""
+    ring_px = or_default(VolumeConfig, ring_px=ring_px)
     depth, mask, K = _check_inputs(depth, mask, K)
     return _fit_support(depth, mask, K, _valid_depth(depth), ring_px, seed)
 

@@ -9,15 +9,13 @@ import cv2
 import numpy as np
 import torch
 
-from pipeline.config import VolumeConfig
+from pipeline.config import VolumeConfig, or_default
 from pipeline.geometry.camera import _bbox, _check_inputs, _check_method, _ray_xy, _valid_depth, rays
 from pipeline.geometry.coverage import (EDGE_SMOOTH, GAP_KERNEL, GAP_MASK_TOL_PX, HIDDEN_FILL, HIDDEN_PROBE,
                                         NOISE_BAND, PROBE_NOISE, TOP_BAND, _boundary, _cell_size, _edge_areas,
                                         _fill_plan, _filled_depth, _grid_plan, _hidden_samples, _patch_maps)
 from pipeline.geometry.plane import (MIN_SUPPORT_PX, _fit_plane_drawn, _noise_sigma, _orient, _ransac_draws,
                                      _ring, _sigma_idx, plane_basis)
-
-VOLUME = VolumeConfig()  # params.yaml `volume:` defaults, defined once in pipeline.config
 
 
 @dataclass
@@ -31,10 +29,12 @@ class VolumeResult:
 
 
 def estimate_volume(depth: np.ndarray, mask: np.ndarray, K: np.ndarray,
-                    method: str = VOLUME.method, ring_px: int = VOLUME.ring_px, cell_mm: float = VOLUME.cell_mm,
+                    method: str | None = None, ring_px: int | None = None, cell_mm: float | None = None,
                     plane: tuple[np.ndarray, float] | None = None, seed: int = 0
                     ) -> VolumeResult:
-    """Food volume (mL) above the support plane (fitted, or given as plane=(n, d))."""
+    """Food volume (mL) above the support plane (fitted, or given as plane=(n, d)). method,
+    ring_px, cell_mm: params `volume:` (None: its default)."""
+    method, ring_px, cell_mm = or_default(VolumeConfig, method=method, ring_px=ring_px, cell_mm=cell_mm)
     _check_method(method)
     depth, mask, K = _check_inputs(depth, mask, K)
     if cell_mm <= 0:
