@@ -15,7 +15,7 @@ into a module constant at import.
 The per-model blocks (`model_cfg.<name>`) are typed by the model's own config class from
 the model registry, checked when the model is looked up with
 `pipeline.models.config_for(params, name)`: a new model brings its own block without touching
-this file.
+this file. Only their `size` is checked at load (multiples of 14 for the models that train).
 """
 from __future__ import annotations
 
@@ -27,6 +27,9 @@ from typing import Annotated, Any, ClassVar, Literal, Mapping
 import yaml
 
 from pipeline.typed import Increasing, NonEmpty, Range, build, out_of_range
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+PARAMS_FILE = REPO_ROOT / "params.yaml"
 
 PosInt = Annotated[int, Range(1)]
 NonNegInt = Annotated[int, Range(0)]
@@ -53,9 +56,6 @@ def or_default(section: type, **values: Any) -> Any:
 def _check_weights(weights: dict[str, float], where: str) -> None:
     if sum(weights.values()) <= 0:
         raise out_of_range(where, weights, "weights must not all be 0")
-
-REPO_ROOT = Path(__file__).resolve().parent.parent
-PARAMS_FILE = REPO_ROOT / "params.yaml"
 
 
 @dataclass
@@ -161,8 +161,8 @@ class LossConfig:
     w_silog: NonNegFloat = 0.1
     w_intrinsics: NonNegFloat = 0.1
     volume_floor_ml: PosFloat = 20.0    # |log((V + floor) / (label + floor))|: gradient <= 1 / floor
-    label_height_mm: Interval = (3.0, 150.0)  # label / mask area (a mean height) outside
-                                        # this: the label is implausible for its mask -> no volume term
+    # label / mask area (a mean height) outside this: the label is implausible for its mask -> no volume term
+    label_height_mm: Annotated[tuple[NonNegFloat, NonNegFloat], Increasing(strict=True)] = (3.0, 150.0)
 
 
 @dataclass

@@ -73,7 +73,9 @@ class Increasing:
     def check(self, value: Any, where: str) -> None:
         pairs = list(zip(value, list(value)[1:]))
         if not all(a < b if self.strict else a <= b for a, b in pairs):
-            raise out_of_range(where, value, "must be increasing" if self.strict else "must be [low, high] with low <= high")
+            if len(value) == 2:
+                raise out_of_range(where, value, f"must be [low, high] with low {'<' if self.strict else '<='} high")
+            raise out_of_range(where, value, "must be increasing" if self.strict else "must not decrease")
 
 
 @dataclass(frozen=True)

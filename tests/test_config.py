@@ -134,7 +134,8 @@ def test_the_params_comparison_names_what_differs():
     ("nutrition5k.min_depth_m", 0.5, r"params.yaml: nutrition5k.min_depth_m = 0.5: must be below max_depth_m"),
     ("data.families", {"table": 0.0}, r"params.yaml: data.families = \{'table': 0.0\}: weights must not all be 0"),
     ("suspect.max_rig_tilt_deg", 95, r"params.yaml: suspect.max_rig_tilt_deg = 95.0: must be in \[0, 90\]"),
-    ("eval.volume_bins", [300, 100], r"params.yaml: eval.volume_bins = \[300.0, 100.0\]: must be increasing"),
+    ("eval.volume_bins", [100, 300, 200], r"params.yaml: eval.volume_bins = \[100.0, 300.0, 200.0\]: must be increasing"),
+    ("loss.label_height_mm", [150, 150], r"params.yaml: loss.label_height_mm = \[150.0, 150.0\]: must be \[low, high\] with low < high"),
     ("trainer.devices", 0, r"params.yaml: trainer.devices = 0: must be a count >= 1"),
     ("augment.zoom", "off", r"params.yaml: augment.zoom: set per model by model_cfg.<model>.zoom; remove the key"),
 ])
