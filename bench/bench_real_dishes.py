@@ -25,7 +25,7 @@ import numpy as np
 
 from pipeline import io, suspect
 from pipeline.config import Params, load_params
-from pipeline.data.nutrition5k import DEFAULT_CX, DEFAULT_CY, DEFAULT_FX, scan_release
+from pipeline.data.nutrition5k import scan_release
 from pipeline.data.rig import estimate_rig_plane, tilt_deg
 from pipeline.masks.cleanup import iou
 from pipeline.masks.from_depth import food_mask
@@ -33,17 +33,19 @@ from pipeline.masks.rgb import depth_free_mask, sam2_checkpoint_file
 from pipeline.masks.support import volume_above_support
 
 ANNOTATIONS = io.REPO_ROOT / "tests/data/n5k_annotations"
-FOCALS = (DEFAULT_FX, 465.0)   # D435 colour at 640x480 (default) / implied by the paper's numbers
+PAPER_F = 465.0   # px, implied by the paper's numbers (params nutrition5k.fx: the D435 colour camera)
 
 
-def real_dish_table(root: Path, focals=FOCALS, params: Params | None = None) -> list[dict]:
-    """One row per (dish with an annotation, focal length)."""
+def real_dish_table(root: Path, focals=None, params: Params | None = None) -> list[dict]:
+    """One row per (dish with an annotation, focal length; default: params' and the paper's)."""
     p = params or load_params()
+    n5k = p.nutrition5k
+    focals = focals or (n5k.fx, PAPER_F)
     m, v = p.masks, p.volume
     rows = []
     for f in focals:
-        manifest, _ = scan_release(root, f, f, DEFAULT_CX, DEFAULT_CY)
-        rig = estimate_rig_plane(manifest, [root], p.nutrition5k.rig_plane_dishes)
+        manifest, _ = scan_release(root, f, f, n5k.cx, n5k.cy)
+        rig = estimate_rig_plane(manifest, [root], p.nutrition5k.rig_plane_dishes, max_tilt_deg=p.suspect.max_rig_tilt_deg)
         plane = (np.asarray(rig["normal"]), rig["d"])
         for r in manifest.to_dict("records"):
             ann_path = ANNOTATIONS / f"{r['dish_id']}.png"
@@ -79,7 +81,8 @@ def given_mask_table(root: Path, params: Params | None = None) -> list[dict]:
     """One row per annotated dish: IoU of the depth-free given mask (RGB only) with the annotation."""
     p = params or load_params()
     predictor = _given_predictor(p)
-    manifest, _ = scan_release(root, DEFAULT_FX, DEFAULT_FX, DEFAULT_CX, DEFAULT_CY)
+    n5k = p.nutrition5k
+    manifest, _ = scan_release(root, n5k.fx, n5k.fy, n5k.cx, n5k.cy)
     rows = []
     for r in manifest.to_dict("records"):
         ann_path = ANNOTATIONS / f"{r['dish_id']}.png"

@@ -40,7 +40,7 @@ def run_tree(root: Path, work: Path, p: Params, workers: int = 1) -> tuple[pd.Da
     """The stages' code on the release at `root` (outputs under `work`); the per-dish table
     (truth joined) and the labels report."""
     root, work = Path(root).resolve(), Path(work).resolve()
-    manifest, ingest = ingest_nutrition5k(work / "raw", root, p.nutrition5k, workers)
+    manifest, ingest = ingest_nutrition5k(work / "raw", root, p.nutrition5k, workers, p.suspect.max_rig_tilt_deg)
     df = manifest.copy()
     df.insert(1, "split", assign_splits(df, p.split.val_fraction, p.split.test_fraction, p.data.seed))
     cfg = MaskSettings(p.masks, p.suspect, [root, work], read_rig_plane(work / "raw"),

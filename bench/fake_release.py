@@ -8,7 +8,8 @@ from pathlib import Path
 import numpy as np
 
 from pipeline import io
-from pipeline.data.nutrition5k import HEIGHT, IMAGERY, MAX_DEPTH_M, METADATA, MIN_DEPTH_M, SPLITS, WIDTH
+from pipeline.config import Nutrition5kConfig
+from pipeline.data.nutrition5k import HEIGHT, IMAGERY, METADATA, SPLITS, WIDTH
 
 
 def _write_raw_depth(path: Path, units: np.ndarray) -> None:
@@ -27,6 +28,7 @@ def make_release_tree(root: Path, n: int, seed: int = 0, corrupt: bool = True) -
     from pipeline.data.synthetic import generate_dish
 
     root = Path(root)
+    n5k = Nutrition5kConfig()   # the release's valid depth range (params `nutrition5k:` defaults)
     rng = np.random.default_rng(seed)
     img_dir = root / IMAGERY
     good = [f"dish_{1556570000 + 37 * i}" for i in range(n)]
@@ -38,7 +40,7 @@ def make_release_tree(root: Path, n: int, seed: int = 0, corrupt: bool = True) -
         depth lies in the release's range, as the real overhead camera sees it."""
         for index in range(200 * (n + 4)):
             dish = generate_dish(seed, index, width=WIDTH, height=HEIGHT, noise=True)
-            in_range = (dish.depth >= MIN_DEPTH_M) & (dish.depth <= MAX_DEPTH_M)
+            in_range = (dish.depth >= n5k.min_depth_m) & (dish.depth <= n5k.max_depth_m)
             if dish.meta.get("elevation_deg", 90) >= 60 and in_range.mean() >= 0.9:
                 yield dish
         raise RuntimeError("make_release_tree: synthetic generator gave too few overhead views")

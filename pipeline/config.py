@@ -1,68 +1,114 @@
 """One typed configuration, read from params.yaml.
 
 Every default is defined here, once; params.yaml states the values a run uses and DVC
-tracks them. Loading is strict: an unknown key, a missing section value of the wrong
-type or an out-of-range choice raises a ValueError that names the file and the key
-(`params.yaml: masks.min_height_mm: expected a number, got 'four'`), so a typo in
-`dvc exp run -S ...` fails at once instead of silently falling back to a default.
+tracks them, and tests/test_config.py fails wherever it and these dataclasses disagree.
+Loading is strict: an unknown key, a value of the wrong type or out of its range raises a
+ValueError that names the file and the key (`params.yaml: masks.min_height_mm: expected a
+number, got 'four'`, `params.yaml: split.val_fraction = 1.5: must be in [0, 1)`), so a typo in
+`dvc exp run -S ...` fails at once instead of silently falling back to a default or failing
+hours later. Ranges sit with each field's type (the aliases below).
+
+Library functions take settings as arguments; where an argument may be left out its default
+is `None`, read from these dataclasses when the function runs (`or_default`), never copied
+into a module constant at import.
 
 The per-model blocks (`model_cfg.<name>`) are typed by the model's own config class from
 the model registry, checked when the model is looked up with
 `pipeline.models.config_for(params, name)`: a new model brings its own block without touching
-this file.
+this file. Only their `size` is checked at load (multiples of 14 for the models that train).
 """
 from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal, Mapping
+from typing import Annotated, Any, ClassVar, Literal, Mapping
 
 import yaml
 
-from pipeline.typed import build
+from pipeline.typed import Increasing, NonEmpty, Range, build, out_of_range
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 PARAMS_FILE = REPO_ROOT / "params.yaml"
+
+PosInt = Annotated[int, Range(1)]
+NonNegInt = Annotated[int, Range(0)]
+PosFloat = Annotated[float, Range(0, lo_open=True)]
+NonNegFloat = Annotated[float, Range(0)]
+Fraction = Annotated[float, Range(0, 1)]                  # probabilities, shares: [0, 1]
+OpenFraction = Annotated[float, Range(0, 1, hi_open=True)]  # [0, 1): a share that leaves some
+TiltDeg = Annotated[float, Range(0, 90)]
+Interval = Annotated[tuple[float, float], Range(0, lo_open=True), Increasing()]   # [low, high], both > 0
+PixelSize = Annotated[tuple[int, int], Range(1)]               # [H, W]
+PatchSize = Annotated[tuple[int, int], Range(1, multiple=14)]   # [H, W] for a ViT with 14 px patches
+Weights = Annotated[dict[str, NonNegFloat], NonEmpty()]         # mixture weights (normalised)
+PRECISIONS = ("auto", "32-true", "32", 32, "bf16-mixed", "16-mixed", "bf16-true")  # Lightning's, that we run
+
+
+def or_default(section: type, **values: Any) -> Any:
+    """Each of `values` (keyword = the section's key), or the section dataclass's default when
+    it is None; read at call time. One key: its value; several: a tuple in that order."""
+    default = section()
+    out = tuple(getattr(default, k) if v is None else v for k, v in values.items())
+    return out[0] if len(out) == 1 else out
+
+
+def _check_weights(weights: dict[str, float], where: str) -> None:
+    if sum(weights.values()) <= 0:
+        raise out_of_range(where, weights, "weights must not all be 0")
 
 
 @dataclass
 class DataConfig:
     source: Literal["synthetic", "nutrition5k"] = "synthetic"
     root: str = "data/nutrition5k"
-    seed: int = 0
-    n_dishes: int = 320
-    width: int = 640
-    height: int = 480
+    seed: NonNegInt = 0
+    n_dishes: PosInt = 320
+    width: PosInt = 640
+    height: PosInt = 480
     noise: bool = True
-    families: dict[str, float] = field(default_factory=lambda: {
+    families: Weights = field(default_factory=lambda: {
         "table": 0.4, "platform": 0.15, "rails": 0.15, "deep_bowl": 0.15, "metal": 0.15})
-    workers: int = 2
+    workers: PosInt = 2
+
+    def check(self, where: str) -> None:
+        _check_weights(self.families, f"{where}.families")
 
 
 @dataclass
 class Nutrition5kConfig:
-    fx: float = 616.6
-    fy: float = 616.6
-    cx: float = 319.5
-    cy: float = 239.5
-    min_depth_m: float = 0.10
-    max_depth_m: float = 0.42
-    min_valid_fraction: float = 0.5
-    rig_plane_dishes: int = 64
+    fx: PosFloat = 616.6
+    fy: PosFloat = 616.6
+    cx: NonNegFloat = 319.5
+    cy: NonNegFloat = 239.5
+    min_depth_m: NonNegFloat = 0.10
+    max_depth_m: PosFloat = 0.42
+    min_valid_fraction: Fraction = 0.5
+    rig_plane_dishes: PosInt = 64
+
+    def check(self, where: str) -> None:
+        if self.min_depth_m >= self.max_depth_m:
+            raise out_of_range(f"{where}.min_depth_m", self.min_depth_m,
+                               f"must be below max_depth_m ({self.max_depth_m:g})")
 
 
 @dataclass
 class SplitConfig:
-    val_fraction: float = 0.15
-    test_fraction: float = 0.2
+    val_fraction: OpenFraction = 0.15
+    test_fraction: OpenFraction = 0.2
+
+    def check(self, where: str) -> None:
+        if self.val_fraction + self.test_fraction >= 1:
+            raise out_of_range(f"{where}.val_fraction", self.val_fraction,
+                               f"val_fraction + test_fraction ({self.test_fraction:g}) must be < 1 "
+                               "(no dish would be left to train on)")
 
 
 @dataclass
 class MasksConfig:
     method: Literal["gt", "geometry", "sam2"] = "geometry"
-    min_height_mm: float = 4.0
-    min_area_px: int = 150
+    min_height_mm: PosFloat = 4.0
+    min_area_px: NonNegInt = 150
     sam2_checkpoint: str = "facebook/sam2.1-hiera-tiny"
     sam2_config: str = "configs/sam2.1/sam2.1_hiera_t.yaml"
 
@@ -70,95 +116,101 @@ class MasksConfig:
 @dataclass
 class SuspectConfig:
     exclude: bool = True
-    density_g_ml: tuple[float, float] = (0.2, 3.0)
-    min_mask_px: int = 1500
-    max_border_fraction: float = 0.5
-    min_support_inliers: float = 0.1
-    max_tilt_deg: float = 60.0
-    max_rig_tilt_deg: float = 15.0
-    max_floor_guess_m: float = 0.002
-    min_floor_wall_colour: float = 0.65
-    max_level_uncertainty: float = 0.3
+    density_g_ml: Interval = (0.2, 3.0)
+    min_mask_px: NonNegInt = 1500
+    max_border_fraction: Fraction = 0.5
+    min_support_inliers: Fraction = 0.1
+    max_tilt_deg: TiltDeg = 60.0
+    max_rig_tilt_deg: TiltDeg = 15.0
+    max_floor_guess_m: NonNegFloat = 0.002
+    min_floor_wall_colour: Fraction = 0.65
+    max_level_uncertainty: NonNegFloat = 0.3
 
 
 @dataclass
 class VolumeConfig:
     method: Literal["heightmap", "columns"] = "heightmap"
-    ring_px: int = 20
-    cell_mm: float = 2.0
+    ring_px: PosInt = 20
+    cell_mm: PosFloat = 2.0
 
 
 @dataclass
 class EvalConfig:
     split: Literal["train", "val", "test"] = "test"
-    size: tuple[int, int] | None = None
-    volume_bins: tuple[float, ...] = (100.0, 300.0, 600.0)
-    n_worst: int = 6
-    n_bootstrap: int = 2000
-    seed: int = 0
+    size: PatchSize | None = None
+    volume_bins: Annotated[tuple[PosFloat, ...], NonEmpty(), Increasing(strict=True)] = (100.0, 300.0, 600.0)
+    n_worst: NonNegInt = 6
+    n_bootstrap: PosInt = 2000
+    seed: NonNegInt = 0
     zero_shot: list[str] = field(default_factory=list)   # models only evaluated, never trained
 
 
 @dataclass
 class MassConfig:
-    ridge_alphas: tuple[float, ...] = (0.1, 1.0, 10.0, 100.0, 1000.0)
-    density_range: tuple[float, float] = (0.2, 1.6)
-    default_density: float = 0.8
+    ridge_alphas: Annotated[tuple[PosFloat, ...], NonEmpty()] = (0.1, 1.0, 10.0, 100.0, 1000.0)
+    density_range: Interval = (0.2, 1.6)
+    default_density: PosFloat = 0.8
 
 
 @dataclass
 class LossConfig:
-    w_depth: float = 1.0
-    w_grad: float = 0.1
-    w_plane: float = 0.05
-    w_volume: float = 0.1
-    w_silog: float = 0.1
-    w_intrinsics: float = 0.1
-    volume_floor_ml: float = 20.0       # |log((V + floor) / (label + floor))|: gradient <= 1 / floor
-    label_height_mm: tuple[float, float] = (3.0, 150.0)  # label / mask area (a mean height) outside
-                                        # this: the label is implausible for its mask -> no volume term
+    w_depth: NonNegFloat = 1.0
+    w_grad: NonNegFloat = 10.0
+    w_plane: NonNegFloat = 0.05
+    w_volume: NonNegFloat = 0.1
+    w_silog: NonNegFloat = 0.1
+    w_intrinsics: NonNegFloat = 0.1
+    volume_floor_ml: PosFloat = 20.0    # |log((V + floor) / (label + floor))|: gradient <= 1 / floor
+    # label / mask area (a mean height) outside this: the label is implausible for its mask -> no volume term
+    label_height_mm: Annotated[tuple[NonNegFloat, NonNegFloat], Increasing(strict=True)] = (3.0, 150.0)
 
 
 @dataclass
 class StageConfig:
-    epochs: int = 8
+    epochs: NonNegInt = 8
 
 
 @dataclass
 class RecipeConfig:
     """Optimiser and per-iteration LR schedule for one starting point (random init or a checkpoint)."""
-    lr_decoder: float = 2.0e-3
-    lr_encoder: float = 2.0e-4
-    weight_decay: float = 0.01
-    warmup_frac: float = 0.05            # linear warmup over this share of the stage's iterations
+    lr_decoder: PosFloat = 2.0e-3
+    lr_encoder: PosFloat = 2.0e-4
+    weight_decay: NonNegFloat = 0.01
+    warmup_frac: OpenFraction = 0.05     # linear warmup over this share of the stage's iterations
     schedule: Literal["poly", "cosine", "constant"] = "cosine"
-    poly_power: float = 0.9              # poly: lr * (1 - t)^power
-    final_lr_frac: float = 0.0           # cosine: floor as a fraction of the peak
+    poly_power: PosFloat = 0.9           # poly: lr * (1 - t)^power
+    final_lr_frac: Fraction = 0.0        # cosine: floor as a fraction of the peak
 
 
-def _pretrained_recipes() -> dict[str, RecipeConfig]:
-    return {"depth_anything_v2": RecipeConfig(5.0e-5, 5.0e-6, 0.01, 0.0, "poly", 0.9, 0.0),
-            "unidepth_v2": RecipeConfig(1.0e-4, 1.0e-5, 0.1, 0.25, "cosine", 0.9, 0.01)}
+# The official recipes of the checkpoints' authors (sources in params.yaml's comments).
+PRETRAINED_RECIPES = {
+    "depth_anything_v2": RecipeConfig(lr_decoder=5.0e-5, lr_encoder=5.0e-6, warmup_frac=0.0, schedule="poly"),
+    "unidepth_v2": RecipeConfig(lr_decoder=1.0e-4, lr_encoder=1.0e-5, weight_decay=0.1, warmup_frac=0.25,
+                                final_lr_frac=0.01),
+}
 
 
 @dataclass
 class PretrainConfig:
     """Synthetic pretraining (stage `pretrain@<model>`): other dishes than the experiment's."""
-    seed: int = 1000
-    n_dishes: int = 320
-    val_fraction: float = 0.15
-    epochs: int = 12
-    families: dict[str, float] = field(default_factory=lambda: {"table": 1.0})
+    seed: NonNegInt = 1000
+    n_dishes: PosInt = 320
+    val_fraction: OpenFraction = 0.15
+    epochs: NonNegInt = 12
+    families: Weights = field(default_factory=lambda: {"table": 1.0})
+
+    def check(self, where: str) -> None:
+        _check_weights(self.families, f"{where}.families")
 
 
 @dataclass
 class LoraConfig:
     """LoRA adapters on the encoder's linear layers (peft): stage 2 with `encoder: lora`."""
-    rank: int = 8
-    alpha: float = 16.0
-    dropout: float = 0.0
-    target_modules: list[str] | None = None   # None: the model's attention projections (its lora_targets)
-    lr: float | None = None                    # adapters' LR; None: lr_decoder (they start at zero too)
+    rank: PosInt = 8
+    alpha: PosFloat = 16.0
+    dropout: OpenFraction = 0.0
+    target_modules: Annotated[list[str], NonEmpty()] | None = None   # None: the model's attention projections (its lora_targets)
+    lr: PosFloat | None = None                 # adapters' LR; None: lr_decoder (they start at zero too)
 
 
 @dataclass
@@ -171,17 +223,18 @@ class Stage2Config(StageConfig):
 
 @dataclass
 class TrainConfig:
-    seed: int = 0
-    batch_size: int = 4
-    work_scale: float = 1.5
-    grad_clip: float = 1.0
+    seed: NonNegInt = 0
+    batch_size: PosInt = 4
+    work_scale: Annotated[float, Range(1)] = 1.5
+    grad_clip: NonNegFloat = 1.0         # 0: no clipping
     selection: Literal["ema", "last"] = "ema"   # exported weights: EMA at the end of the fixed schedule, or the last
-    ema_decay: float = 0.98
-    grad_norm_every: int = 10            # per-term gradient norms every this many steps (0 = never)
+    ema_decay: OpenFraction = 0.98
+    grad_norm_every: NonNegInt = 10      # per-term gradient norms every this many steps (0 = never)
     stage1: StageConfig = field(default_factory=lambda: StageConfig(8))
     stage2: Stage2Config = field(default_factory=lambda: Stage2Config(8))
     recipe_random: RecipeConfig = field(default_factory=RecipeConfig)
-    recipe_pretrained: dict[str, RecipeConfig] = field(default_factory=_pretrained_recipes)
+    recipe_pretrained: dict[str, RecipeConfig] = field(
+        default_factory=lambda: {k: dataclasses.replace(r) for k, r in PRETRAINED_RECIPES.items()})
     pretrain: PretrainConfig = field(default_factory=PretrainConfig)
 
     def stage(self, n: int) -> StageConfig:
@@ -192,35 +245,47 @@ class TrainConfig:
 
 @dataclass
 class AugmentConfig:
-    p_geometric: float = 0.8
-    scale: tuple[float, float] = (0.85, 1.2)
-    rotate_deg: float = 10.0
-    shift_frac: float = 0.1
-    brightness: float = 0.2
-    contrast: float = 0.2
-    saturation: float = 0.2
-    hue_deg: float = 5.0
-    p_blur: float = 0.2
-    blur_sigma: tuple[float, float] = (0.3, 1.2)
-    p_depth_noise: float = 0.5
-    depth_noise_rel: float = 0.003
-    p_holes: float = 0.3
-    max_holes: int = 4
-    p_mask: float = 0.5
-    mask_px: int = 5
+    p_geometric: Fraction = 0.8
+    scale: Interval = (0.85, 1.2)
+    rotate_deg: Annotated[float, Range(0, 180)] = 10.0
+    shift_frac: OpenFraction = 0.1
+    brightness: Fraction = 0.2
+    contrast: Fraction = 0.2
+    saturation: Fraction = 0.2
+    hue_deg: Annotated[float, Range(0, 180)] = 5.0
+    p_blur: Fraction = 0.2
+    blur_sigma: Interval = (0.3, 1.2)
+    p_depth_noise: Fraction = 0.5
+    depth_noise_rel: NonNegFloat = 0.003
+    p_holes: Fraction = 0.3
+    max_holes: NonNegInt = 4
+    p_mask: Fraction = 0.5
+    mask_px: NonNegInt = 5
     zoom: Literal["depth", "intrinsics", "off"] = "depth"   # set from model_cfg.<model>.zoom
+    DERIVED: ClassVar[dict[str, str]] = {"zoom": "set per model by model_cfg.<model>.zoom"}  # not params.yaml keys
+
+
+@dataclass(frozen=True)
+class Devices:
+    """Lightning's `devices`: a count >= 1, -1 (all), "auto", or a list of device indices."""
+
+    def check(self, value: Any, where: str) -> None:
+        ok = (value == "auto" or (isinstance(value, int) and (value >= 1 or value == -1))
+              or (isinstance(value, list) and value and all(i >= 0 for i in value)))
+        if not ok:
+            raise out_of_range(where, value, 'must be a count >= 1, -1 (all), "auto" or a non-empty list of indices')
 
 
 @dataclass
 class TrainerConfig:
-    accelerator: str = "auto"
-    devices: int | str | list[int] = 1
-    num_nodes: int = 1
-    strategy: str = "auto"
-    precision: str | int = "auto"
+    accelerator: Literal["auto", "cpu", "gpu", "cuda", "mps"] = "auto"
+    devices: Annotated[int | str | list[int], Devices()] = 1
+    num_nodes: PosInt = 1
+    strategy: Literal["auto", "ddp", "ddp_spawn", "ddp_find_unused_parameters_true", "fsdp"] = "auto"
+    precision: Literal[PRECISIONS] = "auto"
     deterministic: bool = False
-    num_workers: int = 0
-    threads: int = 1
+    num_workers: NonNegInt = 0
+    threads: NonNegInt = 1               # 0: torch's own default
     portable_cpu: bool = True
 
 
@@ -236,7 +301,12 @@ class Params:
     mass: MassConfig = field(default_factory=MassConfig)
     loss: LossConfig = field(default_factory=LossConfig)
     models: list[str] = field(default_factory=lambda: ["depth_anything_v2"])
-    model_cfg: dict[str, dict] = field(default_factory=lambda: {"depth_anything_v2": {}})
+    # each block's keys and their defaults: the model's config class (pipeline.models.config_for);
+    # here only what the pipeline sets differently: stage 0 of Depth-Anything is the checkpoint
+    # of the synthetic pretraining (stage pretrain@depth_anything_v2)
+    model_cfg: dict[str, dict] = field(default_factory=lambda: {
+        "depth_anything_v2": {"pretrained": "models/depth_anything_v2/pretrain"},
+        "unidepth_v2": {}, "depth_pro": {}, "zoedepth": {}})
     train: TrainConfig = field(default_factory=TrainConfig)
     augment: AugmentConfig | None = field(default_factory=AugmentConfig)  # null: no augmentation
     trainer: TrainerConfig = field(default_factory=TrainerConfig)
@@ -250,6 +320,8 @@ class Params:
         """Plain mapping (lists, not tuples) that `params_from_dict` and YAML round-trip."""
         d = _plain(dataclasses.asdict(self))
         d.pop("source")
+        for key in AugmentConfig.DERIVED if d["augment"] is not None else ():
+            d["augment"].pop(key)
         return d
 
 
@@ -263,8 +335,14 @@ def _plain(x: Any) -> Any:
 
 def params_from_dict(raw: Mapping, source: str = "params.yaml") -> Params:
     """Typed Params from an already parsed params mapping."""
-    p = build(Params, raw, f"{source}:")
+    where = f"{source}:"
+    for key, why in AugmentConfig.DERIVED.items():
+        if isinstance(raw.get("augment"), Mapping) and key in raw["augment"]:
+            raise ValueError(f"{where} augment.{key}: {why}; remove the key")
+    p = build(Params, raw, where)
     p.source = source
+    for name, block in p.model_cfg.items():
+        _check_model_size(block, name in p.models, f"{where} model_cfg.{name}")
     for i, name in enumerate(p.models):
         if name not in p.model_cfg:
             raise ValueError(f"{source}: models[{i}]: {name!r} has no model_cfg.{name} block")
@@ -275,6 +353,25 @@ def params_from_dict(raw: Mapping, source: str = "params.yaml") -> Params:
             raise ValueError(f"{source}: eval.zero_shot[{i}]: {name!r} is also in `models` (its "
                              f"{name}_stage0 rows already show it before fine-tuning)")
     return p
+
+
+def _check_model_size(block: Any, trained: bool, where: str) -> None:
+    """`size` of a model block, at load (the block's other keys are checked by its model's
+    config class when the model is looked up): [H, W] > 0, multiples of 14 for a model that
+    trains (the training crops to ViT patches; zero-shot models' processors take any size)."""
+    if not isinstance(block, Mapping) or block.get("size") is None:
+        return
+    build(_TrainedSize if trained else _AnySize, {"size": block["size"]}, where)
+
+
+@dataclass
+class _TrainedSize:
+    size: PatchSize
+
+
+@dataclass
+class _AnySize:
+    size: PixelSize
 
 
 def as_params(params: "Params | Mapping") -> Params:

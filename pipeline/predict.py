@@ -21,20 +21,19 @@ import numpy as np
 
 from pipeline import io
 from pipeline.config import (PARAMS_FILE, MassConfig, MasksConfig, Nutrition5kConfig, SuspectConfig, VolumeConfig,
-                             load_params)
+                             load_params, or_default)
 from pipeline.geometry import check_K
 
 # Default camera when none is given: the Nutrition5k D435 colour camera (params.yaml
 # nutrition5k.fx at 640 px width, ~55 deg horizontal field of view), scaled to the image width,
 # principal point at the image centre. Models fine-tuned on Nutrition5k-like data saw this camera.
-DEFAULT_F_AT_640 = Nutrition5kConfig().fx
 DEFAULT_WIDTH_PX = 518   # inference width when the model's cfg names no size (multiple of 14)
 
 _MODEL_CACHE: dict[str, object] = {}
 
 
-def default_K(width: int, height: int) -> np.ndarray:
-    f = DEFAULT_F_AT_640 * width / 640.0
+def default_K(width: int, height: int, f_at_640: float | None = None) -> np.ndarray:
+    f = or_default(Nutrition5kConfig, fx=f_at_640) * width / 640.0
     return io.intrinsics(f, f, (width - 1) / 2.0, (height - 1) / 2.0)
 
 
@@ -165,10 +164,10 @@ class Prediction:
 MIN_PLAUSIBLE_ML = 5.0
 MAX_PLAUSIBLE_ML = 4000.0
 MEAN_HEIGHT_MM = (2.0, 150.0)
-MAX_SUPPORT_TILT_DEG = SuspectConfig().max_tilt_deg   # a plane no view of a dish has
 
 
-def trust_warnings(pred: Prediction, weights: str | Path | None = None) -> list[str]:
+def trust_warnings(pred: Prediction, weights: str | Path | None = None,
+                   max_tilt_deg: float | None = None) -> list[str]:
     """Reasons a prediction cannot be trusted: the tiny synthetic default checkpoint, no support
     plane (no food found above one, or one no camera looks at), an implausible volume."""
     from pipeline.data.rig import tilt_deg
@@ -185,7 +184,7 @@ def trust_warnings(pred: Prediction, weights: str | Path | None = None) -> list[
         out.append("no food found above a support plane: volume 0 is not a measurement")
         return out
     tilt = None if pred.plane_normal is None else tilt_deg(pred.plane_normal)
-    if tilt is not None and tilt > MAX_SUPPORT_TILT_DEG:
+    if tilt is not None and tilt > or_default(SuspectConfig, max_tilt_deg=max_tilt_deg):  # params suspect.max_tilt_deg
         out.append(f"the support plane is tilted {tilt:.0f} deg from the "
                    "camera axis: no table was found under the food")
     Z = pred.depth[pred.mask & (pred.depth > 0)]

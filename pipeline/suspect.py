@@ -13,7 +13,7 @@ from typing import Mapping
 import numpy as np
 import pandas as pd
 
-from pipeline.config import SuspectConfig
+from pipeline.config import SuspectConfig, or_default
 from pipeline.typed import build
 
 REASONS = ("specks", "border", "support_inliers", "support_tilt", "density", "bowl_floor")
@@ -103,9 +103,10 @@ def count(series: pd.Series) -> dict:
     return {"n_suspect": int((s != "").sum()), "suspect": per}
 
 
-def drop_suspect(df: pd.DataFrame, exclude: bool = SuspectConfig().exclude) -> pd.DataFrame:
+def drop_suspect(df: pd.DataFrame, exclude: bool | None = None) -> pd.DataFrame:
     """The rows with no suspect reason, unless `exclude` is False (params `suspect.exclude`,
-    passed in by the training and evaluation stages)."""
+    passed in by the training and evaluation stages; None: its default)."""
+    exclude = or_default(SuspectConfig, exclude=exclude)
     if not exclude or "suspect" not in df.columns:
         return df
     return df[df["suspect"].fillna("").astype(str) == ""]

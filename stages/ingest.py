@@ -15,7 +15,8 @@ def main() -> None:
         _, report = ingest_synthetic(out, d.seed, d.n_dishes, d.width, d.height, d.noise, d.workers,
                                      d.families, p.volume.ring_px)
     else:  # nutrition5k (the config allows nothing else)
-        _, report = ingest_nutrition5k(out, io.REPO_ROOT / d.root, p.nutrition5k, d.workers)
+        _, report = ingest_nutrition5k(out, io.REPO_ROOT / d.root, p.nutrition5k, d.workers,
+                                       p.suspect.max_rig_tilt_deg)
     timing = {k: report.pop(k) for k in TIMING_KEYS if k in report}  # printed, not a metric:
     io.write_json(io.REPO_ROOT / "metrics/ingest.json", report)     # a fresh clone repeats its hash
     print({k: v for k, v in {**report, **timing}.items() if not isinstance(v, (list, dict))})

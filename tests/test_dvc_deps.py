@@ -116,3 +116,12 @@ def test_package_init_has_no_code() -> None:
     """pipeline/__init__.py is exempt above only while it holds nothing but its docstring."""
     body = ast.parse(PACKAGE_INIT.read_text()).body
     assert all(isinstance(n, ast.Expr) and isinstance(n.value, ast.Constant) for n in body)
+
+
+def test_ingest_tracks_the_rig_tilt_it_accepts_planes_by() -> None:
+    """ingest keeps only rig planes tilted at most `suspect.max_rig_tilt_deg` (pipeline.data.rig):
+    `dvc exp run -S suspect.max_rig_tilt_deg=10` must re-run it, not only the suspect flags."""
+    script = (REPO / "stages" / "ingest.py").read_text()
+    assert "p.suspect.max_rig_tilt_deg" in script
+    params = yaml.safe_load((REPO / "dvc.yaml").read_text())["stages"]["ingest"]["params"]
+    assert "suspect.max_rig_tilt_deg" in params

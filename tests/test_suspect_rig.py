@@ -53,6 +53,15 @@ def test_rig_plane_is_the_median_of_good_dishes() -> None:
         combine_planes([bowl, None])
 
 
+def test_rig_tilt_param_decides_which_planes_ingest_accepts() -> None:
+    """params suspect.max_rig_tilt_deg (default 15) reaches the rig plane, not only the flags."""
+    t = np.tan(np.radians(12.0))
+    tilted = [{"normal": [t, 0.0, -1.0], "d": 0.40, "inlier_fraction": 0.9}]   # 12 deg
+    assert combine_planes(tilted)["n_dishes"] == 1
+    with pytest.raises(ValueError, match="none of 1 dishes"):
+        combine_planes(tilted, max_tilt_deg=10.0)
+
+
 def test_mass_sanity_and_support_json() -> None:
     vol = pd.Series([100.0, 200.0, 400.0, 10.0])
     mass = pd.Series([90.0, 210.0, 380.0, np.nan])

@@ -13,7 +13,7 @@ import numpy as np
 import pandas as pd
 
 from pipeline import io
-from pipeline.config import Nutrition5kConfig
+from pipeline.config import DataConfig, Nutrition5kConfig, or_default
 from pipeline.data.nutrition5k import MANIFEST_COLUMNS
 from pipeline.parallel import map_dishes
 
@@ -44,12 +44,14 @@ def _render_one(job: tuple[int, int, int, int, bool, str, str, dict | None, int 
     return row
 
 
-def ingest_synthetic(out_dir: Path, seed: int, n_dishes: int, width: int = 640, height: int = 480,
-                     noise: bool = True, workers: int = 1, families: dict | None = None,
+def ingest_synthetic(out_dir: Path, seed: int, n_dishes: int, width: int | None = None, height: int | None = None,
+                     noise: bool | None = None, workers: int = 1, families: dict | None = None,
                      ring_px: int | None = None) -> tuple[pd.DataFrame, dict]:
     """Render `n_dishes` synthetic dishes into `out_dir` (replaced atomically as a whole);
-    `families`: scene-family mixture weights (params `data.families`, None: table only);
-    `ring_px`: params `volume.ring_px`, the floor ring table views keep around the food."""
+    width, height, noise: params `data:` (None: its default); `families`: scene-family mixture
+    weights (params `data.families`, None: table only); `ring_px`: params `volume.ring_px`, the
+    floor ring table views keep around the food."""
+    width, height, noise = or_default(DataConfig, width=width, height=height, noise=noise)
     if n_dishes < 1:
         raise ValueError(f"data.n_dishes must be >= 1, got {n_dishes}")
     out_dir = Path(out_dir)
@@ -67,9 +69,11 @@ def ingest_synthetic(out_dir: Path, seed: int, n_dishes: int, width: int = 640, 
     return manifest, report
 
 
-def ingest_nutrition5k(out_dir: Path, root: Path, cfg: Nutrition5kConfig, workers: int = 1) -> tuple[pd.DataFrame, dict]:
+def ingest_nutrition5k(out_dir: Path, root: Path, cfg: Nutrition5kConfig, workers: int = 1,
+                       max_rig_tilt_deg: float | None = None) -> tuple[pd.DataFrame, dict]:
     """Validate a Nutrition5k release in place and write only the manifest into `out_dir`.
-    `cfg` is params.yaml's `nutrition5k` section (intrinsics, valid depth range)."""
+    `cfg` is params.yaml's `nutrition5k` section (intrinsics, valid depth range);
+    `max_rig_tilt_deg` its `suspect.max_rig_tilt_deg` (None: the default)."""
     from pipeline.data.nutrition5k import scan_release
 
     manifest, report = scan_release(Path(root), cfg.fx, cfg.fy, cfg.cx, cfg.cy,
@@ -79,7 +83,8 @@ def ingest_nutrition5k(out_dir: Path, root: Path, cfg: Nutrition5kConfig, worker
     from pipeline.data.rig import RIG_PLANE_FILE, estimate_rig_plane
 
     try:  # one fixed camera: the plane around the scale platform is the same in every dish
-        rig = estimate_rig_plane(manifest, [Path(root).resolve()], cfg.rig_plane_dishes)
+        rig = estimate_rig_plane(manifest, [Path(root).resolve()], cfg.rig_plane_dishes,
+                                 max_tilt_deg=max_rig_tilt_deg)
     except ValueError as e:
         rig = {"error": str(e)}
     with io.atomic_dir(out_dir) as tmp_dir:

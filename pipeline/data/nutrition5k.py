@@ -27,7 +27,7 @@ import numpy as np
 import pandas as pd
 
 from pipeline import io
-from pipeline.config import Nutrition5kConfig
+from pipeline.config import Nutrition5kConfig, or_default
 from pipeline.parallel import map_dishes
 
 MANIFEST_COLUMNS = ["dish_id", "rgb_path", "depth_path", "gt_mask_path", "fx", "fy", "cx", "cy",
@@ -41,11 +41,6 @@ METADATA = {"cafe1": Path("metadata/dish_metadata_cafe1.csv"),
 SPLITS = {"train": Path("dish_ids/splits/depth_train_ids.txt"),
           "test": Path("dish_ids/splits/depth_test_ids.txt")}
 
-# The defaults of params.yaml `nutrition5k:` (pipeline.config, see the comments in params.yaml)
-_N5K = Nutrition5kConfig()
-DEFAULT_FX, DEFAULT_FY, DEFAULT_CX, DEFAULT_CY = _N5K.fx, _N5K.fy, _N5K.cx, _N5K.cy
-MIN_DEPTH_M, MAX_DEPTH_M = _N5K.min_depth_m, _N5K.max_depth_m
-MIN_VALID_FRACTION = _N5K.min_valid_fraction
 _DISH_FIELDS = 6
 _INGR_FIELDS = 7
 
@@ -53,10 +48,12 @@ SKIP_REASONS = ("missing_file", "empty_file", "unreadable", "bad_format", "bad_s
                 "size_mismatch", "absurd_scale", "too_little_valid_depth")
 
 
-def read_release_depth(path: str | Path, min_depth_m: float = MIN_DEPTH_M,
-                       max_depth_m: float = MAX_DEPTH_M) -> np.ndarray:
+def read_release_depth(path: str | Path, min_depth_m: float | None = None,
+                       max_depth_m: float | None = None) -> np.ndarray:
     """A release depth in metres with out-of-range readings (65535, beyond the table) set to 0,
-    the convention for 'no measurement'. Use this rather than io.read_depth_png on release files."""
+    the convention for 'no measurement'. Use this rather than io.read_depth_png on release files.
+    The range: params `nutrition5k:` (None: its default)."""
+    min_depth_m, max_depth_m = or_default(Nutrition5kConfig, min_depth_m=min_depth_m, max_depth_m=max_depth_m)
     d = io.read_depth_png(path)
     d[(d < min_depth_m) | (d > max_depth_m)] = 0.0
     return d
@@ -165,11 +162,14 @@ def check_release_root(root: Path) -> None:
 
 
 def scan_release(root: Path, fx: float, fy: float, cx: float, cy: float, workers: int = 1, *,
-                 min_depth_m: float = MIN_DEPTH_M, max_depth_m: float = MAX_DEPTH_M,
-                 min_valid_fraction: float = MIN_VALID_FRACTION) -> tuple[pd.DataFrame, dict]:
+                 min_depth_m: float | None = None, max_depth_m: float | None = None,
+                 min_valid_fraction: float | None = None) -> tuple[pd.DataFrame, dict]:
     """Validate every overhead dish of a release; return (manifest, report for metrics/ingest.json).
+    The valid depth range and share: params `nutrition5k:` (None: its default).
 
     Manifest paths point into the release (relative to the repo root, nothing is copied)."""
+    min_depth_m, max_depth_m, min_valid_fraction = or_default(
+        Nutrition5kConfig, min_depth_m=min_depth_m, max_depth_m=max_depth_m, min_valid_fraction=min_valid_fraction)
     root = Path(root)
     check_release_root(root)
     for name, v in (("fx", fx), ("fy", fy)):

@@ -4,7 +4,9 @@ without guessing a "table" per image (a bowl filling the frame leaves no table t
 
 The plane is fitted per dish on the farthest valid pixels (the surround, ~0.41 m) and combined
 across dishes by medians, so a dish with no surround in view cannot tilt it. Saved by ingest in
-data/raw/rig_plane.json and read by the masks and labels stages.
+data/raw/rig_plane.json and read by the masks and labels stages. A fit tilted more than params
+`suspect.max_rig_tilt_deg` against the camera is no overhead rig's (`max_tilt_deg`; None: the
+default).
 """
 from __future__ import annotations
 
@@ -14,6 +16,7 @@ import numpy as np
 from tqdm import tqdm
 
 from pipeline import io
+from pipeline.config import Nutrition5kConfig, SuspectConfig, or_default
 from pipeline.geometry import backproject, fit_plane
 from pipeline.geometry.plane import levels
 
@@ -22,7 +25,6 @@ FAR_BAND_M = 0.015         # surround candidates: within this of the 97th depth 
 INLIER_M = 0.004           # a surround pixel lies this close to its plane
 MIN_FAR_PX = 2000          # fewer far pixels: the dish has no usable surround in view
 MIN_DISH_INLIERS = 0.5     # per-dish fits with fewer inliers (of far pixels) are not used
-MAX_RIG_TILT_DEG = 15.0    # no overhead rig is tilted more than this against its camera
 _MAX_FIT_POINTS = 20000
 
 
@@ -49,30 +51,32 @@ def dish_far_plane(depth: np.ndarray, K: np.ndarray, seed: int = 0) -> dict | No
             "n_far_px": int(far.sum())}
 
 
-def _usable(fit: dict | None) -> bool:
+def _usable(fit: dict | None, max_tilt_deg: float | None) -> bool:
     """A per-dish surround fit good enough to stand for the rig plane."""
+    max_tilt_deg = or_default(SuspectConfig, max_rig_tilt_deg=max_tilt_deg)
     return bool(fit) and fit["inlier_fraction"] >= MIN_DISH_INLIERS \
-        and tilt_deg(np.asarray(fit["normal"])) <= MAX_RIG_TILT_DEG
+        and tilt_deg(np.asarray(fit["normal"])) <= max_tilt_deg
 
 
-def dish_rig_plane(depth: np.ndarray, K: np.ndarray, seed: int = 0
+def dish_rig_plane(depth: np.ndarray, K: np.ndarray, seed: int = 0, max_tilt_deg: float | None = None
                    ) -> tuple[np.ndarray, float] | None:
     """The surround plane of ONE dish as its rig plane, for data with no release-wide one
     (synthetic rig families): the same far-surface fit and acceptance as the release median;
     None when the dish shows too little of a level surround (e.g. an oblique table view)."""
     fit = dish_far_plane(depth, K, seed)
-    return (np.asarray(fit["normal"], float), float(fit["d"])) if _usable(fit) else None
+    return (np.asarray(fit["normal"], float), float(fit["d"])) if _usable(fit, max_tilt_deg) else None
 
 
 FLOOR_MIN_M, FLOOR_MAX_M = 0.02, 0.12   # a vessel floor above the surround, when it stands
                                         # on a platform the depth sensor sees through (glass)
 
 
-def dish_floor_height(depth: np.ndarray, K: np.ndarray, plane: dict | None) -> float | None:
+def dish_floor_height(depth: np.ndarray, K: np.ndarray, plane: dict | None,
+                      max_tilt_deg: float | None = None) -> float | None:
     """Height (m) above the dish's surround plane of the lowest level surface between
     FLOOR_MIN_M and FLOOR_MAX_M: the floor of its plate when the platform under it is not seen
     in depth. None without a usable surround fit or such a level."""
-    if not _usable(plane):
+    if not _usable(plane, max_tilt_deg):
         return None
     h = backproject(depth, K) @ np.asarray(plane["normal"]) + plane["d"]
     region = np.isfinite(h) & (depth > 0) & (h > FLOOR_MIN_M) & (h < FLOOR_MAX_M)
@@ -80,10 +84,11 @@ def dish_floor_height(depth: np.ndarray, K: np.ndarray, plane: dict | None) -> f
     return min(lv) if lv else None
 
 
-def combine_planes(fits: list[dict | None], floors: list[float | None] | None = None) -> dict:
+def combine_planes(fits: list[dict | None], floors: list[float | None] | None = None,
+                   max_tilt_deg: float | None = None) -> dict:
     """Median plane over the dishes whose own fit was good (fixed camera: one plane).
     ValueError when no dish gave a usable fit."""
-    good = [f for f in fits if _usable(f)]
+    good = [f for f in fits if _usable(f, max_tilt_deg)]
     if not good:
         raise ValueError(f"rig plane: none of {len(fits)} dishes shows enough of the surface "
                          "around the platform to fit it")
@@ -109,9 +114,11 @@ def _floor_stats(floors: list[float | None]) -> dict:
     return {"floor_m": round(float(med), 5), "floor_iqr_m": round(float(q3 - q1), 5), "n_floor_dishes": len(f)}
 
 
-def estimate_rig_plane(manifest, roots: list[Path] | None = None, max_dishes: int = 64,
-                       seed: int = 0) -> dict:
-    """The rig plane from up to `max_dishes` dishes spread evenly over the manifest."""
+def estimate_rig_plane(manifest, roots: list[Path] | None = None, max_dishes: int | None = None,
+                       seed: int = 0, max_tilt_deg: float | None = None) -> dict:
+    """The rig plane from up to `max_dishes` (params `nutrition5k.rig_plane_dishes`; None: its
+    default) dishes spread evenly over the manifest."""
+    max_dishes = or_default(Nutrition5kConfig, rig_plane_dishes=max_dishes)
     rows = manifest.to_dict("records")
     idx = np.unique(np.linspace(0, len(rows) - 1, min(max_dishes, len(rows))).astype(int))
     fits, floors = [], []
@@ -119,8 +126,8 @@ def estimate_rig_plane(manifest, roots: list[Path] | None = None, max_dishes: in
         row = rows[i]
         depth, K = io.read_dish_depth(row, roots), io.K_from_row(row)
         fits.append(dish_far_plane(depth, K, seed))
-        floors.append(dish_floor_height(depth, K, fits[-1]))
-    return combine_planes(fits, floors)
+        floors.append(dish_floor_height(depth, K, fits[-1], max_tilt_deg))
+    return combine_planes(fits, floors, max_tilt_deg)
 
 
 MAX_SPREAD_MM = 5.0   # release-wide planes whose per-dish offsets spread more (MAD) are no rig:

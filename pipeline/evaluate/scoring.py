@@ -35,7 +35,7 @@ import pandas as pd
 from tqdm import tqdm
 
 from pipeline import geometry
-from pipeline.config import EvalConfig, MasksConfig, Params, SuspectConfig, VolumeConfig, as_params
+from pipeline.config import EvalConfig, MasksConfig, Params, VolumeConfig, as_params, or_default
 from pipeline.evaluate.metrics import (DEFAULT_BIN_EDGES, assign_bins, depth_errors, focal_rel_err, height_error_mm,
                                        nanmean, per_bin_metrics, volume_metrics)
 from pipeline.evaluate.names import END_TO_END, GIVEN, SETTINGS
@@ -85,10 +85,12 @@ def reference_volume(df: pd.DataFrame) -> pd.Series:
     return ref.astype(float)
 
 
-def select_split(df: pd.DataFrame, split: str = "test",
-                 exclude_suspect: bool = SuspectConfig().exclude) -> pd.DataFrame:
-    """Rows of one split with a usable reference volume (suspect dishes left out while
-    `exclude_suspect`, params `suspect.exclude`); ValueError when none."""
+def select_split(df: pd.DataFrame, split: str | None = None,
+                 exclude_suspect: bool | None = None) -> pd.DataFrame:
+    """Rows of one split (params `eval.split`) with a usable reference volume (suspect dishes
+    left out while `exclude_suspect`, params `suspect.exclude`); None: their defaults.
+    ValueError when none."""
+    split = or_default(EvalConfig, split=split)
     if "split" not in df.columns:
         raise ValueError("index: missing column `split`")
     df = drop_suspect(df, exclude_suspect)

@@ -5,11 +5,10 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
-from pipeline.config import VolumeConfig
+from pipeline.config import VolumeConfig, or_default
 from pipeline.geometry.camera import backproject, check_inputs, rays, valid_depth
 from pipeline.geometry.shared import bbox, inlier_thr, ransac_draws
 
-VOLUME = VolumeConfig()  # params.yaml `volume:` defaults, defined once in pipeline.config
 
 MIN_SUPPORT_PX = 100     # a ring with fewer valid pixels falls back to all valid non-food
 
@@ -101,9 +100,10 @@ def fit_plane_drawn(S: np.ndarray, hyp: np.ndarray, R: np.ndarray) -> tuple[np.n
     return orient_plane(n, d)
 
 
-def fit_support_plane(depth: np.ndarray, mask: np.ndarray, K: np.ndarray, ring_px: int = VOLUME.ring_px,
+def fit_support_plane(depth: np.ndarray, mask: np.ndarray, K: np.ndarray, ring_px: int | None = None,
                       seed: int = 0) -> tuple[np.ndarray, float]:
-    """Plane of the table/plate around the food (see support_mask)."""
+    """Plane of the table/plate around the food (see support_mask); ring_px None: params' default."""
+    ring_px = or_default(VolumeConfig, ring_px=ring_px)
     depth, mask, K = check_inputs(depth, mask, K)
     return _fit_support(depth, mask, K, valid_depth(depth), ring_px, seed)
 

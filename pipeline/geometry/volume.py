@@ -8,15 +8,13 @@ from functools import partial
 import cv2
 import numpy as np
 
-from pipeline.config import VolumeConfig
+from pipeline.config import VolumeConfig, or_default
 from pipeline.geometry.camera import check_inputs, ray_xy, rays, valid_depth
 from pipeline.geometry.plane import MIN_SUPPORT_PX, fit_plane_drawn, orient_plane, plane_basis, support_ring
 from pipeline.geometry.shared import (EDGE_SMOOTH, GAP_KERNEL, NOISE_BAND, TOP_BAND, bbox, boundary, cell_of, cell_size,
                                       check_method, edge_areas, fill_plan, filled_depth, footprint_splat, grid_plan,
                                       hidden_samples, hidden_weight, in_mask, noise_sigma, patch_maps, ransac_draws,
                                       sigma_idx)
-
-VOLUME = VolumeConfig()  # params.yaml `volume:` defaults, defined once in pipeline.config
 
 
 @dataclass
@@ -30,10 +28,12 @@ class VolumeResult:
 
 
 def estimate_volume(depth: np.ndarray, mask: np.ndarray, K: np.ndarray,
-                    method: str = VOLUME.method, ring_px: int = VOLUME.ring_px, cell_mm: float = VOLUME.cell_mm,
+                    method: str | None = None, ring_px: int | None = None, cell_mm: float | None = None,
                     plane: tuple[np.ndarray, float] | None = None, seed: int = 0
                     ) -> VolumeResult:
-    """Food volume (mL) above the support plane (fitted, or given as plane=(n, d))."""
+    """Food volume (mL) above the support plane (fitted, or given as plane=(n, d)). method,
+    ring_px, cell_mm: params `volume:` (None: its default)."""
+    method, ring_px, cell_mm = or_default(VolumeConfig, method=method, ring_px=ring_px, cell_mm=cell_mm)
     check_method(method)
     depth, mask, K = check_inputs(depth, mask, K)
     if cell_mm <= 0:

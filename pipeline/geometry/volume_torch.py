@@ -10,7 +10,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from pipeline.config import VolumeConfig
+from pipeline.config import VolumeConfig, or_default
 from pipeline.geometry.camera import check_K
 from pipeline.geometry.plane import support_mask
 from pipeline.geometry.shared import (EDGE_SMOOTH, GAP_KERNEL, NOISE_BAND, TOP_BAND, boundary, box_sum_torch, cell_of,
@@ -18,7 +18,6 @@ from pipeline.geometry.shared import (EDGE_SMOOTH, GAP_KERNEL, NOISE_BAND, TOP_B
                                       grid_plan, hidden_samples, hidden_weight, in_mask, inlier_thr, noise_sigma,
                                       patch_maps, ransac_draws)
 
-VOLUME = VolumeConfig()  # params.yaml `volume:` defaults, defined once in pipeline.config
 
 
 def _t_rays(Kinv: Tensor, ys: Tensor, xs: Tensor) -> Tensor:
@@ -164,11 +163,12 @@ def _host_twin(fn, depth: Tensor, mask: Tensor, K: Tensor, params: list[Tensor])
     return out
 
 
-def fit_support_plane_torch(depth: Tensor, mask: Tensor, K: Tensor, ring_px: int = VOLUME.ring_px,
+def fit_support_plane_torch(depth: Tensor, mask: Tensor, K: Tensor, ring_px: int | None = None,
                             seed: int = 0, host_copy: bool | None = None
                             ) -> tuple[Tensor, Tensor]:
     """Batched torch twin of fit_support_plane: (normals Bx3, d B). host_copy: see
     estimate_volume_torch."""
+    ring_px = or_default(VolumeConfig, ring_px=ring_px)
     _t_check(depth, mask, K)
     if _use_host(depth, host_copy):
         def fit(dh, mh, Kh):
@@ -185,8 +185,8 @@ def fit_support_plane_torch(depth: Tensor, mask: Tensor, K: Tensor, ring_px: int
     return torch.stack(ns), torch.stack(ds)
 
 
-def estimate_volume_torch(depth: Tensor, mask: Tensor, K: Tensor, method: str = VOLUME.method,
-                          ring_px: int = VOLUME.ring_px, cell_mm: float = VOLUME.cell_mm,
+def estimate_volume_torch(depth: Tensor, mask: Tensor, K: Tensor, method: str | None = None,
+                          ring_px: int | None = None, cell_mm: float | None = None,
                           plane: tuple[Tensor, Tensor] | None = None, seed: int = 0,
                           host_copy: bool | None = None) -> Tensor:
     """Batched, differentiable (w.r.t. depth and a given plane) twin of estimate_volume:
@@ -197,7 +197,8 @@ def estimate_volume_torch(depth: Tensor, mask: Tensor, K: Tensor, method: str = 
     when depth is not on the CPU): the per-dish work (data-dependent point counts, grid
     sizes, stencils) runs on one host copy of the batch and comes back as values plus their
     first derivatives (see _host_twin): one device->host copy per call instead of tens of
-    host syncs per dish."""
+    host syncs per dish. method, ring_px, cell_mm: params `volume:` (None: its default)."""
+    method, ring_px, cell_mm = or_default(VolumeConfig, method=method, ring_px=ring_px, cell_mm=cell_mm)
     check_method(method)
     _t_check(depth, mask, K)
     if cell_mm <= 0:

@@ -11,13 +11,11 @@ import cv2
 import numpy as np
 
 from pipeline import suspect
-from pipeline.config import MasksConfig, SuspectConfig
+from pipeline.config import MasksConfig, SuspectConfig, build, or_default
 from pipeline.geometry import backproject, fit_plane, height_above_plane
 from pipeline.masks.cleanup import (_drop_touching, _fill_holes, _grown, _largest_component, _noise_floor,
                                     _ring_fraction, clean_mask)
 from pipeline.masks.support import Support
-
-MASKS = MasksConfig()  # params.yaml defaults, defined once in pipeline.config
 
 _MAX_FIT_POINTS = 20000
 _MAX_FLOOR_HEIGHT_M = 0.08  # a plate top / bowl floor sits at most this high above the table
@@ -35,11 +33,12 @@ def _plane_on(points: np.ndarray, region: np.ndarray, seed: int) -> tuple[np.nda
     return fit_plane(pts, seed=seed)
 
 
-def geometry_mask(depth: np.ndarray, K: np.ndarray, min_height_mm: float = MASKS.min_height_mm,
-                  min_area_px: int = MASKS.min_area_px, seed: int = 0, grow: bool = True) -> np.ndarray:
+def geometry_mask(depth: np.ndarray, K: np.ndarray, min_height_mm: float | None = None,
+                  min_area_px: int | None = None, seed: int = 0, grow: bool = True) -> np.ndarray:
     """Food = connected regions higher than `min_height_mm` above the local support plane,
     grown (`grow`) down to the support's noise floor so thin and spreading food keeps its
-    low margins (hysteresis)."""
+    low margins (hysteresis). min_height_mm, min_area_px: params `masks:` (None: its default)."""
+    min_height_mm, min_area_px = or_default(MasksConfig, min_height_mm=min_height_mm, min_area_px=min_area_px)
     depth = np.asarray(depth, dtype=np.float32)
     valid = np.isfinite(depth) & (depth > 0)
     if valid.sum() < 100:
@@ -76,8 +75,8 @@ def geometry_mask(depth: np.ndarray, K: np.ndarray, min_height_mm: float = MASKS
     return food
 
 
-def food_mask(depth: np.ndarray, K: np.ndarray, min_height_mm: float = MASKS.min_height_mm,
-              min_area_px: int = MASKS.min_area_px, rig_plane: tuple[np.ndarray, float] | None = None,
+def food_mask(depth: np.ndarray, K: np.ndarray, min_height_mm: float | None = None,
+              min_area_px: int | None = None, rig_plane: tuple[np.ndarray, float] | None = None,
               rgb: np.ndarray | None = None, seed: int = 0,
               suspect_cfg: SuspectConfig | None = None, rig_floor_m: float | None = None,
               rig_fits: bool = True) -> tuple[np.ndarray, Support]:
@@ -85,14 +84,16 @@ def food_mask(depth: np.ndarray, K: np.ndarray, min_height_mm: float = MASKS.min
     (Nutrition5k), else the per-image geometry mask (support: plane fitted around the food).
     `suspect_cfg`: params `suspect:` (a bowl whose floor is hidden keeps its bowl support);
     `rig_floor_m`: the release's typical vessel floor above its rig plane (ingest); `rig_fits`
-    False: the release's dishes do not share one plane, each dish gets its own."""
+    False: the release's dishes do not share one plane, each dish gets its own. min_height_mm,
+    min_area_px: params `masks:` (None: its default)."""
     from pipeline.masks.rig import rig_mask
+    min_height_mm, min_area_px = or_default(MasksConfig, min_height_mm=min_height_mm, min_area_px=min_area_px)
     if rig_plane is not None:
         return rig_mask(depth, K, rig_plane, min_height_mm, min_area_px, seed, rgb, rig_floor_m, rig_fits)
     # no release-wide rig plane (synthetic): a deep vessel standing on a level surround seen
     # in this image gets the rig's bowl-surface support; anything else the per-image geometry
     from pipeline.data.rig import dish_rig_plane
-    plane = dish_rig_plane(depth, K, seed)
+    plane = dish_rig_plane(depth, K, seed, build(SuspectConfig, suspect_cfg, "suspect").max_rig_tilt_deg)
     if plane is not None:
         food, support = rig_mask(depth, K, plane, min_height_mm, min_area_px, seed, rgb)
         # a deep bowl, or food filling a bowl (kept so that it is flagged bowl_floor)

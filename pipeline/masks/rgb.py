@@ -19,11 +19,10 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from pipeline.config import MasksConfig
+from pipeline.config import MasksConfig, or_default
 from pipeline.masks.cleanup import _drop_touching, clean_mask, hysteresis
 from pipeline.masks.rig import colour_like
 
-MASKS = MasksConfig()  # params.yaml defaults, defined once in pipeline.config
 
 RGB_RULE, SAM2_RGB = "rgb_rule", "sam2_rgb"
 MASK_SOURCES = (RGB_RULE, SAM2_RGB)
@@ -46,9 +45,10 @@ def _frame(shape: tuple[int, int]) -> np.ndarray:
     return f
 
 
-def rgb_rule_mask(rgb: np.ndarray, min_area_px: int = MASKS.min_area_px) -> np.ndarray:
+def rgb_rule_mask(rgb: np.ndarray, min_area_px: int | None = None) -> np.ndarray:
     """HxW bool food mask from the colour rule alone (see the module doc); empty when nothing
-    in the image is coloured enough to seed food."""
+    in the image is coloured enough to seed food. min_area_px None: params' default."""
+    min_area_px = or_default(MasksConfig, min_area_px=min_area_px)
     rgb = np.asarray(rgb)
     if rgb.ndim != 3 or rgb.shape[2] != 3 or rgb.dtype != np.uint8:
         raise ValueError(f"rgb: expected HxWx3 uint8, got {rgb.shape} {rgb.dtype}")

@@ -9,14 +9,13 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
-from pipeline.config import MasksConfig
+from pipeline.config import MasksConfig, or_default
 from pipeline.geometry import backproject, fit_plane, plane_basis
 from pipeline.geometry.plane import LEVEL_BAND_M as _LEVEL_BAND_M, levels
 from pipeline.masks.cleanup import _fill_holes, _largest_component, _noise_floor, clean_mask, hysteresis
 from pipeline.masks.levelled import levelled_bowl, radius_at
 from pipeline.masks.support import WALL_RISE_M, Support, fit_bowl, surface_height
 
-MASKS = MasksConfig()  # params.yaml defaults, defined once in pipeline.config
 
 _OBJ_MIN_M = 0.02        # dish, rails, cables: higher than this above the rig plane
 _SPLIT_PX = 15           # erosion radius that cuts rails and cables off the dish
@@ -222,7 +221,7 @@ def _levelled(X: np.ndarray, inside: np.ndarray, h: np.ndarray, level: float, n:
 
 
 def rig_mask(depth: np.ndarray, K: np.ndarray, rig_plane: tuple[np.ndarray, float],
-             min_height_mm: float = MASKS.min_height_mm, min_area_px: int = MASKS.min_area_px, seed: int = 0,
+             min_height_mm: float | None = None, min_area_px: int | None = None, seed: int = 0,
              rgb: np.ndarray | None = None, rig_floor_m: float | None = None,
              rig_fits: bool = True) -> tuple[np.ndarray, Support]:
     """Food mask and its support on the fixed rig: the dish is what stands on the rig plane;
@@ -230,7 +229,9 @@ def rig_mask(depth: np.ndarray, K: np.ndarray, rig_plane: tuple[np.ndarray, floa
     bowl the food rises above the bowl's fitted inner surface. Nothing is dropped for
     touching the image border (rails and cables do, food on a big plate may). `rig_floor_m`:
     the release's typical vessel floor above the rig plane (a bowl whose floor is hidden stands
-    there when the platform under it is not seen in depth)."""
+    there when the platform under it is not seen in depth). min_height_mm, min_area_px: params
+    `masks:` (None: its default)."""
+    min_height_mm, min_area_px = or_default(MasksConfig, min_height_mm=min_height_mm, min_area_px=min_area_px)
     depth = np.asarray(depth, dtype=np.float32)
     valid = np.isfinite(depth) & (depth > 0)
     thr = min_height_mm * 1e-3

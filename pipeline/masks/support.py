@@ -23,10 +23,9 @@ from dataclasses import asdict, dataclass, replace
 
 import numpy as np
 
-from pipeline.config import VolumeConfig
+from pipeline.config import VolumeConfig, or_default
 from pipeline.geometry import VolumeResult, estimate_volume, plane_basis, rays
 
-VOLUME = VolumeConfig()  # params.yaml defaults, defined once in pipeline.config
 
 _FLOOR_SHARE = 0.4   # a bowl's flat floor spans about this share of the fitted radius
 WALL_RISE_M = 0.005  # profile bins this far above the surface's lowest level are the wall
@@ -128,12 +127,14 @@ def _under_level(r: np.ndarray, prof: np.ndarray, rise_m: float = WALL_RISE_M, m
 
 
 def volume_above_support(depth: np.ndarray, mask: np.ndarray, K: np.ndarray, support: Support,
-                         method: str = VOLUME.method, ring_px: int = VOLUME.ring_px,
-                         cell_mm: float = VOLUME.cell_mm) -> VolumeResult:
+                         method: str | None = None, ring_px: int | None = None,
+                         cell_mm: float | None = None) -> VolumeResult:
     """Food volume between the food's top and its support (see the module docstring); the
     result's plane is the flat plane used (for a bowl: through its lowest point). Mask pixels
     without depth (sensors drop them along the food's outline) are filled by the geometry from
-    the food side (`estimate_volume`; `n_holes` counts them)."""
+    the food side (`estimate_volume`; `n_holes` counts them). method, ring_px, cell_mm: params
+    `volume:` (None: its default)."""
+    method, ring_px, cell_mm = or_default(VolumeConfig, method=method, ring_px=ring_px, cell_mm=cell_mm)
     if support.kind == "plane":
         return estimate_volume(depth, mask, K, method, ring_px, cell_mm)
     n, d = support.plane()

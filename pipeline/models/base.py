@@ -15,6 +15,8 @@ from typing import Any, Literal
 import torch
 from torch import Tensor
 
+from pipeline.config import PixelSize, PosFloat
+
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 
@@ -122,6 +124,6 @@ def stacked_depth(results: list[dict], h: int, w: int) -> Tensor:
 class ModelConfig:
     """What every `model_cfg.<name>` block has; a model's own config class adds to it."""
     pretrained: str | None = None    # hub id or local path; null = small random config (offline)
-    size: tuple[int, int] = (126, 168)   # [H, W] training and inference input, multiples of 14
+    size: PixelSize = (126, 168)     # [H, W] training and inference input, multiples of 14
     zoom: Literal["depth", "intrinsics", "off"] = "depth"   # how a zoom augmentation is labelled
-    init_depth: float = 0.5          # m, initial output of a fresh (random) head
+    init_depth: PosFloat = 0.5       # m, initial output of a fresh (random) head

@@ -17,15 +17,17 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import torch
 from torch import Tensor, nn
 from transformers import DepthProConfig, DepthProForDepthEstimation, DepthProImageProcessor
 from transformers.models.depth_pro.modeling_depth_pro import DepthProDepthEstimatorOutput
 
+from pipeline.config import PixelSize
 from pipeline.models.base import DepthModel, ModelConfig, processor_pixels, stacked_depth
 from pipeline.models.registry import register
+from pipeline.typed import Range
 
 HUB_ID = "apple/DepthPro-hf"
 TINY_DEFAULTS = {"hidden_size": 32, "num_layers": 4, "num_heads": 2, "vit_patch": 8, "patch_size": 64,
@@ -35,9 +37,9 @@ TINY_DEFAULTS = {"hidden_size": 32, "num_layers": 4, "num_heads": 2, "vit_patch"
 @dataclass
 class DepthProModelConfig(ModelConfig):
     """`model_cfg.depth_pro` (the checkpoint keeps its own architecture and processor)."""
-    size: tuple[int, int] = (480, 640)   # the image as stored; the processor resizes to the square input
+    size: PixelSize = (480, 640)   # the image as stored; the processor resizes to the square input
     camera: Literal["predict", "given"] = "predict"
-    init_fov_deg: float = 55.0           # a fresh (random) field-of-view head starts here
+    init_fov_deg: Annotated[float, Range(0, 180, lo_open=True, hi_open=True)] = 55.0          # a fresh (random) field-of-view head starts here
     tiny: dict[str, Any] = field(default_factory=lambda: dict(TINY_DEFAULTS))
 
 

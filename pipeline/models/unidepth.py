@@ -27,6 +27,7 @@ from typing import Any, Literal
 import torch
 from torch import Tensor
 
+from pipeline.config import PixelSize
 from pipeline.models.base import DepthModel, ModelConfig, checkpoint_source
 from pipeline.models.registry import register
 
@@ -46,7 +47,7 @@ class UniDepthV2Config(ModelConfig):
     """`model_cfg.unidepth_v2` (the checkpoint, if any, keeps its own architecture)."""
     backbone: Literal["vits14", "vitb14", "vitl14"] = "vits14"
     camera: Literal["predict", "given"] = "predict"
-    size: tuple[int, int] = (420, 560)
+    size: PixelSize = (420, 560)
     zoom: Literal["depth", "intrinsics", "off"] = "intrinsics"
     tiny: dict[str, Any] = field(default_factory=lambda: dict(TINY_DEFAULTS))
 

@@ -16,6 +16,7 @@ import torch
 from torch import Tensor, nn
 from transformers import ZoeDepthConfig, ZoeDepthForDepthEstimation, ZoeDepthImageProcessor
 
+from pipeline.config import PixelSize
 from pipeline.models.base import DepthModel, ModelConfig, processor_pixels, stacked_depth
 from pipeline.models.registry import register
 
@@ -27,7 +28,7 @@ TINY_DEFAULTS = {"hidden_size": 32, "num_layers": 4, "num_heads": 2, "vit_patch"
 @dataclass
 class ZoeDepthModelConfig(ModelConfig):
     """`model_cfg.zoedepth` (the checkpoint keeps its own architecture and processor)."""
-    size: tuple[int, int] = (480, 640)   # the image as stored; the processor resizes it
+    size: PixelSize = (480, 640)   # the image as stored; the processor resizes it
     tiny: dict[str, Any] = field(default_factory=lambda: dict(TINY_DEFAULTS))
 
 

@@ -19,7 +19,7 @@ import pytorch_lightning as pl
 import torch
 from torch.utils.data import DataLoader, Dataset, Sampler
 
-from pipeline.config import AugmentConfig, Params, SuspectConfig, as_params
+from pipeline.config import AugmentConfig, Params, SuspectConfig, TrainConfig, as_params, or_default
 from pipeline.geometry.camera import resize_K
 from pipeline.io import K_from_row, read_dish_depth, read_index, read_mask, read_rgb, resolve
 from pipeline.models.registry import config_for
@@ -42,12 +42,13 @@ class DishDataset(Dataset):
     draws depend only on (seed, epoch, index), whichever worker reads the sample."""
 
     def __init__(self, rows: pd.DataFrame, out_hw: tuple[int, int], augment: AugmentConfig | None,
-                 seed: int = 0, work_scale: float = 1.5, desc: str = "dishes",
+                 seed: int = 0, work_scale: float | None = None, desc: str = "dishes",
                  allowed_roots: list[Path] | None = None) -> None:
         self.out_hw = out_hw
         self.augment = augment
         self.seed = int(seed)
         self.epoch = 0  # set by the LightningModule so draws depend on (seed, epoch, index)
+        work_scale = or_default(TrainConfig, work_scale=work_scale)   # params train.work_scale
         self.work_hw = (int(round(out_hw[0] * work_scale)), int(round(out_hw[1] * work_scale)))
         self.roots = allowed_roots
         self.rows = [self._check(row, allowed_roots, desc) for row in rows.to_dict("records")]
@@ -133,16 +134,16 @@ class DishDataModule(pl.LightningDataModule):
 
     def __init__(self, index_path: str | Path, size: tuple[int, int], batch_size: int,
                  augment: AugmentConfig | None, seed: int = 0, num_workers: int = 0,
-                 work_scale: float = 1.5, max_dishes: int | None = None,
+                 work_scale: float | None = None, max_dishes: int | None = None,
                  allowed_roots: list[Path] | None = None,
-                 exclude_suspect: bool = SuspectConfig().exclude) -> None:
+                 exclude_suspect: bool | None = None) -> None:
         super().__init__()
         self.index_path = Path(index_path)
         self.size, self.batch_size, self.augment = size, int(batch_size), augment
-        self.seed, self.num_workers, self.work_scale = int(seed), int(num_workers), float(work_scale)
+        self.seed, self.num_workers, self.work_scale = int(seed), int(num_workers), work_scale
         self.max_dishes = max_dishes
         self.allowed_roots = allowed_roots  # besides the repository (io.resolve's guard)
-        self.exclude_suspect = bool(exclude_suspect)   # params suspect.exclude
+        self.exclude_suspect = bool(or_default(SuspectConfig, exclude=exclude_suspect))  # params suspect.exclude
         self._index: pd.DataFrame | None = None        # read once, for both splits
         self.train_set: DishDataset | None = None
         self.val_set: DishDataset | None = None
