@@ -119,7 +119,8 @@ def main() -> None:
     args = ap.parse_args()
     if args.child:
         return child(args)
-    from quick_dishes import write_dishes
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the repo root: tests.fixtures
+    from tests.fixtures.quick_dishes import write_dishes
     h, w = args.size
     with tempfile.TemporaryDirectory(prefix="bench_data_") as tmp:
         index = write_dishes(Path(tmp), max(args.dishes), width=w, height=h)

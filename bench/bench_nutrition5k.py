@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -18,12 +19,13 @@ from pathlib import Path
 import numpy as np
 
 os.environ.setdefault("SAM2_BUILD_CUDA", "0")
-from fake_release import make_release_tree  # (a sibling in bench/)
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the repo root: tests.fixtures
 
 from pipeline import io
 from pipeline.config import Nutrition5kConfig
 from pipeline.data.nutrition5k import read_release_depth, scan_release
 from pipeline.masks.from_depth import geometry_mask
+from tests.fixtures.fake_release import make_release_tree
 
 _N5K = Nutrition5kConfig()   # the params.yaml `nutrition5k:` defaults
 FX, FY, CX, CY = _N5K.fx, _N5K.fy, _N5K.cx, _N5K.cy

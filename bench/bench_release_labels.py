@@ -1,4 +1,4 @@
-"""Label accuracy of the Nutrition5k path on release trees with exact volumes (bench/rig_release.py):
+"""Label accuracy of the Nutrition5k path on release trees with exact volumes (tests/fixtures/rig_release.py):
 per family and per support kind, the share of dishes that end up usable (labelled, not suspect)
 and the label error of the usable ones.
 
@@ -18,10 +18,12 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import sys
 import tempfile
 from pathlib import Path
 
 os.environ.setdefault("OMP_NUM_THREADS", "1")
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the repo root: tests.fixtures
 
 import numpy as np
 import pandas as pd
@@ -33,7 +35,7 @@ from pipeline.data.rig import read_rig_extras, read_rig_plane
 from pipeline.data.split import assign_splits
 from pipeline.labels import LabelSettings, make_labels
 from pipeline.masks.make import MaskSettings, make_masks
-from rig_release import write_release
+from tests.fixtures.rig_release import write_release
 
 
 def run_tree(root: Path, work: Path, p: Params, workers: int = 1) -> tuple[pd.DataFrame, dict]:

@@ -171,7 +171,8 @@ def main(argv: list[str] | None = None) -> None:
     params = load_params()
     rows, failed = [], []
     with tempfile.TemporaryDirectory(prefix="gpu_check_") as tmp:
-        from quick_dishes import write_dishes
+        sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the repo root: tests.fixtures
+        from tests.fixtures.quick_dishes import write_dishes
         index = write_dishes(Path(tmp), n_dishes, width=w, height=h, n_val=1)
         models = [("depth_anything_v2", lambda: depth_anything(params, smoke)),
                   ("unidepth_v2", lambda: unidepth(params))]

@@ -124,6 +124,7 @@ def _tree_digest(folder: Path) -> str:
     return h.hexdigest()
 
 
+@pytest.mark.slow
 def test_killed_ingest_leaves_nothing_and_rerun_is_identical(dvc_project) -> None:
     root = dvc_project({"data.n_dishes": 40, "data.width": 160, "data.height": 120, "data.workers": 1})
     cmd = [sys.executable, "-m", "stages.ingest"]

@@ -9,12 +9,12 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
-from quick_dishes import write_dishes  # noqa: E402
 
 from pipeline import io
 from pipeline.config import AugmentConfig, load_params
 from pipeline.train.augment import augment_sample
 from pipeline.train.datamodule import DishDataModule, DishDataset, train_augment
+from tests.fixtures.quick_dishes import write_dishes
 
 SIZE = (84, 112)
 AUG = dataclasses.replace(load_params().augment, zoom="depth", p_geometric=1.0)

@@ -13,6 +13,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 import yaml
 from test_training import make_index, small_params
 
@@ -58,6 +59,7 @@ def train(root: Path, **env: str) -> subprocess.CompletedProcess:
                           cwd=root, env=e, capture_output=True, text=True, timeout=400)
 
 
+@pytest.mark.slow
 def test_ddp_two_cpu_processes(tmp_path: Path):
     root = ddp_project(tmp_path / "proj")
     ck, live = root / "checkpoints/depth_anything_v2/stage1", root / "dvclive/depth_anything_v2/stage1"

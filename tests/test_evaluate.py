@@ -133,6 +133,7 @@ def test_baselines_fit_on_train_only(tiny_index):
     assert set(fit_baselines(train.drop(columns="gt_mask_path"), [root], with_masks=False)) == {"baseline_mean"}
 
 
+@pytest.mark.slow
 def test_tiny_random_model_end_to_end(tiny_index, tmp_path):
     from pipeline.models import build_model
     df, root = tiny_index

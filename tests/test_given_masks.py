@@ -11,7 +11,6 @@ import numpy as np
 import pandas as pd
 import pytest
 from conftest import REPO
-from fake_release import make_release_tree  # bench/ (pytest pythonpath)
 
 from pipeline import io
 from pipeline.config import MasksConfig, VolumeConfig
@@ -21,6 +20,7 @@ from pipeline.evaluate.scoring import (GIVEN, MeasureConfig, evaluate_predictor,
                                        given_mask_source, select_split)
 from pipeline.masks.make import MaskSettings, make_masks
 from pipeline.masks.rgb import RGB_RULE, chroma, rgb_rule_mask, sam2_checkpoint_file
+from tests.fixtures.fake_release import make_release_tree
 
 VCFG = MeasureConfig(VolumeConfig(method="columns", ring_px=20, cell_mm=2.0), MasksConfig(min_height_mm=4.0, min_area_px=150))
 REAL = (REPO / "../shared/nutrition5k_samples").resolve()
@@ -50,6 +50,7 @@ def _masks_and_index(df: pd.DataFrame, root: Path, out: Path) -> pd.DataFrame:
     return df.drop(columns="volume_ml_true").merge(table, on="dish_id").assign(volume_ml=df["mass_g"].to_numpy())
 
 
+@pytest.mark.slow
 def test_rgb_given_masks_and_predictions_ignore_measured_depth(release, tmp_path) -> None:
     src, manifest = release
     root = tmp_path / "release"
@@ -101,7 +102,7 @@ def test_rgb_rule_refuses_non_rgb() -> None:
 def test_rgb_rule_on_real_dishes() -> None:
     """Bounds just under what was observed (plate 0.86, bowl 0.34: pale chicken on steel is
     missed by the colour rule) so a regression shows, not a target."""
-    from bench_real_dishes import given_mask_table  # bench/ (pytest pythonpath)
+    from bench.bench_real_dishes import given_mask_table
 
     rows = {r["dish_id"]: r for r in given_mask_table(REAL)}
     assert rows["dish_1559845399"]["iou"] >= 0.8, rows
@@ -109,6 +110,7 @@ def test_rgb_rule_on_real_dishes() -> None:
     assert all(r["mask_source"] == RGB_RULE for r in rows.values())
 
 
+@pytest.mark.slow
 def test_sam2_prompted_by_the_rgb_rule_stays_in_its_boxes() -> None:
     """The sam2_rgb path with a real (randomly initialised, small-input) SAM 2: named as such,
     and its mask lies inside the boxes of the rule's regions."""

@@ -1,9 +1,12 @@
 """bench/gpu_check.py works end to end (CPU smoke: tiny model, bf16 autocast, real loader)."""
 from __future__ import annotations
 
+import pytest
 
+
+@pytest.mark.slow
 def test_gpu_check_smoke(capsys):
-    import gpu_check  # bench/ (pytest pythonpath)
+    from bench import gpu_check
     gpu_check.main(["--smoke", "--steps", "2", "--dishes", "3"])
     out = capsys.readouterr().out
     row = next(ln for ln in out.splitlines() if ln.startswith("depth_anything_v2"))
@@ -13,7 +16,7 @@ def test_gpu_check_smoke(capsys):
 
 
 def test_small_config_matches_the_checkpoint_architecture():
-    from gpu_check import small_config
+    from bench.gpu_check import small_config
     c = small_config(max_depth=2)
     b = c.backbone_config
     assert (b.hidden_size, b.num_hidden_layers, b.num_attention_heads, b.mlp_ratio) == (384, 12, 6, 4)

@@ -47,6 +47,7 @@ def _perturb_adapters(model, seed: int = 1) -> None:
             p.copy_(0.3 * torch.randn(p.shape, generator=g))
 
 
+@pytest.mark.slow
 @pytest.mark.filterwarnings("ignore::UserWarning")
 @pytest.mark.parametrize("name", list(CFGS))
 def test_lora_trains_adapters_only_and_merges(name: str):
@@ -78,6 +79,7 @@ def test_lora_trains_adapters_only_and_merges(name: str):
     assert float((a - b).abs().max()) < 0.01 * effect     # ... and merge into the weights exactly
 
 
+@pytest.mark.slow
 @pytest.mark.filterwarnings("ignore::UserWarning")
 def test_lora_bf16_autocast_grads_finite():
     """Depth-Anything-V2 only: UniDepth's decoder cannot run under CPU bf16 autocast, LoRA or not
@@ -110,6 +112,7 @@ print(json.dumps({"max_diff": float((d - torch.load(sys.argv[3], weights_only=Tr
 """
 
 
+@pytest.mark.slow
 @pytest.mark.filterwarnings("ignore::UserWarning")
 def test_lora_stage2_bf16_checkpoint_and_peft_free_export(tmp_path: Path, index_path: Path):
     """Stage 2 with `encoder: lora` under bf16-mixed: the Lightning checkpoint holds base weights
@@ -149,6 +152,7 @@ def test_lora_stage2_bf16_checkpoint_and_peft_free_export(tmp_path: Path, index_
     assert out["max_diff"] < 1e-4 and not out["peft_loaded"]
 
 
+@pytest.mark.slow
 def test_lora_config_errors():
     m = _build("depth_anything_v2")
     with pytest.raises(ValueError, match=r"target_modules: \['qkv'\] match no layer.*q_proj"):
@@ -203,6 +207,7 @@ def _encoder_prefix(m) -> str:
     return next(n for n, mod in m.named_modules() if mod is enc) + "."
 
 
+@pytest.mark.slow
 @pytest.mark.filterwarnings("ignore::UserWarning")
 def test_lora_ddp_two_cpu_processes(tmp_path: Path):
     """One launch of two processes for both models (a launch costs more than the steps); UniDepth

@@ -17,6 +17,7 @@ from pipeline.masks.make import MaskSettings, make_masks
 VOL = VolumeConfig(method="heightmap", ring_px=20, cell_mm=2.0)
 
 
+@pytest.mark.slow
 def test_geometry_mask_finds_the_food() -> None:
     ious = [iou(geometry_mask(d.depth, d.K), d.mask)
             for d in (generate_dish(0, i, noise=True) for i in range(6))]
@@ -60,6 +61,7 @@ def raw(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, pd.DataFrame]:
     return root, df
 
 
+@pytest.mark.slow
 def test_masks_and_labels_end_to_end(raw: tuple[Path, pd.DataFrame]) -> None:
     root, df = raw
     cfg = MaskSettings(MasksConfig(method="gt", min_height_mm=4.0, min_area_px=150), roots=[root])
@@ -72,6 +74,7 @@ def test_masks_and_labels_end_to_end(raw: tuple[Path, pd.DataFrame]) -> None:
     assert labelled["volume_ml"].gt(0).all()
 
 
+@pytest.mark.slow
 def test_geometry_masks_report_iou(raw: tuple[Path, pd.DataFrame]) -> None:
     root, df = raw
     cfg = MaskSettings(MasksConfig(method="geometry", min_height_mm=4.0, min_area_px=150), roots=[root])
@@ -80,6 +83,7 @@ def test_geometry_masks_report_iou(raw: tuple[Path, pd.DataFrame]) -> None:
     assert (root / "masks_geo" / "masks.csv").is_file()
 
 
+@pytest.mark.slow
 def test_bad_dishes_are_counted_not_fatal(raw: tuple[Path, pd.DataFrame], tmp_path: Path) -> None:
     root, df = raw
     bad = df.copy()
@@ -94,6 +98,7 @@ def test_bad_dishes_are_counted_not_fatal(raw: tuple[Path, pd.DataFrame], tmp_pa
     assert len(labelled) + len(skipped) == 4
 
 
+@pytest.mark.slow
 def test_gt_masks_need_ground_truth(raw: tuple[Path, pd.DataFrame], tmp_path: Path) -> None:
     _, df = raw
     no_gt = df.assign(gt_mask_path="")

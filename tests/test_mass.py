@@ -100,6 +100,7 @@ def test_mass_metrics_score_kept_and_all_dishes() -> None:
     assert c["mae_pct_of_mean_ci_low"] <= c["mae_pct_of_mean_diff"] <= c["mae_pct_of_mean_ci_high"]
 
 
+@pytest.mark.slow
 def test_predict_prints_mass_and_density_source(tmp_path, capsys) -> None:
     from pipeline import io
     from pipeline.models import build_model
@@ -125,18 +126,19 @@ def test_predict_prints_mass_and_density_source(tmp_path, capsys) -> None:
     assert "learned head" in out and float(out.split("density")[1].split("g/mL")[0]) == pytest.approx(0.7, rel=0.01)
 
 
+@pytest.mark.slow
 def test_n5k_mass_path(tmp_path, monkeypatch) -> None:
     """The mass path on a Nutrition5k-format tree (total_mass from the release's metadata), every
     stage's main run in process on a project folder (no training: a random tiny model stands in
     for stage 2): each mass row has the contract keys, compare.json its mass block, the report its
     mass table with the published figures marked as not measured here."""
     import yaml
-    from rig_release import write_release
 
     from pipeline import config, io
     from pipeline.models import build_model
     from pipeline.models.inference import save_model
     from stages import baselines, compare, evaluate, ingest, labels, mass, mass_head, masks, report, split
+    from tests.fixtures.rig_release import write_release
 
     truth = write_release(tmp_path / "release", n=9, seed=3, test_share=0.5)  # the fixed rig, every family
     planted = {"mass_g": dict(zip(truth["dish_id"], truth["mass_g"]))}

@@ -139,6 +139,7 @@ def _unit(r: np.ndarray) -> np.ndarray:
     return r / np.linalg.norm(r, axis=-1, keepdims=True)
 
 
+@pytest.mark.slow
 def test_unidepth_forward_freeze_roundtrip(ud, tmp_path):
     m = ud
     x, K = torch.rand(2, 3, *UD_HW), _K(2, *UD_HW)
@@ -157,6 +158,7 @@ def test_unidepth_forward_freeze_roundtrip(ud, tmp_path):
     _roundtrip(m, "unidepth_v2", UD_CFG, tmp_path, *UD_HW)
 
 
+@pytest.mark.slow
 def test_unidepth_camera_given(ud_given, tmp_path):
     """`given`: the true K prompts the depth (changing it changes the depth), K is returned
     unchanged, the camera head is frozen, and the mode survives save/load."""
@@ -179,6 +181,7 @@ def test_unidepth_camera_given(ud_given, tmp_path):
     np.testing.assert_allclose(predict_depth_array(m, rgb, Kn, UD_HW)[1], Kn, atol=1e-5)
 
 
+@pytest.mark.slow
 def test_unidepth_camera_predict(ud):
     """`predict`: the input K does not reach the model; the K returned is its own."""
     m = ud.eval()
@@ -190,6 +193,7 @@ def test_unidepth_camera_predict(ud):
     assert not torch.equal(a["K"], K)
 
 
+@pytest.mark.slow
 def test_unidepth_K_pixel_centre_conventions(ud):
     """UniDepth's pixel centres are at 0.5...W-0.5, ours at 0...W-1: the K we return and
     the K we prompt with give, through our back-projection, the rays UniDepth uses."""
@@ -241,6 +245,7 @@ except ImportError as e:
 """
 
 
+@pytest.mark.slow
 def test_unidepth_import_errors_are_reported_as_such():
     """A missing package reads "not installed"; any other import error names its cause."""
     import subprocess
@@ -295,6 +300,7 @@ def _ddp_worker(rank: int, world: int, init_file: str) -> None:
         dist.destroy_process_group()
 
 
+@pytest.mark.slow
 def test_unidepth_ddp_two_cpu_processes(tmp_path):
     """The adapter trains under DDP with two CPU processes in both camera modes and stages."""
     import torch.multiprocessing as mp

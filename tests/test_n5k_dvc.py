@@ -8,9 +8,11 @@ import shutil
 import pandas as pd
 import pytest
 from conftest import dvc
-from fake_release import make_release_tree  # bench/ (pytest pythonpath)
 
-pytestmark = pytest.mark.skipif(shutil.which("dvc") is None, reason="dvc CLI not installed")
+from tests.fixtures.fake_release import make_release_tree
+
+pytestmark = [pytest.mark.slow,
+              pytest.mark.skipif(shutil.which("dvc") is None, reason="dvc CLI not installed")]
 
 
 def test_n5k_dvc_repro_labels(tmp_path, dvc_project):

@@ -6,11 +6,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from fake_release import make_release_tree  # bench/ (pytest pythonpath)
 
 from pipeline import io
 from pipeline.data.nutrition5k import (IMAGERY, MANIFEST_COLUMNS, METADATA, SPLITS, read_metadata,
                                        read_release_depth, scan_release)
+from tests.fixtures.fake_release import make_release_tree
 
 FX, FY, CX, CY = 616.6, 616.6, 319.5, 239.5
 
@@ -21,6 +21,7 @@ def tree(tmp_path_factory) -> tuple[Path, dict]:
     return root, make_release_tree(root, n=6, seed=0, corrupt=True)
 
 
+@pytest.mark.slow
 def test_scan_keeps_good_skips_corrupt_and_counts(tree):
     root, planted = tree
     manifest, report = scan_release(root, FX, FY, CX, CY)
@@ -40,6 +41,7 @@ def test_scan_keeps_good_skips_corrupt_and_counts(tree):
     assert report["metadata"]["cafe1"]["malformed_rows"] == 0
 
 
+@pytest.mark.slow
 def test_manifest_values(tree):
     root, planted = tree
     manifest, _ = scan_release(root, FX, FY, CX, CY)
@@ -55,6 +57,7 @@ def test_manifest_values(tree):
     assert set(manifest["source_split"]) <= {"train", "test", ""}
 
 
+@pytest.mark.slow
 def test_workers_give_same_manifest(tree):
     root, _ = tree
     a, ra = scan_release(root, FX, FY, CX, CY, workers=1)
@@ -62,6 +65,7 @@ def test_workers_give_same_manifest(tree):
     assert a.equals(b) and ra["skipped"] == rb["skipped"]
 
 
+@pytest.mark.slow
 def test_release_depth_reader_drops_out_of_range(tree):
     root, planted = tree
     d = read_release_depth(root / IMAGERY / planted["out_of_range"][0] / "depth_raw.png")
@@ -81,6 +85,7 @@ def test_uneven_metadata_rows(tmp_path):
     assert counts == {"rows": 3, "malformed_rows": 1, "bad_mass": 1, "duplicate_ids": 0}
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("missing", [IMAGERY, METADATA["cafe2"], SPLITS["test"]])
 def test_not_a_release_names_missing_path(tree, tmp_path, missing):
     root, _ = tree
@@ -95,6 +100,7 @@ def test_not_a_release_names_missing_path(tree, tmp_path, missing):
         scan_release(copy, FX, FY, CX, CY)
 
 
+@pytest.mark.slow
 def test_bad_focal_length_is_refused(tree):
     with pytest.raises(ValueError, match="fx"):
         scan_release(tree[0], 0.0, FY, CX, CY)

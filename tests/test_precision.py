@@ -1,6 +1,7 @@
 """bf16 autocast must not quantise the predicted depth (food is 10-90 mm high)."""
 from __future__ import annotations
 
+import pytest
 import torch
 from transformers.models.depth_anything.modeling_depth_anything import DepthAnythingDepthEstimationHead
 
@@ -21,6 +22,7 @@ def _bf16_depth(model, x, K) -> torch.Tensor:
         return model(x, K)["depth"]
 
 
+@pytest.mark.slow
 def test_bf16_autocast_keeps_sub_0p1mm_depth_resolution():
     torch.manual_seed(0)
     model = build_model("depth_anything_v2", CFG, seed=0).eval()
@@ -54,18 +56,18 @@ def test_float32_head_keeps_state_dict_keys():
     assert keys and all(k.startswith("net.head.conv") for k in keys)
 
 
+@pytest.mark.slow
 def test_validation_step_under_bf16_autocast():
     """Lightning runs validation_step under bf16 autocast on a GPU: the volume geometry must
     still run (in float32) and give the same error as in float32."""
     import tempfile
     from pathlib import Path
 
-    from quick_dishes import write_dishes  # bench/ (pytest pythonpath)
-
     from pipeline.config import load_params
     from pipeline.train.datamodule import DishDataModule
     from pipeline.train.fit import geometry_params
     from pipeline.train.module import DepthLitModule
+    from tests.fixtures.quick_dishes import write_dishes
     with tempfile.TemporaryDirectory() as tmp:
         index = write_dishes(Path(tmp), n=1, width=168, height=126, n_val=2, n_unique=2)
         dm = DishDataModule(index, (84, 112), 2, None, allowed_roots=[Path(tmp)])

@@ -93,6 +93,7 @@ def test_trust_warnings_flag_no_plane_and_implausible_volume(photo):
     assert any("tilted" in x for x in w) and not any("implausible" in x for x in w)
 
 
+@pytest.mark.slow
 def test_cli_without_mask_default_vis_path(photo, weights):
     d, _ = photo
     r = subprocess.run([sys.executable, "-m", "pipeline.predict", str(d / "dish.png"), "--fx", "300",

@@ -11,13 +11,13 @@ import pytest
 from conftest import REPO, dvc
 
 ROOT = (REPO / "../shared/nutrition5k_samples").resolve()
-pytestmark = pytest.mark.skipif(not (ROOT / "imagery").is_dir(),
-                                reason="real Nutrition5k sample dishes not present")
+pytestmark = [pytest.mark.slow,
+              pytest.mark.skipif(not (ROOT / "imagery").is_dir(), reason="real Nutrition5k sample dishes not present")]
 DISHES = {"dish_1559845399": "plate_floor", "dish_1568056217": "bowl_surface"}
 
 
 def test_real_dishes_masks_and_density_at_default_intrinsics() -> None:
-    from bench_real_dishes import real_dish_table  # bench/ (pytest pythonpath)
+    from bench.bench_real_dishes import real_dish_table
 
     rows = {r["dish_id"]: r for r in real_dish_table(ROOT, focals=(616.6,))}
     assert set(rows) == set(DISHES)

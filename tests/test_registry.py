@@ -84,6 +84,7 @@ def test_registry_knows_the_models_and_checks_their_blocks(tiny_conv):
         build_model("nope", {})
 
 
+@pytest.mark.slow
 def test_a_registered_model_trains_and_evaluates(tiny_conv, tmp_path: Path):
     index = make_index(tmp_path / "dishes", n_train=4, n_val=2)
     p = small_params(epochs1=1)

@@ -1,4 +1,4 @@
-"""Nutrition5k labels on a small fixed-rig release tree with exact volumes (bench/rig_release.py),
+"""Nutrition5k labels on a small fixed-rig release tree with exact volumes (tests/fixtures/rig_release.py),
 through the stages' own code (ingest -> split -> masks -> labels): the issue-18 targets, measured
 in full by bench/bench_release_labels.py."""
 from __future__ import annotations
@@ -11,11 +11,13 @@ import pytest
 
 from pipeline.config import Params
 
+pytestmark = pytest.mark.slow
+
 
 @pytest.fixture(scope="module")
 def tree(tmp_path_factory):
-    from bench_release_labels import run_tree  # bench/ (pytest pythonpath)
-    from rig_release import write_release
+    from bench.bench_release_labels import run_tree
+    from tests.fixtures.rig_release import write_release
 
     base = tmp_path_factory.mktemp("rig_release")
     write_release(base / "release", 18, seed=1)   # held out: the rules were tuned on seed 0
@@ -59,9 +61,8 @@ def test_masks_csv_names_the_plane_and_labels_json_the_usable_shares(tree) -> No
 
 def test_a_tilted_camera_gets_its_own_plane() -> None:
     """Another pose than the release's: the release-wide plane does not fit, the dish gets its own."""
-    from rig_release import render
-
     from pipeline.masks.rig import rig_mask
+    from tests.fixtures.rig_release import render
     dish = render(2, 4, "items", pose="varying")
     release = (np.array([0.0, 0.0, -1.0]), 0.41)
     mask, sup = rig_mask(dish.depth, dish.K, release, rgb=dish.rgb)

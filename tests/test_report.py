@@ -54,6 +54,7 @@ def test_comparison_plan_pairs_each_model_setting():
                                STAGE0_SUFFIX)) == 4
 
 
+@pytest.mark.slow
 def test_report_has_every_model_and_baseline(tmp_path):
     models = ["depth_anything_v2", "unidepth_v2"]
     named = evaluated_names(models, {"unidepth_v2": {"pretrained": "lpiccinelli/unidepth-v2-vits14"}})

@@ -53,6 +53,7 @@ def test_regions_to_boxes_pads_and_clips():
     assert regions_to_boxes(np.zeros((5, 5), bool)).shape == (0, 4)
 
 
+@pytest.mark.slow
 def test_sam2_food_mask_runs_with_depth_boxes(dish, predictor):
     mask = sam2_food_mask(predictor, dish.rgb, dish.depth, dish.K, 4.0, 50)
     assert mask.shape == dish.depth.shape and mask.dtype == bool
@@ -65,6 +66,7 @@ def test_sam2_food_mask_runs_with_depth_boxes(dish, predictor):
     assert not (mask & ~inside).any()  # answers are clipped to their prompt boxes
 
 
+@pytest.mark.slow
 def test_no_food_gives_empty_mask(predictor):
     flat = np.full((120, 160), 0.36, np.float32)
     K = np.array([[150.0, 0, 79.5], [0, 150.0, 59.5], [0, 0, 1]])
@@ -73,6 +75,7 @@ def test_no_food_gives_empty_mask(predictor):
     assert mask.shape == (120, 160) and not mask.any()
 
 
+@pytest.mark.slow
 def test_bad_inputs_and_checkpoints(dish, predictor, tmp_path):
     with pytest.raises(ValueError, match="rgb"):
         sam2_food_mask(predictor, dish.rgb[:10], dish.depth, dish.K, 4.0, 50)

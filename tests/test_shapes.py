@@ -70,6 +70,7 @@ def test_oblique_hits_lie_on_surface(shape):
     assert ((n[hit] * d[hit]).sum(1) <= 1e-9).all()  # normals face the camera
 
 
+@pytest.mark.slow
 def test_heightfield_volume_is_exact():
     hf = _mound_grid(n=21)
     # integrate the bilinear surface on a much finer grid (midpoint rule)

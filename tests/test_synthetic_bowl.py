@@ -3,6 +3,7 @@ rig's bowl-surface support (from the dish's own surround plane), and a floor tha
 hides must be flagged; other scenes keep the per-image plane."""
 from __future__ import annotations
 
+import pytest
 import yaml
 
 from pipeline import io, suspect
@@ -14,6 +15,7 @@ def _families() -> dict:
     return yaml.safe_load((io.REPO_ROOT / "params.yaml").read_text())["data"]["families"]
 
 
+@pytest.mark.slow
 def test_deep_bowl_gets_bowl_surface_and_hidden_floor_flag():
     d = generate_dish(seed=0, index=13, families=_families())
     assert d.meta["scene"] == "deep_bowl"
@@ -31,6 +33,7 @@ def test_table_dish_keeps_the_per_image_plane():
     assert sup.kind == "plane"
 
 
+@pytest.mark.slow
 def test_food_filling_a_deep_bowl_is_flagged_by_its_colour():
     """A deep bowl whose food layer fills it level (the fitted surface rises < 3 cm, so it was
     taken for a plane before): the level surface does not look like the steel wall."""

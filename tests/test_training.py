@@ -71,6 +71,7 @@ def paths(tmp: Path, k: int) -> dict:
             "live_dir": tmp / f"dvclive/stage{k}", "metrics_path": tmp / f"metrics/stage{k}.json"}
 
 
+@pytest.mark.slow
 def test_stage1_then_stage2(index_path: Path, tmp_path: Path):
     p = small_params(epochs1=2, epochs2=1)
     m1 = run_stage("depth_anything_v2", 1, p, index_path, **paths(tmp_path, 1))
@@ -98,6 +99,7 @@ def test_stage1_then_stage2(index_path: Path, tmp_path: Path):
     assert json.loads((tmp_path / "metrics/stage2.json").read_text())["stage"] == 2
 
 
+@pytest.mark.slow
 def test_resume_after_interrupted_fit(index_path: Path, tmp_path: Path, monkeypatch):
     p = small_params(epochs1=3)
     calls = {"n": 0}
@@ -145,6 +147,7 @@ def test_checkpoint_dir_hash(tmp_path: Path):
     assert (ck / "last.ckpt").exists() and live.exists()
 
 
+@pytest.mark.slow
 def test_validation_reference_scores_zero(index_path: Path):
     """GT depth as the prediction scores exactly 0 against the same-resolution reference,
     while the full-resolution label differs from it (the resampling alone)."""
@@ -170,6 +173,7 @@ def test_trainer_precision_auto():
     assert kw["precision"] == "32-true" and kw["num_nodes"] == 1
 
 
+@pytest.mark.slow
 def test_same_seed_same_weights_on_cpu(index_path: Path, tmp_path: Path):
     from safetensors.torch import load_file
     p = small_params(epochs1=1)
@@ -180,6 +184,7 @@ def test_same_seed_same_weights_on_cpu(index_path: Path, tmp_path: Path):
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
 
 
+@pytest.mark.slow
 def test_killed_run_resumes_to_identical_weights(index_path: Path, tmp_path: Path, monkeypatch):
     """A kill during epoch 3, then a re-run, resumes after epoch 2 (not after the last best)
     and ends with exactly the weights of an uninterrupted run (same batches, same draws)."""

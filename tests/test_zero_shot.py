@@ -26,6 +26,7 @@ def _rgb(seed: int = 0) -> np.ndarray:
     return (np.random.default_rng(seed).random((*HW, 3)) * 255).astype(np.uint8)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", ["depth_pro", "zoedepth"])
 def test_zero_shot_models_real_classes(name: str):
     m = build_model(name, {"pretrained": None, "size": list(HW)}, seed=0).eval()
@@ -37,6 +38,7 @@ def test_zero_shot_models_real_classes(name: str):
         np.testing.assert_allclose(K_out, _K(), atol=1e-4)     # takes no camera: K passes through
 
 
+@pytest.mark.slow
 def test_zero_shot_depth_pro_camera_modes():
     """`predict`: its own field of view gives the focal (the fresh head starts at init_fov_deg) and
     scales the depth; `given`: the true focal scales it (depth proportional to f) and K is returned."""
@@ -58,6 +60,7 @@ def test_zero_shot_depth_pro_camera_modes():
         build_model("depth_pro", {"pretrained": None, "camera": "guess"})
 
 
+@pytest.mark.slow
 def test_zero_shot_focal_error_scored_with_true_K():
     """The evaluation scores a K-predicting model with the true K and reports its focal error."""
     m = build_model("depth_pro", {"pretrained": None, "init_fov_deg": 60.0}, seed=0).eval()
@@ -84,6 +87,7 @@ def test_zero_shot_comparison_plan_and_params():
         params_from_dict({"eval": {"zero_shot": ["depth_anything_v2"]}})
 
 
+@pytest.mark.slow
 def test_zero_shot_row_in_report_of_a_project(dvc_project):
     """A tiny project with no trained model and Depth Pro zero-shot: `dvc repro report` gives its
     rows (both mask settings) with the focal error, compared with the baselines on the same dishes."""
