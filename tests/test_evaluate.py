@@ -193,6 +193,7 @@ def test_end_to_end_masks_come_from_predicted_depth(tiny_index):
     assert flat["error"].str.contains("no food").all()
 
 
+@pytest.mark.slow
 def test_noise_in_measured_depth_changes_scores_not_predictions(tiny_index, tmp_path):
     """The proof that the prediction side never reads the measured depth: replace every test
     dish's depth PNG with noise; every predicted volume (both settings, models and baselines)

@@ -68,6 +68,7 @@ def _freezing_checks(model, x, K, frozen_decoder: tuple = ()):
     assert any(p.grad is not None and p.grad.abs().sum() > 0 for p in model.encoder_parameters())
 
 
+@pytest.mark.slow
 def test_da_freezing():
     m = build_model("depth_anything_v2", DA_CFG, seed=0)
     _freezing_checks(m, torch.rand(2, 3, 84, 112), _K(2, 84, 112))
