@@ -154,6 +154,15 @@ def read_rgb(path: str | Path) -> np.ndarray:
     return cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
 
 
+def read_photo(path: str | Path) -> np.ndarray:
+    """A photo as stored: HxW grayscale, HxWx3 RGB (alpha dropped), 8 or 16 bit, turned upright
+    by its EXIF orientation; callers normalise it (e.g. `pipeline.predict.as_rgb8`)."""
+    img = _read_image(path, cv2.IMREAD_ANYCOLOR | cv2.IMREAD_ANYDEPTH)
+    if img.ndim == 3 and img.shape[2] >= 3:
+        img = cv2.cvtColor(img, cv2.COLOR_BGRA2RGB if img.shape[2] == 4 else cv2.COLOR_BGR2RGB)
+    return img
+
+
 def write_rgb(path: str | Path, rgb: np.ndarray) -> None:
     rgb = np.asarray(rgb)
     if rgb.ndim != 3 or rgb.shape[2] != 3 or rgb.dtype != np.uint8:

@@ -14,7 +14,8 @@ from pipeline.data.synthetic import generate_dish
 from pipeline.geometry import estimate_volume
 from pipeline.models import build_model
 from pipeline.models.inference import save_model
-from pipeline.predict import Prediction, default_K, main, predict_depth, region_volumes, trust_warnings
+from pipeline.measure import Prediction, region_volumes
+from pipeline.predict import default_K, main, predict_depth, trust_warnings
 
 REPO = Path(__file__).resolve().parent.parent
 DA_CFG = {"pretrained": None, "max_depth": 2, "init_depth": 0.4, "size": [126, 168],
@@ -76,7 +77,8 @@ def test_cli_with_mask_and_K(photo, weights, tmp_path, capsys):
     total = float(next(line for line in text.splitlines() if line.startswith("total:")).split()[1])
     assert regions and total == pytest.approx(np.nansum(regions), abs=0.2 * len(regions))
     assert io.read_rgb(out).shape[2] == 3
-    assert "WARNING: the checkpoint is the tiny random-init default" in text
+    assert "WARNING: the checkpoint is a tiny depth_anything_v2 model" in text and "random init" in text
+    assert "does not record" in text   # saved without `trained_on`: predict does not guess "synthetic"
 
 
 def test_trust_warnings_flag_no_plane_and_implausible_volume(photo):
