@@ -21,6 +21,8 @@ import pandas as pd
 from pipeline.config import REPO_ROOT
 
 DEPTH_SCALE_M = 1e-4  # one 16-bit PNG unit, as in Nutrition5k's depth_raw.png
+# mkstemp/mkdtemp create 0600/0700; outputs get what open()/mkdir would give (0666/0777 & ~umask).
+# Read once here: os.umask can only be read by setting it, which would race with other threads.
 _UMASK = os.umask(0)
 os.umask(_UMASK)
 INDEX_COLUMNS = ["dish_id", "split", "rgb_path", "depth_path", "mask_path",
@@ -36,9 +38,11 @@ def atomic_write(path: str | Path, suffix: str | None = None) -> Iterator[Path]:
                                suffix=suffix if suffix is not None else path.suffix)
     os.close(fd)
     tmp_path = Path(tmp)
-    os.chmod(tmp_path, 0o666 & ~_UMASK)  # mkstemp makes 0600; outputs get the usual mode
     try:
         yield tmp_path
+        # mkstemp makes 0600, and some writers (safetensors) replace the file with their own 0600 one:
+        # set the usual mode on what was written, just before it takes the name
+        os.chmod(tmp_path, 0o666 & ~_UMASK)
         os.replace(tmp_path, path)
     finally:
         if tmp_path.exists():
@@ -52,6 +56,7 @@ def atomic_dir(path: str | Path) -> Iterator[Path]:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(dir=path.parent, prefix=f".{path.name}.tmp-"))
+    os.chmod(tmp, 0o777 & ~_UMASK)  # mkdtemp makes 0700; a weights folder gets the usual mode
     try:
         yield tmp
         old = path.with_name(f".{path.name}.old")

@@ -299,11 +299,11 @@ def check_out(path: str | Path) -> Path:
     folder, and under a folder that exists or can be created (a missing one is created when the
     file is written, so a failed run leaves nothing behind)."""
     path = Path(path)
+    if path.is_dir():
+        raise ValueError(f"--out {path}: is a folder, expected an image file name")
     if not cv2.haveImageWriter(str(path)):
         raise ValueError(f"--out {path}: OpenCV writes no image format for the extension "
                          f"{path.suffix or '(none)'!r}; use e.g. .png or .jpg")
-    if path.is_dir():
-        raise ValueError(f"--out {path}: is a folder, expected an image file name")
     parent = path.parent
     while not parent.exists() and parent != parent.parent:  # the nearest existing ancestor
         parent = parent.parent
