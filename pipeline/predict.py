@@ -2,8 +2,10 @@
 
 Prints the volume of each connected food region and the total, a mass estimate (density x volume,
 naming where the density came from: `--density`, else the model's learned mass head beside its
-weights, else its train-split global density, else params `mass.default_density`), and saves a PNG
-(RGB | predicted depth | height above the support plane with region labels).
+weights, else its train-split global density, else params `mass.default_density`), and saves an
+image (RGB | predicted depth | height above the support plane with region labels; format from
+`--out`'s extension). A large photo is measured at the model's working size (`to_working_size`).
+The CLI is `main`; the measuring itself is `pipeline.measure`.
 
 Intrinsics, in order: --fx/--fy/--cx/--cy, --K k.json, UniDepth's own prediction, else the
 default below. Volumes scale as 1/(fx·fy), so a wrong focal length is the largest error a
@@ -260,7 +262,8 @@ def trust_warnings(pred: Prediction, weights: str | Path | None = None,
 def predict_volume(image: np.ndarray | str | Path, model_type: str, weights: str | Path,
                    K: np.ndarray | None = None, mask: np.ndarray | None = None,
                    volume: VolumeConfig | None = None, masks: MasksConfig | None = None) -> Prediction:
-    """Depth, mask (given or from geometry on the predicted depth), per-region and total volume.
+    """Depth, mask (given or from geometry on the predicted depth), per-region and total volume at
+    the image's resolution (for a large photo, `to_working_size` first, as the CLI does).
     `volume` / `masks`: params.yaml's settings (default: the config defaults)."""
     rgb = load_image(image)
     depth, K_used = predict_depth(rgb, model_type, weights, K)
