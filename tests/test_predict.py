@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -251,3 +252,17 @@ def test_cli_failures_are_one_line_and_exit_2(photo, weights, tmp_path, capsys):
     assert e.value.code == 2
     _one_line_error(capsys, "--model")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["broken.jpg"]
+
+
+def test_measure_runs_without_torch():
+    """The evaluation's end-to-end setting measures through pipeline.measure without the predict
+    CLI and without torch (the numpy geometry, masks from depth)."""
+    code = ("import sys, numpy as np; from pipeline import io; from pipeline.measure import measure\n"
+            "d = np.full((120, 160), 0.40, np.float32); d[40:80, 60:100] = 0.37\n"
+            "p = measure(d, io.intrinsics(150.0, 150.0, 79.5, 59.5))\n"
+            "print(len(p.volumes_ml), round(p.total_ml, 1), 'pipeline.predict' in sys.modules, 'torch' in sys.modules)")
+    r = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True,
+                       env={**os.environ, "PYTHONPATH": str(REPO)})
+    assert r.returncode == 0, r.stderr
+    n, total, predict_loaded, torch_loaded = r.stdout.split()
+    assert int(n) == 1 and float(total) > 0 and predict_loaded == torch_loaded == "False", r.stdout
