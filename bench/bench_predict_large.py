@@ -45,7 +45,8 @@ print(json.dumps({"rc": rc, "wall_s": time.perf_counter() - t0,
 
 def run(code: Path, args: list[str]) -> dict:
     env = {**os.environ, "PYTHONPATH": str(code)}
-    r = subprocess.run([sys.executable, "-c", CHILD, *args], cwd=code, env=env, capture_output=True, text=True)
+    r = subprocess.run([sys.executable, "-c", CHILD, *args], cwd=code, env=env, capture_output=True, text=True,
+                       check=False)
     lines = r.stdout.strip().splitlines()
     res = json.loads(lines[-1]) if lines and lines[-1].startswith("{") else {"rc": r.returncode, "wall_s": float("nan"),
                                                                               "peak_mb": float("nan")}
