@@ -9,7 +9,8 @@ The subpackages follow the DVC DAG (stages/ are thin CLIs over them):
     models/    depth models behind one interface, found through a registry
     train/     datamodule, augmentation, losses, the Lightning stage
     evaluate/  metrics, scoring, baselines, paired comparisons, plots, report
-    predict.py depth and volume for a new photo
+    measure.py food mask and per-region volumes of a depth map (predict and the evaluation)
+    predict.py depth and volume for a new photo (CLI over measure.py and models/)
 
 config.py types params.yaml (one source of every default); io.py reads and writes files atomically.
 """

@@ -21,6 +21,8 @@ import pandas as pd
 from pipeline.config import REPO_ROOT
 
 DEPTH_SCALE_M = 1e-4  # one 16-bit PNG unit, as in Nutrition5k's depth_raw.png
+# mkstemp/mkdtemp create 0600/0700; outputs get what open()/mkdir would give (0666/0777 & ~umask).
+# Read once here: os.umask can only be read by setting it, which would race with other threads.
 _UMASK = os.umask(0)
 os.umask(_UMASK)
 INDEX_COLUMNS = ["dish_id", "split", "rgb_path", "depth_path", "mask_path",
@@ -36,9 +38,11 @@ def atomic_write(path: str | Path, suffix: str | None = None) -> Iterator[Path]:
                                suffix=suffix if suffix is not None else path.suffix)
     os.close(fd)
     tmp_path = Path(tmp)
-    os.chmod(tmp_path, 0o666 & ~_UMASK)  # mkstemp makes 0600; outputs get the usual mode
     try:
         yield tmp_path
+        # mkstemp makes 0600, and some writers (safetensors) replace the file with their own 0600 one:
+        # set the usual mode on what was written, just before it takes the name
+        os.chmod(tmp_path, 0o666 & ~_UMASK)
         os.replace(tmp_path, path)
     finally:
         if tmp_path.exists():
@@ -52,6 +56,7 @@ def atomic_dir(path: str | Path) -> Iterator[Path]:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(dir=path.parent, prefix=f".{path.name}.tmp-"))
+    os.chmod(tmp, 0o777 & ~_UMASK)  # mkdtemp makes 0700; a weights folder gets the usual mode
     try:
         yield tmp
         old = path.with_name(f".{path.name}.old")
@@ -152,6 +157,15 @@ def read_rgb(path: str | Path) -> np.ndarray:
     """Read an image as HxWx3 uint8 RGB."""
     bgr = _read_image(path, cv2.IMREAD_COLOR)
     return cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
+
+
+def read_photo(path: str | Path) -> np.ndarray:
+    """A photo as stored: HxW grayscale, HxWx3 RGB (alpha dropped), 8 or 16 bit, turned upright
+    by its EXIF orientation; callers normalise it (e.g. `pipeline.predict.as_rgb8`)."""
+    img = _read_image(path, cv2.IMREAD_ANYCOLOR | cv2.IMREAD_ANYDEPTH)
+    if img.ndim == 3 and img.shape[2] >= 3:
+        img = cv2.cvtColor(img, cv2.COLOR_BGRA2RGB if img.shape[2] == 4 else cv2.COLOR_BGR2RGB)
+    return img
 
 
 def write_rgb(path: str | Path, rgb: np.ndarray) -> None:

@@ -2,8 +2,10 @@
 
 Prints the volume of each connected food region and the total, a mass estimate (density x volume,
 naming where the density came from: `--density`, else the model's learned mass head beside its
-weights, else its train-split global density, else params `mass.default_density`), and saves a PNG
-(RGB | predicted depth | height above the support plane with region labels).
+weights, else its train-split global density, else params `mass.default_density`), and saves an
+image (RGB | predicted depth | height above the support plane with region labels; format from
+`--out`'s extension). A large photo is measured at the model's working size (`to_working_size`).
+The CLI is `main`; the measuring itself is `pipeline.measure`.
 
 Intrinsics, in order: --fx/--fy/--cx/--cy, --K k.json, UniDepth's own prediction, else the
 default below. Volumes scale as 1/(fx·fy), so a wrong focal length is the largest error a
@@ -12,8 +14,9 @@ user can make: pass the camera's K when you know it.
 from __future__ import annotations
 
 import argparse
+import os
 import sys
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import cv2
@@ -22,12 +25,18 @@ import numpy as np
 from pipeline import io
 from pipeline.config import (PARAMS_FILE, MassConfig, MasksConfig, Nutrition5kConfig, SuspectConfig, VolumeConfig,
                              load_params, or_default)
-from pipeline.geometry import check_K
+from pipeline.geometry import check_K, resize_K
+from pipeline.measure import Prediction, measure
 
 # Default camera when none is given: the Nutrition5k D435 colour camera (params.yaml
 # nutrition5k.fx at 640 px width, ~55 deg horizontal field of view), scaled to the image width,
 # principal point at the image centre. Models fine-tuned on Nutrition5k-like data saw this camera.
 DEFAULT_WIDTH_PX = 518   # inference width when the model's cfg names no size (multiple of 14)
+# A photo is measured at a working size: its long side at least this, and twice the model's input
+# long side. The depth comes from the model's input, so more pixels add no information, only time
+# and memory (a 6000x4000 photo: 24 M pixels through the geometry); dataset photos (640x480) are
+# already this small and are measured as they are.
+WORK_MIN_LONG_PX = 1024
 
 _MODEL_CACHE: dict[str, object] = {}
 
@@ -37,14 +46,57 @@ def default_K(width: int, height: int, f_at_640: float | None = None) -> np.ndar
     return io.intrinsics(f, f, (width - 1) / 2.0, (height - 1) / 2.0)
 
 
+def as_rgb8(img: np.ndarray, what: str = "image") -> np.ndarray:
+    """HxWx3 uint8 RGB from the images a photo can be: grayscale (HxW, HxWx1), RGB, RGBA (alpha
+    dropped), 8 or 16 bit (16 bit: x / 257 rounded, 65535 -> 255). The API and the CLI's file
+    reader both go through here, so they accept the same images."""
+    a = np.asarray(img)
+    if a.dtype not in (np.uint8, np.uint16):
+        raise ValueError(f"{what}: expected 8- or 16-bit pixels, got {a.dtype}")
+    if a.ndim == 3 and a.shape[2] in (1, 3, 4):
+        a = a[:, :, :3] if a.shape[2] > 1 else a[:, :, 0]
+    if a.ndim == 2:
+        a = np.repeat(a[:, :, None], 3, axis=2)
+    if a.ndim != 3 or a.shape[2] != 3 or min(a.shape[:2]) < 1:
+        raise ValueError(f"{what}: expected HxW grayscale, HxWx3 RGB or HxWx4 RGBA, got shape {a.shape}")
+    if a.dtype == np.uint16:  # x / 257 rounded; no ties, so float rounding cannot flip a value
+        a = cv2.convertScaleAbs(np.ascontiguousarray(a), alpha=1.0 / 257.0)
+    return np.ascontiguousarray(a)
+
+
 def load_image(image: np.ndarray | str | Path) -> np.ndarray:
-    """HxWx3 uint8 RGB from an array or a file (ValueError naming the file if unreadable)."""
+    """HxWx3 uint8 RGB from an array (see `as_rgb8`) or a file (ValueError naming the file if unreadable)."""
     if isinstance(image, (str, Path)):
-        return io.read_rgb(image)
-    rgb = np.asarray(image)
-    if rgb.ndim != 3 or rgb.shape[2] != 3 or rgb.dtype != np.uint8:
-        raise ValueError(f"image: expected HxWx3 uint8 RGB, got {rgb.shape} {rgb.dtype}")
-    return rgb
+        return as_rgb8(io.read_photo(image), str(image))
+    return as_rgb8(image)
+
+
+def working_size(wdir: Path, shape: tuple[int, int]) -> tuple[int, int]:
+    """(H, W) a photo of `shape` is measured at: itself when small, else downscaled (aspect kept)
+    to a long side of max(WORK_MIN_LONG_PX, 2x the model's input long side)."""
+    h, w = shape
+    long_px = max(WORK_MIN_LONG_PX, 2 * max(inference_size(wdir, shape, 1)))
+    if max(h, w) <= long_px:
+        return h, w
+    s = long_px / max(h, w)
+    return max(1, round(h * s)), max(1, round(w * s))
+
+
+def to_working_size(wdir: Path, rgb: np.ndarray, K: np.ndarray | None = None,
+                    mask: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray | None, np.ndarray | None]:
+    """(rgb, K, mask) at `working_size`: area-averaged pixels, K scaled with the pixel-centre
+    convention of `resize_K`, the mask area-averaged and thresholded at half. Volumes keep their
+    geometry (K follows the pixels); the result is the one for the photo downscaled beforehand."""
+    h, w = rgb.shape[:2]
+    H, W = working_size(wdir, (h, w))
+    if (H, W) == (h, w):
+        return rgb, K, mask
+    rgb = cv2.resize(rgb, (W, H), interpolation=cv2.INTER_AREA)
+    if K is not None:
+        K = resize_K(K, (h, w), (H, W))
+    if mask is not None:
+        mask = cv2.resize(np.where(mask, 255, 0).astype(np.uint8), (W, H), interpolation=cv2.INTER_AREA) > 127
+    return rgb, K, mask
 
 
 def load_K_json(path: str | Path) -> np.ndarray:
@@ -142,22 +194,7 @@ def predict_depth(image: np.ndarray | str | Path, model_type: str, weights: str 
     return depth, (K_in if K is not None else K_model)
 
 
-# --- volumes per region -------------------------------------------------------------------
-
-@dataclass
-class Prediction:
-    depth: np.ndarray
-    K: np.ndarray
-    mask: np.ndarray
-    labels: np.ndarray                  # 0 background, 1..N regions
-    height_mm: np.ndarray               # height above the support plane (NaN where unknown)
-    volumes_ml: list[float] = field(default_factory=list)
-    total_ml: float = 0.0
-    K_source: str = ""
-    mask_source: str = ""
-    plane_normal: np.ndarray | None = None
-    warnings: list[str] = field(default_factory=list)   # why the result may not be trusted
-
+# --- trust ------------------------------------------------------------------------------
 
 # A whole dish is at least this much food, and its mean height above the support lies in this
 # band (mm); outside, the mask, the support plane or the depth scale is wrong.
@@ -166,20 +203,43 @@ MAX_PLAUSIBLE_ML = 4000.0
 MEAN_HEIGHT_MM = (2.0, 150.0)
 
 
+TINY_MAX_PARAMS = 5_000_000   # the tiny configs have < 1 M parameters, the smallest released ones ~25 M
+
+
+def tiny_checkpoint_note(wdir: Path) -> str | None:
+    """Why a tiny checkpoint's depth is not metric on real photos, naming what it was trained on
+    (model.json `trained_on`, written at export), or None for a full-size pretrained one."""
+    from pipeline.models.inference import META_FILE
+
+    meta = io.read_json(wdir / META_FILE)
+    meta = meta if isinstance(meta, dict) else {}
+    cfg = meta.get("cfg") if isinstance(meta.get("cfg"), dict) else {}
+    n_params = sum(p.numel() for p in _cached_model(wdir).parameters())
+    if cfg.get("pretrained") is not None and n_params >= TINY_MAX_PARAMS:
+        return None
+    init = "random init" if cfg.get("pretrained") is None else f"started from {cfg['pretrained']}"
+    seen = meta.get("trained_on")
+    if isinstance(seen, dict) and seen.get("data"):
+        n = seen.get("n_train")
+        stage = f", stage {seen['stage']}" if seen.get("stage") is not None else ""
+        data = f"{n} {seen['data']} dishes{stage}" if n is not None else f"{seen['data']} dishes{stage}"
+    else:
+        data = f"data its {META_FILE} does not record (exported before the training data was recorded)"
+    return (f"the checkpoint is a tiny {meta.get('name', 'depth')} model ({n_params / 1e6:.2f} M parameters, "
+            f"{init}) trained on {data}: its depth is not metric on real photos")
+
+
 def trust_warnings(pred: Prediction, weights: str | Path | None = None,
                    max_tilt_deg: float | None = None) -> list[str]:
-    """Reasons a prediction cannot be trusted: the tiny synthetic default checkpoint, no support
+    """Reasons a prediction cannot be trusted: a tiny checkpoint (`tiny_checkpoint_note`), no support
     plane (no food found above one, or one no camera looks at), an implausible volume."""
     from pipeline.data.rig import tilt_deg
-    from pipeline.models.inference import META_FILE
 
     out = []
     if weights is not None:
-        meta = io.read_json(weights_dir(weights) / META_FILE) or {}
-        cfg = meta.get("cfg") if isinstance(meta, dict) else None
-        if isinstance(cfg, dict) and cfg.get("pretrained") is None:
-            out.append("the checkpoint is the tiny random-init default trained on synthetic dishes "
-                       "(model_cfg.<model>.pretrained: null): its depth is not metric on real photos")
+        note = tiny_checkpoint_note(weights_dir(weights))
+        if note:
+            out.append(note)
     if not pred.mask.any():
         out.append("no food found above a support plane: volume 0 is not a measurement")
         return out
@@ -199,71 +259,16 @@ def trust_warnings(pred: Prediction, weights: str | Path | None = None,
     return out
 
 
-def region_volumes(depth: np.ndarray, mask: np.ndarray, K: np.ndarray, volume: VolumeConfig | None = None,
-                   min_area_px: int = 1) -> tuple[np.ndarray, list[float], np.ndarray, np.ndarray]:
-    """(labels, volume per region, plane normal, plane offset).
-
-    The support plane is fitted once, on the ring around the WHOLE food mask, and every region
-    is integrated against it: a ring around one region would lie partly on its neighbours."""
-    from pipeline.geometry import estimate_volume
-
-    v = volume or VolumeConfig()
-    method, ring_px, cell_mm = v.method, v.ring_px, v.cell_mm
-    n, labels, stats, _ = cv2.connectedComponentsWithStats(mask.astype(np.uint8), connectivity=8)
-    whole = estimate_volume(depth, mask, K, method=method, ring_px=ring_px, cell_mm=cell_mm)
-    normal, offset = np.asarray(whole.plane_normal), float(whole.plane_d)
-    vols, keep = [], np.zeros(n, dtype=np.int32)
-    for i in range(1, n):
-        if stats[i, cv2.CC_STAT_AREA] < min_area_px:
-            continue
-        try:
-            vols.append(float(estimate_volume(depth, labels == i, K, method=method, ring_px=ring_px,
-                                              cell_mm=cell_mm, plane=(normal, offset)).volume_ml))
-        except ValueError:  # no valid depth inside this region
-            vols.append(float("nan"))
-        keep[i] = len(vols)
-    return keep[labels], vols, normal, offset
-
-
 def predict_volume(image: np.ndarray | str | Path, model_type: str, weights: str | Path,
                    K: np.ndarray | None = None, mask: np.ndarray | None = None,
                    volume: VolumeConfig | None = None, masks: MasksConfig | None = None) -> Prediction:
-    """Depth, mask (given or from geometry on the predicted depth), per-region and total volume.
+    """Depth, mask (given or from geometry on the predicted depth), per-region and total volume at
+    the image's resolution (for a large photo, `to_working_size` first, as the CLI does).
     `volume` / `masks`: params.yaml's settings (default: the config defaults)."""
     rgb = load_image(image)
     depth, K_used = predict_depth(rgb, model_type, weights, K)
     pred = measure(depth, K_used, mask, volume, masks, k_source_of(weights, K))
     pred.warnings = trust_warnings(pred, weights)
-    return pred
-
-
-def measure(depth: np.ndarray, K: np.ndarray, mask: np.ndarray | None = None,
-            volume: VolumeConfig | None = None, masks: MasksConfig | None = None,
-            K_source: str = "given") -> Prediction:
-    """Mask (given, or from geometry on this depth) and per-region volumes of one depth map.
-    The evaluation's end-to-end setting calls this too, so it scores what `predict` does."""
-    from pipeline.geometry import height_above_plane
-    from pipeline.masks.from_depth import geometry_mask
-
-    masks = masks or MasksConfig()
-    if mask is not None:
-        mask = np.asarray(mask, dtype=bool)
-        if mask.shape != depth.shape:
-            raise ValueError(f"mask is {mask.shape[1]}x{mask.shape[0]}, image is "
-                             f"{depth.shape[1]}x{depth.shape[0]}")
-        mask_source = "given"
-    else:
-        mask = geometry_mask(depth, K, masks.min_height_mm, masks.min_area_px)
-        mask_source = "geometry"
-    pred = Prediction(depth=depth, K=K, mask=mask, labels=np.zeros(depth.shape, np.int32),
-                      height_mm=np.full(depth.shape, np.nan, np.float32), K_source=K_source,
-                      mask_source=mask_source)
-    if mask.any():
-        min_area = 1 if mask_source == "given" else masks.min_area_px   # a given mask is kept whole
-        labels, vols, n, d = region_volumes(depth, mask, K, volume, min_area_px=min_area)
-        pred.labels, pred.volumes_ml, pred.total_ml = labels, vols, float(np.nansum(vols))
-        pred.height_mm = (1000.0 * height_above_plane(depth, K, n, d)).astype(np.float32)
-        pred.plane_normal = np.asarray(n)
     return pred
 
 
@@ -292,13 +297,34 @@ def estimate_mass(rgb: np.ndarray, pred: Prediction, weights: str | Path, densit
     return MassEstimate(float(rho) * pred.total_ml, float(rho), text)
 
 
+def check_out(path: str | Path) -> Path:
+    """The visualisation's path, checked before inference: an extension OpenCV writes, not a
+    folder, and under a folder that exists or can be created (a missing one is created when the
+    file is written, so a failed run leaves nothing behind)."""
+    path = Path(path)
+    if path.is_dir():
+        raise ValueError(f"--out {path}: is a folder, expected an image file name")
+    if not cv2.haveImageWriter(str(path)):
+        raise ValueError(f"--out {path}: OpenCV writes no image format for the extension "
+                         f"{path.suffix or '(none)'!r}; use e.g. .png or .jpg")
+    parent = path.parent
+    while not parent.exists() and parent != parent.parent:  # the nearest existing ancestor
+        parent = parent.parent
+    if not parent.is_dir():
+        raise ValueError(f"--out {path}: {parent} is a file, not a folder")
+    if not os.access(parent, os.W_OK | os.X_OK):
+        raise ValueError(f"--out {path}: folder {parent} is not writable")
+    return path
+
+
 def save_visualisation(path: str | Path, rgb: np.ndarray, pred: Prediction) -> None:
-    """RGB | depth | height above the plane with numbered regions and their volumes."""
+    """RGB | depth | height above the plane with numbered regions and their volumes; the image
+    format is the one `path`'s extension names (OpenCV's writers)."""
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, ax = plt.subplots(1, 3, figsize=(15, 4.4))
+    fig, ax = plt.subplots(1, 3, figsize=(15, 4.4), dpi=90)
     ax[0].imshow(rgb)
     ax[0].set_title("photo")
     d = np.where(pred.depth > 0, pred.depth, np.nan)
@@ -314,22 +340,30 @@ def save_visualisation(path: str | Path, rgb: np.ndarray, pred: Prediction) -> N
     for i, v in enumerate(pred.volumes_ml, start=1):
         ys, xs = np.nonzero(pred.labels == i)
         ax[2].text(xs.mean(), ys.mean(), f"{i}: {v:.0f} mL", color="white", fontsize=8,
-                   ha="center", bbox=dict(facecolor="black", alpha=0.5, pad=1, lw=0))
+                   ha="center", bbox={"facecolor": "black", "alpha": 0.5, "pad": 1, "lw": 0})
     ax[2].set_title(f"food ({pred.mask_source} mask): {len(pred.volumes_ml)} regions, "
                     f"{pred.total_ml:.0f} mL")
     for a in ax:
         a.axis("off")
     fig.tight_layout()
-    with io.atomic_write(path, suffix=".png") as tmp:
-        fig.savefig(tmp, dpi=90, format="png")
+    fig.canvas.draw()
+    bgr = cv2.cvtColor(np.asarray(fig.canvas.buffer_rgba()), cv2.COLOR_RGBA2BGR)
     plt.close(fig)
+    with io.atomic_write(path) as tmp:   # the temp file keeps the extension: imwrite picks the format
+        if not cv2.imwrite(str(tmp), bgr):
+            raise ValueError(f"{path}: OpenCV could not write this image format")
 
 
 # --- command line -------------------------------------------------------------------------
 
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str):  # one line and exit 2, like every other failure
+        self.exit(2, f"error: {message} (see --help)\n")
+
+
 def _parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python -m pipeline.predict", description=__doc__.splitlines()[0])
-    p.add_argument("image", help="photo (any format OpenCV reads)")
+    p = _Parser(prog="python -m pipeline.predict", description=__doc__.splitlines()[0])
+    p.add_argument("image", help="photo (any format OpenCV reads; grayscale, RGB(A), 8 or 16 bit)")
     p.add_argument("--model", required=True, help="weights folder (model.safetensors + model.json) "
                    "or its model.safetensors, e.g. models/depth_anything_v2/stage2")
     p.add_argument("--mask", help="food mask PNG (food > 127); default: from the predicted depth")
@@ -338,39 +372,62 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--cx", type=float, help="default: image centre")
     p.add_argument("--cy", type=float, help="default: image centre")
     p.add_argument("--K", dest="K_json", help="JSON with a 3x3 K or fx/fy/cx/cy")
-    p.add_argument("--out", help="visualisation PNG (default: <image>_volume.png beside the image)")
+    p.add_argument("--out", help="visualisation image, format from the extension (.png, .jpg, ...; "
+                   "default: <image>_volume.png beside the image)")
     p.add_argument("--params", help="params.yaml for volume/mask settings (default: the repo's)")
     p.add_argument("--density", type=float, help="food density in g/mL for the mass estimate (default: the "
                    "model's learned mass head, else its train-split global density)")
     return p
 
 
+@dataclass
+class _Run:
+    pred: Prediction
+    mass: MassEstimate
+    out: Path
+    photo_hw: tuple[int, int]
+    work_hw: tuple[int, int]
+
+
+def _run(args: argparse.Namespace) -> _Run:
+    """Every check that needs no inference first (K options, --out, the weights, params), then
+    the photo at its working size, inference, and the visualisation written last."""
+    if args.fx is not None and args.K_json:
+        raise ValueError("give either --fx/--fy/--cx/--cy or --K, not both")
+    if args.fx is None and any(v is not None for v in (args.fy, args.cx, args.cy)):
+        raise ValueError("--fy/--cx/--cy need --fx")
+    out = check_out(args.out if args.out else Path(args.image).with_name(Path(args.image).stem + "_volume.png"))
+    wdir = weights_dir(args.model)
+    name = model_name(wdir)
+    params, mass_cfg = _settings(args.params), _mass_settings(args.params)
+    K = load_K_json(args.K_json) if args.K_json else None
+    rgb = load_image(args.image)
+    h, w = rgb.shape[:2]
+    if args.fx is not None:
+        K = check_K(io.intrinsics(args.fx, args.fy if args.fy is not None else args.fx,
+                                  args.cx if args.cx is not None else (w - 1) / 2.0,
+                                  args.cy if args.cy is not None else (h - 1) / 2.0), "--fx/--fy")
+    mask = io.read_mask(args.mask, shape=(h, w)) if args.mask else None
+    rgb, K, mask = to_working_size(wdir, rgb, K, mask)
+    pred = predict_volume(rgb, name, wdir, K=K, mask=mask, **params)
+    mass = estimate_mass(rgb, pred, wdir, args.density, mass_cfg)
+    save_visualisation(out, rgb, pred)
+    return _Run(pred, mass, out, (h, w), rgb.shape[:2])
+
+
 def main(argv: list[str] | None = None) -> int:
+    """The CLI: results on stdout; any failure one line on stderr and exit code 2, nothing written."""
     args = _parser().parse_args(argv)
     try:
-        if args.fx is not None and args.K_json:
-            raise ValueError("give either --fx/--fy/--cx/--cy or --K, not both")
-        if args.fx is None and any(v is not None for v in (args.fy, args.cx, args.cy)):
-            raise ValueError("--fy/--cx/--cy need --fx")
-        rgb = load_image(args.image)
-        h, w = rgb.shape[:2]
-        K = None
-        if args.K_json:
-            K = load_K_json(args.K_json)
-        elif args.fx is not None:
-            K = check_K(io.intrinsics(args.fx, args.fy if args.fy is not None else args.fx,
-                                      args.cx if args.cx is not None else (w - 1) / 2.0,
-                                      args.cy if args.cy is not None else (h - 1) / 2.0), "--fx/--fy")
-        mask = io.read_mask(args.mask, shape=(h, w)) if args.mask else None
-        params = _settings(args.params)
-        pred = predict_volume(rgb, model_name(args.model), args.model, K=K, mask=mask, **params)
-        mass = estimate_mass(rgb, pred, args.model, args.density, _mass_settings(args.params))
-        out = Path(args.out) if args.out else Path(args.image).with_name(Path(args.image).stem + "_volume.png")
-        save_visualisation(out, rgb, pred)
-    except ValueError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
-    K = pred.K
+        r = _run(args)
+    except (ValueError, OSError) as e:
+        return _fail(str(e))
+    except Exception as e:  # noqa: BLE001 -- an unexpected failure is reported the same way
+        return _fail(f"{type(e).__name__}: {e}")
+    pred, K = r.pred, r.pred.K
+    if r.work_hw != r.photo_hw:
+        print(f"image: {r.photo_hw[1]}x{r.photo_hw[0]} measured at {r.work_hw[1]}x{r.work_hw[0]} "
+              "(downscaled to the model's working size; K scaled, pixel counts below at this size)")
     print(f"intrinsics ({pred.K_source}): fx={K[0, 0]:.1f} fy={K[1, 1]:.1f} cx={K[0, 2]:.1f} cy={K[1, 2]:.1f}")
     print(f"mask: {pred.mask_source}, {int(pred.mask.sum())} px, {len(pred.volumes_ml)} regions")
     for i, v in enumerate(pred.volumes_ml, start=1):
@@ -378,11 +435,16 @@ def main(argv: list[str] | None = None) -> int:
     if not pred.volumes_ml:
         print("no food region found")
     print(f"total: {pred.total_ml:8.1f} mL")
-    print(f"mass:  {mass.mass_g:8.1f} g   (density {mass.density_g_ml:.3f} g/mL: {mass.source})")
+    print(f"mass:  {r.mass.mass_g:8.1f} g   (density {r.mass.density_g_ml:.3f} g/mL: {r.mass.source})")
     for w_ in pred.warnings:
         print(f"WARNING: {w_}")
-    print(f"saved {out}")
+    print(f"saved {r.out}")
     return 0
+
+
+def _fail(message: str) -> int:
+    print("error: " + " ".join(message.split()), file=sys.stderr)
+    return 2
 
 
 def _settings(params_path: str | None) -> dict:

@@ -32,6 +32,26 @@ def test_atomic_dir_swaps_whole_folder(tmp_path: Path) -> None:
     assert sorted(p.name for p in tmp_path.iterdir()) == ["raw"]
 
 
+@pytest.mark.parametrize("umask", [0o022, 0o027])
+def test_outputs_get_the_usual_mode_under_the_umask(tmp_path: Path, monkeypatch, umask: int) -> None:
+    """Files 0666 & ~umask (0644 under 022), folders 0777 & ~umask, not mkstemp's 0600 / mkdtemp's
+    0700: weights, depth maps and folders written atomically are readable like any other output."""
+    import stat
+
+    from pipeline.models import build_model
+    from pipeline.models.inference import save_model
+    monkeypatch.setattr(io, "_UMASK", umask)
+    io.write_json(tmp_path / "a.json", {"a": 1})
+    io.write_depth_png(tmp_path / "d.png", np.full((4, 5), 0.4))
+    cfg = {"pretrained": None, "size": [14, 14]}
+    save_model(build_model("depth_anything_v2", cfg, seed=0), tmp_path / "w", "depth_anything_v2", cfg)
+    with io.atomic_dir(tmp_path / "raw") as tmp:
+        (tmp / "x.txt").write_text("1")
+    for f in ("a.json", "d.png", "w/model.safetensors", "w/model.json"):
+        assert stat.S_IMODE((tmp_path / f).stat().st_mode) == 0o666 & ~umask, f
+    assert stat.S_IMODE((tmp_path / "raw").stat().st_mode) == 0o777 & ~umask
+
+
 def test_depth_png_round_trip_and_invalid(tmp_path: Path) -> None:
     d = np.array([[0.3612, 0.0], [np.nan, 7.0]], dtype=np.float32)  # 7 m overflows 16 bit
     io.write_depth_png(tmp_path / "d.png", d)

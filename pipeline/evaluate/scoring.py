@@ -9,7 +9,7 @@ the metrics (`mask_source`):
   Nutrition5k masks read from the RGB image alone (`rgb_rule`, or `sam2_rgb` with a local SAM 2
   checkpoint; pipeline.masks.rgb). An index without that column falls back to `gt_mask_path`.
   Volume = `geometry.estimate_volume` on the predicted depth over that mask, as the labels do.
-- `end_to_end`: the mask is cut from the model's OWN predicted depth by `pipeline.predict.measure`,
+- `end_to_end`: the mask is cut from the model's OWN predicted depth by `pipeline.measure.measure`,
   the code `python -m pipeline.predict` runs on a new photo, and its total volume is scored.
 
 The measured depth is read afterwards, only to score: depth errors inside the scoring mask
@@ -193,7 +193,7 @@ def predict_dish(predict: DepthPredictor, rgb: np.ndarray, K: np.ndarray, settin
             vol = float(res.volume_ml)
             height = geometry.height_above_plane(depth, K, np.asarray(res.plane_normal), float(res.plane_d))
         elif setting == END_TO_END:
-            from pipeline.predict import measure
+            from pipeline.measure import measure
             m = measure(depth, K, None, cfg.volume, cfg.masks)
             mask = m.mask
             if not m.volumes_ml:

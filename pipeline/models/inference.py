@@ -31,9 +31,11 @@ def _portable(obj: Any) -> Any:
     return obj
 
 
-def save_model(model: DepthModel, out_dir: Path, name: str, cfg: Any) -> None:
+def save_model(model: DepthModel, out_dir: Path, name: str, cfg: Any, trained_on: dict | None = None) -> None:
     """Write out_dir/model.safetensors then out_dir/model.json (each atomically); `cfg` is the
-    model's config (typed, or a params mapping), kept in model.json for predict. LoRA adapters
+    model's config (typed, or a params mapping), kept in model.json for predict. `trained_on`
+    (the training data source, dish count, stage) goes to model.json's `trained_on` so predict can
+    say what the checkpoint saw; model.json without it (older exports) still loads. LoRA adapters
     are merged into a copy first, so loading never needs peft."""
     from pipeline.models.lora import merged_state_dict
     out_dir = Path(out_dir)
@@ -41,8 +43,10 @@ def save_model(model: DepthModel, out_dir: Path, name: str, cfg: Any) -> None:
     state = {k: v.detach().cpu().contiguous() for k, v in merged_state_dict(model).items()}
     with atomic_write(out_dir / WEIGHTS_FILE) as tmp:
         save_file(state, str(tmp))
-    write_json(out_dir / META_FILE, {"name": name, "cfg": cfg, "arch": _portable(model.arch_config()),
-                                     "input_multiple": model.input_multiple})
+    meta = {"name": name, "cfg": cfg, "arch": _portable(model.arch_config()), "input_multiple": model.input_multiple}
+    if trained_on is not None:
+        meta["trained_on"] = dict(trained_on)
+    write_json(out_dir / META_FILE, meta)
 
 
 def load_model(weights_dir: Path) -> DepthModel:

@@ -257,7 +257,9 @@ def run_stage(name: str, stage: int, params: Params | Mapping, index_path: Path,
     if stage == 0:
         lit.model.save_pretrained(Path(weights_out))
     else:
-        save_model(lit.model, Path(weights_out), name, model_cfg)
+        save_model(lit.model, Path(weights_out), name, model_cfg,
+                   trained_on={"data": params.data.source, "n_train": len(dm.train_set), "stage": stage,
+                               "start": source})
     # no wall times in the file: it is a DVC metric, and its hash must repeat in a fresh clone
     curve = [{k: (round(v, 5) if isinstance(v, float) else v) for k, v in r.items() if k != "time_s"}
              for r in lit.history]
