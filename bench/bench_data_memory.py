@@ -47,7 +47,7 @@ class PeakRSS:
             self.sample()
             time.sleep(self.interval)
 
-    def __enter__(self) -> "PeakRSS":
+    def __enter__(self) -> PeakRSS:
         self._t.start()
         return self
 

@@ -17,8 +17,16 @@ from collections import Counter
 
 import numpy as np
 import torch
-from geometry_scenes import (DISTANCE_M, F_PX, HELDOUT_N, HELDOUT_SEED, heldout_scenes, iter_renders,
-                             realsense_noise, tuned_scenes)
+from geometry_scenes import (
+    DISTANCE_M,
+    F_PX,
+    HELDOUT_N,
+    HELDOUT_SEED,
+    heldout_scenes,
+    iter_renders,
+    realsense_noise,
+    tuned_scenes,
+)
 from tqdm import tqdm
 
 from pipeline import geometry

@@ -63,7 +63,8 @@ def main() -> None:
         print(f"| {k} | {v:.0f} |")
     if a.log:
         print(f"| **mass stages / whole repro** | {mass:.0f} / {total:.0f} = {100 * mass / total:.1f} % |")
-    print("\n| row | n kept | MAE g | MAE % of mean | n all (dropped) | MAE % of mean, all |\n|---|---|---|---|---|---|")
+    print("\n| row | n kept | MAE g | MAE % of mean | n all (dropped) | MAE % of mean, all |"
+          "\n|---|---|---|---|---|---|")
     for f in sorted((a.project / "metrics/eval").glob("mass_*.json")):
         r = json.loads(f.read_text())
         pct = lambda k: "–" if r.get(k) is None else f"{100 * r[k]:.1f} %"  # noqa: E731

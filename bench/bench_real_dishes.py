@@ -45,7 +45,8 @@ def real_dish_table(root: Path, focals=None, params: Params | None = None) -> li
     rows = []
     for f in focals:
         manifest, _ = scan_release(root, f, f, n5k.cx, n5k.cy)
-        rig = estimate_rig_plane(manifest, [root], p.nutrition5k.rig_plane_dishes, max_tilt_deg=p.suspect.max_rig_tilt_deg)
+        rig = estimate_rig_plane(manifest, [root], p.nutrition5k.rig_plane_dishes,
+                                 max_tilt_deg=p.suspect.max_rig_tilt_deg)
         plane = (np.asarray(rig["normal"]), rig["d"])
         for r in manifest.to_dict("records"):
             ann_path = ANNOTATIONS / f"{r['dish_id']}.png"
@@ -132,7 +133,7 @@ def main() -> None:
     syn = synthetic_given_ious(args.synthetic_seed, args.synthetic_n)
     print(f"\ngiven masks vs ground truth, synthetic rig families (seed {args.synthetic_seed})\n"
           f"{'family':10} {'n':>3} {'IoU mean':>9} {'median':>7} {'p10':>6}")
-    for fam, v in sorted(syn.items()) + [("all", [x for v in syn.values() for x in v])]:
+    for fam, v in sorted(syn.items()) + [("all", [x for xs in syn.values() for x in xs])]:
         print(f"{fam:10} {len(v):3d} {np.mean(v):9.3f} {np.median(v):7.3f} {np.quantile(v, 0.1):6.3f}")
 
 

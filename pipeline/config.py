@@ -20,9 +20,10 @@ this file. Only their `size` is checked at load (multiples of 14 for the models 
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Annotated, Any, ClassVar, Literal, Mapping
+from typing import Annotated, Any, ClassVar, Literal
 
 import yaml
 
@@ -209,7 +210,8 @@ class LoraConfig:
     rank: PosInt = 8
     alpha: PosFloat = 16.0
     dropout: OpenFraction = 0.0
-    target_modules: Annotated[list[str], NonEmpty()] | None = None   # None: the model's attention projections (its lora_targets)
+    # None: the model's attention projections (its lora_targets)
+    target_modules: Annotated[list[str], NonEmpty()] | None = None
     lr: PosFloat | None = None                 # adapters' LR; None: lr_decoder (they start at zero too)
 
 
@@ -374,7 +376,7 @@ class _AnySize:
     size: PixelSize
 
 
-def as_params(params: "Params | Mapping") -> Params:
+def as_params(params: Params | Mapping) -> Params:
     """Accept typed Params or a raw mapping (tests, notebooks) and return typed Params."""
     return params if isinstance(params, Params) else params_from_dict(params, "params")
 

@@ -15,9 +15,10 @@ the arrays, head.json with the rest) and read back by `python -m pipeline.predic
 """
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Sequence
+from typing import TYPE_CHECKING
 
 import cv2
 import numpy as np
@@ -53,7 +54,7 @@ def global_density(train: pd.DataFrame) -> float:
     return float(d.median())
 
 
-def stage_inputs(argv: list[str] | None, doc: str | None) -> tuple[str, "Params", pd.DataFrame, pd.DataFrame]:
+def stage_inputs(argv: list[str] | None, doc: str | None) -> tuple[str, Params, pd.DataFrame, pd.DataFrame]:
     """(model, params, index, train rows) of a per-model mass stage (`python -m stages.mass[_head] MODEL`);
     the train rows leave suspect dishes out while `suspect.exclude`."""
     import argparse
@@ -109,7 +110,7 @@ class DensityHead:
 
     @classmethod
     def fit(cls, X: np.ndarray, density: np.ndarray, alphas: Sequence[float],
-            density_range: tuple[float, float], global_density: float) -> "DensityHead":
+            density_range: tuple[float, float], global_density: float) -> DensityHead:
         """Ridge on standardised features, alpha with the smallest leave-one-out error."""
         X, y = np.asarray(X, np.float64), np.log(np.asarray(density, np.float64))
         if len(X) < 3 or X.shape[0] != y.shape[0]:
@@ -146,7 +147,7 @@ class DensityHead:
             "density_range": list(self.density_range), "global_density_g_ml": self.global_density, **self.info})
 
     @classmethod
-    def load(cls, head_dir: Path) -> "DensityHead":
+    def load(cls, head_dir: Path) -> DensityHead:
         from safetensors.numpy import load_file
         head_dir = Path(head_dir)
         meta = io.read_json(head_dir / HEAD_META)
@@ -164,7 +165,8 @@ def write_global_only(out_dir: Path, model_name: str, density: float, reason: st
                                               "global_density_g_ml": density, "reason": reason})
 
 
-def density_source(head_dir: Path, override: float | None, default: float) -> tuple[str, float | None, DensityHead | None]:
+def density_source(head_dir: Path, override: float | None, default: float
+                   ) -> tuple[str, float | None, DensityHead | None]:
     """(description, fixed density or None, learned head or None) for `predict`: `--density`
     first, then the model's learned head, then its train-split global density, then `default`."""
     if override is not None:

@@ -5,7 +5,8 @@ torch state, and the results come back in job order so outputs are deterministic
 from __future__ import annotations
 
 import multiprocessing as mp
-from typing import Callable, Sequence, TypeVar
+from collections.abc import Callable, Sequence
+from typing import TypeVar
 
 from tqdm import tqdm
 

@@ -23,8 +23,16 @@ import cv2
 import numpy as np
 
 from pipeline import io
-from pipeline.config import (PARAMS_FILE, MassConfig, MasksConfig, Nutrition5kConfig, SuspectConfig, VolumeConfig,
-                             load_params, or_default)
+from pipeline.config import (
+    PARAMS_FILE,
+    MasksConfig,
+    MassConfig,
+    Nutrition5kConfig,
+    SuspectConfig,
+    VolumeConfig,
+    load_params,
+    or_default,
+)
 from pipeline.geometry import check_K, resize_K
 from pipeline.measure import Prediction, measure
 

@@ -8,7 +8,7 @@ joined by ';', '' = fine). `drop_suspect` leaves them out of training and evalua
 """
 from __future__ import annotations
 
-from typing import Mapping
+from collections.abc import Mapping
 
 import numpy as np
 import pandas as pd

@@ -11,8 +11,16 @@ from pipeline.evaluate.baselines import baseline_table, fit_baselines
 from pipeline.evaluate.mass import write_mass_baselines
 from pipeline.evaluate.names import BASELINE_NAMES, ORACLE_NAME, SETTINGS
 from pipeline.evaluate.plots import plot_evaluation
-from pipeline.evaluate.scoring import (NO_GIVEN_MASKS, MeasureConfig, evaluate_model, finish_table, given_mask_source,
-                                       select_split, write_results, write_unavailable)
+from pipeline.evaluate.scoring import (
+    NO_GIVEN_MASKS,
+    MeasureConfig,
+    evaluate_model,
+    finish_table,
+    given_mask_source,
+    select_split,
+    write_results,
+    write_unavailable,
+)
 
 KINDS = {"baseline_mean": "non-learned baseline (train mean volume)",
          "baseline_area_height": "non-learned baseline (mask area × train height)"}

@@ -10,8 +10,14 @@ import argparse
 from pipeline import io
 from pipeline.config import load_params
 from pipeline.evaluate.names import SETTINGS, STAGE0_SUFFIX, stage0_kind, zero_shot_kind
-from pipeline.evaluate.scoring import (MeasureConfig, evaluate_model, inference_size, model_predictor, select_split,
-                                       stage0_seed)
+from pipeline.evaluate.scoring import (
+    MeasureConfig,
+    evaluate_model,
+    inference_size,
+    model_predictor,
+    select_split,
+    stage0_seed,
+)
 
 
 def main(argv: list[str] | None = None) -> None:

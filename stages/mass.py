@@ -9,10 +9,19 @@ from tqdm import tqdm
 from pipeline import io
 from pipeline.evaluate.mass import mass_table, scored_dishes, write_mass_row, write_mass_unavailable
 from pipeline.evaluate.names import END_TO_END, GIVEN, SETTINGS, model_rows
-from pipeline.evaluate.scoring import (NO_GIVEN_MASKS, MeasureConfig, given_mask_source, given_masks, inference_size,
-                                       load_given_mask, load_inputs, model_predictor, predict_dish)
-from pipeline.mass import HEAD_DIR, HEAD_WEIGHTS, DensityHead, global_density, image_features, stage_inputs
+from pipeline.evaluate.scoring import (
+    NO_GIVEN_MASKS,
+    MeasureConfig,
+    given_mask_source,
+    given_masks,
+    inference_size,
+    load_given_mask,
+    load_inputs,
+    model_predictor,
+    predict_dish,
+)
 from pipeline.masks.from_depth import geometry_mask
+from pipeline.mass import HEAD_DIR, HEAD_WEIGHTS, DensityHead, global_density, image_features, stage_inputs
 
 
 def predicted_volumes(name: str, dishes: pd.DataFrame, predict, cfg: MeasureConfig, roots) -> dict:
@@ -95,7 +104,8 @@ def main(argv: list[str] | None = None) -> None:
         s = write_mass_row(f"mass_{name}_global{sfx}", mass_table(dishes, rho * v, v, rho, failed, err), metrics_dir,
                            {**common, "kind": "global density x predicted volume", "density_source": "global",
                             "global_density_g_ml": round(rho, 4)})
-        print(f"mass_{name}_global{sfx}", {k: s[k] for k in ("n_dishes", "mass_mae_pct_of_mean", "mass_mae_pct_of_mean_all")})
+        keys = ("n_dishes", "mass_mae_pct_of_mean", "mass_mae_pct_of_mean_all")
+        print(f"mass_{name}_global{sfx}", {k: s[k] for k in keys})
         row = f"mass_{name}_learned{sfx}"
         if head is None:
             write_mass_unavailable(row, f"{name} has no learned mass head", metrics_dir, common)

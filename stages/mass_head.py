@@ -6,8 +6,15 @@ from tqdm import tqdm
 
 from pipeline import io
 from pipeline.evaluate.scoring import inference_size
-from pipeline.mass import (HEAD_DIR, DensityHead, global_density, image_features, stage_inputs, train_densities,
-                           write_global_only)
+from pipeline.mass import (
+    HEAD_DIR,
+    DensityHead,
+    global_density,
+    image_features,
+    stage_inputs,
+    train_densities,
+    write_global_only,
+)
 
 
 def main(argv: list[str] | None = None) -> None:

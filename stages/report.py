@@ -7,8 +7,14 @@ from pipeline import io
 from pipeline.config import load_params
 from pipeline.evaluate.names import mass_names
 from pipeline.evaluate.plots import plot_model_comparison, plot_paired_differences
-from pipeline.evaluate.report import (comparison_rows, evaluated_names, load_results, render_report,
-                                      summary_frame, write_report)
+from pipeline.evaluate.report import (
+    comparison_rows,
+    evaluated_names,
+    load_results,
+    render_report,
+    summary_frame,
+    write_report,
+)
 
 
 def main() -> None:

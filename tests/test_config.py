@@ -10,8 +10,18 @@ from typing import Annotated, Literal
 import pytest
 import yaml
 
-from pipeline.config import (PARAMS_FILE, AugmentConfig, Params, PosFloat, RecipeConfig, VolumeConfig, _plain,
-                             load_params, or_default, params_from_dict)
+from pipeline.config import (
+    PARAMS_FILE,
+    AugmentConfig,
+    Params,
+    PosFloat,
+    RecipeConfig,
+    VolumeConfig,
+    _plain,
+    load_params,
+    or_default,
+    params_from_dict,
+)
 from pipeline.models import config_for, model_config
 from pipeline.typed import Increasing, NonEmpty
 
@@ -33,7 +43,8 @@ def test_keys_left_out_take_the_one_default():
 
 
 @pytest.mark.parametrize("raw, message", [
-    ({"masks": {"min_heigt_mm": 4}}, r"params.yaml: masks.min_heigt_mm: unknown key \(did you mean 'min_height_mm'\?\)"),
+    ({"masks": {"min_heigt_mm": 4}},
+     r"params.yaml: masks.min_heigt_mm: unknown key \(did you mean 'min_height_mm'\?\)"),
     ({"masks": {"min_height_mm": "four"}}, r"params.yaml: masks.min_height_mm: expected a number, got 'four'"),
     ({"volume": {"method": "cols"}}, r"params.yaml: volume.method: expected one of \['heightmap', 'columns'\]"),
     ({"eval": {"size": [126]}}, r"params.yaml: eval.size: expected 2 values"),
@@ -134,8 +145,10 @@ def test_the_params_comparison_names_what_differs():
     ("nutrition5k.min_depth_m", 0.5, r"params.yaml: nutrition5k.min_depth_m = 0.5: must be below max_depth_m"),
     ("data.families", {"table": 0.0}, r"params.yaml: data.families = \{'table': 0.0\}: weights must not all be 0"),
     ("suspect.max_rig_tilt_deg", 95, r"params.yaml: suspect.max_rig_tilt_deg = 95.0: must be in \[0, 90\]"),
-    ("eval.volume_bins", [100, 300, 200], r"params.yaml: eval.volume_bins = \[100.0, 300.0, 200.0\]: must be increasing"),
-    ("loss.label_height_mm", [150, 150], r"params.yaml: loss.label_height_mm = \[150.0, 150.0\]: must be \[low, high\] with low < high"),
+    ("eval.volume_bins", [100, 300, 200],
+     r"params.yaml: eval.volume_bins = \[100.0, 300.0, 200.0\]: must be increasing"),
+    ("loss.label_height_mm", [150, 150],
+     r"params.yaml: loss.label_height_mm = \[150.0, 150.0\]: must be \[low, high\] with low < high"),
     ("trainer.devices", 0, r"params.yaml: trainer.devices = 0: must be a count >= 1"),
     ("augment.zoom", "off", r"params.yaml: augment.zoom: set per model by model_cfg.<model>.zoom; remove the key"),
 ])

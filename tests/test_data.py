@@ -13,7 +13,7 @@ import torch
 from pipeline import io
 from pipeline.config import AugmentConfig, load_params
 from pipeline.train.augment import augment_sample
-from pipeline.train.datamodule import DishDataModule, DishDataset, train_augment
+from pipeline.train.datamodule import DishDataModule, train_augment
 from tests.fixtures.quick_dishes import write_dishes
 
 SIZE = (84, 112)

@@ -10,9 +10,20 @@ import pytest
 from pipeline.config import MasksConfig, VolumeConfig, as_params
 from pipeline.evaluate.baselines import AreaHeightBaseline, MeanVolumeBaseline, baseline_table, fit_baselines
 from pipeline.evaluate.names import stage0_kind
-from pipeline.evaluate.scoring import (END_TO_END, GIVEN, MeasureConfig, evaluate_model, evaluate_predictor,
-                                       finish_table, given_mask_source, inference_size, model_predictor,
-                                       reference_volume, select_split, summarise)
+from pipeline.evaluate.scoring import (
+    END_TO_END,
+    GIVEN,
+    MeasureConfig,
+    evaluate_model,
+    evaluate_predictor,
+    finish_table,
+    given_mask_source,
+    inference_size,
+    model_predictor,
+    reference_volume,
+    select_split,
+    summarise,
+)
 from pipeline.io import read_json, rel_to_repo, write_depth_png, write_mask, write_rgb
 
 H, W, F, TABLE_Z = 84, 112, 120.0, 0.40
@@ -57,7 +68,8 @@ def tiny_index(tmp_path_factory) -> tuple[pd.DataFrame, Path]:
     return pd.DataFrame(rows), root
 
 
-VCFG = MeasureConfig(VolumeConfig(method="columns", ring_px=8, cell_mm=2.0), MasksConfig(min_height_mm=4.0, min_area_px=20))
+VCFG = MeasureConfig(VolumeConfig(method="columns", ring_px=8, cell_mm=2.0),
+                     MasksConfig(min_height_mm=4.0, min_area_px=20))
 
 
 def colour_depth(rgb: np.ndarray, K: np.ndarray) -> np.ndarray:

@@ -16,13 +16,20 @@ from pipeline import io
 from pipeline.config import MasksConfig, VolumeConfig
 from pipeline.data.nutrition5k import scan_release
 from pipeline.evaluate.baselines import baseline_table, fit_baselines
-from pipeline.evaluate.scoring import (GIVEN, MeasureConfig, evaluate_predictor, finish_table,
-                                       given_mask_source, select_split)
+from pipeline.evaluate.scoring import (
+    GIVEN,
+    MeasureConfig,
+    evaluate_predictor,
+    finish_table,
+    given_mask_source,
+    select_split,
+)
 from pipeline.masks.make import MaskSettings, make_masks
 from pipeline.masks.rgb import RGB_RULE, chroma, rgb_rule_mask, sam2_checkpoint_file
 from tests.fixtures.fake_release import make_release_tree
 
-VCFG = MeasureConfig(VolumeConfig(method="columns", ring_px=20, cell_mm=2.0), MasksConfig(min_height_mm=4.0, min_area_px=150))
+VCFG = MeasureConfig(VolumeConfig(method="columns", ring_px=20, cell_mm=2.0),
+                     MasksConfig(min_height_mm=4.0, min_area_px=150))
 REAL = (REPO / "../shared/nutrition5k_samples").resolve()
 
 

@@ -17,7 +17,7 @@ from test_training import paths, run_stage, small_params
 
 from pipeline.config import LoraConfig
 from pipeline.models import build_model
-from pipeline.models.inference import load_model, save_model
+from pipeline.models.inference import load_model
 from pipeline.models.lora import has_lora, lora_parameters, merged_state_dict, set_encoder_mode
 
 REPO = Path(__file__).resolve().parent.parent

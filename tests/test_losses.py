@@ -6,8 +6,18 @@ import math
 import pytest
 import torch
 
-from pipeline.train.losses import (check_weights, depth_l1, gradient_loss, intrinsics_loss, normal_angle,
-                                   plane_loss, silog_loss, total_loss, valid_depth, volume_loss)
+from pipeline.train.losses import (
+    check_weights,
+    depth_l1,
+    gradient_loss,
+    intrinsics_loss,
+    normal_angle,
+    plane_loss,
+    silog_loss,
+    total_loss,
+    valid_depth,
+    volume_loss,
+)
 
 H, W = 56, 70
 K1 = torch.tensor([[60.0, 0, (W - 1) / 2], [0, 60.0, (H - 1) / 2], [0, 0, 1]])

@@ -137,7 +137,7 @@ def test_n5k_mass_path(tmp_path, monkeypatch) -> None:
     from pipeline import config, io
     from pipeline.models import build_model
     from pipeline.models.inference import save_model
-    from stages import baselines, compare, evaluate, ingest, labels, mass, mass_head, masks, report, split
+    from stages import baselines, compare, evaluate, ingest, labels, masks, mass, mass_head, report, split
     from tests.fixtures.rig_release import write_release
 
     truth = write_release(tmp_path / "release", n=9, seed=3, test_share=0.5)  # the fixed rig, every family
@@ -172,6 +172,7 @@ def test_n5k_mass_path(tmp_path, monkeypatch) -> None:
         js = json.loads((root / f"metrics/eval/{row}.json").read_text())
         assert {"mass_mae_g", "mass_mae_pct_of_mean", "n_all", "n_dropped", "mass_mae_pct_of_mean_all"} <= set(js), row
         assert js["n_all"] >= 1 and js["mass_mae_g"] is not None, row
-    assert "learned_vs_baseline_mean" in json.loads((root / "metrics/compare.json").read_text())["mass"][m]["end_to_end"]
+    compare = json.loads((root / "metrics/compare.json").read_text())
+    assert "learned_vs_baseline_mean" in compare["mass"][m]["end_to_end"]
     text = (root / "metrics/report.md").read_text()
     assert "## Mass (g)" in text and "not measured here" in text and "58.5 %" in text

@@ -4,8 +4,15 @@ import math
 import numpy as np
 import pytest
 
-from pipeline.evaluate.metrics import (assign_bins, bin_labels, depth_errors, height_error_mm, nanmean,
-                                       per_bin_metrics, volume_metrics)
+from pipeline.evaluate.metrics import (
+    assign_bins,
+    bin_labels,
+    depth_errors,
+    height_error_mm,
+    nanmean,
+    per_bin_metrics,
+    volume_metrics,
+)
 
 
 def test_volume_metrics_hand_computed():

@@ -8,8 +8,15 @@ import numpy as np
 import pytest
 
 from pipeline import io
-from pipeline.data.nutrition5k import (IMAGERY, MANIFEST_COLUMNS, METADATA, SPLITS, read_metadata,
-                                       read_release_depth, scan_release)
+from pipeline.data.nutrition5k import (
+    IMAGERY,
+    MANIFEST_COLUMNS,
+    METADATA,
+    SPLITS,
+    read_metadata,
+    read_release_depth,
+    scan_release,
+)
 from tests.fixtures.fake_release import make_release_tree
 
 FX, FY, CX, CY = 616.6, 616.6, 319.5, 239.5

@@ -183,8 +183,8 @@ def test_large_photo_is_measured_at_the_working_size(photo, weights, tmp_path, c
     assert body == [line for line in runs["small"].splitlines() if not line.startswith("saved")]
     big_mask = cv2.resize(dish.mask.astype(np.uint8) * 255, (2400, 1800), interpolation=cv2.INTER_NEAREST)
     io.write_mask(tmp_path / "big_mask.png", big_mask > 127)
-    assert main([str(tmp_path / "big.png"), "--mask", str(tmp_path / "big_mask.png"), "--K", str(tmp_path / "kbig.json"),
-                 "--model", str(weights), "--out", str(tmp_path / "m.png")]) == 0
+    assert main([str(tmp_path / "big.png"), "--mask", str(tmp_path / "big_mask.png"),
+                 "--K", str(tmp_path / "kbig.json"), "--model", str(weights), "--out", str(tmp_path / "m.png")]) == 0
     total = float(next(x for x in capsys.readouterr().out.splitlines() if x.startswith("total:")).split()[1])
     assert main([str(d / "dish.png"), "--mask", str(d / "mask.png"), "--K", str(d / "k.json"),
                  "--model", str(weights), "--out", str(tmp_path / "m0.png")]) == 0

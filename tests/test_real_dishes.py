@@ -58,10 +58,10 @@ def test_sam2_prompts_from_rig_masks_and_suspect_checks(tmp_path) -> None:
     import numpy as np
 
     from pipeline import io
+    from pipeline.config import MasksConfig, SuspectConfig
     from pipeline.data.nutrition5k import scan_release
     from pipeline.data.rig import estimate_rig_plane
     from pipeline.masks.from_depth import food_mask
-    from pipeline.config import MasksConfig, SuspectConfig
     from pipeline.masks.make import MaskSettings, _mask_one
     from pipeline.masks.sam2 import box_prompts, load_sam2_predictor, regions_to_boxes
 

@@ -40,11 +40,11 @@ class TinyConv(DepthModel):
         self.decoder = nn.Conv2d(width, 1, 3, padding=1)
 
     @classmethod
-    def from_cfg(cls, cfg: TinyConvConfig, seed: int = 0) -> "TinyConv":
+    def from_cfg(cls, cfg: TinyConvConfig, seed: int = 0) -> TinyConv:
         return cls(cfg.width)
 
     @classmethod
-    def from_arch(cls, arch: dict) -> "TinyConv":
+    def from_arch(cls, arch: dict) -> TinyConv:
         return cls(int(arch["width"]))
 
     def arch_config(self) -> dict[str, Any]:

@@ -8,8 +8,14 @@ from scipy import stats
 from pipeline.evaluate.compare import compare, comparison_plan, paired, verdict, vs_key
 from pipeline.evaluate.names import BASELINE_NAMES, SETTINGS, STAGE0_SUFFIX
 from pipeline.evaluate.plots import plot_model_comparison, plot_paired_differences
-from pipeline.evaluate.report import (comparison_rows, evaluated_names, load_results, render_report,
-                                      summary_frame, write_report)
+from pipeline.evaluate.report import (
+    comparison_rows,
+    evaluated_names,
+    load_results,
+    render_report,
+    summary_frame,
+    write_report,
+)
 from pipeline.evaluate.scoring import finish_table, write_results
 
 

@@ -11,8 +11,7 @@ pytest.importorskip("sam2")
 
 from pipeline.data.synthetic import generate_dish  # noqa: E402
 from pipeline.masks.from_depth import geometry_mask  # noqa: E402
-from pipeline.masks.sam2 import (box_prompts, load_sam2_predictor, regions_to_boxes,  # noqa: E402
-                                 sam2_food_mask)
+from pipeline.masks.sam2 import box_prompts, load_sam2_predictor, regions_to_boxes, sam2_food_mask  # noqa: E402
 
 CONFIG = "configs/sam2.1/sam2.1_hiera_t.yaml"
 

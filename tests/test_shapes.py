@@ -3,8 +3,20 @@
 import numpy as np
 import pytest
 
-from pipeline.data.shapes import (Box, Camera, Cone, Cylinder, Ellipsoid, Frustum, HeightField, Plane, Ring,
-                                  SphereCap, render, render_full)
+from pipeline.data.shapes import (
+    Box,
+    Camera,
+    Cone,
+    Cylinder,
+    Ellipsoid,
+    Frustum,
+    HeightField,
+    Plane,
+    Ring,
+    SphereCap,
+    render,
+    render_full,
+)
 
 
 def _mound_grid(n: int = 41, size: float = 0.1, h: float = 0.03) -> HeightField:

@@ -137,8 +137,8 @@ def test_bad_size():
 
 
 # --------------------------------------------------------------------------- rig families
-from pipeline.data.shapes import Frustum  # noqa: E402
 from pipeline.data.scene import FAMILIES, PART, family_of  # noqa: E402
+from pipeline.data.shapes import Frustum  # noqa: E402
 
 RIG = [f for f in FAMILIES if f != "table"]
 

@@ -14,7 +14,7 @@ generator's: adding masses leaves every rendered image, depth map and mask uncha
 """
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
 

@@ -18,8 +18,15 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from pipeline.config import VolumeConfig
-from pipeline.data.appearance import (draw_table_style, food_albedo, light, rig_albedo, steel_colour,
-                                      table_albedo, vessel_albedo)
+from pipeline.data.appearance import (
+    draw_table_style,
+    food_albedo,
+    light,
+    rig_albedo,
+    steel_colour,
+    table_albedo,
+    vessel_albedo,
+)
 from pipeline.data.density import dish_mass
 from pipeline.data.food_items import item_extent
 from pipeline.data.scene import PART, Scene, build_scene, family_of

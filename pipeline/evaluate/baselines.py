@@ -19,9 +19,9 @@ They answer "did depth help?": a model worth its compute must beat both.
 """
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 import pandas as pd
@@ -29,6 +29,7 @@ from tqdm import tqdm
 
 from pipeline.evaluate.scoring import given_mask_source, given_masks
 from pipeline.io import read_dish_depth, read_mask, resolve
+
 
 def _train_volumes(train: pd.DataFrame) -> np.ndarray:
     if "volume_ml" not in train.columns:
@@ -53,7 +54,7 @@ class MeanVolumeBaseline:
     mean_ml: float
 
     @classmethod
-    def fit(cls, train: pd.DataFrame) -> "MeanVolumeBaseline":
+    def fit(cls, train: pd.DataFrame) -> MeanVolumeBaseline:
         v = _train_volumes(train)
         return cls(mean_ml=float(np.mean(v[np.isfinite(v) & (v > 0)])))
 
@@ -76,7 +77,7 @@ class AreaHeightBaseline:
         return np.asarray(n_px, float) * np.asarray(z_m, float) ** 2 / (np.asarray(fx, float) * np.asarray(fy, float))
 
     @classmethod
-    def fit(cls, train: pd.DataFrame, allowed_roots: Sequence[Path] = ()) -> "AreaHeightBaseline":
+    def fit(cls, train: pd.DataFrame, allowed_roots: Sequence[Path] = ()) -> AreaHeightBaseline:
         vols = _train_volumes(train)
         z_med, n_px = [], []
         paths = given_masks(train)[0]
@@ -121,8 +122,9 @@ def fit_baselines(train: pd.DataFrame, allowed_roots: Sequence[Path] = (),
 def baseline_table(baseline: object, dishes: pd.DataFrame, allowed_roots: Sequence[Path] = ()) -> pd.DataFrame:
     """Per-dish predictions (dish_id, volume_ml_gt, volume_ml_pred) for `dishes` from `select_split`."""
     pred = baseline.predict(dishes, allowed_roots)  # type: ignore[attr-defined]
-    return pd.DataFrame({"dish_id": dishes["dish_id"].to_numpy(), "volume_ml_gt": dishes["volume_ml_gt"].to_numpy(float),
-                         "volume_ml_pred": pred, "failed": False, "error": ""})
+    return pd.DataFrame({"dish_id": dishes["dish_id"].to_numpy(),
+                         "volume_ml_gt": dishes["volume_ml_gt"].to_numpy(float), "volume_ml_pred": pred,
+                         "failed": False, "error": ""})
 
 
 __all__ = ["MeanVolumeBaseline", "AreaHeightBaseline", "fit_baselines",

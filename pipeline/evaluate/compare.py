@@ -9,7 +9,7 @@ the interval excludes zero on the favourable side.
 """
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
 import pandas as pd
@@ -81,7 +81,8 @@ def compare(a: pd.DataFrame, b: pd.DataFrame, n_bootstrap: int = 2000, seed: int
         out[f"{short}_diff"] = round(float(va[k] - vb[k]), 6)
         out[f"{short}_ci_low"] = round(float(lo), 6)
         out[f"{short}_ci_high"] = round(float(hi), 6)
-    out["wilcoxon_p"] = float(f"{wilcoxon_p(np.abs(pa - gt) / gt, np.abs(pb - gt) / gt):.4g}")  # significant digits, not decimals
+    # significant digits, not decimals
+    out["wilcoxon_p"] = float(f"{wilcoxon_p(np.abs(pa - gt) / gt, np.abs(pb - gt) / gt):.4g}")
     return out
 
 

@@ -18,8 +18,8 @@ their paired comparisons in `pipeline.evaluate.compare`.
 """
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 import pandas as pd

@@ -8,7 +8,7 @@ from 0.36 m: the food and the plane it sits on are what the volume depends on.
 from __future__ import annotations
 
 import math
-from typing import Iterable, Sequence
+from collections.abc import Iterable, Sequence
 
 import numpy as np
 

@@ -6,7 +6,8 @@ metrics/eval/*.json by these names alone, so they must not load, nor (through th
 re-run when someone edits, the data, masks, model, geometry or scoring code."""
 from __future__ import annotations
 
-from typing import Any, Mapping, Sequence
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 # The two settings -> suffix of their metrics/eval/<name><suffix>.json.
 GIVEN, END_TO_END = "given", "end_to_end"

@@ -5,9 +5,9 @@ how the error depends on the dish size, and what the depth looks like on the wor
 """
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Sequence
 
 import matplotlib
 

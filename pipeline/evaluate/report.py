@@ -7,14 +7,23 @@ always agrees with what `dvc metrics show/diff` prints.
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 import pandas as pd
 
 from pipeline.evaluate.compare import METRICS, verdict
-from pipeline.evaluate.names import (BASELINE_NAMES, END_TO_END, GIVEN, MASS_BASELINE_MEAN, ORACLE_NAME, SETTINGS,
-                                     STAGE0_SUFFIX, stage0_kind, zero_shot_kind)
+from pipeline.evaluate.names import (
+    BASELINE_NAMES,
+    END_TO_END,
+    GIVEN,
+    MASS_BASELINE_MEAN,
+    ORACLE_NAME,
+    SETTINGS,
+    STAGE0_SUFFIX,
+    stage0_kind,
+    zero_shot_kind,
+)
 from pipeline.io import read_json, write_text
 
 SETTING_LABEL = {GIVEN: "given masks", END_TO_END: "end to end"}
@@ -144,7 +153,8 @@ def render_report(results: dict[str, dict], kinds: dict[str, str], report_path: 
                "depth is read only to score. Two settings, named by `mask_source`: **given masks** "
                "(`gt_mask`: the synthetic ground-truth masks; on Nutrition5k masks read from the RGB image "
                "alone: `rgb_rule`, a colour rule, or `sam2_rgb`, SAM 2 prompted by that rule's boxes; the "
-               "masks stage's own masks are cut from the measured depth and are never used for predictions) and **end to end** (`predicted_depth`: "
+               "masks stage's own masks are cut from the measured depth and are never used for predictions) and "
+               "**end to end** (`predicted_depth`: "
                "the mask is cut from the model's own predicted depth by the code `python -m pipeline.predict` "
                "runs). Every model's depth goes through the same geometry with the same true K (a model "
                "that predicts its own camera is scored with the true K too; its focal error is the *focal err* "
@@ -240,7 +250,8 @@ def mass_section(mass: dict[str, dict], compare: dict | None = None) -> list[str
               "n all (dropped)", "MAE % of mean, all", "compare with (published)"]
     rows = [[f"`{n}`", str(r.get("kind", "")), str(r.get("density_source", "")),
              f"`{str(r.get('mask_source', '?')).split(':')[0]}`", _fmt(r.get("n_dishes"), "int"),
-             _fmt(r.get("n_failed"), "int"), _fmt(r.get("mass_mae_g"), "f1"), _fmt(r.get("mass_mae_pct_of_mean"), "pct"),
+             _fmt(r.get("n_failed"), "int"), _fmt(r.get("mass_mae_g"), "f1"),
+             _fmt(r.get("mass_mae_pct_of_mean"), "pct"),
              _fmt(r.get("mass_mape"), "pct"), f"{_fmt(r.get('n_all'), 'int')} ({_fmt(r.get('n_dropped'), 'int')})",
              _fmt(r.get("mass_mae_pct_of_mean_all"), "pct"), published_row(n)] for n, r in mass.items()]
     out += [_md_table(header, rows), ""]

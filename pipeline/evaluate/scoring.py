@@ -26,9 +26,9 @@ model cannot improve its score by failing, and counted in `n_failed`.
 from __future__ import annotations
 
 import time
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Mapping, Sequence
 
 import numpy as np
 import pandas as pd
@@ -36,8 +36,16 @@ from tqdm import tqdm
 
 from pipeline import geometry
 from pipeline.config import EvalConfig, MasksConfig, Params, VolumeConfig, as_params, or_default
-from pipeline.evaluate.metrics import (DEFAULT_BIN_EDGES, assign_bins, depth_errors, focal_rel_err, height_error_mm,
-                                       nanmean, per_bin_metrics, volume_metrics)
+from pipeline.evaluate.metrics import (
+    DEFAULT_BIN_EDGES,
+    assign_bins,
+    depth_errors,
+    focal_rel_err,
+    height_error_mm,
+    nanmean,
+    per_bin_metrics,
+    volume_metrics,
+)
 from pipeline.evaluate.names import END_TO_END, GIVEN, SETTINGS
 from pipeline.io import K_from_row, read_dish_depth, read_mask, read_rgb, resolve, write_csv, write_json
 from pipeline.suspect import drop_suspect
@@ -68,7 +76,7 @@ class MeasureConfig:
     masks: MasksConfig = field(default_factory=MasksConfig)
 
     @classmethod
-    def from_params(cls, params: Params | Mapping) -> "MeasureConfig":
+    def from_params(cls, params: Params | Mapping) -> MeasureConfig:
         p = as_params(params)
         return cls(p.volume, p.masks)
 
@@ -151,7 +159,8 @@ def load_reference(row: pd.Series, shape: tuple[int, int],
     return depth, mask
 
 
-def load_dish(row: pd.Series, allowed_roots: Sequence[Path] = ()) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+def load_dish(row: pd.Series, allowed_roots: Sequence[Path] = ()
+              ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """(rgb, measured depth m, label mask, K) of one index row, shapes checked against each other."""
     rgb, K = load_inputs(row, allowed_roots)
     depth, mask = load_reference(row, rgb.shape[:2], allowed_roots)

@@ -10,8 +10,7 @@ from importlib import import_module
 from typing import Any
 
 from pipeline.geometry.camera import backproject, check_K, rays, resize_K
-from pipeline.geometry.plane import (fit_plane, fit_support_plane, height_above_plane, plane_basis,
-                                     support_mask)
+from pipeline.geometry.plane import fit_plane, fit_support_plane, height_above_plane, plane_basis, support_mask
 from pipeline.geometry.volume import VolumeResult, estimate_volume
 
 # name -> module, imported on first access (torch is heavy and the numpy path needs none of it)

@@ -9,7 +9,6 @@ from pipeline.config import VolumeConfig, or_default
 from pipeline.geometry.camera import backproject, check_inputs, rays, valid_depth
 from pipeline.geometry.shared import bbox, inlier_thr, ransac_draws
 
-
 MIN_SUPPORT_PX = 100     # a ring with fewer valid pixels falls back to all valid non-food
 
 

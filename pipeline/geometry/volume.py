@@ -11,10 +11,29 @@ import numpy as np
 from pipeline.config import VolumeConfig, or_default
 from pipeline.geometry.camera import check_inputs, ray_xy, rays, valid_depth
 from pipeline.geometry.plane import MIN_SUPPORT_PX, fit_plane_drawn, orient_plane, plane_basis, support_ring
-from pipeline.geometry.shared import (EDGE_SMOOTH, GAP_KERNEL, NOISE_BAND, TOP_BAND, bbox, boundary, cell_of, cell_size,
-                                      check_method, edge_areas, fill_plan, filled_depth, footprint_splat, grid_plan,
-                                      hidden_samples, hidden_weight, in_mask, noise_sigma, patch_maps, ransac_draws,
-                                      sigma_idx)
+from pipeline.geometry.shared import (
+    EDGE_SMOOTH,
+    GAP_KERNEL,
+    NOISE_BAND,
+    TOP_BAND,
+    bbox,
+    boundary,
+    cell_of,
+    cell_size,
+    check_method,
+    edge_areas,
+    fill_plan,
+    filled_depth,
+    footprint_splat,
+    grid_plan,
+    hidden_samples,
+    hidden_weight,
+    in_mask,
+    noise_sigma,
+    patch_maps,
+    ransac_draws,
+    sigma_idx,
+)
 
 
 @dataclass

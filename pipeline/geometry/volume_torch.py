@@ -13,11 +13,29 @@ from torch import Tensor
 from pipeline.config import VolumeConfig, or_default
 from pipeline.geometry.camera import check_K
 from pipeline.geometry.plane import support_mask
-from pipeline.geometry.shared import (EDGE_SMOOTH, GAP_KERNEL, NOISE_BAND, TOP_BAND, boundary, box_sum_torch, cell_of,
-                                      cell_size, check_method, edge_areas, fill_plan, filled_depth, footprint_splat,
-                                      grid_plan, hidden_samples, hidden_weight, in_mask, inlier_thr, noise_sigma,
-                                      patch_maps, ransac_draws)
-
+from pipeline.geometry.shared import (
+    EDGE_SMOOTH,
+    GAP_KERNEL,
+    NOISE_BAND,
+    TOP_BAND,
+    boundary,
+    box_sum_torch,
+    cell_of,
+    cell_size,
+    check_method,
+    edge_areas,
+    fill_plan,
+    filled_depth,
+    footprint_splat,
+    grid_plan,
+    hidden_samples,
+    hidden_weight,
+    in_mask,
+    inlier_thr,
+    noise_sigma,
+    patch_maps,
+    ransac_draws,
+)
 
 
 def _t_rays(Kinv: Tensor, ys: Tensor, xs: Tensor) -> Tensor:

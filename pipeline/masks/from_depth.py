@@ -13,8 +13,15 @@ import numpy as np
 from pipeline import suspect
 from pipeline.config import MasksConfig, SuspectConfig, build, or_default
 from pipeline.geometry import backproject, fit_plane, height_above_plane
-from pipeline.masks.cleanup import (_drop_touching, _fill_holes, _grown, _largest_component, _noise_floor,
-                                    _ring_fraction, clean_mask)
+from pipeline.masks.cleanup import (
+    _drop_touching,
+    _fill_holes,
+    _grown,
+    _largest_component,
+    _noise_floor,
+    _ring_fraction,
+    clean_mask,
+)
 from pipeline.masks.support import Support
 
 _MAX_FIT_POINTS = 20000

@@ -23,7 +23,6 @@ from pipeline.config import MasksConfig, or_default
 from pipeline.masks.cleanup import _drop_touching, clean_mask, hysteresis
 from pipeline.masks.rig import colour_like
 
-
 RGB_RULE, SAM2_RGB = "rgb_rule", "sam2_rgb"
 MASK_SOURCES = (RGB_RULE, SAM2_RGB)
 SEED_CHROMA = 30.0      # Lab chroma (a*, b* distance from grey) of surely-food pixels

@@ -11,11 +11,11 @@ import numpy as np
 
 from pipeline.config import MasksConfig, or_default
 from pipeline.geometry import backproject, fit_plane, plane_basis
-from pipeline.geometry.plane import LEVEL_BAND_M as _LEVEL_BAND_M, levels
+from pipeline.geometry.plane import LEVEL_BAND_M as _LEVEL_BAND_M
+from pipeline.geometry.plane import levels
 from pipeline.masks.cleanup import _fill_holes, _largest_component, _noise_floor, clean_mask, hysteresis
 from pipeline.masks.levelled import levelled_bowl, radius_at
 from pipeline.masks.support import WALL_RISE_M, Support, fit_bowl, surface_height
-
 
 _OBJ_MIN_M = 0.02        # dish, rails, cables: higher than this above the rig plane
 _SPLIT_PX = 15           # erosion radius that cuts rails and cables off the dish

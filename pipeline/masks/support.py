@@ -26,7 +26,6 @@ import numpy as np
 from pipeline.config import VolumeConfig, or_default
 from pipeline.geometry import VolumeResult, estimate_volume, plane_basis, rays
 
-
 _FLOOR_SHARE = 0.4   # a bowl's flat floor spans about this share of the fitted radius
 WALL_RISE_M = 0.005  # profile bins this far above the surface's lowest level are the wall
 KINDS = ("plane", "plate_floor", "bowl_surface", "platform")
@@ -56,7 +55,7 @@ class Support:
         return json.dumps({k: v for k, v in asdict(self).items() if v is not None})
 
     @staticmethod
-    def from_json(text: str) -> "Support":
+    def from_json(text: str) -> Support:
         try:
             s = Support(**json.loads(text))
         except (TypeError, ValueError) as e:

@@ -79,7 +79,7 @@ class DepthModel(torch.nn.Module):
         """The module holding the encoder (LoRA adapters are injected there)."""
         raise NotImplementedError
 
-    def train(self, mode: bool = True) -> "DepthModel":
+    def train(self, mode: bool = True) -> DepthModel:
         super().train(mode)
         if self.lora_active:  # a backbone's own train() may re-set requires_grad (UniDepth's does)
             from pipeline.models.lora import only_adapters_trainable
@@ -87,12 +87,12 @@ class DepthModel(torch.nn.Module):
         return self
 
     @classmethod
-    def from_cfg(cls, cfg: Any, seed: int = 0) -> "DepthModel":  # pragma: no cover
+    def from_cfg(cls, cfg: Any, seed: int = 0) -> DepthModel:  # pragma: no cover
         """Build from the model's typed config (a checkpoint, or a small random config)."""
         raise NotImplementedError
 
     @classmethod
-    def from_arch(cls, arch: dict) -> "DepthModel":  # pragma: no cover
+    def from_arch(cls, arch: dict) -> DepthModel:  # pragma: no cover
         """Rebuild the architecture `arch_config()` saved (weights are loaded separately)."""
         raise NotImplementedError
 

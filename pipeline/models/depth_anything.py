@@ -87,7 +87,7 @@ class DepthAnythingV2(DepthModel):
         self.net = net
 
     @classmethod
-    def from_cfg(cls, cfg: DepthAnythingV2Config, seed: int = 0) -> "DepthAnythingV2":
+    def from_cfg(cls, cfg: DepthAnythingV2Config, seed: int = 0) -> DepthAnythingV2:
         max_depth = cfg.max_depth
         if max_depth <= 0:
             raise ValueError(f"model_cfg.depth_anything_v2.max_depth: positive int expected, got {max_depth!r}")
@@ -106,7 +106,7 @@ class DepthAnythingV2(DepthModel):
         return model
 
     @classmethod
-    def from_arch(cls, arch: dict) -> "DepthAnythingV2":
+    def from_arch(cls, arch: dict) -> DepthAnythingV2:
         return cls(DepthAnythingForDepthEstimation(DepthAnythingConfig.from_dict(arch["hf_config"])))
 
     def arch_config(self) -> dict[str, Any]:

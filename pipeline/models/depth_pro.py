@@ -39,7 +39,8 @@ class DepthProModelConfig(ModelConfig):
     """`model_cfg.depth_pro` (the checkpoint keeps its own architecture and processor)."""
     size: PixelSize = (480, 640)   # the image as stored; the processor resizes to the square input
     camera: Literal["predict", "given"] = "predict"
-    init_fov_deg: Annotated[float, Range(0, 180, lo_open=True, hi_open=True)] = 55.0          # a fresh (random) field-of-view head starts here
+    # a fresh (random) field-of-view head starts here
+    init_fov_deg: Annotated[float, Range(0, 180, lo_open=True, hi_open=True)] = 55.0
     tiny: dict[str, Any] = field(default_factory=lambda: dict(TINY_DEFAULTS))
 
 
@@ -84,7 +85,7 @@ class DepthPro(DepthModel):
         self.predicts_K = camera == "predict"
 
     @classmethod
-    def from_cfg(cls, cfg: DepthProModelConfig, seed: int = 0) -> "DepthPro":
+    def from_cfg(cls, cfg: DepthProModelConfig, seed: int = 0) -> DepthPro:
         if cfg.pretrained:
             src = str(cfg.pretrained)
             return cls(DepthProForDepthEstimation.from_pretrained(src),
@@ -97,7 +98,7 @@ class DepthPro(DepthModel):
         return model
 
     @classmethod
-    def from_arch(cls, arch: dict) -> "DepthPro":
+    def from_arch(cls, arch: dict) -> DepthPro:
         return cls(DepthProForDepthEstimation(DepthProConfig.from_dict(arch["hf_config"])),
                    DepthProImageProcessor(**arch["processor"]), arch.get("camera", "predict"))
 

@@ -179,7 +179,7 @@ class UniDepthV2Model(DepthModel):
             p.requires_grad = False
 
     @classmethod
-    def from_cfg(cls, cfg: UniDepthV2Config, seed: int = 0) -> "UniDepthV2Model":
+    def from_cfg(cls, cfg: UniDepthV2Config, seed: int = 0) -> UniDepthV2Model:
         camera = check_camera_mode(cfg.camera)
         UniDepthV2 = _require_unidepth()
         src = checkpoint_source(cfg.pretrained) if cfg.pretrained else None
@@ -198,7 +198,7 @@ class UniDepthV2Model(DepthModel):
         return cls(net, config, camera)
 
     @classmethod
-    def from_arch(cls, arch: dict) -> "UniDepthV2Model":
+    def from_arch(cls, arch: dict) -> UniDepthV2Model:
         UniDepthV2 = _require_unidepth()
         config = copy.deepcopy(arch["unidepth_config"])
         return cls(UniDepthV2(copy.deepcopy(config)), config, arch.get("camera", "predict"))

@@ -55,7 +55,7 @@ class ZoeDepth(DepthModel):
         self.net, self.processor = net, processor
 
     @classmethod
-    def from_cfg(cls, cfg: ZoeDepthModelConfig, seed: int = 0) -> "ZoeDepth":
+    def from_cfg(cls, cfg: ZoeDepthModelConfig, seed: int = 0) -> ZoeDepth:
         if cfg.pretrained:
             src = str(cfg.pretrained)
             return cls(ZoeDepthForDepthEstimation.from_pretrained(src), ZoeDepthImageProcessor.from_pretrained(src))
@@ -72,7 +72,7 @@ class ZoeDepth(DepthModel):
         return model
 
     @classmethod
-    def from_arch(cls, arch: dict) -> "ZoeDepth":
+    def from_arch(cls, arch: dict) -> ZoeDepth:
         return cls(ZoeDepthForDepthEstimation(ZoeDepthConfig.from_dict(arch["hf_config"])),
                    ZoeDepthImageProcessor(**arch["processor"]))
 

@@ -20,7 +20,7 @@ Photometric jitter, blur, depth noise/holes and mask erosion/dilation are train-
 from __future__ import annotations
 
 import math
-from typing import Mapping
+from collections.abc import Mapping
 
 import cv2
 import numpy as np

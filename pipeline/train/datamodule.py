@@ -9,8 +9,8 @@ flat in the number of dishes; the values are those a preloaded split would give.
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Mapping
 
 import cv2
 import numpy as np

@@ -15,13 +15,14 @@ import json
 import os
 import shutil
 import time
+from collections.abc import Mapping
 from dataclasses import asdict
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
+import numpy as np
 import pytorch_lightning as pl
 import torch
-import numpy as np
 from pytorch_lightning.callbacks import Checkpoint, WeightAveraging
 from torch.optim.swa_utils import get_ema_multi_avg_fn
 
@@ -227,7 +228,8 @@ def run_stage(name: str, stage: int, params: Params | Mapping, index_path: Path,
                         exclude_suspect=params.suspect.exclude)
     geom = geometry_params(params, size, dm.original_width())
     key = config_hash({"name": name, "stage": stage, "model_cfg": asdict(model_cfg), "loss": asdict(params.loss),
-                       "train": asdict(tp), "augment": params.augment and asdict(params.augment), "geom": geom, "trainer": asdict(tr),
+                       "train": asdict(tp), "augment": params.augment and asdict(params.augment), "geom": geom,
+                       "trainer": asdict(tr),
                        "index": sha256_file(Path(index_path)), "max_dishes": max_dishes,
                        "init": sha256_file(Path(init_weights) / "model.safetensors") if init_weights else None,
                        "code": code_digest(), "data": data_digest(dm)})

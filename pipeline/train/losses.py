@@ -10,7 +10,6 @@ import dataclasses
 import math
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor
 
 from pipeline.config import LossConfig

@@ -17,8 +17,16 @@ from pipeline.config import LoraConfig, LossConfig, RecipeConfig
 from pipeline.io import write_text
 from pipeline.models import DepthModel
 from pipeline.models.lora import set_encoder_mode
-from pipeline.train.losses import (TERM_NAMES, check_weights, focal_rel_errors, graph_zero, loss_settings,
-                                   loss_terms, valid_depth, weighted_sum)
+from pipeline.train.losses import (
+    TERM_NAMES,
+    check_weights,
+    focal_rel_errors,
+    graph_zero,
+    loss_settings,
+    loss_terms,
+    valid_depth,
+    weighted_sum,
+)
 from pipeline.train.recipe import lr_lambda
 
 MONITOR = "val/volume_ape"

@@ -8,7 +8,8 @@ recipe; the synthetic pretraining itself starts from random init."""
 from __future__ import annotations
 
 import math
-from typing import Callable, Literal
+from collections.abc import Callable
+from typing import Literal
 
 from pipeline.config import Params, RecipeConfig
 

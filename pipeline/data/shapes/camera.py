@@ -30,7 +30,7 @@ class Camera:
     def look_at(cls, elevation_deg: float, azimuth_deg: float, distance_m: float,
                 target: tuple[float, float, float] = (0.0, 0.0, 0.0), f_px: float = 615.0,
                 width: int = 640, height: int = 480, cx: float | None = None,
-                cy: float | None = None) -> "Camera":
+                cy: float | None = None) -> Camera:
         """Camera on a sphere around `target`; elevation 90 = straight down.
 
         The image x axis is horizontal (perpendicular to the azimuth direction), so the

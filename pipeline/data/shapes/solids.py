@@ -6,8 +6,18 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from pipeline.data.shapes.faces import (EPS_T, INF, annulus, base_disc, cone_wall, dot_rows, first_hit,
-                                        mul_rows, rot_z, unit_rows)
+from pipeline.data.shapes.faces import (
+    EPS_T,
+    INF,
+    annulus,
+    base_disc,
+    cone_wall,
+    dot_rows,
+    first_hit,
+    mul_rows,
+    rot_z,
+    unit_rows,
+)
 
 
 def _upright_bounds(cx: float, cy: float, r: float, z0: float, h: float
