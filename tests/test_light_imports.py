@@ -15,6 +15,8 @@ REPO = Path(__file__).resolve().parent.parent
 HEAVY = ("pipeline.data", "pipeline.masks", "pipeline.models", "pipeline.predict", "pipeline.geometry",
          "pipeline.train", "pipeline.evaluate.scoring")
 
+pytestmark = pytest.mark.slow  # four fresh interpreters (~7 s): the import structure, checked by the full suite
+
 
 def _loaded(module: str) -> list[str]:
     """sys.modules after importing `module` in a fresh interpreter."""
