@@ -11,11 +11,15 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import re
 import types
 import typing
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Annotated, Any, Literal
+
+# a number in exponent notation without a dot, which PyYAML (YAML 1.1) leaves a string
+_EXP_NUMBER = re.compile(r"[-+]?(\d+\.?\d*|\.\d+)[eE][-+]?\d+")
 
 
 def _key(where: str, key: object) -> str:
@@ -141,6 +145,8 @@ def _convert(value: Any, tp: Any, where: str) -> Any:
             raise ValueError(f"{where}: expected an integer, got {value!r}")
         return value
     if tp is float:
+        if isinstance(value, str) and _EXP_NUMBER.fullmatch(value.strip()):
+            return float(value)  # YAML 1.1 reads 5e-05 (as `dvc exp run -S x=5e-5` writes it) as a string
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             raise ValueError(f"{where}: expected a number, got {value!r}")
         return float(value)

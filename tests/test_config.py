@@ -229,3 +229,19 @@ def test_no_module_snapshots_a_default_at_import():
 def test_or_default_reads_the_dataclass_when_called():
     assert or_default(VolumeConfig, ring_px=None) == VolumeConfig().ring_px
     assert or_default(VolumeConfig, method="columns", ring_px=None, cell_mm=3.0) == ("columns", 20, 3.0)
+
+
+def test_exponent_numbers_as_dvc_writes_them(tmp_path) -> None:
+    """`dvc exp run -S train.recipe_random.lr_encoder=5e-5` writes `5e-05`, which PyYAML reads as a
+    string: a float field takes it as the number; a word still fails, naming the key."""
+    raw = yaml.safe_load(PARAMS_FILE.read_text())
+    raw["train"]["recipe_random"]["lr_encoder"] = "5e-05"
+    raw["loss"]["w_volume"] = "1E1"
+    other = tmp_path / "params.yaml"
+    other.write_text(yaml.safe_dump(raw))
+    p = load_params(other)
+    assert p.train.recipe_random.lr_encoder == 5e-05 and p.loss.w_volume == 10.0
+    raw["loss"]["w_volume"] = "e5"
+    other.write_text(yaml.safe_dump(raw))
+    with pytest.raises(ValueError, match=r"params.yaml: loss.w_volume: expected a number, got 'e5'"):
+        load_params(other)
