@@ -64,7 +64,7 @@ class DataConfig:
     source: Literal["synthetic", "nutrition5k"] = "synthetic"
     root: str = "data/nutrition5k"
     seed: NonNegInt = 0
-    n_dishes: PosInt = 320
+    n_dishes: PosInt = 640
     width: PosInt = 640
     height: PosInt = 480
     noise: bool = True
@@ -193,15 +193,23 @@ PRETRAINED_RECIPES = {
 
 @dataclass
 class PretrainConfig:
-    """Synthetic pretraining (stage `pretrain@<model>`): other dishes than the experiment's."""
+    """Synthetic pretraining (stage `pretrain@<model>`): wide scenes (`pipeline.data.rooms`, objects
+    on tables and floors 0.6-3 m away) and other dishes than the experiment's, rendered at their own
+    size: a stand-in for a checkpoint that has seen far more, and other, images than the fine-tuning."""
     seed: NonNegInt = 1000
-    n_dishes: PosInt = 320
-    val_fraction: OpenFraction = 0.15
-    epochs: NonNegInt = 12
+    n_rooms: NonNegInt = 4000
+    n_dishes: NonNegInt = 640
+    width: Annotated[int, Range(32, 4096)] = 320
+    height: Annotated[int, Range(32, 4096)] = 240
+    val_fraction: OpenFraction = 0.05
+    epochs: NonNegInt = 10
     families: Weights = field(default_factory=lambda: {"table": 1.0})
 
     def check(self, where: str) -> None:
         _check_weights(self.families, f"{where}.families")
+        if self.n_rooms + self.n_dishes < 2:
+            raise ValueError(f"{where}: n_rooms + n_dishes = {self.n_rooms + self.n_dishes}: "
+                             "the pretraining needs at least 2 scenes (train and validation)")
 
 
 @dataclass
@@ -261,8 +269,6 @@ class AugmentConfig:
     depth_noise_rel: NonNegFloat = 0.003
     p_holes: Fraction = 0.3
     max_holes: NonNegInt = 4
-    p_mask: Fraction = 0.5
-    mask_px: NonNegInt = 5
     zoom: Literal["depth", "intrinsics", "off"] = "depth"   # set from model_cfg.<model>.zoom
     DERIVED: ClassVar[dict[str, str]] = {"zoom": "set per model by model_cfg.<model>.zoom"}  # not params.yaml keys
 

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 from pipeline.geometry.camera import resize_K
-from pipeline.train.augment import augment_sample, jitter_mask, similarity, warp_K, warp_sample
+from pipeline.train.augment import augment_sample, similarity, warp_K, warp_sample
 
 K0 = np.array([[300.0, 0, 159.5], [0, 300.0, 119.5], [0, 0, 1]])
 
@@ -66,15 +66,6 @@ def test_similarity_rejects_aspect_change():
         similarity((126, 126), (240, 320), 1.0, 0.0, (0, 0))
 
 
-def test_jitter_mask_erodes_and_dilates():
-    m = np.zeros((60, 60), bool)
-    m[20:40, 20:40] = True
-    big, small = jitter_mask(m, 5), jitter_mask(m, -5)
-    assert big.sum() > m.sum() > small.sum() > 0
-    assert (small <= m).all() and (m <= big).all()
-    assert big[15, 30] and not big[14, 30] and small[25, 30] and not small[24, 30]
-
-
 def _sample_inputs():
     rng = np.random.default_rng(0)
     rgb = rng.random((240, 320, 3)).astype(np.float32)
@@ -86,9 +77,9 @@ def _sample_inputs():
 
 def test_train_augment_keeps_food_in_view_and_is_seeded():
     rgb, depth, mask = _sample_inputs()
-    cfg = {"p_geometric": 1.0, "p_holes": 1.0, "p_depth_noise": 1.0, "p_mask": 1.0, "p_blur": 1.0}
+    cfg = {"p_geometric": 1.0, "p_holes": 1.0, "p_depth_noise": 1.0, "p_blur": 1.0}
     for s in range(8):
-        out = augment_sample(rgb, depth, mask, K0, (84, 112), cfg, np.random.default_rng(s), px_scale=0.5)
+        out = augment_sample(rgb, depth, mask, K0, (84, 112), cfg, np.random.default_rng(s))
         assert out["rgb"].shape == (84, 112, 3) and out["depth"].shape == (84, 112)
         assert out["rgb"].min() >= 0 and out["rgb"].max() <= 1
         m = out["mask"]
@@ -103,7 +94,7 @@ def test_eval_view_is_plain_resize():
     rgb, depth, mask = _sample_inputs()
     out = augment_sample(rgb, depth, mask, K0, (120, 160), None, None)
     np.testing.assert_allclose(out["K"], resize_K(K0, (240, 320), (120, 160)), atol=1e-9)
-    assert np.array_equal(out["mask"], out["loss_mask"]) and np.all(out["depth"] == 0.5)
+    assert np.all(out["depth"] == 0.5)
 
 
 def _mound_scene(h: int = 240, w: int = 320, table_z: float = 0.36, radius: float = 0.04,
@@ -130,7 +121,7 @@ def test_zoom_keeps_volume_consistent_with_K(scale):
     v0 = estimate_volume(depth, mask, K).volume_ml
     assert abs(v0 - np.pi * 0.04 ** 2 * 0.03 / 2 * 1e6) < 0.03 * v0
     cfg = {"p_geometric": 1.0, "scale": [scale, scale], "rotate_deg": 8.0, "shift_frac": 0.05,
-           "p_blur": 0.0, "p_depth_noise": 0.0, "p_holes": 0.0, "p_mask": 0.0}
+           "p_blur": 0.0, "p_depth_noise": 0.0, "p_holes": 0.0}
     rgb = np.zeros((*depth.shape, 3), np.float32)
     vols = {}
     for zoom in ("depth", "intrinsics"):

@@ -62,7 +62,7 @@ def test_volume_label_follows_zoom(index_path: Path):
     for idx in range(len(ds)):
         it = ds.load(idx)
         s = augment_sample(it["rgb"], it["depth"], it["mask"], it["K"], SIZE, AUG,
-                           np.random.default_rng([ds.seed, 3, idx]), px_scale=it["px_scale"])
+                           np.random.default_rng([ds.seed, 3, idx]))
         got = ds[idx]
         assert np.array_equal(got["depth"].numpy(), s["depth"])
         assert float(got["volume_ml"]) == pytest.approx(it["volume_ml"] * s["volume_scale"], rel=1e-6)

@@ -45,7 +45,7 @@ def scene(tilt: float = 0.0) -> dict:
         ds.append(torch.where(mask, table - 0.03, table))
         ms.append(mask)
     depth, mask = torch.stack(ds), torch.stack(ms)
-    return {"depth": depth, "mask": mask, "loss_mask": mask, "K": K1.repeat(2, 1, 1)}
+    return {"depth": depth, "mask": mask, "K": K1.repeat(2, 1, 1)}
 
 
 @pytest.fixture(scope="module")

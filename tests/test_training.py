@@ -79,6 +79,9 @@ def test_stage1_then_stage2(index_path: Path, tmp_path: Path):
     assert np.isfinite(m1["val_volume_ape"]) and m1["exported"]["weights"] == "ema"
     lo, hi = m1["val_volume_ape_ci95"]
     assert lo <= m1["val_volume_ape"] <= hi
+    start = m1["val_start"]  # the stage-0 weights on the same validation dishes, before training
+    assert np.isfinite(start["val_volume_ape"]) and start["val_volume_ape"] != m1["val_volume_ape"]
+    assert start["val_volume_ape_ci95"][0] <= start["val_volume_ape"] <= start["val_volume_ape_ci95"][1]
     gn = m1["loss_terms"]["last_epoch"]["train_gradnorm"]  # per-term gradient norms beside the values
     assert gn["depth"]["norm"] > 0 and sum(v["share"] for v in gn.values()) == pytest.approx(1, abs=1e-3)
     s1 = tmp_path / "models/stage1"

@@ -18,14 +18,18 @@ from pipeline.data.nutrition5k import MANIFEST_COLUMNS
 from pipeline.parallel import map_dishes
 
 
-def _render_one(job: tuple[int, int, int, int, bool, str, str, dict | None, int | None]) -> dict:
-    """Render and write one synthetic dish (runs in a worker process)."""
-    from pipeline.data.synthetic import generate_dish
+def _render_one(job: tuple[int, int, int, int, bool, str, str, dict | None, int | None, str]) -> dict:
+    """Render and write one synthetic dish, or one wide scene (kind "room", the pretraining's),
+    in a worker process."""
+    from pipeline.data.synthetic import generate_dish, generate_room
 
-    seed, index, width, height, noise, tmp_dir, final_dir, families, ring_px = job
-    dish = generate_dish(seed, index, width=width, height=height, noise=noise, families=families,
-                         ring_px=ring_px)
-    dish_id = f"syn_{index:05d}"
+    seed, index, width, height, noise, tmp_dir, final_dir, families, ring_px, kind = job
+    if kind == "room":
+        dish, dish_id = generate_room(seed, index, width=width, height=height), f"room_{index:05d}"
+    else:
+        dish = generate_dish(seed, index, width=width, height=height, noise=noise, families=families,
+                             ring_px=ring_px)
+        dish_id = f"syn_{index:05d}"
     out = Path(tmp_dir) / dish_id
     io.write_rgb(out / "rgb.png", dish.rgb)
     io.write_depth_png(out / "depth.png", dish.depth)
@@ -46,25 +50,27 @@ def _render_one(job: tuple[int, int, int, int, bool, str, str, dict | None, int 
 
 def ingest_synthetic(out_dir: Path, seed: int, n_dishes: int, width: int | None = None, height: int | None = None,
                      noise: bool | None = None, workers: int = 1, families: dict | None = None,
-                     ring_px: int | None = None) -> tuple[pd.DataFrame, dict]:
-    """Render `n_dishes` synthetic dishes into `out_dir` (replaced atomically as a whole);
-    width, height, noise: params `data:` (None: its default); `families`: scene-family mixture
-    weights (params `data.families`, None: table only); `ring_px`: params `volume.ring_px`, the
-    floor ring table views keep around the food."""
+                     ring_px: int | None = None, n_rooms: int = 0) -> tuple[pd.DataFrame, dict]:
+    """Render `n_dishes` synthetic dishes (and `n_rooms` wide scenes, the pretraining's) into
+    `out_dir` (replaced atomically as a whole); width, height, noise: params `data:` (None: its
+    default); `families`: scene-family mixture weights (params `data.families`, None: table only);
+    `ring_px`: params `volume.ring_px`, the floor ring table views keep around the food."""
     width, height, noise = or_default(DataConfig, width=width, height=height, noise=noise)
-    if n_dishes < 1:
+    if n_dishes + n_rooms < 1:
         raise ValueError(f"data.n_dishes must be >= 1, got {n_dishes}")
     out_dir = Path(out_dir)
     with io.atomic_dir(out_dir) as tmp_dir:
-        jobs = [(seed, i, width, height, noise, str(tmp_dir), str(out_dir), families, ring_px)
+        jobs = [(seed, i, width, height, noise, str(tmp_dir), str(out_dir), families, ring_px, "dish")
                 for i in range(n_dishes)]
+        jobs += [(seed, i, width, height, False, str(tmp_dir), str(out_dir), None, None, "room")
+                 for i in range(n_rooms)]
         t0 = time.perf_counter()
         rows = map_dishes(_render_one, jobs, workers, "render dishes")
         seconds = time.perf_counter() - t0
         manifest = pd.DataFrame(rows)
         io.write_csv(tmp_dir / "manifest.csv", manifest)
-    report = {"source": "synthetic", "n_found": n_dishes, "n_kept": len(manifest), "n_skipped": 0,
-              "seconds": round(seconds, 2), "dishes_per_s": round(n_dishes / max(seconds, 1e-9), 2),
+    report = {"source": "synthetic", "n_found": n_dishes + n_rooms, "n_kept": len(manifest), "n_skipped": 0,
+              "seconds": round(seconds, 2), "dishes_per_s": round((n_dishes + n_rooms) / max(seconds, 1e-9), 2),
               "scenes": {str(k): int(v) for k, v in manifest["scene"].value_counts().sort_index().items()}}
     return manifest, report
 

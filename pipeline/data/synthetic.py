@@ -29,6 +29,7 @@ from pipeline.data.appearance import (
 )
 from pipeline.data.density import dish_mass
 from pipeline.data.food_items import item_extent
+from pipeline.data.rooms import ROOM_MAX_DEPTH_M, build_room, room_camera
 from pipeline.data.scene import PART, Scene, build_scene, family_of
 from pipeline.data.sensor import metal_holes, sensor_noise, stereo_shadow
 from pipeline.data.shapes import Camera, Plane, Shape, render_full
@@ -93,6 +94,28 @@ def generate_dish(seed: int, index: int, width: int = 640, height: int = 480,
     return Dish(rgb=rgb, depth=depth, depth_clean=depth_clean, mask=mask, items=items,
                 K=cam.K.copy(), item_volumes_ml=item_vols, item_kinds=sc.kinds,
                 volume_ml_true=float(sum(item_vols)), meta=meta, parts=hits.parts.reshape(H, W))
+
+
+def generate_room(seed: int, index: int, width: int = 320, height: int = 240) -> Dish:
+    """One wide scene for the pretraining (`pipeline.data.rooms`): objects on a table or a rug,
+    0.6-3 m away, a pure function of (seed, index). Exact depth as a synthetic data set gives
+    it (no sensor model); floor farther than ROOM_MAX_DEPTH_M (near the horizon) reads 0."""
+    rng = np.random.default_rng([int(seed), int(index), 7])
+    W, H = int(width), int(height)
+    sc = build_room(rng)
+    lay = _layout(sc)
+    cam, cam_meta, target = room_camera(rng, sc, W, H)
+    hits = _cast(lay, cam)
+    albedo, tex, table_kind = _albedo(rng, sc, lay, hits, H, W)
+    rgb, L, ambient, _ = _photo(rng, sc, lay, hits, albedo, tex, target, H, W)
+    depth = np.where(hits.hit & (hits.depth <= ROOM_MAX_DEPTH_M), hits.depth, 0.0).astype(np.float32)
+    mask, items, item_vols = _truth(sc, lay, hits.label, H, W)
+    meta = dict(cam_meta, seed=int(seed), index=int(index), scene="room", vessel=sc.vessel,
+                floor_z_m=float(sc.floor_z), n_items=len(sc.food), table=table_kind,
+                light_dir=L.tolist(), ambient=float(ambient), mass_g=float("nan"))
+    return Dish(rgb=rgb, depth=depth, depth_clean=depth.copy(), mask=mask, items=items, K=cam.K.copy(),
+                item_volumes_ml=item_vols, item_kinds=sc.kinds, volume_ml_true=float(sum(item_vols)),
+                meta=meta, parts=hits.parts.reshape(H, W))
 
 
 # --------------------------------------------------------------------------- the steps
@@ -168,7 +191,7 @@ def _albedo(rng: np.random.Generator, sc: Scene, lay: _Layout, hits: _Hits, H: i
     tex = noise_texture(rng)
     fine = noise_texture(rng, base=32, octaves=2)
     albedo = np.zeros((H * W, 3))
-    rig = sc.family != "table"
+    rig = sc.family not in ("table", "room")
     style = draw_table_style(rng, rig)
     lflat, P = hits.label.ravel(), hits.P
     sel = lflat == len(lay.shapes) - 1
@@ -177,6 +200,9 @@ def _albedo(rng: np.random.Generator, sc: Scene, lay: _Layout, hits: _Hits, H: i
     albedo[sel] = vessel_albedo(rng, P[sel], tex)
     if rig:
         rig_albedo(rng, albedo, hits.parts, P, tex)
+    if sc.family == "room":  # furniture around the support: painted or laminate
+        sel = (lflat >= lay.n_food + len(sc.vessel_shapes)) & (lflat < len(lay.shapes) - 1)
+        albedo[sel] = vessel_albedo(rng, P[sel], tex)
     for i, look in enumerate(sc.looks):
         sel = np.isin(lflat, np.nonzero(lay.item_of_shape == i)[0]) & (lflat < lay.n_food)
         albedo[sel] = food_albedo(P[sel], tex, fine, look, seed_off=0.37 * i)

@@ -27,7 +27,7 @@ TINY_DEFAULTS = {"hidden_size": 48, "num_layers": 4, "num_heads": 3,
 @dataclass
 class DepthAnythingV2Config(ModelConfig):
     """`model_cfg.depth_anything_v2`: a metric head outputs sigmoid * max_depth."""
-    max_depth: PosInt = 2               # m; a metric checkpoint keeps its own
+    max_depth: PosInt = 10              # m; a metric checkpoint keeps its own
     tiny: dict[str, Any] = field(default_factory=lambda: dict(TINY_DEFAULTS))
     REFUSED_KEYS: ClassVar[dict[str, str]] = {
         "camera": "Depth-Anything takes no camera input (depth from the image alone)"}

@@ -151,51 +151,31 @@ def depth_noise_and_holes(depth: np.ndarray, cfg: AugmentConfig, rng: np.random.
     return d
 
 
-def jitter_mask(mask: np.ndarray, px: int) -> np.ndarray:
-    """Erode (px < 0) or dilate (px > 0) by |px| pixels with an elliptical kernel."""
-    if px == 0 or not mask.any():
-        return mask
-    k = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * abs(px) + 1, 2 * abs(px) + 1))
-    op = cv2.dilate if px > 0 else cv2.erode
-    out = op(mask.astype(np.uint8), k) > 0
-    return out if out.any() else mask
-
-
 def augment_sample(rgb: np.ndarray, depth: np.ndarray, mask: np.ndarray, K: np.ndarray,
-                   out_hw: tuple[int, int], cfg: AugmentConfig | Mapping | None, rng: np.random.Generator | None,
-                   px_scale: float = 1.0) -> dict[str, np.ndarray]:
+                   out_hw: tuple[int, int], cfg: AugmentConfig | Mapping | None,
+                   rng: np.random.Generator | None) -> dict[str, np.ndarray]:
     """One training (cfg, rng given) or evaluation (cfg None: plain resize) view.
 
-    rgb HxWx3 float32 [0,1]; returns rgb, depth, mask (true, for volume/plane), loss_mask
-    (jittered by up to mask_px original-resolution pixels; `px_scale` = this resolution /
-    original), and K, all at out_hw, plus `volume_scale`: the factor the volume label of
-    this view gets (1/s under the "depth" zoom mode, else 1).
+    rgb HxWx3 float32 [0,1]; returns rgb, depth, mask (true, for volume/plane) and K, all at
+    out_hw, plus `volume_scale`: the factor the volume label of this view gets (1/s under the
+    "depth" zoom mode, else 1).
     """
     if cfg is None:
         A = similarity(out_hw, depth.shape, 1.0, 0.0, (0.0, 0.0))
         rgb2, depth2, mask2, K2 = warp_sample(rgb, depth, mask, K, A, out_hw)
-        return {"rgb": rgb2, "depth": depth2, "mask": mask2, "loss_mask": mask2, "K": K2,
-                "volume_scale": 1.0}
+        return {"rgb": rgb2, "depth": depth2, "mask": mask2, "K": K2, "volume_scale": 1.0}
     cfg = build(AugmentConfig, cfg, "augment")  # a mapping (tests, notebooks) or typed
     if cfg.zoom not in ZOOM_MODES:
         raise ValueError(f"augment zoom: expected one of {ZOOM_MODES}, got {cfg.zoom!r}")
     rng = rng if rng is not None else np.random.default_rng()
-    loss_mask = mask
-    if rng.random() < cfg.p_mask and cfg.mask_px > 0:
-        px = int(round(rng.integers(-cfg.mask_px, cfg.mask_px + 1) * px_scale))
-        loss_mask = jitter_mask(mask, px)
     A, scale = random_geometry(mask, out_hw, cfg, rng)
     rgb2, depth2, mask2, K2 = warp_sample(rgb, depth, mask, K, A, out_hw)
     volume_scale = 1.0
     if cfg.zoom == "depth" and scale != 1.0:
         depth2, K2 = zoom_to_depth(depth2, K2, scale)
         volume_scale = 1.0 / scale
-    dsize = (out_hw[1], out_hw[0])
-    lm2 = cv2.warpAffine(loss_mask.astype(np.uint8), A, dsize, flags=cv2.INTER_NEAREST,
-                         borderMode=cv2.BORDER_CONSTANT, borderValue=0) > 0
     rgb2 = colour_jitter(rgb2, cfg, rng)
     if rng.random() < cfg.p_blur:
         rgb2 = cv2.GaussianBlur(rgb2, (0, 0), float(rng.uniform(*cfg.blur_sigma)))
     depth2 = depth_noise_and_holes(depth2, cfg, rng)
-    return {"rgb": rgb2, "depth": depth2, "mask": mask2, "loss_mask": lm2, "K": K2,
-            "volume_scale": volume_scale}
+    return {"rgb": rgb2, "depth": depth2, "mask": mask2, "K": K2, "volume_scale": volume_scale}

@@ -78,7 +78,6 @@ class DishDataset(Dataset):
             "depth": cv2.resize(depth, dsize, interpolation=cv2.INTER_NEAREST),
             "mask": cv2.resize(mask.astype(np.uint8), dsize, interpolation=cv2.INTER_NEAREST) > 0,
             "K": resize_K(K_from_row(row), (h0, w0), work_hw),
-            "px_scale": work_hw[1] / w0,
             "volume_ml": float(row["volume_ml"]),
         }
 
@@ -88,13 +87,11 @@ class DishDataset(Dataset):
     def __getitem__(self, idx: int) -> dict:
         it = self.load(idx)
         rng = np.random.default_rng([self.seed, self.epoch, idx]) if self.augment is not None else None
-        s = augment_sample(it["rgb"], it["depth"], it["mask"], it["K"], self.out_hw, self.augment,
-                           rng, px_scale=it["px_scale"])
+        s = augment_sample(it["rgb"], it["depth"], it["mask"], it["K"], self.out_hw, self.augment, rng)
         return {
             "image": torch.from_numpy(np.ascontiguousarray(s["rgb"].transpose(2, 0, 1))).float(),
             "depth": torch.from_numpy(s["depth"]).float(),
             "mask": torch.from_numpy(s["mask"]),
-            "loss_mask": torch.from_numpy(s["loss_mask"]),
             "K": torch.from_numpy(s["K"]).float(),
             # a "depth"-mode zoom compresses the scene along the optical axis: label follows
             "volume_ml": torch.tensor(it["volume_ml"] * s["volume_scale"], dtype=torch.float32),

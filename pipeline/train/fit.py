@@ -31,7 +31,7 @@ from pipeline.io import REPO_ROOT, resolve, write_json, write_text
 from pipeline.models import build_model, config_for
 from pipeline.models.inference import load_model, save_model
 from pipeline.train.datamodule import DishDataModule, check_size, train_augment
-from pipeline.train.module import DepthLitModule, loss_term_summary
+from pipeline.train.module import MONITOR, DepthLitModule, loss_term_summary
 from pipeline.train.recipe import recipe_for
 from pipeline.typed import build
 
@@ -133,6 +133,10 @@ def geometry_params(params: Params | Mapping, size_hw: tuple[int, int], orig_wid
     scale = size_hw[1] / orig_width
     return {"method": vol.method, "ring_px": max(2, int(round(vol.ring_px * scale))),
             "cell_mm": vol.cell_mm, "seed": params.train.seed}
+
+
+def _round(v: float | None) -> float | None:
+    return None if v is None else round(float(v), 5)
 
 
 def median_ci(values: np.ndarray, n_boot: int = 2000, seed: int = 0) -> list[float]:
@@ -247,6 +251,14 @@ def run_stage(name: str, stage: int, params: Params | Mapping, index_path: Path,
         lit.live = open_live(live_dir, resume is not None)
     t0 = time.time()
     portable = tr.portable_cpu and trainer.strategy.root_device.type == "cpu"
+    start = None
+    if stage >= 1:  # the starting weights on the same validation dishes: what the stage adds
+        with onednn(enabled=not portable):
+            trainer.validate(lit, datamodule=dm, verbose=False)
+        v = lit.last_validation()
+        start = {"val_volume_ape": _round(v.get(MONITOR)), "val_volume_mape": _round(v.get("val/volume_mape")),
+                 "val_depth_abs_rel": _round(v.get("val/depth_abs_rel")),
+                 "val_volume_ape_ci95": median_ci(lit.val_apes, seed=seed)}
     with onednn(enabled=not portable):  # oneDNN picks kernels and blocking per CPU model
         trainer.fit(lit, datamodule=dm, ckpt_path=str(resume) if resume else None,
                     weights_only=True)  # resume never unpickles code
@@ -270,6 +282,7 @@ def run_stage(name: str, stage: int, params: Params | Mapping, index_path: Path,
                "exported": exported_note(tp, int(last.get("epoch", -1))),
                "val_volume_ape": last.get("val/volume_ape"),
                "val_volume_ape_ci95": median_ci(lit.val_apes, seed=seed),
+               "val_start": start,
                "val_ci_note": "median APE of the exported weights on the validation dishes, percentile "
                               "bootstrap 95 % interval over the dishes (2000 resamples)",
                "epochs_run": int(trainer.current_epoch), "resumed": resume is not None,

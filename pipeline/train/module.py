@@ -257,6 +257,10 @@ class DepthLitModule(pl.LightningModule):
                                   "mean_ape": round(float(r.mean()), 5)}
         self._val_row = {} if self.trainer.sanity_checking else row
 
+    def last_validation(self) -> dict:
+        """The last validation's synced metrics (its per-dish APEs are `val_apes`)."""
+        return dict(self._val_row)
+
     def on_train_epoch_end(self) -> None:
         """One curve row per epoch (validation ran already): train means reduced over ranks,
         the synced validation metrics; DVCLive written by global rank 0 only."""

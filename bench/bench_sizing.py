@@ -1,0 +1,177 @@
+"""Size the small copy by measurement: a sweep of model width/depth, input size and stage-0
+data, scored on the validation split (never the test split).
+
+Each row runs the stages' own entries (`python -m stages.pretrain`, `python -m stages.train
+--stage 1/2`) with its params, in a copy of the committed repository that shares the fine-tuning
+data the earlier stages wrote (data/raw, data/interim, data/masks, data/dishes, hard-linked), and
+reads what the stages wrote (metrics/train/*.json). The stage-0 score is stage 1's `val_start`:
+the stage-0 weights on the same validation dishes before any fine-tuning.
+
+    dvc repro labels                                  # the fine-tuning data, once
+    python bench/bench_sizing.py --lane today,rooms1k --lane rooms4k,rooms4k_lr10
+    python bench/bench_sizing.py                      # print the table of the rows already run
+
+Lanes run side by side (one core each: trainer.threads is 1), rows of a lane one after the
+other; a row with `pretrain_from` reuses that row's stage 0 (same lane, earlier). The row whose
+params are params.yaml's (`rooms4k`) is the committed default: its models/<m>/pretrain is what
+`dvc repro pretrain@<m>` writes on this CPU type.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import subprocess
+import sys
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import yaml
+
+from pipeline import io
+
+ROOT = io.REPO_ROOT / ".bench_sizing"
+MODEL = "depth_anything_v2"
+DATA = ("data/raw", "data/interim", "data/masks", "data/dishes")
+P = "train.pretrain."
+BEFORE = {P + "n_rooms": 0, P + "n_dishes": 320, P + "width": 640, P + "height": 480,
+          P + "val_fraction": 0.15, P + "epochs": 12}
+WIDE = {f"model_cfg.{MODEL}.tiny": {"hidden_size": 96, "num_layers": 6, "num_heads": 3,
+                                    "neck_hidden_sizes": [32, 64, 96, 128], "fusion_hidden_size": 64,
+                                    "head_hidden_size": 32}}
+LR10 = {f"train.recipe_pretrained.{MODEL}.lr_decoder": 5.0e-4,
+        f"train.recipe_pretrained.{MODEL}.lr_encoder": 5.0e-5}
+ROWS: dict[str, dict] = {
+    "today": {"what": "stage 0 as before: 320 table dishes, 12 epochs", "set": BEFORE},
+    "rooms1k": {"what": "1,000 rooms + 320 table dishes", "set": {P + "n_rooms": 1000, P + "n_dishes": 320}},
+    "rooms4k": {"what": "4,000 rooms + 640 table dishes (params.yaml)", "set": {}},
+    "rooms4k_lr10": {"what": "rooms4k's stage 0, fine-tuning LRs x10", "set": LR10, "pretrain_from": "rooms4k"},
+    "wide": {"what": "hidden 96, 6 layers; rooms4k's data, 4 epochs", "set": {**WIDE, P + "epochs": 4}},
+    "input2x": {"what": "input 252x336; rooms at 640x480, 3 epochs",
+                "set": {f"model_cfg.{MODEL}.size": [252, 336], P + "width": 640, P + "height": 480,
+                        P + "epochs": 3}},
+}
+
+
+def set_key(params: dict, dotted: str, value) -> None:
+    node = params
+    *path, last = dotted.split(".")
+    for k in path:
+        node = node.setdefault(k, {})
+    node[last] = value
+
+
+def prepare(row: str) -> Path:
+    """A copy of the committed tree (git archive HEAD) with the row's params and the data."""
+    work = ROOT / row
+    if work.exists():
+        shutil.rmtree(work)
+    work.mkdir(parents=True)
+    archive = subprocess.run(["git", "archive", "HEAD"], cwd=io.REPO_ROOT, check=True, capture_output=True).stdout
+    subprocess.run(["tar", "-x", "-C", str(work)], input=archive, check=True)
+    for d in DATA:
+        src = io.REPO_ROOT / d
+        if not src.exists():
+            raise SystemExit(f"error: {d} is missing: run `dvc repro labels` first")
+        (work / d).parent.mkdir(parents=True, exist_ok=True)
+        subprocess.run(["cp", "-al", str(src), str(work / d)], check=True)
+    params = yaml.safe_load((work / "params.yaml").read_text())
+    for k, v in ROWS[row]["set"].items():
+        set_key(params, k, v)
+    io.write_text(work / "params.yaml", yaml.safe_dump(params, sort_keys=False))
+    return work
+
+
+def run(work: Path, args: list[str], log: Path) -> float:
+    t0 = time.perf_counter()
+    with open(log, "a") as f:
+        r = subprocess.run([sys.executable, "-m", *args], cwd=work, stdout=f, stderr=subprocess.STDOUT)
+    if r.returncode:
+        raise RuntimeError(f"{work.name}: {' '.join(args)} failed (exit {r.returncode}), see {log}")
+    return round(time.perf_counter() - t0, 1)
+
+
+def run_row(row: str) -> dict:
+    """Stage 0 (or a copy of another row's), stage 1, stage 2 of one row; its result.json."""
+    work = prepare(row)
+    log = work / "bench.log"
+    walls = {}
+    src = ROWS[row].get("pretrain_from")
+    if src:
+        shutil.copytree(ROOT / src / f"models/{MODEL}/pretrain", work / f"models/{MODEL}/pretrain",
+                        dirs_exist_ok=True)
+        walls["pretrain"] = None
+    else:
+        walls["pretrain"] = run(work, ["stages.pretrain", "--model", MODEL], log)
+    for k in (1, 2):
+        walls[f"stage{k}"] = run(work, ["stages.train", "--model", MODEL, "--stage", str(k)], log)
+    out = {"row": row, "what": ROWS[row]["what"], "set": ROWS[row]["set"], "wall_s": walls,
+           "params": yaml.safe_load((work / "params.yaml").read_text())}
+    for name in ("pretrain", "stage1", "stage2"):
+        p = work / f"metrics/train/{MODEL}_{name}.json"
+        out[name] = json.loads(p.read_text()) if p.is_file() else None
+    io.write_json(ROOT / f"{row}.json", out)
+    print(f"{row}: done {walls}", flush=True)
+    return out
+
+
+def ms_per_image(res: dict) -> float | None:
+    """Stage 2's wall time per training image stepped (forward, backward, AdamW, data, and its
+    share of validation): what the stage costs per image on this CPU."""
+    s2 = res.get("stage2")
+    if not s2 or not res["wall_s"].get("stage2"):
+        return None
+    return 1000 * res["wall_s"]["stage2"] / (s2["n_train"] * s2["epochs_run"])
+
+
+def fmt(ape: float | None, ci: list | None) -> str:
+    if ape is None:
+        return "–"
+    return f"{ape:.3f} [{ci[0]:.3f}, {ci[1]:.3f}]" if ci else f"{ape:.3f}"
+
+
+def table() -> str:
+    rows = []
+    for name in ROWS:
+        p = ROOT / f"{name}.json"
+        if p.is_file():
+            rows.append(json.loads(p.read_text()))
+    lines = ["| row | what | model | input | stage-0 images | ms / image | stage-0 wall s | "
+             "val APE stage 0 | val APE stage 1 | val APE stage 2 | stage-1 curve | fine-tune wall s |",
+             "|---|---|---|---|---|---|---|---|---|---|---|---|"]
+    for r in rows:
+        cfg = r["params"]["model_cfg"][MODEL]
+        t = cfg["tiny"]
+        pc = r["params"]["train"]["pretrain"]
+        s1, s2 = r["stage1"], r["stage2"]
+        start = s1.get("val_start") or {}
+        curve = " ".join(f"{c['val/volume_ape']:.2f}" for c in s1["curve"])
+        ms = ms_per_image(r)
+        lines.append(
+            f"| {r['row']} | {r['what']} | h{t['hidden_size']} L{t['num_layers']} | "
+            f"{cfg['size'][0]}x{cfg['size'][1]} | {pc['n_rooms']} + {pc['n_dishes']} | "
+            f"{ms:.0f} | {r['wall_s']['pretrain'] or '(shared)'} | "
+            f"{fmt(start.get('val_volume_ape'), start.get('val_volume_ape_ci95'))} | "
+            f"{fmt(s1['val_volume_ape'], s1['val_volume_ape_ci95'])} | "
+            f"{fmt(s2['val_volume_ape'], s2['val_volume_ape_ci95'])} | {curve} | "
+            f"{r['wall_s']['stage1'] + r['wall_s']['stage2']:.0f} |")
+    return "\n".join(lines)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--lane", action="append", default=[], help="comma-separated rows run one after the other")
+    args = ap.parse_args()
+    lanes = [[r for r in lane.split(",") if r] for lane in args.lane]
+    unknown = [r for lane in lanes for r in lane if r not in ROWS]
+    if unknown:
+        raise SystemExit(f"error: --lane: unknown rows {unknown} (known: {list(ROWS)})")
+    if lanes:
+        with ThreadPoolExecutor(len(lanes)) as pool:
+            list(pool.map(lambda lane: [run_row(r) for r in lane], lanes))
+    print(table())
+
+
+if __name__ == "__main__":
+    main()
