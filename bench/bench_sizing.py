@@ -42,16 +42,18 @@ WIDE = {f"model_cfg.{MODEL}.tiny": {"hidden_size": 96, "num_layers": 6, "num_hea
                                     "head_hidden_size": 32}}
 LR10 = {f"train.recipe_pretrained.{MODEL}.lr_decoder": 5.0e-4,
         f"train.recipe_pretrained.{MODEL}.lr_encoder": 5.0e-5}
+SHORT = {"train.stage1.epochs": 4, "train.stage2.epochs": 4}  # the costly rows: half the fine-tuning
 ROWS: dict[str, dict] = {
     "today": {"what": "stage 0 as before: 320 table dishes, 12 epochs, max_depth 2", "set": BEFORE},
-    "rooms1k": {"what": "1,000 rooms + 320 table dishes", "set": {P + "n_rooms": 1000, P + "n_dishes": 320}},
-    "rooms4k": {"what": "4,000 rooms + 640 table dishes (params.yaml)", "set": {}},
+    "rooms1k": {"what": "1,000 rooms + 320 table dishes, 10 epochs",
+                "set": {P + "n_rooms": 1000, P + "n_dishes": 320, P + "epochs": 10}},
+    "rooms4k": {"what": "4,000 rooms + 640 table dishes, 4 epochs (params.yaml)", "set": {}},
     "rooms4k_lr10": {"what": "rooms4k's stage 0, fine-tuning LRs x10", "set": LR10, "pretrain_from": "rooms4k"},
-    "wide": {"what": "hidden 96, 6 layers (2.8x compute); rooms1k's data, 6 epochs",
-             "set": {**WIDE, P + "n_rooms": 1000, P + "n_dishes": 320, P + "epochs": 6}},
-    "input2x": {"what": "input 252x336 (5x compute); rooms1k's scenes at 640x480, 4 epochs",
+    "wide": {"what": "hidden 96, 6 layers (~3x compute); rooms1k's data, 3 epochs; fine-tuning 4 + 4 epochs",
+             "set": {**WIDE, P + "n_rooms": 1000, P + "n_dishes": 320, P + "epochs": 3, **SHORT}},
+    "input2x": {"what": "input 252x336 (~5x compute); rooms1k's scenes at 640x480, 2 epochs; fine-tuning 4 + 4 epochs",
                 "set": {f"model_cfg.{MODEL}.size": [252, 336], P + "n_rooms": 1000, P + "n_dishes": 320,
-                        P + "width": 640, P + "height": 480, P + "epochs": 4}},
+                        P + "width": 640, P + "height": 480, P + "epochs": 2, **SHORT}},
 }
 
 

@@ -202,7 +202,7 @@ class PretrainConfig:
     width: Annotated[int, Range(32, 4096)] = 320
     height: Annotated[int, Range(32, 4096)] = 240
     val_fraction: OpenFraction = 0.05
-    epochs: NonNegInt = 10
+    epochs: NonNegInt = 4
     families: Weights = field(default_factory=lambda: {"table": 1.0})
 
     def check(self, where: str) -> None:
