@@ -95,13 +95,27 @@ def run(work: Path, args: list[str], log: Path) -> float:
     return round(time.perf_counter() - t0, 1)
 
 
-def run_row(row: str) -> dict:
-    """Stage 0 (or a copy of another row's), stage 1, stage 2 of one row; its result.json."""
-    work = prepare(row)
+def finished_pretrain(work: Path) -> float | None:
+    """Wall seconds of a stage 0 that already finished in `work` (from its files' times: the
+    row's params.yaml is written just before the stage starts, its metrics when it ends), else None."""
+    ckpt = work / f"checkpoints/{MODEL}/pretrain/config_hash.txt"
+    metrics = work / f"metrics/train/{MODEL}_pretrain.json"
+    if not (ckpt.is_file() and metrics.is_file() and ckpt.read_text().strip().endswith("finished")):
+        return None
+    return round(metrics.stat().st_mtime - (work / "params.yaml").stat().st_mtime, 1)
+
+
+def run_row(row: str, reuse: bool = False) -> dict:
+    """Stage 0 (or a copy of another row's), stage 1, stage 2 of one row; its result.json.
+    `reuse`: keep a stage 0 that already finished in the row's folder (a bench run cut short)."""
+    done = finished_pretrain(ROOT / row) if reuse and (ROOT / row).is_dir() else None
+    work = ROOT / row if done is not None else prepare(row)
     log = work / "bench.log"
     walls = {}
     src = ROWS[row].get("pretrain_from")
-    if src:
+    if done is not None:
+        walls["pretrain"] = done
+    elif src:
         shutil.copytree(ROOT / src / f"models/{MODEL}/pretrain", work / f"models/{MODEL}/pretrain",
                         dirs_exist_ok=True)
         walls["pretrain"] = None
@@ -165,6 +179,7 @@ def table() -> str:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--lane", action="append", default=[], help="comma-separated rows run one after the other")
+    ap.add_argument("--reuse", action="store_true", help="keep a row's finished stage 0 from an earlier run")
     args = ap.parse_args()
     lanes = [[r for r in lane.split(",") if r] for lane in args.lane]
     unknown = [r for lane in lanes for r in lane if r not in ROWS]
@@ -172,7 +187,7 @@ def main() -> None:
         raise SystemExit(f"error: --lane: unknown rows {unknown} (known: {list(ROWS)})")
     if lanes:
         with ThreadPoolExecutor(len(lanes)) as pool:
-            list(pool.map(lambda lane: [run_row(r) for r in lane], lanes))
+            list(pool.map(lambda lane: [run_row(r, args.reuse) for r in lane], lanes))
     print(table())
 
 
