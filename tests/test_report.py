@@ -6,7 +6,7 @@ import pytest
 from scipy import stats
 
 from pipeline.evaluate.compare import compare, comparison_plan, paired, verdict, vs_key
-from pipeline.evaluate.names import BASELINE_NAMES, SETTINGS, STAGE0_SUFFIX
+from pipeline.evaluate.names import BASELINE_NAMES, SETTINGS, STAGE0_SUFFIX, is_diagnostic
 from pipeline.evaluate.plots import plot_model_comparison, plot_paired_differences
 from pipeline.evaluate.report import (
     comparison_rows,
@@ -65,16 +65,20 @@ def test_report_has_every_model_and_baseline(tmp_path):
     models = ["depth_anything_v2", "unidepth_v2"]
     named = evaluated_names(models, {"unidepth_v2": {"pretrained": "lpiccinelli/unidepth-v2-vits14"}})
     names = [n for n, _ in named]
-    assert names == ["depth_anything_v2", "depth_anything_v2_e2e", "depth_anything_v2_stage0",
-                     "depth_anything_v2_stage0_e2e", "unidepth_v2", "unidepth_v2_e2e", "unidepth_v2_stage0",
-                     "unidepth_v2_stage0_e2e", *BASELINE_NAMES, "oracle_gt_depth", "oracle_gt_depth_e2e"]
+    assert names == ["depth_anything_v2", "depth_anything_v2_e2e", "depth_anything_v2_diag_ring_rescaled",
+                     "depth_anything_v2_stage0", "depth_anything_v2_stage0_e2e",
+                     "depth_anything_v2_stage0_diag_ring_rescaled", "unidepth_v2", "unidepth_v2_e2e",
+                     "unidepth_v2_diag_ring_rescaled", "unidepth_v2_stage0", "unidepth_v2_stage0_e2e",
+                     "unidepth_v2_stage0_diag_ring_rescaled", *BASELINE_NAMES, "oracle_gt_depth",
+                     "oracle_gt_depth_e2e"]
     kinds = dict(named)
     assert kinds["depth_anything_v2_stage0"] == "random init"
     assert kinds["unidepth_v2_stage0_e2e"] == "pretrained, not fine-tuned"
     eval_dir = tmp_path / "metrics" / "eval"
     tables = {}
-    for i, n in enumerate(names):
-        tables[n] = _table(1.0 + 0.1 * (i + 1))
+    models_first = [n for n in names if not is_diagnostic(n)]
+    for n in names:   # the i-th non-diagnostic row is 10 i % off; a diagnostic 2 %
+        tables[n] = _table(1.02 if is_diagnostic(n) else 1.0 + 0.1 * (models_first.index(n) + 1))
         write_results(n, tables[n], eval_dir, extra={"mask_source": "predicted_depth" if n.endswith("_e2e")
                                                      else "gt_mask"})
     results = load_results(eval_dir, names)
@@ -98,7 +102,11 @@ def test_report_has_every_model_and_baseline(tmp_path):
     # depth_anything_v2 is 10 % off on every dish -> MAPE 10.0 %, within 10 % all (<=)
     assert rows[0].startswith("| `depth_anything_v2` | fine-tuned (stage 2) | `gt_mask` | 4 | 0 |")
     assert "| `depth_anything_v2_e2e` | fine-tuned (stage 2) | `predicted_depth` |" in rows[1]
-    assert "| `depth_anything_v2_stage0` | random init |" in rows[2]
+    assert "| `depth_anything_v2_stage0` | random init |" in rows[3]
+    assert "| `depth_anything_v2_diag_ring_rescaled` | diagnostic: rescaled to measured ring depth" in rows[2]
+    # the plan never holds a diagnostic row; the tables carry no scene: one group, said so
+    assert "vs `depth_anything_v2_diag" not in text and "_diag_ring_rescaled` (" not in text
+    assert "everything is one group" in text
     assert "10.0 %" in rows[0]
     assert "## Paired comparisons" in text and "Wilcoxon" in text
     # every dish 10 % off vs 90 % off (baseline_mean): a constant difference, an interval of one point
