@@ -1,5 +1,6 @@
 """DVC stage `baselines`: training-set mean volume and given-mask area x mean training height,
-fitted on the train split, scored on the test split like the models, plus the measured-depth
+fitted on the train split, scored on the test split like the models (area x height also on its flat food
+height: height error per family and food-height bin), plus the measured-depth
 oracle (the ceiling the masks and geometry leave) with given masks and end to end ->
 metrics/eval/{baseline_*,oracle_gt_depth,oracle_gt_depth_e2e}.{json,csv} and plots/eval/<name>/;
 and the model-free mass rows (train-mean mass, label volume x global density) ->
@@ -33,6 +34,7 @@ def main() -> None:
     roots = p.data_roots()
     metrics_dir, plots_dir = io.REPO_ROOT / "metrics/eval", io.REPO_ROOT / "plots/eval"
     dishes = select_split(index, ecfg.split, p.suspect.exclude)
+    vcfg = MeasureConfig.from_params(p)
     train = index[index["split"] == "train"]
     with_masks = given_mask_source(dishes) is not None and given_mask_source(train) is not None
     fitted = fit_baselines(train, roots, with_masks=with_masks)
@@ -43,7 +45,7 @@ def main() -> None:
             print(name, "not evaluated: no depth-free masks")
             continue
         model = fitted[name]
-        table = finish_table(baseline_table(model, dishes, roots), ecfg.volume_bins)
+        table = finish_table(baseline_table(model, dishes, roots, vcfg), ecfg.volume_bins)
         summary = write_results(name, table, metrics_dir, ecfg.volume_bins,
                                 extra={**model.describe(), "kind": KINDS[name]})
         with io.atomic_dir(plots_dir / name) as tmp:
@@ -52,7 +54,7 @@ def main() -> None:
     for name, summary in write_mass_baselines(index, ecfg.split, p.suspect.exclude, metrics_dir).items():
         print(name, {k: summary[k] for k in ("n_dishes", "mass_mae_pct_of_mean", "n_all", "mass_mae_pct_of_mean_all")})
     for setting in SETTINGS:
-        summary = evaluate_model(ORACLE_NAME, None, dishes, MeasureConfig.from_params(p), ecfg, metrics_dir,
+        summary = evaluate_model(ORACLE_NAME, None, dishes, vcfg, ecfg, metrics_dir,
                                  plots_dir, roots, setting, extra={"kind": "oracle: measured depth (ceiling)"})
         print(ORACLE_NAME, setting, {k: summary[k] for k in ("mask_source", "n_failed", "volume_mape", "within_20pct")})
 

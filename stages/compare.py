@@ -1,13 +1,16 @@
 """DVC stage `compare`: every model vs each baseline, vs its own stage 0 and vs each zero-shot model
 (eval.zero_shot, which are compared with the baselines too), in each mask setting, on the same test
-dishes (paired bootstrap 95 % intervals, Wilcoxon p) -> metrics/compare.json."""
-
-import pandas as pd
+dishes (paired bootstrap 95 % intervals, Wilcoxon p), on the whole split and per scene-family group
+(`models.<m>.<setting>.by_family.<rig|table>.vs_<other>`, synthetic) -> metrics/compare.json."""
 
 from pipeline import io
 from pipeline.config import load_params
-from pipeline.evaluate.compare import compare, compare_mass, comparison_plan, mass_plan, vs_key
-from pipeline.evaluate.names import BASELINE_NAMES, SETTINGS, STAGE0_SUFFIX, mass_names
+from pipeline.evaluate.compare import compare_mass, compare_models, comparison_plan, mass_plan, read_table
+from pipeline.evaluate.names import BASELINE_NAMES, RIG, SETTINGS, STAGE0_SUFFIX, TABLE, mass_names
+
+FAMILIES_NOTE = (f"`{RIG}`: every scene family except `{TABLE}`, pooled (one overhead camera, as on Nutrition5k); "
+                 f"`{TABLE}`: camera distance and focal length drawn per dish")
+NO_FAMILIES_NOTE = "the per-dish tables carry no scene (Nutrition5k): everything is one group, the whole split"
 
 
 def main() -> None:
@@ -23,21 +26,17 @@ def main() -> None:
             raise ValueError(f"{js}: metrics missing (run `dvc repro` for evaluate/baselines first)")
         if (io.read_json(js) or {}).get("n_dishes"):
             available.add(n)
-    out: dict = {"n_bootstrap": ecfg.n_bootstrap, "seed": ecfg.seed, "models": {}}
-    for model, setting, row, other in comparison_plan(p.models, available, BASELINE_NAMES, SETTINGS,
-                                                      STAGE0_SUFFIX, p.eval.zero_shot):
-        a = pd.read_csv(eval_dir / f"{row}.csv", dtype={"dish_id": str})
-        b = pd.read_csv(eval_dir / f"{other}.csv", dtype={"dish_id": str})
-        c = compare(a, b, ecfg.n_bootstrap, ecfg.seed, row, other)
-        out["models"].setdefault(model, {}).setdefault(setting, {})[vs_key(other, model, STAGE0_SUFFIX)] = c
-        print(f"{row} vs {other}: {c}")
+    out: dict = {"n_bootstrap": ecfg.n_bootstrap, "seed": ecfg.seed}
+    plan = comparison_plan(p.models, available, BASELINE_NAMES, SETTINGS, STAGE0_SUFFIX, p.eval.zero_shot)
+    out["models"], out["families"] = compare_models(plan, lambda n: read_table(eval_dir / f"{n}.csv"),
+                                                    ecfg.n_bootstrap, ecfg.seed, log=print)
+    out["families_note"] = FAMILIES_NOTE if out["families"] else NO_FAMILIES_NOTE
     out["mass"] = {}   # mass rows: MAE as a share of the mean mass, kept dishes and all (`_all`)
     have = {n for n in mass_names(p.models)
             if (eval_dir / f"{n}.json").is_file() and (io.read_json(eval_dir / f"{n}.json") or {}).get("n_all")}
     for model, setting, key, row, other in mass_plan(p.models, have):
-        a = pd.read_csv(eval_dir / f"{row}.csv", dtype={"dish_id": str})
-        b = pd.read_csv(eval_dir / f"{other}.csv", dtype={"dish_id": str})
-        c = compare_mass(a, b, ecfg.n_bootstrap, ecfg.seed)
+        c = compare_mass(read_table(eval_dir / f"{row}.csv"), read_table(eval_dir / f"{other}.csv"),
+                         ecfg.n_bootstrap, ecfg.seed)
         out["mass"].setdefault(model, {}).setdefault(setting, {})[key] = c
         print(f"{row} vs {other}: {c}")
     io.write_json(io.REPO_ROOT / "metrics/compare.json", out)

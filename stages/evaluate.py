@@ -1,7 +1,9 @@
 """DVC stage `evaluate@<model>`: the fine-tuned model (models/<model>/stage2) and its stage-0
 start (`build_model` before any training: pretrained weights, or random init when
 `pretrained` is null) on the test split, each with given masks and end to end ->
-metrics/eval/<model>{,_stage0}{,_e2e}.{json,csv} and plots/eval/<model>{,_stage0}{,_e2e}/.
+metrics/eval/<model>{,_stage0}{,_e2e}.{json,csv} and plots/eval/<model>{,_stage0}{,_e2e}/; with given
+masks also each one's DIAGNOSTIC, its depth rescaled to the measured depth on the support ring ->
+metrics/eval/<model>{,_stage0}_diag_ring_rescaled.{json,csv} (reads measured depth: never a model row).
 
 With --zero-shot (stage `evaluate_zero_shot@<model>`, a model of `eval.zero_shot`): the model as
 built from its model_cfg, never trained ("pretrained, not fine-tuned") -> metrics/eval/<model>{,_e2e}."""
@@ -9,7 +11,7 @@ import argparse
 
 from pipeline import io
 from pipeline.config import load_params
-from pipeline.evaluate.names import SETTINGS, STAGE0_SUFFIX, stage0_kind, zero_shot_kind
+from pipeline.evaluate.names import DIAG_SUFFIX, GIVEN, SETTINGS, STAGE0_SUFFIX, stage0_kind, zero_shot_kind
 from pipeline.evaluate.scoring import (
     MeasureConfig,
     evaluate_model,
@@ -18,6 +20,9 @@ from pipeline.evaluate.scoring import (
     select_split,
     stage0_seed,
 )
+
+SHOWN = ("mask_source", "n_dishes", "n_failed", "volume_mape", "volume_median_ape", "within_20pct", "depth_abs_rel",
+         "ring_scale_ratio_median", "focal_rel_err")
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -46,11 +51,14 @@ def main(argv: list[str] | None = None) -> None:
     for tag, make, kind in runs:
         predict = model_predictor(make(), size)
         for setting in SETTINGS:
+            diagnostic = setting == GIVEN and not args.zero_shot
             summary = evaluate_model(tag, predict, dishes, vcfg, ecfg, io.REPO_ROOT / "metrics/eval",
-                                     io.REPO_ROOT / "plots/eval", roots, setting, extra={"kind": kind})
-            print(tag, setting, {k: summary.get(k) for k in ("mask_source", "n_dishes", "n_failed", "volume_mape",
-                                                             "volume_median_ape", "within_20pct", "depth_abs_rel",
-                                                             "focal_rel_err")})
+                                     io.REPO_ROOT / "plots/eval", roots, setting, extra={"kind": kind},
+                                     diagnostic=diagnostic)
+            print(tag, setting, {k: summary.get(k) for k in SHOWN})
+            if diagnostic:
+                diag = io.read_json(io.REPO_ROOT / "metrics/eval" / f"{tag}{DIAG_SUFFIX}.json")
+                print(tag + DIAG_SUFFIX, setting, {k: diag.get(k) for k in SHOWN})
 
 
 if __name__ == "__main__":

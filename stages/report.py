@@ -1,11 +1,11 @@
 """DVC stage `report`: metrics/report.md, one table over every model (both mask settings),
-stage-0 start, baseline and oracle (read from metrics/eval/*.json), the paired comparisons
-(metrics/compare.json), plus plots/report/comparison.png and paired.png."""
+stage-0 start, baseline, oracle and ring-rescaled diagnostic (read from metrics/eval/*.json), the paired
+comparisons (metrics/compare.json), all also per scene family, plus plots/report/comparison.png and paired.png."""
 from dataclasses import asdict
 
 from pipeline import io
 from pipeline.config import load_params
-from pipeline.evaluate.names import mass_names
+from pipeline.evaluate.names import is_diagnostic, mass_names
 from pipeline.evaluate.plots import plot_model_comparison, plot_paired_differences
 from pipeline.evaluate.report import (
     comparison_rows,
@@ -26,7 +26,8 @@ def main() -> None:
             if (f := io.REPO_ROOT / "metrics/eval" / f"{n}.json").is_file()}
     comparison = io.REPO_ROOT / "plots/report/comparison.png"
     paired = io.REPO_ROOT / "plots/report/paired.png"
-    plot_model_comparison(summary_frame({n: r for n, r in results.items() if r.get("n_dishes")}), comparison)
+    plot_model_comparison(summary_frame({n: r for n, r in results.items()  # diagnostics are not models
+                                         if r.get("n_dishes") and not is_diagnostic(n)}), comparison)
     plot_paired_differences(comparison_rows(compare), paired)
     note = (f"Settings: data.source={p.data.source}, masks.method={p.masks.method} (labels only), "
             f"volume.method={p.volume.method}, loss={asdict(p.loss)}.")

@@ -252,3 +252,76 @@ def test_stage0_row_names():
     assert stage0_kind({"pretrained": None}) == "random init"
     assert stage0_kind({"pretrained": "depth-anything/Depth-Anything-V2-Metric-Indoor-Small-hf"}) == \
         "pretrained, not fine-tuned"
+
+
+def _lookup_predictor(dishes: pd.DataFrame, root: Path, scale: float):
+    """A predictor returning `scale` x the dish's measured depth, found by its image (a model that sees
+    the food perfectly but has the distance wrong by `scale`)."""
+    from pipeline.evaluate.scoring import load_dish
+    by_image = {}
+    for _, r in dishes.iterrows():
+        rgb, gt, _, _ = load_dish(r, [root])
+        by_image[rgb.tobytes()] = gt
+    return lambda rgb, K: (scale * by_image[rgb.tobytes()]).astype(np.float32)
+
+
+def test_ring_rescaled_diagnostic_recovers_the_scale(tiny_index, tmp_path):
+    """Predicted = 1.3 x measured depth: the ring ratio is 1.3, the model row's volumes are 1.3³ x the
+    measured depth's, and the diagnostic row (depth / ring ratio) lands on the measured depth's volumes.
+    It is written as a diagnostic, per family, and never enters the comparison plan (no verdict)."""
+    from pipeline.evaluate.compare import comparison_plan
+    from pipeline.evaluate.names import BASELINE_NAMES, DIAG_KIND, DIAG_SUFFIX, SETTINGS, STAGE0_SUFFIX
+    df, root = tiny_index
+    dishes = select_split(df.assign(scene=["table"] * 4 + ["table", "platform", "deep_bowl"]), "test")
+    ecfg = as_params({"eval": {"n_worst": 1, "volume_bins": [50, 150]}}).eval
+    metrics, plots = tmp_path / "metrics", tmp_path / "plots"
+    s = evaluate_model("m", _lookup_predictor(dishes, root, 1.3), dishes, VCFG, ecfg, metrics, plots, [root],
+                       extra={"kind": "fine-tuned (stage 2)"}, diagnostic=True)
+    measured = evaluate_predictor(None, dishes, VCFG, allowed_roots=[root])   # the measured depth's volumes
+    model = pd.read_csv(metrics / "m.csv", dtype={"dish_id": str, "scene": str})
+    diag = pd.read_csv(metrics / f"m{DIAG_SUFFIX}.csv", dtype={"dish_id": str, "scene": str})
+    assert np.allclose(model["ring_scale_ratio"], 1.3, rtol=1e-4) and s["ring_scale_ratio_median"] == \
+        pytest.approx(1.3, rel=1e-4)
+    assert np.allclose(model["volume_ml_pred"], 1.3 ** 3 * measured["volume_ml_pred"], rtol=2e-3)
+    assert np.allclose(diag["volume_ml_pred"], measured["volume_ml_pred"], rtol=2e-3)
+    assert np.allclose(diag["ring_scale_ratio"], 1.0, atol=1e-4) and not diag["failed"].any()
+    assert list(diag["dish_id"]) == list(model["dish_id"]) and list(diag["scene"]) == ["table", "platform", "deep_bowl"]
+    d = read_json(metrics / f"m{DIAG_SUFFIX}.json")
+    assert d["kind"] == DIAG_KIND and "reads measured depth" in d["kind"] and d["diagnostic_of"] == "m"
+    assert d["mask_source"] == "gt_mask" and d["volume_mape"] < 0.03 < s["volume_mape"]
+    assert (plots / f"m{DIAG_SUFFIX}" / "scatter.png").is_file()
+    # per family: rig (platform + deep_bowl pooled) and table, with their counts
+    for js in (s, d):
+        assert {g: v["n"] for g, v in js["by_family"].items()} == {"rig": 2, "table": 1}
+        assert sum(b["n"] for b in js["height_bins"]["all"].values()) == 3
+    assert s["by_family"]["rig"]["ring_scale_ratio_median"] == pytest.approx(1.3, rel=1e-4)
+    # every box is 2 cm high: the 15-30 mm bin; the scale error shows as height error, gone when rescaled
+    assert model["food_height_mm"].to_numpy() == pytest.approx(20.0, abs=0.5)
+    assert s["height_bins"]["table"]["15_30"]["n"] == 1 and s["height_bins"]["rig"]["lt15"]["n"] == 0
+    assert s["height_mae_mm"] > 4 and d["height_mae_mm"] < 0.5
+    # the diagnostic never enters the comparison plan (no verdict), even when its metrics exist
+    avail = {"m", f"m{DIAG_SUFFIX}", "m_stage0", f"m_stage0{DIAG_SUFFIX}", *BASELINE_NAMES}
+    plan = comparison_plan(["m"], avail, BASELINE_NAMES, SETTINGS, STAGE0_SUFFIX, zero_shot=[f"m{DIAG_SUFFIX}"])
+    assert plan and not any(DIAG_SUFFIX in x for p in plan for x in p)
+    # end to end there is no diagnostic; without scenes (Nutrition5k) one group: no by_family, no crash
+    with pytest.raises(ValueError, match="given"):
+        from pipeline.evaluate.scoring import evaluate_tables
+        evaluate_tables(None, dishes, VCFG, allowed_roots=[root], setting=END_TO_END, diagnostic=True)
+    plain = summarise(evaluate_predictor(None, select_split(df, "test"), VCFG, allowed_roots=[root]))
+    assert "by_family" not in plain and plain["height_bins"]["all"]["15_30"]["n"] == 3
+
+
+def test_area_height_baseline_is_scored_on_its_flat_height(tiny_index):
+    """area x height predicts one train-mean height (2.02 cm) over the mask: its height error on the 2 cm
+    boxes is ~0.2 mm; the dish's scene and camera are carried; the mean baseline predicts no height."""
+    df, root = tiny_index
+    train = df[df["split"] == "train"]
+    dishes = select_split(df.assign(scene="rails"), "test")
+    fitted = fit_baselines(train, [root])
+    ah = finish_table(baseline_table(fitted["baseline_area_height"], dishes, [root], VCFG))
+    assert ah["height_mae_mm"].to_numpy() == pytest.approx(0.2, abs=0.1)
+    assert ah["food_height_mm"].to_numpy() == pytest.approx(20.0, abs=0.5)
+    assert (ah["scene"] == "rails").all() and (ah["fx_px"] == F).all() and ah["depth_abs_rel"].isna().all()
+    assert summarise(ah)["by_family"]["rig"]["n"] == 3
+    mean = finish_table(baseline_table(fitted["baseline_mean"], dishes, [root], VCFG))
+    assert mean["height_mae_mm"].isna().all() and "height_bins" not in summarise(mean)

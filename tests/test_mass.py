@@ -176,3 +176,6 @@ def test_n5k_mass_path(tmp_path, monkeypatch) -> None:
     assert "learned_vs_baseline_mean" in compare["mass"][m]["end_to_end"]
     text = (root / "metrics/report.md").read_text()
     assert "## Mass (g)" in text and "not measured here" in text and "58.5 %" in text
+    # Nutrition5k has no scene: one group, said so; the ring-rescaled diagnostic rows are there all the same
+    assert compare["families"] == {} and "by_family" not in compare["models"][m]["given"]
+    assert "everything is one group" in text and f"`{m}_stage0_diag_ring_rescaled`" in text

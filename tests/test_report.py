@@ -6,7 +6,7 @@ import pytest
 from scipy import stats
 
 from pipeline.evaluate.compare import compare, comparison_plan, paired, verdict, vs_key
-from pipeline.evaluate.names import BASELINE_NAMES, SETTINGS, STAGE0_SUFFIX
+from pipeline.evaluate.names import BASELINE_NAMES, SETTINGS, STAGE0_SUFFIX, is_diagnostic
 from pipeline.evaluate.plots import plot_model_comparison, plot_paired_differences
 from pipeline.evaluate.report import (
     comparison_rows,
@@ -65,16 +65,20 @@ def test_report_has_every_model_and_baseline(tmp_path):
     models = ["depth_anything_v2", "unidepth_v2"]
     named = evaluated_names(models, {"unidepth_v2": {"pretrained": "lpiccinelli/unidepth-v2-vits14"}})
     names = [n for n, _ in named]
-    assert names == ["depth_anything_v2", "depth_anything_v2_e2e", "depth_anything_v2_stage0",
-                     "depth_anything_v2_stage0_e2e", "unidepth_v2", "unidepth_v2_e2e", "unidepth_v2_stage0",
-                     "unidepth_v2_stage0_e2e", *BASELINE_NAMES, "oracle_gt_depth", "oracle_gt_depth_e2e"]
+    assert names == ["depth_anything_v2", "depth_anything_v2_e2e", "depth_anything_v2_diag_ring_rescaled",
+                     "depth_anything_v2_stage0", "depth_anything_v2_stage0_e2e",
+                     "depth_anything_v2_stage0_diag_ring_rescaled", "unidepth_v2", "unidepth_v2_e2e",
+                     "unidepth_v2_diag_ring_rescaled", "unidepth_v2_stage0", "unidepth_v2_stage0_e2e",
+                     "unidepth_v2_stage0_diag_ring_rescaled", *BASELINE_NAMES, "oracle_gt_depth",
+                     "oracle_gt_depth_e2e"]
     kinds = dict(named)
     assert kinds["depth_anything_v2_stage0"] == "random init"
     assert kinds["unidepth_v2_stage0_e2e"] == "pretrained, not fine-tuned"
     eval_dir = tmp_path / "metrics" / "eval"
     tables = {}
-    for i, n in enumerate(names):
-        tables[n] = _table(1.0 + 0.1 * (i + 1))
+    models_first = [n for n in names if not is_diagnostic(n)]
+    for n in names:   # the i-th non-diagnostic row is 10 i % off; a diagnostic 2 %
+        tables[n] = _table(1.02 if is_diagnostic(n) else 1.0 + 0.1 * (models_first.index(n) + 1))
         write_results(n, tables[n], eval_dir, extra={"mask_source": "predicted_depth" if n.endswith("_e2e")
                                                      else "gt_mask"})
     results = load_results(eval_dir, names)
@@ -98,7 +102,11 @@ def test_report_has_every_model_and_baseline(tmp_path):
     # depth_anything_v2 is 10 % off on every dish -> MAPE 10.0 %, within 10 % all (<=)
     assert rows[0].startswith("| `depth_anything_v2` | fine-tuned (stage 2) | `gt_mask` | 4 | 0 |")
     assert "| `depth_anything_v2_e2e` | fine-tuned (stage 2) | `predicted_depth` |" in rows[1]
-    assert "| `depth_anything_v2_stage0` | random init |" in rows[2]
+    assert "| `depth_anything_v2_stage0` | random init |" in rows[3]
+    assert "| `depth_anything_v2_diag_ring_rescaled` | diagnostic: rescaled to measured ring depth" in rows[2]
+    # the plan never holds a diagnostic row; the tables carry no scene: one group, said so
+    assert "vs `depth_anything_v2_diag" not in text and "_diag_ring_rescaled` (" not in text
+    assert "everything is one group" in text
     assert "10.0 %" in rows[0]
     assert "## Paired comparisons" in text and "Wilcoxon" in text
     # every dish 10 % off vs 90 % off (baseline_mean): a constant difference, an interval of one point
@@ -138,3 +146,66 @@ def test_dvc_yaml_declares_every_report_input():
     assert "metrics/eval" in st["report"]["deps"] and "metrics/compare.json" in st["report"]["deps"]
     assert any("metrics/compare.json" in m for m in st["compare"]["metrics"])
     assert any("metrics/report.md" in o for o in st["report"]["outs"])
+
+
+def test_per_family_comparisons_and_report_section(tmp_path):
+    """Tables carrying `scene`: compare.json gets `by_family.<rig|table>.vs_<other>` with the whole split's
+    field names and each group's dish count (rig = every family but table, pooled); the eval JSONs get
+    `by_family`; the report shows the rows per family, the diagnostic next to its model, the table family's
+    varying camera, and per-family verdicts that never name a diagnostic."""
+    from pipeline.evaluate.compare import compare_models
+    from pipeline.evaluate.names import DIAG_KIND, DIAG_SUFFIX
+    scenes = ["platform", "rails", "deep_bowl", "metal", "table", "table"]
+    gt = [60.0, 120.0, 200.0, 300.0, 400.0, 500.0]
+    # the model is 5 % off on the rig dishes and 60 % off on the table; stage 0 is 40 % off everywhere;
+    # the diagnostic (depth rescaled to the measured ring) is 5 % off everywhere
+    spec = {"m": [1.05] * 4 + [1.6] * 2, "m_stage0": [1.4] * 6, f"m{DIAG_SUFFIX}": [1.05] * 6,
+            f"m_stage0{DIAG_SUFFIX}": [1.1] * 6, "baseline_area_height": [1.3] * 6, "baseline_mean": [2.0] * 6}
+    tables = {n: _table(np.asarray(f), gt).assign(scene=scenes) for n, f in spec.items()}
+    tables["m"]["ring_scale_ratio"] = [1.01] * 4 + [1.17] * 2
+    for n in ("m", "baseline_area_height"):   # rows that predict a food height
+        tables[n]["food_height_mm"] = [10.0, 20.0, 35.0, 20.0, 10.0, 40.0]
+        tables[n]["height_mae_mm"] = [1.0, 2.0, 3.0, 4.0, 5.0, 6.0]
+    eval_dir = tmp_path / "eval"
+    kinds = {"m": "fine-tuned (stage 2)", f"m{DIAG_SUFFIX}": DIAG_KIND, "m_stage0": "random init",
+             f"m_stage0{DIAG_SUFFIX}": DIAG_KIND, "baseline_area_height": "b", "baseline_mean": "b"}  # report order
+    for n, t in tables.items():
+        write_results(n, t, eval_dir, extra={"mask_source": "gt_mask", "kind": kinds[n]})
+    results = load_results(eval_dir, list(kinds))
+    assert {g: v["n"] for g, v in results["m"]["by_family"].items()} == {"rig": 4, "table": 2}
+    assert results["m"]["by_family"]["table"]["ring_scale_ratio_median"] == pytest.approx(1.17)
+    assert results["m"]["by_family"]["rig"]["volume_mape"] == pytest.approx(0.05)
+    plan = comparison_plan(["m"], set(tables), BASELINE_NAMES, SETTINGS, STAGE0_SUFFIX)
+    models, families = compare_models(plan, lambda n: tables[n], n_bootstrap=200, seed=0)
+    assert families == {"rig": 4, "table": 2}
+    given = models["m"]["given"]
+    assert set(given) == {"vs_baseline_mean", "vs_baseline_area_height", "vs_stage0", "by_family"}
+    assert list(given)[-1] == "by_family"
+    for g, n in families.items():
+        assert set(given["by_family"][g]) == {"vs_baseline_mean", "vs_baseline_area_height", "vs_stage0"}
+        for c in given["by_family"][g].values():
+            assert c["n_dishes"] == n and set(c) == set(given["vs_stage0"])
+    assert given["by_family"]["rig"]["vs_stage0"]["mape_diff"] == pytest.approx(0.05 - 0.4)
+    assert given["by_family"]["table"]["vs_stage0"]["mape_diff"] == pytest.approx(0.6 - 0.4)
+    assert given["vs_stage0"]["n_dishes"] == 6   # the whole split keeps its keys
+    cmp = {"n_bootstrap": 200, "seed": 0, "models": models, "families": families}
+    assert [r["vs"] for r in comparison_rows(cmp)] == ["vs_baseline_mean", "vs_baseline_area_height", "vs_stage0"]
+    text = render_report(results, kinds, tmp_path / "report.md", tmp_path / "plots", compare=cmp)
+    fam = text.split("## Per scene family")[1]
+    assert "### rig families" in fam and "### table family" in fam
+    assert "0.20–0.50 m" in fam and "480–700 px" in fam and "without K" in fam
+    rig, table = fam.split("### rig families")[1].split("### table family")
+    rig_rows = [r.split("`")[1] for r in rig.split("\n\n")[1].splitlines() if r.startswith("| `")]
+    assert rig_rows[:2] == ["m", f"m{DIAG_SUFFIX}"]   # the diagnostic next to its model row
+    assert "| `m` | fine-tuned (stage 2) | 4 | 0 | 5.0 % |" in rig
+    assert "| `m` | fine-tuned (stage 2) | 2 | 0 | 60.0 % |" in table
+    assert "- `m`, table: MAPE 60.0 % → 5.0 % rescaled to the measured ring depth" in fam
+    assert "- `m` (given masks, rig) vs its own stage 0 (random init): **better** on MAPE" in fam
+    assert "- `m` (given masks, table) vs its own stage 0 (random init): **worse** on MAPE" in fam
+    assert "vs `m_diag" not in text and f"`m{DIAG_SUFFIX}` (" not in text and "one group" not in text
+    heights = text.split("### Height error per true food height")[1].split("\n## ")[0]
+    assert "| row | dishes | < 15 mm | 15–30 mm | ≥ 30 mm |" in heights
+    assert "| `m` | whole test split | 3.0 (2) | 3.0 (2) | 4.5 (2) |" in heights
+    assert "| `m` | table family | 5.0 (1) | – (0) | 6.0 (1) |" in heights
+    assert "| `baseline_area_height` | rig families | 1.0 (1) | 3.0 (2) | 3.0 (1) |" in heights
+    assert "`m_stage0`" not in heights   # no height predicted: no row

@@ -109,3 +109,12 @@ def test_zero_shot_row_in_report_of_a_project(dvc_project):
     c = json.loads((root / "metrics/compare.json").read_text())["models"]["depth_pro"]
     assert set(c) == {"given", "end_to_end"} and "vs_baseline_mean" in c["given"]
     assert "`depth_pro` (given masks) vs `baseline_mean`" in report
+    # synthetic dishes have a scene: per-family comparisons, their counts, and the report's family section
+    fams = json.loads((root / "metrics/compare.json").read_text())["families"]
+    assert fams and set(fams) <= {"rig", "table"} and sum(fams.values()) == m["n_dishes"]
+    for g, n in fams.items():
+        if n:
+            assert c["given"]["by_family"][g]["vs_baseline_mean"]["n_dishes"] == n
+    assert "## Per scene family" in report and "one group" not in report
+    area = json.loads((root / "metrics/eval/baseline_area_height.json").read_text())
+    assert sum(b["n"] for b in area["height_bins"]["all"].values()) == m["n_dishes"]

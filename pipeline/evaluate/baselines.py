@@ -16,6 +16,10 @@ They answer "did depth help?": a model worth its compute must beat both.
   the same given masks as the models' given setting (`pipeline.evaluate.given_masks`: ground
   truth on synthetic, RGB-only on Nutrition5k), never masks cut from the measured depth; without
   them this baseline is not evaluated.
+
+Its food height is a flat `h_mean` over the mask, so its height error (mm, scoring side: the measured
+depth of the test dish read only to score it, as for the models) says how far one height is from each
+dish's; `baseline_mean` predicts no height.
 """
 from __future__ import annotations
 
@@ -27,8 +31,15 @@ import numpy as np
 import pandas as pd
 from tqdm import tqdm
 
-from pipeline.evaluate.scoring import given_mask_source, given_masks
-from pipeline.io import read_dish_depth, read_mask, resolve
+from pipeline.evaluate.scoring import (
+    MeasureConfig,
+    dish_record,
+    given_mask_source,
+    given_masks,
+    load_reference,
+    score_depth,
+)
+from pipeline.io import K_from_row, read_dish_depth, read_mask, resolve
 
 
 def _train_volumes(train: pd.DataFrame) -> np.ndarray:
@@ -63,6 +74,10 @@ class MeanVolumeBaseline:
 
     def describe(self) -> dict:
         return {"fit_mean_ml": round(self.mean_ml, 3), "mask_source": "none"}
+
+    def height_m(self) -> float | None:
+        """No food height: a volume without a shape."""
+        return None
 
 
 @dataclass
@@ -106,6 +121,10 @@ class AreaHeightBaseline:
         return {"fit_z_ref_m": round(self.z_ref_m, 5), "fit_mean_height_mm": round(self.mean_height_m * 1e3, 3),
                 "mask_source": self.mask_source}
 
+    def height_m(self) -> float | None:
+        """The food height it predicts everywhere in the mask: the train mean."""
+        return self.mean_height_m
+
 
 def fit_baselines(train: pd.DataFrame, allowed_roots: Sequence[Path] = (),
                   with_masks: bool = True) -> dict[str, object]:
@@ -119,12 +138,21 @@ def fit_baselines(train: pd.DataFrame, allowed_roots: Sequence[Path] = (),
     return out
 
 
-def baseline_table(baseline: object, dishes: pd.DataFrame, allowed_roots: Sequence[Path] = ()) -> pd.DataFrame:
-    """Per-dish predictions (dish_id, volume_ml_gt, volume_ml_pred) for `dishes` from `select_split`."""
+def baseline_table(baseline: object, dishes: pd.DataFrame, allowed_roots: Sequence[Path] = (),
+                   cfg: MeasureConfig | None = None) -> pd.DataFrame:
+    """Per-dish predictions (dish_id, volume_ml_gt, volume_ml_pred, the dish's scene and camera) for
+    `dishes` from `select_split`. With `cfg`, a baseline that predicts a food height (`height_m`) is also
+    scored on it like the models (`score_depth`: height error, true food height; it has no depth)."""
     pred = baseline.predict(dishes, allowed_roots)  # type: ignore[attr-defined]
-    return pd.DataFrame({"dish_id": dishes["dish_id"].to_numpy(),
-                         "volume_ml_gt": dishes["volume_ml_gt"].to_numpy(float), "volume_ml_pred": pred,
-                         "failed": False, "error": ""})
+    rows = [{**dish_record(row), "volume_ml_pred": float(v), "failed": False, "error": ""}
+            for (_, row), v in zip(dishes.iterrows(), pred)]
+    h = baseline.height_m() if cfg is not None else None  # type: ignore[attr-defined]
+    if h is not None:
+        for rec, (_, row) in zip(rows, dishes.iterrows()):   # scoring side: measured depth read only here
+            gt, mask = load_reference(row, (int(row["height"]), int(row["width"])), allowed_roots)
+            no_depth = np.full(gt.shape, np.nan, np.float32)
+            rec.update(score_depth(no_depth, gt, mask, K_from_row(row), np.full(gt.shape, h), cfg))
+    return pd.DataFrame(rows)
 
 
 __all__ = ["MeanVolumeBaseline", "AreaHeightBaseline", "fit_baselines",

@@ -6,17 +6,30 @@ for MAPE, median APE and within-20 % (one definition: `pipeline.evaluate.metrics
 the difference `a − b`, a paired bootstrap 95 % interval (dishes resampled with replacement,
 seeded) and a Wilcoxon signed-rank p on the per-dish APE. A verdict says "better" only where
 the interval excludes zero on the favourable side.
+
+The same comparison is repeated within each scene-family group (`by_family`: `rig`, every synthetic
+family but `table`, pooled, the copy of the real experiment; and `table`), from the `scene` the per-dish
+tables carry; tables without one (Nutrition5k) are one group and get no `by_family`. The ring-rescaled
+diagnostic rows read the measured depth and are never planned here (no verdict).
 """
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
 from scipy import stats
 
 from pipeline.evaluate.metrics import volume_metrics
-from pipeline.evaluate.names import MASS_BASELINE_MEAN, SETTINGS
+from pipeline.evaluate.names import (
+    FAMILY_GROUPS,
+    MASS_BASELINE_MEAN,
+    SETTINGS,
+    STAGE0_SUFFIX,
+    family_labels,
+    is_diagnostic,
+)
 
 # metric key -> short name in compare.json; lower APE is better, higher within-20 % is better
 METRICS: dict[str, str] = {"volume_mape": "mape", "volume_median_ape": "median_ape", "within_20pct": "within_20pct"}
@@ -86,13 +99,68 @@ def compare(a: pd.DataFrame, b: pd.DataFrame, n_bootstrap: int = 2000, seed: int
     return out
 
 
+def dish_families(*tables: pd.DataFrame) -> dict[str, str] | None:
+    """dish_id -> family group (`rig` / `table`) from the first table with a `scene` column holding one;
+    None when none does (Nutrition5k: everything is one group)."""
+    for t in tables:
+        if "scene" in t.columns and (fam := family_labels(t["scene"].tolist())) is not None:
+            return dict(zip(t["dish_id"].astype(str), fam))
+    return None
+
+
+def compare_by_family(a: pd.DataFrame, b: pd.DataFrame, n_bootstrap: int = 2000, seed: int = 0,
+                      name_a: str = "a", name_b: str = "b") -> dict[str, dict]:
+    """`compare` within each family group that holds dishes ({group: result}); {} without scenes."""
+    fam = dish_families(a, b)
+    if fam is None:
+        return {}
+    out = {}
+    for g in FAMILY_GROUPS:
+        ids = {d for d, f in fam.items() if f == g}
+        if ids:
+            out[g] = compare(a[a["dish_id"].astype(str).isin(ids)], b[b["dish_id"].astype(str).isin(ids)],
+                             n_bootstrap, seed, f"{name_a} ({g})", f"{name_b} ({g})")
+    return out
+
+
+def read_table(path: Path) -> pd.DataFrame:
+    """A per-dish metrics/eval CSV with `dish_id` and `scene` as text (ids stay ids; no scene -> NaN)."""
+    return pd.read_csv(path, dtype={"dish_id": str, "scene": str})
+
+
+def compare_models(plan: Sequence[tuple[str, str, str, str]], read: Callable[[str], pd.DataFrame],
+                   n_bootstrap: int = 2000, seed: int = 0, log: Callable[[str], None] | None = None
+                   ) -> tuple[dict, dict[str, int]]:
+    """compare.json's `models` section for a `comparison_plan` (`read(row)` gives a row's per-dish table):
+    `<model>.<setting>.vs_<other>` on the whole split and `<model>.<setting>.by_family.<group>.vs_<other>`
+    per family group; and the test dishes per group ({}: no scenes, one group)."""
+    models: dict = {}
+    per_family: dict[tuple[str, str], dict] = {}
+    families: dict[str, int] = {}
+    for model, setting, row, other in plan:
+        a, b = read(row), read(other)
+        vs = vs_key(other, model, STAGE0_SUFFIX)
+        c = models.setdefault(model, {}).setdefault(setting, {})[vs] = compare(a, b, n_bootstrap, seed, row, other)
+        if log:
+            log(f"{row} vs {other}: {c}")
+        for g, cg in compare_by_family(a, b, n_bootstrap, seed, row, other).items():
+            per_family.setdefault((model, setting), {}).setdefault(g, {})[vs] = cg
+            if log:
+                log(f"  {g}: {cg}")
+        if not families and (fam := dish_families(a, b)):
+            families = {g: sum(f == g for f in fam.values()) for g in FAMILY_GROUPS}
+    for (model, setting), by_family in per_family.items():   # after the setting's vs_ keys
+        models[model][setting]["by_family"] = by_family
+    return models, families
+
+
 def comparison_plan(models: Sequence[str], available: set[str], baselines: Sequence[str],
                     settings: dict[str, str], stage0_suffix: str,
                     zero_shot: Sequence[str] = ()) -> list[tuple[str, str, str, str]]:
     """(model, setting, row of the model, row compared against) for every comparison the
     evaluated files allow: each model in each setting vs each baseline, vs its own stage 0 and vs
     each zero-shot model (what fine-tuning gained over a model used as is) in the same setting;
-    each zero-shot model vs each baseline."""
+    each zero-shot model vs each baseline. Diagnostic rows (`is_diagnostic`) are never planned."""
     plan = []
     for m in [*models, *zero_shot]:
         for setting, suffix in settings.items():
@@ -103,7 +171,7 @@ def comparison_plan(models: Sequence[str], available: set[str], baselines: Seque
             if m in models:
                 others += [z + suffix for z in zero_shot]
             for other in others:
-                if other in available:
+                if other in available and not is_diagnostic(row) and not is_diagnostic(other):
                     plan.append((m, setting, row, other))
     return plan
 

@@ -13,6 +13,9 @@ from collections.abc import Iterable, Sequence
 import numpy as np
 
 DEFAULT_BIN_EDGES: tuple[float, ...] = (100.0, 300.0, 600.0)
+# mm edges of the true mean food height (measured depth above its fitted support, in the label's mask):
+# where the height error sits, <15, 15-30, >=30 mm. A module constant until params grows an eval key for it.
+FOOD_HEIGHT_BIN_EDGES_MM: tuple[float, ...] = (15.0, 30.0)
 VOLUME_KEYS = ("volume_mae_ml", "volume_mape", "volume_median_ape", "volume_rmse_ml",
                "volume_bias_pct", "volume_bias_ml", "within_10pct", "within_20pct")
 
@@ -85,8 +88,9 @@ def per_bin_metrics(gt_ml: Sequence[float], pred_ml: Sequence[float],
 
 
 def depth_errors(pred: np.ndarray, gt: np.ndarray, region: np.ndarray) -> dict[str, float]:
-    """AbsRel, RMSE (m) and delta1 (max(p/g, g/p) < 1.25) over `region` pixels where both
-    depths are valid (> 0, finite). NaN metrics when no pixel qualifies."""
+    """AbsRel, RMSE (m), delta1 (max(p/g, g/p) < 1.25) and the median ratio p/g (on the support ring:
+    the global scale the model got wrong) over `region` pixels where both depths are valid (> 0,
+    finite). NaN metrics when no pixel qualifies."""
     pred = np.asarray(pred, dtype=np.float64)
     gt = np.asarray(gt, dtype=np.float64)
     region = np.asarray(region, dtype=bool)
@@ -96,12 +100,14 @@ def depth_errors(pred: np.ndarray, gt: np.ndarray, region: np.ndarray) -> dict[s
     ok = region & np.isfinite(pred) & np.isfinite(gt) & (pred > 0) & (gt > 0)
     n = int(ok.sum())
     if n == 0:
-        return {"abs_rel": float("nan"), "rmse_m": float("nan"), "delta1": float("nan"), "n_px": 0}
+        return {"abs_rel": float("nan"), "rmse_m": float("nan"), "delta1": float("nan"),
+                "median_ratio": float("nan"), "n_px": 0}
     p, g = pred[ok], gt[ok]
     ratio = np.maximum(p / g, g / p)
     return {"abs_rel": float(np.mean(np.abs(p - g) / g)),
             "rmse_m": float(np.sqrt(np.mean((p - g) ** 2))),
             "delta1": float(np.mean(ratio < 1.25)),
+            "median_ratio": float(np.median(p / g)),
             "n_px": n}
 
 
@@ -120,6 +126,23 @@ def height_error_mm(h_pred: np.ndarray, h_gt: np.ndarray, region: np.ndarray) ->
         return {"mae_mm": float("nan"), "bias_mm": float("nan")}
     d = (h_pred[ok] - h_gt[ok]) * 1000.0
     return {"mae_mm": float(np.mean(np.abs(d))), "bias_mm": float(np.mean(d))}
+
+
+def assign_height_bins(height_mm: Sequence[float], edges: Sequence[float] = FOOD_HEIGHT_BIN_EDGES_MM
+                       ) -> np.ndarray:
+    """Bin label per dish by its true mean food height (mm), named like the volume bins (lt15, 15_30,
+    ge30); '' where the height is unknown (NaN)."""
+    h = _as_1d("height_mm", height_mm)
+    labels = np.array(bin_labels(edges), dtype=object)
+    out = labels[np.searchsorted(np.asarray(edges, dtype=np.float64), np.nan_to_num(h), side="right")]
+    out[~np.isfinite(h)] = ""
+    return out
+
+
+def nanmedian(values: Iterable[float]) -> float:
+    """Median ignoring NaN; NaN (not a warning) when nothing is left."""
+    a = np.asarray([v for v in values if v is not None and not math.isnan(v)], dtype=np.float64)
+    return float(np.median(a)) if a.size else float("nan")
 
 
 def nanmean(values: Iterable[float]) -> float:

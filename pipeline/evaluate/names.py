@@ -1,5 +1,6 @@
 """The evaluation's names: the two mask settings and the suffixes of their metrics/eval files, the
-stage-0 and zero-shot rows and what they are, the baselines, the oracle and the mass rows.
+stage-0 and zero-shot rows and what they are, the baselines, the oracle, the ring-rescaled diagnostic,
+the mass rows, and the scene-family groups the comparisons are split by.
 
 Light on purpose (no numpy, no torch, no other pipeline module): the compare and report stages find
 metrics/eval/*.json by these names alone, so they must not load, nor (through their dvc.yaml deps)
@@ -18,6 +19,18 @@ ZERO_SHOT_KIND = "pretrained, not fine-tuned"   # rows of eval.zero_shot: metric
 BASELINE_NAMES = ("baseline_mean", "baseline_area_height")
 # Not a baseline to beat but the ceiling: GT depth through the same masks and geometry.
 ORACLE_NAME = "oracle_gt_depth"
+
+# Not a model row either: a model's predicted depth divided by its per-dish median ratio to the measured
+# depth on the support ring, then the same geometry (given masks). It reads the measured depth, so it never
+# enters a verdict; it tells "does not know the distance" (this row much better) from "does not see the food".
+DIAG_SUFFIX = "_diag_ring_rescaled"   # metrics/eval/<model>[_stage0]_diag_ring_rescaled
+DIAG_KIND = "diagnostic: rescaled to measured ring depth (reads measured depth)"
+
+# Scene-family groups (synthetic index.csv `scene`): `table` (camera distance and focal length drawn per
+# dish), and `rig`: every other family pooled (one overhead camera as on Nutrition5k, the copy of the real
+# experiment). A dish without a scene (Nutrition5k) has no group: everything is one group then.
+RIG, TABLE = "rig", "table"
+FAMILY_GROUPS = (RIG, TABLE)
 
 # Mass rows written by the baselines stage (model-free); the per-model rows are model_rows(model).
 MASS_BASELINE_MEAN = "mass_baseline_mean"
@@ -49,3 +62,22 @@ def stage0_kind(model_cfg: Any) -> str:
 def zero_shot_kind(model_cfg: Any) -> str:
     """The kind of a row from `eval.zero_shot` (a model only evaluated, never trained)."""
     return ZERO_SHOT_KIND if _pretrained(model_cfg) else f"{ZERO_SHOT_KIND} (tiny random config: pretrained null)"
+
+
+def family_group(scene: object) -> str:
+    """`table` for the table family, `rig` for any other scene family, '' without a scene (None, NaN, '')."""
+    if scene is None or (isinstance(scene, float) and scene != scene):
+        return ""
+    scene = str(scene).strip()
+    return "" if not scene or scene.lower() == "nan" else (TABLE if scene == TABLE else RIG)
+
+
+def family_labels(scenes: Sequence[object]) -> list[str] | None:
+    """The group of every dish (`family_group`), or None when no dish has a scene (one group)."""
+    out = [family_group(s) for s in scenes]
+    return out if any(out) else None
+
+
+def is_diagnostic(name: str) -> bool:
+    """A ring-rescaled diagnostic row (reads the measured depth: never a model row, never in a verdict)."""
+    return name.endswith(DIAG_SUFFIX)

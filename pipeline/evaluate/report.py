@@ -1,5 +1,7 @@
 """metrics/report.md: every model (fine-tuned and stage 0, given masks and end to end), the
-baselines, the oracle, and paired comparisons with uncertainty.
+baselines, the oracle, the ring-rescaled diagnostics, and paired comparisons with uncertainty, on the
+whole test split and per scene-family group (rig families pooled, table), with the height error per
+family and true food height.
 
 Built only from metrics/eval/*.json and metrics/compare.json (no recomputation), so the report
 always agrees with what `dvc metrics show/diff` prints.
@@ -15,12 +17,18 @@ import pandas as pd
 from pipeline.evaluate.compare import METRICS, verdict
 from pipeline.evaluate.names import (
     BASELINE_NAMES,
+    DIAG_KIND,
+    DIAG_SUFFIX,
     END_TO_END,
+    FAMILY_GROUPS,
     GIVEN,
     MASS_BASELINE_MEAN,
     ORACLE_NAME,
+    RIG,
     SETTINGS,
     STAGE0_SUFFIX,
+    TABLE,
+    is_diagnostic,
     stage0_kind,
     zero_shot_kind,
 )
@@ -35,11 +43,23 @@ MAIN_COLUMNS: list[tuple[str, str, str]] = [
     ("volume_median_ape", "median APE", "pct"), ("volume_rmse_ml", "RMSE mL", "f1"),
     ("volume_bias_pct", "bias", "spct"), ("within_10pct", "≤10 %", "pct"), ("within_20pct", "≤20 %", "pct"),
     ("depth_abs_rel", "AbsRel mask", "f3"), ("depth_delta1", "δ1 mask", "f3"),
-    ("depth_ring_abs_rel", "AbsRel ring", "f3"), ("height_mae_mm", "height err mm", "f1"),
+    ("depth_ring_abs_rel", "AbsRel ring", "f3"), ("ring_scale_ratio_median", "ring scale", "f3"),
+    ("height_mae_mm", "height err mm", "f1"),
     ("focal_rel_err", "focal err", "pct"),   # models that predict their K (the volume uses the true K)
 ]
 PLOT_FILES = ("scatter.png", "error_hist.png", "error_by_bin.png", "worst_dishes.png")
 METRIC_LABEL = {"volume_mape": "MAPE", "volume_median_ape": "median APE", "within_20pct": "≤20 %"}
+# One family group's columns (eval JSON `by_family.<group>` / `height_bins.<group>.<bin>`)
+FAMILY_COLUMNS: list[tuple[str, str, str]] = [
+    ("n", "n", "int"), ("n_failed", "failed", "int"), ("volume_mape", "MAPE", "pct"),
+    ("volume_median_ape", "median APE", "pct"), ("volume_bias_pct", "bias", "spct"), ("within_20pct", "≤20 %", "pct"),
+    ("depth_ring_abs_rel", "AbsRel ring", "f3"), ("ring_scale_ratio_median", "ring scale", "f3"),
+    ("height_mae_mm", "height err mm", "f1"),
+]
+FAMILY_LABEL = {RIG: "rig families (every scene family but `table`, pooled: the copy of the real experiment)",
+                TABLE: "table family", "all": "whole test split"}
+# How the synthetic generator draws the table family's camera (pipeline/data/views.py, table_camera): per dish.
+TABLE_CAMERA = "camera distance 0.20–0.50 m and focal length 480–700 px (at 640 px width)"
 # Published mass MAE as % of the mean test mass on Nutrition5k: references, not measured here.
 PUBLISHED: list[tuple[str, float, str]] = [
     ("always predict the train mean", 0.585, "Nutrition5k paper, Table 3"),
@@ -53,15 +73,18 @@ PUBLISHED: list[tuple[str, float, str]] = [
 
 def evaluated_names(models: Sequence[str], model_cfg: dict | None = None,
                     zero_shot: Sequence[str] = ()) -> list[tuple[str, str]]:
-    """(name, kind) for every row of the report, models first, each in both settings, then the
-    zero-shot models (eval.zero_shot: "pretrained, not fine-tuned")."""
+    """(name, kind) for every row of the report, models first, each in both settings followed by its
+    ring-rescaled diagnostic (given masks; never a model row), then the zero-shot models (eval.zero_shot:
+    "pretrained, not fine-tuned")."""
     rows = []
     for m in models:
         s0 = stage0_kind((model_cfg or {}).get(m))
         for suffix in SETTINGS.values():
             rows.append((m + suffix, "fine-tuned (stage 2)"))
+        rows.append((m + DIAG_SUFFIX, DIAG_KIND))
         for suffix in SETTINGS.values():
             rows.append((m + STAGE0_SUFFIX + suffix, s0))
+        rows.append((m + STAGE0_SUFFIX + DIAG_SUFFIX, DIAG_KIND))
     for z in zero_shot:
         rows += [(z + suffix, zero_shot_kind((model_cfg or {}).get(z))) for suffix in SETTINGS.values()]
     rows += [(b, "non-learned baseline") for b in BASELINE_NAMES]
@@ -114,16 +137,21 @@ def _ci(c: dict, short: str) -> str:
     return f"{100 * d:+.1f} [{100 * lo:+.1f}, {100 * hi:+.1f}]"
 
 
-def comparison_rows(compare: dict) -> list[dict]:
-    """Flatten metrics/compare.json: one dict per (model, setting, opponent) with verdicts."""
+def comparison_rows(compare: dict, family: str | None = None) -> list[dict]:
+    """Flatten metrics/compare.json: one dict per (model, setting, opponent) with verdicts, on the whole
+    split or (`family`) within one family group (`by_family.<family>`)."""
     out = []
     for model, by_setting in (compare.get("models") or {}).items():
-        for setting, by_vs in by_setting.items():
+        for setting, by_key in by_setting.items():
+            by_vs = by_key if family is None else (by_key.get("by_family") or {}).get(family) or {}
             for vs, c in by_vs.items():
+                if not vs.startswith("vs_"):
+                    continue
                 verdicts = {k: verdict(k, c.get(f"{short}_ci_low", float("nan")),
                                        c.get(f"{short}_ci_high", float("nan")))
                             for k, short in METRICS.items()}
-                out.append({"model": model, "setting": setting, "vs": vs, "c": c, "verdicts": verdicts})
+                out.append({"model": model, "setting": setting, "vs": vs, "c": c, "verdicts": verdicts,
+                            "family": family})
     return out
 
 
@@ -175,9 +203,14 @@ def render_report(results: dict[str, dict], kinds: dict[str, str], report_path: 
         out += ["", f"`unavailable`: {reason}."]
     out += ["", "MAPE / median APE: mean / median of |pred − ref| / ref. Bias: mean of (pred − ref) / ref. "
             "AbsRel, δ1: depth inside the label's mask and on the support ring around it (scoring only). "
+            "Ring scale: median over dishes of each dish's median ratio predicted / measured depth on that ring "
+            "(1 = the model knows the distance; a volume scales as its cube). "
             "Height err: mean |food height above its own fitted support plane − measured height| in that mask. "
             f"`{ORACLE_NAME}` feeds the measured depth itself through the same masks and geometry: the "
-            "error these masks and this geometry leave even with perfect depth.", ""]
+            f"error these masks and this geometry leave even with perfect depth. `*{DIAG_SUFFIX}` rows are "
+            "**diagnostics that read the measured depth**, never model rows and never in a verdict: the "
+            "model's predicted depth divided by its per-dish ring scale, then the same given masks and geometry "
+            "(see *Per scene family*).", ""]
 
     crow = comparison_rows(compare or {})
     if crow:
@@ -197,12 +230,11 @@ def render_report(results: dict[str, dict], kinds: dict[str, str], report_path: 
         out.append(_md_table(header, rows))
         out += ["", "## Verdict", ""]
         for r in crow:
-            other = r["vs"].removeprefix("vs_")
-            other = f"its own stage 0 ({kinds.get(r['model'] + STAGE0_SUFFIX, 'stage 0')})" \
-                if other == "stage0" else f"`{other}`"
-            out.append(f"- `{r['model']}` ({SETTING_LABEL.get(r['setting'], r['setting'])}) vs {other}: "
-                       f"{_verdict_text(r['verdicts'])}.")
+            out.append(f"- `{r['model']}` ({SETTING_LABEL.get(r['setting'], r['setting'])}) vs "
+                       f"{_other_label(r, kinds)}: {_verdict_text(r['verdicts'])}.")
         out.append("")
+
+    out += family_section(results, kinds, compare or {})
 
     if mass:
         out += mass_section(mass, compare)
@@ -231,10 +263,111 @@ def render_report(results: dict[str, dict], kinds: dict[str, str], report_path: 
         if not results[n].get("n_dishes"):
             continue
         links = [f"[{f.removesuffix('.png').replace('_', ' ')}]({link(Path(plots_dir) / n / f)})"
-                 for f in PLOT_FILES if not (n in BASELINE_NAMES and f == "worst_dishes.png")]
+                 for f in PLOT_FILES
+                 if not ((n in BASELINE_NAMES or is_diagnostic(n)) and f == "worst_dishes.png")]
         out.append(f"- `{n}`: " + " · ".join(links))
     out.append("")
     return "\n".join(out)
+
+
+def _other_label(r: dict, kinds: dict[str, str]) -> str:
+    """The opponent of a comparison row as the verdict names it."""
+    other = r["vs"].removeprefix("vs_")
+    return (f"its own stage 0 ({kinds.get(r['model'] + STAGE0_SUFFIX, 'stage 0')})" if other == "stage0"
+            else f"`{other}`")
+
+
+def _range(g: dict, key: str, fmt: str) -> str | None:
+    """'lo–hi' of a group's `<key>_min` / `<key>_max`, None where unknown."""
+    lo, hi = g.get(f"{key}_min"), g.get(f"{key}_max")
+    return None if lo is None or hi is None else f"{fmt.format(lo)}–{fmt.format(hi)}"
+
+
+def family_section(results: dict[str, dict], kinds: dict[str, str], compare: dict) -> list[str]:
+    """Markdown lines of the per-family part: the metrics of every row per family group (rig families
+    pooled, table), the ring-rescaled diagnostics next to their model rows, the paired comparisons and
+    verdicts per group (diagnostics never among them), and the height error per true food-height bin."""
+    out = ["## Per scene family: rig families and table", ""]
+    fam_rows = {g: [n for n in results if g in (results[n].get("by_family") or {})] for g in FAMILY_GROUPS}
+    if not any(fam_rows.values()):
+        out += ["No scene families here: the per-dish tables carry no `scene` (Nutrition5k, or metrics written "
+                "before scenes were recorded), so everything is one group, the whole test split above.", ""]
+    else:
+        table = next((results[n]["by_family"][TABLE] for n in fam_rows[TABLE]), {})
+        seen = [x for x in (_range(table, "fx_px", "{:.0f}") and f"fx {_range(table, 'fx_px', '{:.0f}')} px",
+                            _range(table, "camera_distance_m", "{:.2f}")
+                            and f"camera distance {_range(table, 'camera_distance_m', '{:.2f}')} m") if x]
+        out += [f"`{RIG}`: every synthetic scene family except `{TABLE}` (platform, rails, deep_bowl, metal), "
+                "pooled: one overhead camera at one distance and focal length, as on Nutrition5k, the copy of the "
+                f"real experiment. `{TABLE}`: the synthetic generator draws the {TABLE_CAMERA} **per dish**"
+                + (f" (these test dishes: {', '.join(seen)})" if seen else "") + ". A model without K "
+                "(Depth-Anything takes the image alone) cannot know the metric scale of such a photo from the image: "
+                "the same picture fits a nearer camera with a shorter focal length. The ring-rescaled diagnostic "
+                "quantifies that: it divides the predicted depth by its median ratio to the measured depth on the "
+                "support ring, so the scale is read from the measured depth (a **diagnostic, never a model row**, "
+                "in no verdict). The rescaled row much better than the model row: the model does not know the "
+                "distance. Still bad: it does not see the food.", ""]
+        for g in FAMILY_GROUPS:
+            if not fam_rows[g]:
+                continue
+            rows = [[f"`{n}`", results[n].get("kind") or kinds.get(n, "")]
+                    + [_fmt(results[n]["by_family"][g].get(k), f) for k, _, f in FAMILY_COLUMNS] for n in fam_rows[g]]
+            header = ["row", "kind"] + [h for _, h, _ in FAMILY_COLUMNS]
+            out += [f"### {FAMILY_LABEL[g]}", "", _md_table(header, rows), ""]
+        lines = []
+        for n in results:
+            diag = n + DIAG_SUFFIX
+            for g in FAMILY_GROUPS:
+                a, d = ((results.get(x, {}).get("by_family") or {}).get(g) for x in (n, diag))
+                if a and d:
+                    lines.append(f"- `{n}`, {g}: MAPE {_fmt(a.get('volume_mape'), 'pct')} → "
+                                 f"{_fmt(d.get('volume_mape'), 'pct')} rescaled to the measured ring depth, median "
+                                 f"APE {_fmt(a.get('volume_median_ape'), 'pct')} → "
+                                 f"{_fmt(d.get('volume_median_ape'), 'pct')} (ring scale "
+                                 f"{_fmt(a.get('ring_scale_ratio_median'), 'f3')}).")
+        if lines:
+            out += ["What the distance costs (model row → its diagnostic, same dishes):", "", *lines, ""]
+        crow = [r for g in FAMILY_GROUPS for r in comparison_rows(compare, g)]
+        if crow:
+            out += ["### Paired comparisons per family", "",
+                    "As in *Paired comparisons*, within each family group (same dishes, same bootstrap).", ""]
+            header = ["model", "masks", "family", "vs", "n", "Δ MAPE", "Δ median APE", "Δ ≤20 %", "Wilcoxon p"]
+            rows = [[f"`{r['model']}`", SETTING_LABEL.get(r["setting"], r["setting"]), r["family"],
+                     f"`{r['vs'].removeprefix('vs_')}`", str(r["c"].get("n_dishes", "")),
+                     *[_ci(r["c"], short) for short in METRICS.values()], _fmt_p(r["c"].get("wilcoxon_p"))]
+                    for r in crow]
+            out += [_md_table(header, rows), ""]
+            out += [f"- `{r['model']}` ({SETTING_LABEL.get(r['setting'], r['setting'])}, {r['family']}) vs "
+                    f"{_other_label(r, kinds)}: {_verdict_text(r['verdicts'])}." for r in crow]
+            out.append("")
+    out += height_bins_section(results)
+    return out
+
+
+def height_bins_section(results: dict[str, dict]) -> list[str]:
+    """Height error (mm) per true mean food height bin and family group, for the given-mask rows that
+    predict a food height (models, their diagnostics, area × height, the oracle)."""
+    rows, bins = [], []
+    for n, r in results.items():
+        if n.endswith(SETTINGS[END_TO_END]):
+            continue
+        for g, by_bin in (r.get("height_bins") or {}).items():
+            if not any((v or {}).get("height_mae_mm") is not None for v in by_bin.values()):
+                continue
+            bins += [b for b in by_bin if b not in bins]
+            rows.append((n, g, by_bin))
+    if not rows:
+        return []
+    out = ["### Height error per true food height (mm), given masks", "",
+           "Mean |predicted − measured food height| in the label's mask (mm), by the dish's true mean food height "
+           "(measured depth above its fitted support), dish count in brackets; `baseline_area_height` predicts "
+           "its one train-mean height everywhere.", ""]
+    table = [[f"`{n}`", FAMILY_LABEL.get(g, g).split(" (")[0]]
+             + [f"{_fmt((by_bin.get(b) or {}).get('height_mae_mm'), 'f1')} ({(by_bin.get(b) or {}).get('n', 0)})"
+                for b in bins] for n, g, by_bin in rows]
+    out += [_md_table(["row", "dishes"] + [b.replace("lt", "< ").replace("ge", "≥ ").replace("_", "–") + " mm"
+                                           for b in bins], table), ""]
+    return out
 
 
 def mass_section(mass: dict[str, dict], compare: dict | None = None) -> list[str]:

@@ -13,8 +13,15 @@ the metrics (`mask_source`):
   the code `python -m pipeline.predict` runs on a new photo, and its total volume is scored.
 
 The measured depth is read afterwards, only to score: depth errors inside the scoring mask
-(`mask_path`, the mask of the label) and on its support ring, and the food-height error.
+(`mask_path`, the mask of the label) and on its support ring (with the median ratio predicted /
+measured there: the global scale), the food-height error and the true mean food height.
 The same true K is given to every model.
+
+A DIAGNOSTIC (given masks, `diagnostic=True`): the predicted depth divided by that ring ratio, then the
+same geometry (`<name>_diag_ring_rescaled`). It reads the measured depth, so it is never a model row:
+it separates "does not know the distance" (the rescaled row is much better) from "does not see the
+food" (still bad). Each dish's scene family (`scene`, synthetic) is carried into the tables, and the
+summaries give the metrics per family group (`rig`: every family but `table`) and per food-height bin.
 
 Reference volume: `volume_ml_true` (analytic, synthetic dishes) where present, else the
 label `volume_ml` (measured depth through the same geometry).
@@ -38,15 +45,19 @@ from pipeline import geometry
 from pipeline.config import EvalConfig, MasksConfig, Params, VolumeConfig, as_params, or_default
 from pipeline.evaluate.metrics import (
     DEFAULT_BIN_EDGES,
+    FOOD_HEIGHT_BIN_EDGES_MM,
     assign_bins,
+    assign_height_bins,
+    bin_labels,
     depth_errors,
     focal_rel_err,
     height_error_mm,
     nanmean,
+    nanmedian,
     per_bin_metrics,
     volume_metrics,
 )
-from pipeline.evaluate.names import END_TO_END, GIVEN, SETTINGS
+from pipeline.evaluate.names import DIAG_KIND, DIAG_SUFFIX, END_TO_END, FAMILY_GROUPS, GIVEN, SETTINGS, family_labels
 from pipeline.io import K_from_row, read_dish_depth, read_mask, read_rgb, resolve, write_csv, write_json
 from pipeline.suspect import drop_suspect
 
@@ -57,15 +68,22 @@ DepthPredictor = Callable[[np.ndarray, np.ndarray], "np.ndarray | tuple[np.ndarr
 CSV_COLUMNS = ["dish_id", "volume_ml_gt", "volume_ml_pred", "abs_err_ml", "ape",
                "err_ml", "rel_err", "volume_bin", "failed", "error", "mask_px",
                "depth_abs_rel", "depth_rmse_m", "depth_delta1",
-               "depth_ring_abs_rel", "depth_ring_rmse_m", "depth_ring_delta1",
-               "height_mae_mm", "height_bias_mm", "infer_s", "focal_rel_err"]
+               "depth_ring_abs_rel", "depth_ring_rmse_m", "depth_ring_delta1", "ring_scale_ratio",
+               "height_mae_mm", "height_bias_mm", "food_height_mm", "infer_s", "focal_rel_err",
+               "scene", "fx_px", "camera_distance_m"]
 DEPTH_COLUMNS = ["depth_abs_rel", "depth_rmse_m", "depth_delta1", "depth_ring_abs_rel",
-                 "depth_ring_rmse_m", "depth_ring_delta1", "height_mae_mm", "height_bias_mm"]
+                 "depth_ring_rmse_m", "depth_ring_delta1", "ring_scale_ratio", "height_mae_mm",
+                 "height_bias_mm", "food_height_mm"]
+# What a dish is, copied from the index into every per-dish table: its scene family (synthetic; '' on
+# Nutrition5k) and its camera (the table family draws both per dish: what a model without K cannot know).
+DISH_COLUMNS = {"scene": "scene", "fx_px": "fx", "camera_distance_m": "distance_m"}   # table <- index
 GIVEN_MASK_COLUMN = "given_mask_path"      # masks stage: the depth-free mask of the given setting
 GIVEN_SOURCE_COLUMN = "given_mask_source"  # ... and where it came from (gt_mask, rgb_rule, sam2_rgb)
 GT_MASK_COLUMN = "gt_mask_path"            # synthetic ground truth (ingest): the fallback
 NO_GIVEN_MASKS = "no depth-free masks for these dishes (run the masks stage: given_mask_path)"
 BIN_KEYS = ("n", "volume_mae_ml", "volume_mape", "volume_median_ape", "volume_bias_pct", "within_20pct")
+GROUP_VOLUME_KEYS = ("volume_mape", "volume_median_ape", "volume_bias_pct", "within_20pct")
+DIAG_SCALE_SOURCE = "measured depth on the support ring (median ratio per dish)"
 
 
 @dataclass
@@ -218,29 +236,56 @@ def predict_dish(predict: DepthPredictor, rgb: np.ndarray, K: np.ndarray, settin
     return DishPrediction(depth, mask, vol, height, infer_s=infer_s, focal_rel_err=focal)
 
 
+def ring_rescaled(depth: np.ndarray, ring_scale_ratio: float, rgb: np.ndarray, K: np.ndarray,
+                  given_mask: np.ndarray, cfg: MeasureConfig) -> DishPrediction:
+    """DIAGNOSTIC, reads the measured depth (through the ratio): the predicted depth divided by its
+    median ratio to the measured depth on the support ring, through the same geometry as the model row
+    (`predict_dish`, given masks). A dish without a ratio (no valid ring pixel) fails like a model dish."""
+    if not (np.isfinite(ring_scale_ratio) and ring_scale_ratio > 0):
+        return DishPrediction(depth, given_mask, 0.0, None, failed=True,
+                              error="diagnostic: no valid predicted and measured depth on the support ring")
+    return predict_dish(lambda _rgb, _K: depth / np.float32(ring_scale_ratio), rgb, K, GIVEN, given_mask, cfg)
+
+
 def _nan_depth_record() -> dict:
     return {c: float("nan") for c in DEPTH_COLUMNS}
 
 
 def score_depth(pred: np.ndarray, gt: np.ndarray, mask: np.ndarray, K: np.ndarray,
                 pred_height_m: np.ndarray | None, cfg: MeasureConfig) -> dict:
-    """Depth errors in the scoring mask and on its support ring, and the food-height error,
-    each height measured above its own support plane (GT plane fitted on measured depth)."""
+    """Depth errors in the scoring mask and on its support ring (the ring's median ratio predicted /
+    measured is `ring_scale_ratio`: the global scale), the food-height error, each height measured above
+    its own support plane (GT plane fitted on measured depth), and the true mean food height."""
     rec = _nan_depth_record()
     m = depth_errors(pred, gt, mask)
     rec.update(depth_abs_rel=m["abs_rel"], depth_rmse_m=m["rmse_m"], depth_delta1=m["delta1"])
     valid_gt = np.isfinite(gt) & (gt > 0)
     ring = geometry.support_mask(mask, valid_gt, cfg.volume.ring_px)
     r = depth_errors(pred, gt, ring)
-    rec.update(depth_ring_abs_rel=r["abs_rel"], depth_ring_rmse_m=r["rmse_m"], depth_ring_delta1=r["delta1"])
+    rec.update(depth_ring_abs_rel=r["abs_rel"], depth_ring_rmse_m=r["rmse_m"], depth_ring_delta1=r["delta1"],
+               ring_scale_ratio=r["median_ratio"])
+    try:
+        n_gt, d_gt = geometry.fit_support_plane(gt, mask, K, ring_px=cfg.volume.ring_px)
+    except ValueError:
+        return rec  # GT plane unknown: heights undefined for this dish (NaN, not 0)
+    h_gt = geometry.height_above_plane(gt, K, n_gt, d_gt)
+    rec["food_height_mm"] = nanmean(h_gt[mask & np.isfinite(h_gt)] * 1000.0)
     if pred_height_m is not None:
-        try:
-            n_gt, d_gt = geometry.fit_support_plane(gt, mask, K, ring_px=cfg.volume.ring_px)
-        except ValueError:
-            return rec  # GT plane unknown: height error undefined for this dish (NaN, not 0)
-        h_gt = geometry.height_above_plane(gt, K, n_gt, d_gt)
         h = height_error_mm(pred_height_m, h_gt, mask)
         rec.update(height_mae_mm=h["mae_mm"], height_bias_mm=h["bias_mm"])
+    return rec
+
+
+def dish_record(row: pd.Series) -> dict:
+    """The index's description of a dish every per-dish table keeps (DISH_COLUMNS; '' / NaN where the
+    index lacks the column: Nutrition5k has no scene)."""
+    rec: dict = {"dish_id": row["dish_id"], "volume_ml_gt": float(row["volume_ml_gt"])}
+    for col, src in DISH_COLUMNS.items():
+        v = row.get(src)
+        if col == "scene":
+            rec[col] = "" if v is None or (isinstance(v, float) and v != v) else str(v)
+        else:
+            rec[col] = float(v) if v is not None and v == v else float("nan")
     return rec
 
 
@@ -250,7 +295,18 @@ def evaluate_predictor(predict: DepthPredictor | None, dishes: pd.DataFrame, cfg
     """Per-dish table (CSV_COLUMNS) for a depth predictor over `dishes` (from `select_split`) in one
     setting (GIVEN or END_TO_END). `predict=None` is the oracle: the measured depth itself as the
     prediction, i.e. the ceiling that the masks and the geometry leave for any depth model."""
-    rows = []
+    return evaluate_tables(predict, dishes, cfg, desc, allowed_roots, bin_edges, setting)[0]
+
+
+def evaluate_tables(predict: DepthPredictor | None, dishes: pd.DataFrame, cfg: MeasureConfig,
+                    desc: str = "evaluate", allowed_roots: Sequence[Path] = (),
+                    bin_edges: Sequence[float] = DEFAULT_BIN_EDGES, setting: str = GIVEN,
+                    diagnostic: bool = False) -> tuple[pd.DataFrame, pd.DataFrame | None]:
+    """(`evaluate_predictor`'s table, and with `diagnostic` (given masks only) the ring-rescaled
+    diagnostic's table from the same predictions, or None): one inference pass serves both."""
+    if diagnostic and setting != GIVEN:
+        raise ValueError("the ring-rescaled diagnostic uses the given masks (setting 'given')")
+    rows, diag_rows = [], []
     for _, row in tqdm(dishes.iterrows(), total=len(dishes), desc=desc, unit="dish"):
         rgb, K = load_inputs(row, allowed_roots)
         shape = rgb.shape[:2]
@@ -267,12 +323,17 @@ def evaluate_predictor(predict: DepthPredictor | None, dishes: pd.DataFrame, cfg
             raise ValueError(f"{row['dish_id']}: {e}") from None
         # --- scoring side: the measured depth is read only from here on
         gt, score_mask = ref if ref is not None else load_reference(row, shape, allowed_roots)
-        rec: dict = {"dish_id": row["dish_id"], "volume_ml_gt": float(row["volume_ml_gt"]),
-                     "volume_ml_pred": p.volume_ml, "failed": p.failed, "error": p.error,
-                     "mask_px": int(p.mask.sum()), "infer_s": p.infer_s, "focal_rel_err": p.focal_rel_err}
+        rec = {**dish_record(row), "volume_ml_pred": p.volume_ml, "failed": p.failed, "error": p.error,
+               "mask_px": int(p.mask.sum()), "infer_s": p.infer_s, "focal_rel_err": p.focal_rel_err}
         rec.update(score_depth(p.depth, gt, score_mask, K, p.height_m, cfg))
         rows.append(rec)
-    return finish_table(pd.DataFrame(rows), bin_edges)
+        if diagnostic:   # reads the measured depth through the ring ratio: a diagnostic, never a model row
+            q = ring_rescaled(p.depth, rec["ring_scale_ratio"], rgb, K, given, cfg)
+            diag_rows.append({**dish_record(row), "volume_ml_pred": q.volume_ml, "failed": q.failed,
+                              "error": q.error, "mask_px": int(q.mask.sum()), "infer_s": p.infer_s,
+                              **score_depth(q.depth, gt, score_mask, K, q.height_m, cfg)})
+    diag = finish_table(pd.DataFrame(diag_rows), bin_edges) if diagnostic else None
+    return finish_table(pd.DataFrame(rows), bin_edges), diag
 
 
 def finish_table(df: pd.DataFrame, bin_edges: Sequence[float] = DEFAULT_BIN_EDGES) -> pd.DataFrame:
@@ -287,6 +348,8 @@ def finish_table(df: pd.DataFrame, bin_edges: Sequence[float] = DEFAULT_BIN_EDGE
         df["failed"] = False
     if "error" not in df.columns:
         df["error"] = ""
+    if "scene" not in df.columns:
+        df["scene"] = ""
     for c in CSV_COLUMNS:
         if c not in df.columns:
             df[c] = np.nan
@@ -315,10 +378,49 @@ def summarise(table: pd.DataFrame, bin_edges: Sequence[float] = DEFAULT_BIN_EDGE
         out[c] = _clean(nanmean(table[c].to_numpy(float)))
     if "focal_rel_err" in table and table["focal_rel_err"].notna().any():  # the model predicted K
         out["focal_rel_err"] = _clean(nanmean(table["focal_rel_err"].to_numpy(float)))
+    out["ring_scale_ratio_median"] = _clean(nanmedian(table["ring_scale_ratio"].to_numpy(float)))
     out["bins"] = {lab: {k: (int(v[k]) if k == "n" else _clean(v[k])) for k in BIN_KEYS}
                    for lab, v in per_bin_metrics(gt, pred, bin_edges).items()}
+    out.update(group_summaries(table))
     if extra:
         out.update(extra)
+    return out
+
+
+def group_metrics(table: pd.DataFrame) -> dict:
+    """Metrics of one group of dishes (a family, a food-height bin): n, volume errors, the ring's
+    AbsRel and median scale ratio, the height error (mm) and the mean true food height."""
+    vm = volume_metrics(table["volume_ml_gt"].to_numpy(float), table["volume_ml_pred"].to_numpy(float))
+    out: dict = {"n": int(len(table)), "n_failed": int(table["failed"].astype(bool).sum())}
+    out.update({k: _clean(vm[k]) for k in GROUP_VOLUME_KEYS})
+    out["depth_ring_abs_rel"] = _clean(nanmean(table["depth_ring_abs_rel"].to_numpy(float)))
+    out["ring_scale_ratio_median"] = _clean(nanmedian(table["ring_scale_ratio"].to_numpy(float)))
+    for k in ("height_mae_mm", "height_bias_mm", "food_height_mm"):
+        out[k] = _clean(nanmean(table[k].to_numpy(float)))
+    for k in ("fx_px", "camera_distance_m"):   # the cameras the group's dishes were seen with
+        v = table[k].to_numpy(float)
+        out[f"{k}_min"], out[f"{k}_max"] = ((_clean(np.nanmin(v)), _clean(np.nanmax(v))) if np.isfinite(v).any()
+                                            else (None, None))
+    return out
+
+
+def group_summaries(table: pd.DataFrame,
+                    height_edges: Sequence[float] = FOOD_HEIGHT_BIN_EDGES_MM) -> dict:
+    """`by_family.<rig|table>` (only when the dishes have a scene: on Nutrition5k everything is one
+    group and the key is absent) and `height_bins.<all|rig|table>.<lt15|15_30|ge30>` by the true mean
+    food height (only where it is known: rows that read no measured depth have none)."""
+    out: dict = {}
+    fam = family_labels(table["scene"].tolist()) if len(table) and "scene" in table.columns else None
+    groups: dict[str, np.ndarray] = {"all": np.ones(len(table), bool)}
+    if fam is not None:
+        fam_arr = np.asarray(fam, dtype=object)
+        present = [g for g in FAMILY_GROUPS if (fam_arr == g).any()]
+        out["by_family"] = {g: group_metrics(table[fam_arr == g]) for g in present}
+        groups.update({g: fam_arr == g for g in present})
+    if len(table) and np.isfinite(table["food_height_mm"].to_numpy(float)).any():
+        hb = assign_height_bins(table["food_height_mm"].to_numpy(float), height_edges)
+        out["height_bins"] = {g: {lab: group_metrics(table[sel & (hb == lab)]) for lab in bin_labels(height_edges)}
+                              for g, sel in groups.items()}
     return out
 
 
@@ -384,28 +486,44 @@ def write_unavailable(name: str, reason: str, metrics_dir: Path, plots_dir: Path
     return summary
 
 
+def diagnostic_extra(name: str, mask_source: str) -> dict:
+    """What a ring-rescaled diagnostic row is, in its metrics JSON (never a model row)."""
+    return {"mask_source": mask_source, "kind": DIAG_KIND, "diagnostic_of": name, "scale_source": DIAG_SCALE_SOURCE}
+
+
 def evaluate_model(name: str, predict: DepthPredictor | None, dishes: pd.DataFrame, vcfg: MeasureConfig,
                    ecfg: EvalConfig, metrics_dir: Path, plots_dir: Path,
                    allowed_roots: Sequence[Path] = (), setting: str = GIVEN,
-                   extra: dict | None = None) -> dict:
+                   extra: dict | None = None, diagnostic: bool = False) -> dict:
     """Evaluate one predictor in one setting: metrics/eval/<name>[_e2e].{json,csv} and
-    plots/eval/<name>[_e2e]/. Returns the summary (with `mask_source`)."""
+    plots/eval/<name>[_e2e]/; with `diagnostic` (given masks) also the ring-rescaled DIAGNOSTIC
+    <name>_diag_ring_rescaled.{json,csv} and its plots from the same predictions. Returns the model
+    row's summary (with `mask_source`)."""
     from pipeline.evaluate.plots import plot_evaluation
     from pipeline.io import atomic_dir
     out_name = result_name(name, setting)
+    diagnostic = diagnostic and setting == GIVEN
     if setting == GIVEN:
         source = given_mask_source(dishes)
         if source is None:
+            if diagnostic:
+                write_unavailable(name + DIAG_SUFFIX, NO_GIVEN_MASKS, metrics_dir, plots_dir,
+                                  diagnostic_extra(name, ""))   # mask_source: unavailable
             return write_unavailable(out_name, NO_GIVEN_MASKS, metrics_dir, plots_dir, extra)
     else:
         source = "predicted_depth"
-    table = evaluate_predictor(predict, dishes, vcfg, desc=f"evaluate {out_name}",
-                               allowed_roots=allowed_roots, bin_edges=ecfg.volume_bins, setting=setting)
+    table, diag = evaluate_tables(predict, dishes, vcfg, desc=f"evaluate {out_name}", allowed_roots=allowed_roots,
+                                  bin_edges=ecfg.volume_bins, setting=setting, diagnostic=diagnostic)
     summary = write_results(out_name, table, metrics_dir, ecfg.volume_bins,
                             extra={"mask_source": source, **(extra or {})})
     panels = worst_panels(predict, table, dishes, ecfg.n_worst, vcfg, setting, allowed_roots)
     with atomic_dir(Path(plots_dir) / out_name) as tmp:
         plot_evaluation(out_name, table, tmp, ecfg.volume_bins, panels)
+    if diag is not None:
+        diag_name = name + DIAG_SUFFIX
+        write_results(diag_name, diag, metrics_dir, ecfg.volume_bins, extra=diagnostic_extra(name, source))
+        with atomic_dir(Path(plots_dir) / diag_name) as tmp:
+            plot_evaluation(diag_name, diag, tmp, ecfg.volume_bins)
     return summary
 
 
