@@ -8,13 +8,13 @@ reads what the stages wrote (metrics/train/*.json). The stage-0 score is stage 1
 the stage-0 weights on the same validation dishes before any fine-tuning.
 
     dvc repro labels                                  # the fine-tuning data, once
-    python bench/bench_sizing.py --lane today,rooms1k --lane rooms4k,rooms4k_lr10
+    python bench/bench_sizing.py --lane today,rooms1k --lane rooms4k_official,rooms4k
     python bench/bench_sizing.py                      # print the table of the rows already run
 
 Lanes run side by side (one core each: trainer.threads is 1), rows of a lane one after the
 other; a row with `pretrain_from` reuses that row's stage 0 (same lane, earlier). The row whose
-params are params.yaml's (`rooms4k`) is the committed default: its models/<m>/pretrain is what
-`dvc repro pretrain@<m>` writes on this CPU type.
+params are params.yaml's (`rooms4k`) is the committed default; its stage 0 (rooms4k_official's,
+the same pretrain params) is what `dvc repro pretrain@<m>` writes on this CPU type.
 """
 from __future__ import annotations
 
@@ -40,20 +40,21 @@ BEFORE = {P + "n_rooms": 0, P + "n_dishes": 320, P + "width": 640, P + "height":
 WIDE = {f"model_cfg.{MODEL}.tiny": {"hidden_size": 96, "num_layers": 6, "num_heads": 3,
                                     "neck_hidden_sizes": [32, 64, 96, 128], "fusion_hidden_size": 64,
                                     "head_hidden_size": 32}}
-LR10 = {f"train.recipe_pretrained.{MODEL}.lr_decoder": 5.0e-4,
-        f"train.recipe_pretrained.{MODEL}.lr_encoder": 5.0e-5}
+OFFICIAL = {"train.recipe_stage0.lr_decoder": 5.0e-5,  # DA-V2's official rates (recipe_pretrained)
+            "train.recipe_stage0.lr_encoder": 5.0e-6}
 SHORT = {"train.stage1.epochs": 4, "train.stage2.epochs": 4}  # the costly rows: half the fine-tuning
 ROWS: dict[str, dict] = {
-    "today": {"what": "stage 0 as before: 320 table dishes, 12 epochs, max_depth 2", "set": BEFORE},
+    "today": {"what": "stage 0 as before: 320 table dishes, 12 epochs, max_depth 2", "set": {**BEFORE, **OFFICIAL}},
     "rooms1k": {"what": "1,000 rooms + 320 table dishes, 10 epochs",
-                "set": {P + "n_rooms": 1000, P + "n_dishes": 320, P + "epochs": 10}},
-    "rooms4k": {"what": "4,000 rooms + 640 table dishes, 4 epochs (params.yaml)", "set": {}},
-    "rooms4k_lr10": {"what": "rooms4k's stage 0, fine-tuning LRs x10", "set": LR10, "pretrain_from": "rooms4k"},
+                "set": {P + "n_rooms": 1000, P + "n_dishes": 320, P + "epochs": 10, **OFFICIAL}},
+    "rooms4k_official": {"what": "4,000 rooms + 640 table dishes, 4 epochs", "set": OFFICIAL},
+    "rooms4k": {"what": "rooms4k_official's stage 0, fine-tuning LRs x10 (params.yaml)", "set": {},
+                "pretrain_from": "rooms4k_official"},
     "wide": {"what": "hidden 96, 6 layers (~3x compute); rooms1k's data, 3 epochs; fine-tuning 4 + 4 epochs",
-             "set": {**WIDE, P + "n_rooms": 1000, P + "n_dishes": 320, P + "epochs": 3, **SHORT}},
+             "set": {**WIDE, P + "n_rooms": 1000, P + "n_dishes": 320, P + "epochs": 3, **SHORT, **OFFICIAL}},
     "input2x": {"what": "input 252x336 (~5x compute); rooms1k's scenes at 640x480, 2 epochs; fine-tuning 4 + 4 epochs",
                 "set": {f"model_cfg.{MODEL}.size": [252, 336], P + "n_rooms": 1000, P + "n_dishes": 320,
-                        P + "width": 640, P + "height": 480, P + "epochs": 2, **SHORT}},
+                        P + "width": 640, P + "height": 480, P + "epochs": 2, **SHORT, **OFFICIAL}},
 }
 
 

@@ -250,6 +250,10 @@ class TrainConfig:
     recipe_random: RecipeConfig = field(default_factory=RecipeConfig)
     recipe_pretrained: dict[str, RecipeConfig] = field(
         default_factory=lambda: {k: dataclasses.replace(r) for k, r in PRETRAINED_RECIPES.items()})
+    # the small copy's own recipe, for stages 1-2 from the synthetic stage 0 (models/<model>/pretrain):
+    # Depth-Anything-V2's official schedule at 10x its rates (docs/results/training.md, sweep)
+    recipe_stage0: RecipeConfig = field(default_factory=lambda: RecipeConfig(
+        lr_decoder=5.0e-4, lr_encoder=5.0e-5, warmup_frac=0.0, schedule="poly"))
     pretrain: PretrainConfig = field(default_factory=PretrainConfig)
 
     def stage(self, n: int) -> StageConfig:

@@ -28,14 +28,16 @@ def test_default_row_is_params_yaml_and_runs_the_stage_entries(tmp_path: Path, m
     monkeypatch.setattr(bs, "run", fake_run)
     default = [r for r, spec in bs.ROWS.items() if not spec["set"]]
     assert default == ["rooms4k"]
-    res = bs.run_row("rooms4k")
+    work = bs.prepare("rooms4k")
+    assert load_params(work / "params.yaml") == load_params()
+    assert (work / "stages/pretrain.py").read_bytes() == (io.REPO_ROOT / "stages/pretrain.py").read_bytes()
+    res = bs.run_row(bs.ROWS["rooms4k"]["pretrain_from"])  # the default's stage 0 is that row's
     assert calls == [["stages.pretrain", "--model", bs.MODEL],
                      ["stages.train", "--model", bs.MODEL, "--stage", "1"],
                      ["stages.train", "--model", bs.MODEL, "--stage", "2"]]
-    work = tmp_path / "rooms4k"
-    assert load_params(work / "params.yaml") == load_params()
-    assert (work / "stages/pretrain.py").read_bytes() == (io.REPO_ROOT / "stages/pretrain.py").read_bytes()
-    assert json.loads((tmp_path / "rooms4k.json").read_text())["wall_s"] == res["wall_s"]
+    src = load_params(tmp_path / "rooms4k_official/params.yaml")
+    assert src.train.pretrain == load_params().train.pretrain and src.model_cfg == load_params().model_cfg
+    assert json.loads((tmp_path / "rooms4k_official.json").read_text())["wall_s"] == res["wall_s"]
     # another row changes only its own keys
     bs.prepare("rooms1k")
     p = yaml.safe_load((tmp_path / "rooms1k/params.yaml").read_text())

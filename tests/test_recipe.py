@@ -82,3 +82,12 @@ def test_selection_rule_exports_the_ema_not_a_picked_epoch():
     assert note["weights"] == "ema" and note["epoch"] == 7 and "fixed schedule" in note["why"]
     last = dataclasses.replace(p.train, selection="last")
     assert selection_callbacks(last) == [] and exported_note(last, 7)["weights"] == "last"
+
+
+def test_the_synthetic_stage0_gets_the_small_copys_recipe():
+    """models/<m>/pretrain (the small copy's own stage 0) trains with train.recipe_stage0; a hub id
+    or another folder keeps the official recipe_pretrained."""
+    src, r = recipe_for(_params("models/depth_anything_v2/pretrain"), "depth_anything_v2")
+    assert src == "stage0" and (r.lr_encoder, r.lr_decoder) == (5e-5, 5e-4)
+    src, r = recipe_for(_params("some/other/folder"), "depth_anything_v2")
+    assert src == "pretrained" and (r.lr_encoder, r.lr_decoder) == (5e-6, 5e-5)

@@ -4,27 +4,39 @@ A pretrained checkpoint and a random network need different rates: a metric chec
 decoder is already trained, and 2e-3 (a random decoder's rate) undoes it in a few steps. The
 starting point of every stage is the stage-0 model (`model_cfg.<model>.pretrained`: a
 checkpoint, the synthetic pretraining's output, or null = random), so stages 1 and 2 share its
-recipe; the synthetic pretraining itself starts from random init."""
+recipe; the synthetic pretraining itself starts from random init. A real checkpoint keeps its
+authors' recipe (`train.recipe_pretrained.<model>`). The small copy's synthetic stage 0 has its own
+(`train.recipe_stage0`): a tiny network that has never seen the rig's scale needs larger steps to
+close that gap within the default's few hundred iterations (measured in docs/results/training.md)."""
 from __future__ import annotations
 
 import math
 from collections.abc import Callable
 from typing import Literal
 
-from pipeline.config import Params, RecipeConfig
+from pipeline.config import REPO_ROOT, Params, RecipeConfig
 
-Source = Literal["random", "pretrained"]
+Source = Literal["random", "stage0", "pretrained"]
+
+
+def synthetic_stage0(pretrained: str | None, name: str) -> bool:
+    """Is `pretrained` the synthetic pretraining's output for `name` (models/<name>/pretrain)?"""
+    own = (REPO_ROOT / f"models/{name}/pretrain").resolve()
+    return bool(pretrained) and (REPO_ROOT / str(pretrained)).resolve() == own
 
 
 def recipe_for(params: Params, name: str, source: Source | None = None) -> tuple[Source, RecipeConfig]:
-    """(source, recipe) for model `name`: `train.recipe_pretrained.<name>` when it starts from
-    a checkpoint, `train.recipe_random` from random init. `source` None: from the model's
-    `pretrained` setting."""
+    """(source, recipe) for model `name`: `train.recipe_stage0` from the synthetic stage 0,
+    `train.recipe_pretrained.<name>` from another checkpoint, `train.recipe_random` from random
+    init. `source` None: from the model's `pretrained` setting."""
     from pipeline.models.registry import config_for
     if source is None:
-        source = "pretrained" if config_for(params, name).pretrained else "random"
+        pretrained = config_for(params, name).pretrained
+        source = "random" if not pretrained else "stage0" if synthetic_stage0(pretrained, name) else "pretrained"
     if source == "random":
         return source, params.train.recipe_random
+    if source == "stage0":
+        return source, params.train.recipe_stage0
     recipes = params.train.recipe_pretrained
     if name not in recipes:
         raise ValueError(f"{params.source}: train.recipe_pretrained.{name}: missing (model_cfg.{name}."
