@@ -97,6 +97,11 @@ class Nutrition5kConfig:
 class SplitConfig:
     val_fraction: OpenFraction = 0.15
     test_fraction: OpenFraction = 0.2
+    # Nutrition5k: release = the release's own test ids; session = dishes grouped by capture time
+    # (dish_<unix seconds>; a gap over session_gap_min starts a new session), whole sessions drawn
+    # to the release's test share, so no session spans train and test
+    nutrition5k: Literal["release", "session"] = "release"
+    session_gap_min: PosFloat = 60.0
 
     def check(self, where: str) -> None:
         if self.val_fraction + self.test_fraction >= 1:
