@@ -44,6 +44,7 @@ from pipeline.config import (
 )
 from pipeline.geometry import check_K, resize_K
 from pipeline.measure import Prediction, measure
+from pipeline.paths import MODELS_DIR, model_dir
 
 # Default camera when none is given: the Nutrition5k D435 colour camera (params.yaml
 # nutrition5k.fx at 640 px width, ~55 deg horizontal field of view), scaled to the image width,
@@ -241,7 +242,7 @@ def available_checkpoints(root: Path | None = None) -> list[str]:
     stage1 (fine-tuned) and pretrain (the committed stage 0), as paths relative to the root."""
     root = Path(root) if root is not None else io.REPO_ROOT
     out = []
-    for m in sorted(p for p in (root / "models").glob("*") if p.is_dir()):
+    for m in sorted(p for p in (root / MODELS_DIR).glob("*") if p.is_dir()):
         for stage in ("stage2", "stage1", "pretrain"):
             try:
                 checkpoint(m / stage)
@@ -318,7 +319,7 @@ def predict_depth(image: np.ndarray | str | Path, model_type: str, weights: str 
     if model_type not in model_names():
         raise ValueError(f"model_type: unknown {model_type!r}, expected one of {model_names()}")
     rgb = load_image(image)
-    ck = checkpoint(weights if weights is not None else io.REPO_ROOT / "models" / model_type / "stage2")
+    ck = checkpoint(weights if weights is not None else model_dir(model_type, "stage2"))
     if ck.name != model_type:
         raise ValueError(f"{ck.source}: holds a {ck.name} model, not {model_type}")
     model = _cached_model(ck)
@@ -375,7 +376,7 @@ def not_fine_tuned_note(weights: str | Path | Checkpoint) -> str | None:
     if ck.fine_tuned:
         return None
     return (f"{ck.source} is a pretrained {ck.name} checkpoint, not fine-tuned on food: zero-shot depth "
-            f"(the fine-tuned model is models/{ck.name}/stage2, written by `dvc repro`)")
+            f"(the fine-tuned model is {(MODELS_DIR / ck.name / 'stage2').as_posix()}, written by `dvc repro`)")
 
 
 def trust_warnings(pred: Prediction, weights: str | Path | Checkpoint | None = None,

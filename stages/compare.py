@@ -5,15 +5,17 @@ dishes (paired bootstrap 95 % intervals, Wilcoxon p) -> metrics/compare.json."""
 import pandas as pd
 
 from pipeline import io
+from pipeline.cli import run_stage
 from pipeline.config import load_params
 from pipeline.evaluate.compare import compare, compare_mass, comparison_plan, mass_plan, vs_key
 from pipeline.evaluate.names import BASELINE_NAMES, SETTINGS, STAGE0_SUFFIX, mass_names
+from pipeline.paths import COMPARE_JSON, EVAL_METRICS_DIR, repo_path
 
 
 def main() -> None:
     p = load_params()
     ecfg = p.eval
-    eval_dir = io.REPO_ROOT / "metrics/eval"
+    eval_dir = repo_path(EVAL_METRICS_DIR)
     names = [m + s0 + s for m in p.models for s0 in ("", STAGE0_SUFFIX) for s in SETTINGS.values()]
     names += [z + s for z in p.eval.zero_shot for s in SETTINGS.values()] + list(BASELINE_NAMES)
     available = set()
@@ -40,8 +42,8 @@ def main() -> None:
         c = compare_mass(a, b, ecfg.n_bootstrap, ecfg.seed)
         out["mass"].setdefault(model, {}).setdefault(setting, {})[key] = c
         print(f"{row} vs {other}: {c}")
-    io.write_json(io.REPO_ROOT / "metrics/compare.json", out)
+    io.write_json(repo_path(COMPARE_JSON), out)
 
 
 if __name__ == "__main__":
-    main()
+    run_stage(main)
