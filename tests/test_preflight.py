@@ -30,6 +30,8 @@ def release(tmp_path_factory) -> Path:
 
     root = tmp_path_factory.mktemp("n5k") / "release"
     make_timed_release(root, {f"dish_{1559000000 + 600 * i}": "test" if i % 3 == 0 else "train" for i in range(6)})
+    import pipeline.models  # noqa: F401  (torch and transformers imported once: the checks are timed, not imports)
+    Machine.here()
     return root
 
 
