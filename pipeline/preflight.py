@@ -25,7 +25,7 @@ from pathlib import Path
 from pipeline.config import MasksConfig, Params, TrainerConfig
 
 SAMPLE_DISHES = 8           # dish folders validated (spread over the sorted ids)
-MAX_BAD_SAMPLE_SHARE = 0.25  # more failing than this: the root or the depth range is wrong, not a few bad files
+MAX_BAD_SAMPLE_SHARE = 0.5   # more failing than this: the root or the depth range is wrong, not a few bad files
 # Disk: per dish, the masks stage's PNGs and tables (~20 kB) and the DVC cache's copy; per trained
 # model, 2 stages x (exported weights + the DVC cache's copy + Lightning's resume checkpoint, weights
 # and two Adam moments) ~ 12x the checkpoint's weights; plus a margin for plots, logs and temp files.
