@@ -57,19 +57,13 @@ def global_density(train: pd.DataFrame) -> float:
 def stage_inputs(argv: list[str] | None, doc: str | None) -> tuple[str, Params, pd.DataFrame, pd.DataFrame]:
     """(model, params, index, train rows) of a per-model mass stage (`python -m stages.mass[_head] MODEL`);
     the train rows leave suspect dishes out while `suspect.exclude`."""
-    import argparse
-
-    from pipeline.config import load_params
+    from pipeline.cli import model_parser, parse_model_args
+    from pipeline.paths import INDEX_CSV, repo_path
     from pipeline.suspect import drop_suspect
 
-    ap = argparse.ArgumentParser(description=doc)
-    ap.add_argument("model", help="a name from params.yaml `models:`")
-    name = ap.parse_args(argv).model
-    p = load_params()
-    if name not in p.models:
-        raise ValueError(f"model: {name!r} is not in params.yaml models {p.models}")
-    index = io.read_index(io.REPO_ROOT / "data/dishes/index.csv")
-    return name, p, index, drop_suspect(index[index["split"] == "train"], p.suspect.exclude)
+    args, p = parse_model_args(model_parser(doc), argv)
+    index = io.read_index(repo_path(INDEX_CSV))
+    return args.model, p, index, drop_suspect(index[index["split"] == "train"], p.suspect.exclude)
 
 
 def pooled_features(fmap: np.ndarray, mask: np.ndarray) -> np.ndarray:

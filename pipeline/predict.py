@@ -1,5 +1,11 @@
 """Food volume for a new photo: `python -m pipeline.predict IMAGE --model CKPT [--mask M] [--fx ... | --K k.json]`.
 
+CKPT: a weights folder this pipeline trained (models/<model>/stage2: model.json + model.safetensors),
+or a pretrained checkpoint in the network's own format (config.json + weights): the committed stage 0
+(models/<model>/pretrain, so a fresh clone can predict before any `dvc repro`), a local folder, or a
+hub id (depth-anything/..., lpiccinelli/...) already in the local Hugging Face cache. A pretrained
+checkpoint is reported as not fine-tuned.
+
 Prints the volume of each connected food region and the total, a mass estimate (density x volume,
 naming where the density came from: `--density`, else the model's learned mass head beside its
 weights, else its train-split global density, else params `mass.default_density`), and saves an
@@ -15,14 +21,17 @@ from __future__ import annotations
 
 import argparse
 import os
+import re
 import sys
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal
 
 import cv2
 import numpy as np
 
 from pipeline import io
+from pipeline.cli import OneLineParser, fail
 from pipeline.config import (
     PARAMS_FILE,
     MasksConfig,
@@ -35,6 +44,7 @@ from pipeline.config import (
 )
 from pipeline.geometry import check_K, resize_K
 from pipeline.measure import Prediction, measure
+from pipeline.paths import MODELS_DIR, model_dir
 
 # Default camera when none is given: the Nutrition5k D435 colour camera (params.yaml
 # nutrition5k.fx at 640 px width, ~55 deg horizontal field of view), scaled to the image width,
@@ -79,7 +89,7 @@ def load_image(image: np.ndarray | str | Path) -> np.ndarray:
     return as_rgb8(image)
 
 
-def working_size(wdir: Path, shape: tuple[int, int]) -> tuple[int, int]:
+def working_size(wdir: Path | Checkpoint, shape: tuple[int, int]) -> tuple[int, int]:
     """(H, W) a photo of `shape` is measured at: itself when small, else downscaled (aspect kept)
     to a long side of max(WORK_MIN_LONG_PX, 2x the model's input long side)."""
     h, w = shape
@@ -90,7 +100,7 @@ def working_size(wdir: Path, shape: tuple[int, int]) -> tuple[int, int]:
     return max(1, round(h * s)), max(1, round(w * s))
 
 
-def to_working_size(wdir: Path, rgb: np.ndarray, K: np.ndarray | None = None,
+def to_working_size(wdir: Path | Checkpoint, rgb: np.ndarray, K: np.ndarray | None = None,
                     mask: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray | None, np.ndarray | None]:
     """(rgb, K, mask) at `working_size`: area-averaged pixels, K scaled with the pixel-centre
     convention of `resize_K`, the mask area-averaged and thresholded at half. Volumes keep their
@@ -123,35 +133,144 @@ def load_K_json(path: str | Path) -> np.ndarray:
     return check_K(K, str(path))
 
 
-def weights_dir(weights: str | Path) -> Path:
-    """A weights folder (model.safetensors + model.json) from the folder or the .safetensors path."""
+# --- checkpoints ---------------------------------------------------------------------------
+
+PRETRAINED_CONFIG = "config.json"   # a checkpoint in the network's own format (transformers, hub mixin)
+# config.json `model_type` -> the registered model that loads it (`model_cfg.<model>.pretrained`)
+PRETRAINED_TYPES = {"depth_anything": "depth_anything_v2", "depth_pro": "depth_pro", "zoedepth": "zoedepth"}
+_HUB_ID = re.compile(r"[A-Za-z0-9][\w.-]*/[\w.-]+")
+
+
+@dataclass(frozen=True)
+class Checkpoint:
+    """What `--model` names, resolved to a local folder: `weights` (this pipeline's export:
+    model.json + model.safetensors) or `pretrained` (config.json + weights, as from_pretrained
+    reads it: the committed stage 0, a local folder, a hub id from the local cache)."""
+    path: Path                           # the local folder
+    name: str                            # the registered model that runs it
+    kind: Literal["weights", "pretrained"]
+    source: str                          # what the caller passed (a path or a hub id)
+    size: tuple[int, int] | None = None  # input (H, W) a pretrained checkpoint was trained at, if known
+
+    @property
+    def fine_tuned(self) -> bool:
+        return self.kind == "weights"
+
+
+def checkpoint(model: str | Path | Checkpoint) -> Checkpoint:
+    """Resolve `--model`: a folder (or its model.safetensors) holding model.json -> trained weights;
+    a folder with config.json -> a pretrained checkpoint; `org/name` that is no folder here -> the
+    hub checkpoint's snapshot in the local Hugging Face cache (never downloaded). Relative folders
+    are found from the working directory, then from the repository root. ValueError in one line."""
+    if isinstance(model, Checkpoint):
+        return model
     from pipeline.models.inference import META_FILE, WEIGHTS_FILE
-    p = Path(weights)
+
+    source = str(model)
+    p = Path(source)
     if p.is_file() and p.suffix == ".safetensors":
         p = p.parent
+    if not p.is_dir() and not p.is_absolute() and (io.REPO_ROOT / p).is_dir():
+        p = io.REPO_ROOT / p
     if not p.is_dir():
-        raise ValueError(f"--model {weights}: not found (expected a folder with {WEIGHTS_FILE} "
-                         f"and {META_FILE}, e.g. models/depth_anything_v2/stage2)")
-    for f in (WEIGHTS_FILE, META_FILE):
-        if not (p / f).is_file():
-            raise ValueError(f"--model {weights}: {p / f} is missing")
-    return p
+        if _HUB_ID.fullmatch(source) and not source.startswith("."):
+            return _pretrained(_hub_snapshot(source), source)
+        raise ValueError(f"--model {source}: not found (expected a folder with {WEIGHTS_FILE} and {META_FILE}, "
+                         "e.g. models/depth_anything_v2/stage2; a pretrained checkpoint folder with "
+                         f"{PRETRAINED_CONFIG}, e.g. models/depth_anything_v2/pretrain; or a hub id in the "
+                         "local Hugging Face cache)")
+    if (p / META_FILE).is_file() or not (p / PRETRAINED_CONFIG).is_file():
+        for f in (WEIGHTS_FILE, META_FILE):
+            if not (p / f).is_file():
+                raise ValueError(f"--model {source}: {p / f} is missing")
+        meta = io.read_json(p / META_FILE)
+        name = meta.get("name") if isinstance(meta, dict) else None
+        if not name:
+            raise ValueError(f"{p / META_FILE}: no model name")
+        return Checkpoint(p, str(name), "weights", source)
+    return _pretrained(p, source)
 
 
-def model_name(weights: str | Path) -> str:
-    """The architecture a weights folder holds (model.json `name`)."""
+def _hub_snapshot(repo_id: str) -> Path:
+    """The local cache's snapshot folder of a hub checkpoint (offline: nothing is downloaded)."""
+    from huggingface_hub import constants, try_to_load_from_cache
+
+    found = try_to_load_from_cache(repo_id, PRETRAINED_CONFIG)
+    if not isinstance(found, str):
+        raise ValueError(f"--model {repo_id}: not a folder here and not in the local Hugging Face cache "
+                         f"({constants.HF_HUB_CACHE}); on a machine with network run `hf download {repo_id}` "
+                         "(or pass a local folder of the checkpoint)")
+    return Path(found).parent
+
+
+def _pretrained(folder: Path, source: str) -> Checkpoint:
+    """A pretrained checkpoint: the registered model its config.json names, and its input size when
+    it is the checkpoint params.yaml's `model_cfg.<model>.pretrained` names (the committed stage 0,
+    trained at `model_cfg.<model>.size`)."""
+    cfg = io.read_json(folder / PRETRAINED_CONFIG)
+    cfg = cfg if isinstance(cfg, dict) else {}
+    inner = cfg.get("config") if isinstance(cfg.get("config"), dict) else cfg
+    model = inner.get("model") if isinstance(inner.get("model"), dict) else {}
+    if cfg.get("model_type") in PRETRAINED_TYPES:
+        name = PRETRAINED_TYPES[cfg["model_type"]]
+    elif str(model.get("name", "")).startswith("UniDepthV2"):
+        name = "unidepth_v2"
+    else:
+        raise ValueError(f"--model {source}: {folder / PRETRAINED_CONFIG} is no checkpoint this pipeline runs "
+                         f"(model_type {cfg.get('model_type')!r}; known: {sorted(PRETRAINED_TYPES)}, UniDepthV2)")
+    return Checkpoint(folder, name, "pretrained", source, _stage0_size(folder, name))
+
+
+def _stage0_size(folder: Path, name: str) -> tuple[int, int] | None:
+    """`model_cfg.<name>.size` when params.yaml's `model_cfg.<name>.pretrained` is `folder`."""
+    if not PARAMS_FILE.is_file():
+        return None
+    from pipeline.models import config_for
+    from pipeline.models.base import checkpoint_source
+
+    p = load_params()
+    if name not in p.model_cfg:
+        return None
+    cfg = config_for(p, name)
+    if not cfg.pretrained or Path(checkpoint_source(cfg.pretrained)).resolve() != folder.resolve():
+        return None
+    return int(cfg.size[0]), int(cfg.size[1])
+
+
+def available_checkpoints(root: Path | None = None) -> list[str]:
+    """The checkpoints in a checkout that `--model` takes, best first per model: models/<m>/stage2,
+    stage1 (fine-tuned) and pretrain (the committed stage 0), as paths relative to the root."""
+    root = Path(root) if root is not None else io.REPO_ROOT
+    out = []
+    for m in sorted(p for p in (root / MODELS_DIR).glob("*") if p.is_dir()):
+        for stage in ("stage2", "stage1", "pretrain"):
+            try:
+                checkpoint(m / stage)
+            except ValueError:
+                continue
+            out.append((m / stage).relative_to(root).as_posix())
+    return out
+
+
+def weights_dir(weights: str | Path | Checkpoint) -> Path:
+    """The local folder of a checkpoint (`checkpoint`): trained weights (model.safetensors +
+    model.json; the folder or its .safetensors path) or a pretrained checkpoint's folder."""
+    return checkpoint(weights).path
+
+
+def model_name(weights: str | Path | Checkpoint) -> str:
+    """The architecture a checkpoint holds (model.json `name`, or what its config.json names)."""
+    return checkpoint(weights).name
+
+
+def inference_size(wdir: Path | Checkpoint, shape: tuple[int, int], multiple: int) -> tuple[int, int]:
+    """(H, W) for the model: its trained size (model.json cfg; the stage-0 checkpoint: its
+    model_cfg size), else DEFAULT_WIDTH_PX wide."""
     from pipeline.models.inference import META_FILE
-    meta = io.read_json(weights_dir(weights) / META_FILE)
-    name = meta.get("name") if isinstance(meta, dict) else None
-    if not name:
-        raise ValueError(f"{weights_dir(weights) / META_FILE}: no model name")
-    return str(name)
-
-
-def inference_size(wdir: Path, shape: tuple[int, int], multiple: int) -> tuple[int, int]:
-    """(H, W) for the model: its trained size from model.json cfg, else DEFAULT_WIDTH_PX wide."""
-    from pipeline.models.inference import META_FILE
-    cfg = (io.read_json(wdir / META_FILE) or {}).get("cfg") or {}
+    ck = checkpoint(wdir)
+    if ck.size is not None:
+        return ck.size
+    cfg = (io.read_json(ck.path / META_FILE) or {}).get("cfg") or {} if ck.fine_tuned else {}
     for k in ("infer_size", "input_size", "size"):
         s = cfg.get(k) if isinstance(cfg, dict) else None
         if isinstance(s, (list, tuple)) and len(s) == 2:
@@ -162,25 +281,33 @@ def inference_size(wdir: Path, shape: tuple[int, int], multiple: int) -> tuple[i
     return H, W
 
 
-def _cached_model(wdir: Path):
-    """The model in a weights folder, loaded once (predict is often called per photo)."""
+def _cached_model(wdir: Path | Checkpoint):
+    """The model of a checkpoint, loaded once (predict is often called per photo): trained weights
+    from model.json, a pretrained checkpoint as `model_cfg.<model>.pretrained` loads it."""
+    from pipeline.models import build_model
     from pipeline.models.inference import load_model
-    key = str(wdir.resolve())
+    ck = checkpoint(wdir)
+    key = str(ck.path.resolve())
     if key not in _MODEL_CACHE:
         _MODEL_CACHE.clear()
-        _MODEL_CACHE[key] = load_model(wdir)
+        if ck.fine_tuned:
+            _MODEL_CACHE[key] = load_model(ck.path)
+        else:
+            from transformers.utils import logging as hf_logging
+            hf_logging.disable_progress_bar()   # one line per failure, results on stdout: no bars
+            _MODEL_CACHE[key] = build_model(ck.name, {"pretrained": str(ck.path.resolve())}).eval()
     return _MODEL_CACHE[key]
 
 
-def k_source_of(weights: str | Path, K: np.ndarray | None) -> str:
+def k_source_of(weights: str | Path | Checkpoint, K: np.ndarray | None) -> str:
     """Where the K of a prediction comes from: the caller (`given`), the model's own camera head
     (`predicted`: a model with `predicts_K`, e.g. UniDepth with camera: predict), or `default_K`."""
     if K is not None:
         return "given"
-    return "predicted" if getattr(_cached_model(weights_dir(weights)), "predicts_K", False) else "default"
+    return "predicted" if getattr(_cached_model(checkpoint(weights)), "predicts_K", False) else "default"
 
 
-def predict_depth(image: np.ndarray | str | Path, model_type: str, weights: str | Path | None = None,
+def predict_depth(image: np.ndarray | str | Path, model_type: str, weights: str | Path | Checkpoint | None = None,
                   K: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Metric z-depth (HxW float32 m, at the image's resolution) and the K to measure it with.
 
@@ -192,13 +319,13 @@ def predict_depth(image: np.ndarray | str | Path, model_type: str, weights: str 
     if model_type not in model_names():
         raise ValueError(f"model_type: unknown {model_type!r}, expected one of {model_names()}")
     rgb = load_image(image)
-    wdir = weights_dir(weights if weights is not None else io.REPO_ROOT / "models" / model_type / "stage2")
-    if model_name(wdir) != model_type:
-        raise ValueError(f"{wdir}: holds a {model_name(wdir)} model, not {model_type}")
-    model = _cached_model(wdir)
+    ck = checkpoint(weights if weights is not None else model_dir(model_type, "stage2"))
+    if ck.name != model_type:
+        raise ValueError(f"{ck.source}: holds a {ck.name} model, not {model_type}")
+    model = _cached_model(ck)
     h, w = rgb.shape[:2]
     K_in = check_K(K, "K") if K is not None else default_K(w, h)
-    depth, K_model = predict_depth_array(model, rgb, K_in, inference_size(wdir, (h, w), model.input_multiple))
+    depth, K_model = predict_depth_array(model, rgb, K_in, inference_size(ck, (h, w), model.input_multiple))
     return depth, (K_in if K is not None else K_model)
 
 
@@ -214,15 +341,21 @@ MEAN_HEIGHT_MM = (2.0, 150.0)
 TINY_MAX_PARAMS = 5_000_000   # the tiny configs have < 1 M parameters, the smallest released ones ~25 M
 
 
-def tiny_checkpoint_note(wdir: Path) -> str | None:
+def tiny_checkpoint_note(wdir: Path | Checkpoint) -> str | None:
     """Why a tiny checkpoint's depth is not metric on real photos, naming what it was trained on
     (model.json `trained_on`, written at export), or None for a full-size pretrained one."""
     from pipeline.models.inference import META_FILE
 
-    meta = io.read_json(wdir / META_FILE)
+    ck = checkpoint(wdir)
+    n_params = sum(p.numel() for p in _cached_model(ck).parameters())
+    if not ck.fine_tuned:
+        if n_params >= TINY_MAX_PARAMS:
+            return None
+        return (f"the checkpoint is a tiny {ck.name} model ({n_params / 1e6:.2f} M parameters; released ones have "
+                "25 M or more), trained on synthetic dishes at most: its depth is not metric on real photos")
+    meta = io.read_json(ck.path / META_FILE)
     meta = meta if isinstance(meta, dict) else {}
     cfg = meta.get("cfg") if isinstance(meta.get("cfg"), dict) else {}
-    n_params = sum(p.numel() for p in _cached_model(wdir).parameters())
     if cfg.get("pretrained") is not None and n_params >= TINY_MAX_PARAMS:
         return None
     init = "random init" if cfg.get("pretrained") is None else f"started from {cfg['pretrained']}"
@@ -237,7 +370,16 @@ def tiny_checkpoint_note(wdir: Path) -> str | None:
             f"{init}) trained on {data}: its depth is not metric on real photos")
 
 
-def trust_warnings(pred: Prediction, weights: str | Path | None = None,
+def not_fine_tuned_note(weights: str | Path | Checkpoint) -> str | None:
+    """Why a pretrained checkpoint's volumes are a zero-shot look, or None for fine-tuned weights."""
+    ck = checkpoint(weights)
+    if ck.fine_tuned:
+        return None
+    return (f"{ck.source} is a pretrained {ck.name} checkpoint, not fine-tuned on food: zero-shot depth "
+            f"(the fine-tuned model is {(MODELS_DIR / ck.name / 'stage2').as_posix()}, written by `dvc repro`)")
+
+
+def trust_warnings(pred: Prediction, weights: str | Path | Checkpoint | None = None,
                    max_tilt_deg: float | None = None) -> list[str]:
     """Reasons a prediction cannot be trusted: a tiny checkpoint (`tiny_checkpoint_note`), no support
     plane (no food found above one, or one no camera looks at), an implausible volume."""
@@ -245,7 +387,10 @@ def trust_warnings(pred: Prediction, weights: str | Path | None = None,
 
     out = []
     if weights is not None:
-        note = tiny_checkpoint_note(weights_dir(weights))
+        note = not_fine_tuned_note(weights)
+        if note:
+            out.append(note)
+        note = tiny_checkpoint_note(checkpoint(weights))
         if note:
             out.append(note)
     if not pred.mask.any():
@@ -267,7 +412,7 @@ def trust_warnings(pred: Prediction, weights: str | Path | None = None,
     return out
 
 
-def predict_volume(image: np.ndarray | str | Path, model_type: str, weights: str | Path,
+def predict_volume(image: np.ndarray | str | Path, model_type: str, weights: str | Path | Checkpoint,
                    K: np.ndarray | None = None, mask: np.ndarray | None = None,
                    volume: VolumeConfig | None = None, masks: MasksConfig | None = None) -> Prediction:
     """Depth, mask (given or from geometry on the predicted depth), per-region and total volume at
@@ -287,15 +432,20 @@ class MassEstimate:
     source: str        # where the density came from
 
 
-def estimate_mass(rgb: np.ndarray, pred: Prediction, weights: str | Path, density: float | None = None,
+def estimate_mass(rgb: np.ndarray, pred: Prediction, weights: str | Path | Checkpoint, density: float | None = None,
                   mass: MassConfig | None = None) -> MassEstimate:
     """Mass of the predicted food: `density` (g/mL) when given, else the density the model's mass
     head (models/<model>/mass_head, next to the weights folder) reads from the photo over the food
     mask, else the head folder's train-split global density, else `mass.default_density`."""
     from pipeline.mass import HEAD_DIR, density_source, image_features
 
-    wdir = weights_dir(weights)
-    text, rho, head = density_source(wdir.parent / HEAD_DIR, density, (mass or MassConfig()).default_density)
+    ck = checkpoint(weights)
+    wdir = ck.path
+    default = (mass or MassConfig()).default_density
+    if ck.fine_tuned or density is not None:
+        text, rho, head = density_source(wdir.parent / HEAD_DIR, density, default)
+    else:   # a mass head reads the fine-tuned encoder it was fitted on, never a pretrained one
+        text, rho, head = f"default {default:g} g/mL (a pretrained checkpoint has no mass head)", default, None
     if head is not None:
         if pred.mask.any():
             size = tuple(head.info.get("size") or inference_size(wdir, rgb.shape[:2], 14))
@@ -364,16 +514,13 @@ def save_visualisation(path: str | Path, rgb: np.ndarray, pred: Prediction) -> N
 
 # --- command line -------------------------------------------------------------------------
 
-class _Parser(argparse.ArgumentParser):
-    def error(self, message: str):  # one line and exit 2, like every other failure
-        self.exit(2, f"error: {message} (see --help)\n")
-
-
 def _parser() -> argparse.ArgumentParser:
-    p = _Parser(prog="python -m pipeline.predict", description=__doc__.splitlines()[0])
+    p = OneLineParser(prog="python -m pipeline.predict", description=__doc__.splitlines()[0])
     p.add_argument("image", help="photo (any format OpenCV reads; grayscale, RGB(A), 8 or 16 bit)")
     p.add_argument("--model", required=True, help="weights folder (model.safetensors + model.json) "
-                   "or its model.safetensors, e.g. models/depth_anything_v2/stage2")
+                   "or its model.safetensors, e.g. models/depth_anything_v2/stage2; or a pretrained checkpoint "
+                   "(not fine-tuned): a folder with config.json such as the committed models/depth_anything_v2/"
+                   "pretrain, or a hub id in the local Hugging Face cache (depth-anything/..., lpiccinelli/...)")
     p.add_argument("--mask", help="food mask PNG (food > 127); default: from the predicted depth")
     p.add_argument("--fx", type=float)
     p.add_argument("--fy", type=float, help="default: fx")
@@ -405,8 +552,8 @@ def _run(args: argparse.Namespace) -> _Run:
     if args.fx is None and any(v is not None for v in (args.fy, args.cx, args.cy)):
         raise ValueError("--fy/--cx/--cy need --fx")
     out = check_out(args.out if args.out else Path(args.image).with_name(Path(args.image).stem + "_volume.png"))
-    wdir = weights_dir(args.model)
-    name = model_name(wdir)
+    wdir = checkpoint(args.model)   # resolved once: a hub id keeps its name in the warnings
+    name = wdir.name
     params, mass_cfg = _settings(args.params), _mass_settings(args.params)
     K = load_K_json(args.K_json) if args.K_json else None
     rgb = load_image(args.image)
@@ -429,9 +576,9 @@ def main(argv: list[str] | None = None) -> int:
     try:
         r = _run(args)
     except (ValueError, OSError) as e:
-        return _fail(str(e))
+        return fail(str(e))
     except Exception as e:  # noqa: BLE001 -- an unexpected failure is reported the same way
-        return _fail(f"{type(e).__name__}: {e}")
+        return fail(f"{type(e).__name__}: {e}")
     pred, K = r.pred, r.pred.K
     if r.work_hw != r.photo_hw:
         print(f"image: {r.photo_hw[1]}x{r.photo_hw[0]} measured at {r.work_hw[1]}x{r.work_hw[0]} "
@@ -448,11 +595,6 @@ def main(argv: list[str] | None = None) -> int:
         print(f"WARNING: {w_}")
     print(f"saved {r.out}")
     return 0
-
-
-def _fail(message: str) -> int:
-    print("error: " + " ".join(message.split()), file=sys.stderr)
-    return 2
 
 
 def _settings(params_path: str | None) -> dict:

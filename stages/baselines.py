@@ -7,6 +7,7 @@ and the model-free mass rows (train-mean mass, label volume x global density) ->
 metrics/eval/{mass_baseline_mean,mass_oracle_measured_global}.{json,csv}."""
 
 from pipeline import io
+from pipeline.cli import run_stage
 from pipeline.config import load_params
 from pipeline.evaluate.baselines import baseline_table, fit_baselines
 from pipeline.evaluate.mass import write_mass_baselines
@@ -22,6 +23,7 @@ from pipeline.evaluate.scoring import (
     write_results,
     write_unavailable,
 )
+from pipeline.paths import EVAL_METRICS_DIR, EVAL_PLOTS_DIR, INDEX_CSV, repo_path
 
 KINDS = {"baseline_mean": "non-learned baseline (train mean volume)",
          "baseline_area_height": "non-learned baseline (mask area × train height)"}
@@ -30,9 +32,9 @@ KINDS = {"baseline_mean": "non-learned baseline (train mean volume)",
 def main() -> None:
     p = load_params()
     ecfg = p.eval
-    index = io.read_index(io.REPO_ROOT / "data/dishes/index.csv")
+    index = io.read_index(repo_path(INDEX_CSV))
     roots = p.data_roots()
-    metrics_dir, plots_dir = io.REPO_ROOT / "metrics/eval", io.REPO_ROOT / "plots/eval"
+    metrics_dir, plots_dir = repo_path(EVAL_METRICS_DIR), repo_path(EVAL_PLOTS_DIR)
     dishes = select_split(index, ecfg.split, p.suspect.exclude)
     vcfg = MeasureConfig.from_params(p)
     train = index[index["split"] == "train"]
@@ -60,4 +62,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run_stage(main)

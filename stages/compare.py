@@ -4,9 +4,11 @@ dishes (paired bootstrap 95 % intervals, Wilcoxon p), on the whole split and per
 (`models.<m>.<setting>.by_family.<rig|table>.vs_<other>`, synthetic) -> metrics/compare.json."""
 
 from pipeline import io
+from pipeline.cli import run_stage
 from pipeline.config import load_params
 from pipeline.evaluate.compare import compare_mass, compare_models, comparison_plan, mass_plan, read_table
 from pipeline.evaluate.names import BASELINE_NAMES, RIG, SETTINGS, STAGE0_SUFFIX, TABLE, mass_names
+from pipeline.paths import COMPARE_JSON, EVAL_METRICS_DIR, repo_path
 
 FAMILIES_NOTE = (f"`{RIG}`: every scene family except `{TABLE}`, pooled (one overhead camera, as on Nutrition5k); "
                  f"`{TABLE}`: camera distance and focal length drawn per dish")
@@ -16,7 +18,7 @@ NO_FAMILIES_NOTE = "the per-dish tables carry no scene (Nutrition5k): everything
 def main() -> None:
     p = load_params()
     ecfg = p.eval
-    eval_dir = io.REPO_ROOT / "metrics/eval"
+    eval_dir = repo_path(EVAL_METRICS_DIR)
     names = [m + s0 + s for m in p.models for s0 in ("", STAGE0_SUFFIX) for s in SETTINGS.values()]
     names += [z + s for z in p.eval.zero_shot for s in SETTINGS.values()] + list(BASELINE_NAMES)
     available = set()
@@ -39,8 +41,8 @@ def main() -> None:
                          ecfg.n_bootstrap, ecfg.seed)
         out["mass"].setdefault(model, {}).setdefault(setting, {})[key] = c
         print(f"{row} vs {other}: {c}")
-    io.write_json(io.REPO_ROOT / "metrics/compare.json", out)
+    io.write_json(repo_path(COMPARE_JSON), out)
 
 
 if __name__ == "__main__":
-    main()
+    run_stage(main)

@@ -1,8 +1,10 @@
 """DVC stage `ingest`: data source -> data/raw/ (+ manifest.csv) and metrics/ingest.json."""
 
 from pipeline import io
+from pipeline.cli import run_stage
 from pipeline.config import load_params
 from pipeline.data.ingest import ingest_nutrition5k, ingest_synthetic
+from pipeline.paths import INGEST_JSON, RAW_DIR, repo_path
 
 TIMING_KEYS = ("seconds", "dishes_per_s", "ms_per_dish")
 
@@ -10,7 +12,7 @@ TIMING_KEYS = ("seconds", "dishes_per_s", "ms_per_dish")
 def main() -> None:
     p = load_params()
     d = p.data
-    out = io.REPO_ROOT / "data/raw"
+    out = repo_path(RAW_DIR)
     if d.source == "synthetic":
         _, report = ingest_synthetic(out, d.seed, d.n_dishes, d.width, d.height, d.noise, d.workers,
                                      d.families, p.volume.ring_px)
@@ -18,9 +20,9 @@ def main() -> None:
         _, report = ingest_nutrition5k(out, io.REPO_ROOT / d.root, p.nutrition5k, d.workers,
                                        p.suspect.max_rig_tilt_deg)
     timing = {k: report.pop(k) for k in TIMING_KEYS if k in report}  # printed, not a metric:
-    io.write_json(io.REPO_ROOT / "metrics/ingest.json", report)     # a fresh clone repeats its hash
+    io.write_json(repo_path(INGEST_JSON), report)     # a fresh clone repeats its hash
     print({k: v for k, v in {**report, **timing}.items() if not isinstance(v, (list, dict))})
 
 
 if __name__ == "__main__":
-    main()
+    run_stage(main)

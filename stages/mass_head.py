@@ -5,6 +5,7 @@ import numpy as np
 from tqdm import tqdm
 
 from pipeline import io
+from pipeline.cli import run_stage
 from pipeline.evaluate.scoring import inference_size
 from pipeline.mass import (
     HEAD_DIR,
@@ -15,6 +16,7 @@ from pipeline.mass import (
     train_densities,
     write_global_only,
 )
+from pipeline.paths import TRAIN_METRICS_DIR, model_dir, repo_path
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -24,8 +26,8 @@ def main(argv: list[str] | None = None) -> None:
     dens = train_densities(train)
     rho = global_density(train)
     train = train.loc[dens.index]
-    out_dir = io.REPO_ROOT / "models" / name / HEAD_DIR
-    model = load_model(io.REPO_ROOT / "models" / name / "stage2")
+    out_dir = model_dir(name, HEAD_DIR)
+    model = load_model(model_dir(name, "stage2"))
     size, roots = inference_size(p, name), p.data_roots()
     with io.atomic_dir(out_dir) as tmp:
         try:
@@ -39,9 +41,9 @@ def main(argv: list[str] | None = None) -> None:
             write_global_only(tmp, name, rho, str(e))
             report = {"kind": "global density only", "reason": str(e)}
     report = {"model": name, "global_density_g_ml": round(rho, 4), "n_train_with_mass": int(len(dens)), **report}
-    io.write_json(io.REPO_ROOT / "metrics/train" / f"{name}_mass_head.json", report)
+    io.write_json(repo_path(TRAIN_METRICS_DIR / f"{name}_mass_head.json"), report)
     print(report)
 
 
 if __name__ == "__main__":
-    main()
+    run_stage(main)

@@ -4,6 +4,7 @@ comparisons (metrics/compare.json), all also per scene family, plus plots/report
 from dataclasses import asdict
 
 from pipeline import io
+from pipeline.cli import run_stage
 from pipeline.config import load_params
 from pipeline.evaluate.names import is_diagnostic, mass_names
 from pipeline.evaluate.plots import plot_model_comparison, plot_paired_differences
@@ -12,30 +13,42 @@ from pipeline.evaluate.report import (
     evaluated_names,
     load_results,
     render_report,
+    split_note,
     summary_frame,
     write_report,
+)
+from pipeline.paths import (
+    COMPARE_JSON,
+    EVAL_METRICS_DIR,
+    EVAL_PLOTS_DIR,
+    REPORT_MD,
+    REPORT_PLOTS_DIR,
+    SPLIT_JSON,
+    repo_path,
 )
 
 
 def main() -> None:
     p = load_params()
     kinds = dict(evaluated_names(p.models, p.model_cfg, p.eval.zero_shot))
-    results = load_results(io.REPO_ROOT / "metrics/eval", list(kinds))
-    compare = io.read_json(io.REPO_ROOT / "metrics/compare.json")
-    mass = {n: io.read_json(f) for n in mass_names(p.models)
-            if (f := io.REPO_ROOT / "metrics/eval" / f"{n}.json").is_file()}
-    comparison = io.REPO_ROOT / "plots/report/comparison.png"
-    paired = io.REPO_ROOT / "plots/report/paired.png"
+    eval_dir = repo_path(EVAL_METRICS_DIR)
+    results = load_results(eval_dir, list(kinds))
+    compare = io.read_json(repo_path(COMPARE_JSON))
+    mass = {n: io.read_json(f) for n in mass_names(p.models) if (f := eval_dir / f"{n}.json").is_file()}
+    comparison = repo_path(REPORT_PLOTS_DIR / "comparison.png")
+    paired = repo_path(REPORT_PLOTS_DIR / "paired.png")
     plot_model_comparison(summary_frame({n: r for n, r in results.items()  # diagnostics are not models
                                          if r.get("n_dishes") and not is_diagnostic(n)}), comparison)
     plot_paired_differences(comparison_rows(compare), paired)
-    note = (f"Settings: data.source={p.data.source}, masks.method={p.masks.method} (labels only), "
+    split = io.read_json(f) if (f := repo_path(SPLIT_JSON)).is_file() else None
+    note = (split_note(split) + "\n\n"
+            f"Settings: data.source={p.data.source}, masks.method={p.masks.method} (labels only), "
             f"volume.method={p.volume.method}, loss={asdict(p.loss)}.")
-    report = io.REPO_ROOT / "metrics/report.md"
-    write_report(report, render_report(results, kinds, report, io.REPO_ROOT / "plots/eval", comparison, note,
+    report = repo_path(REPORT_MD)
+    write_report(report, render_report(results, kinds, report, repo_path(EVAL_PLOTS_DIR), comparison, note,
                                        compare, paired, mass))
     print(report.read_text())
 
 
 if __name__ == "__main__":
-    main()
+    run_stage(main)

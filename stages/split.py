@@ -1,18 +1,24 @@
-"""DVC stage `split`: data/raw/manifest.csv -> data/interim/split.csv (seeded train/val/test)."""
+"""DVC stage `split`: data/raw/manifest.csv -> data/interim/split.csv (train/val/test: seeded, or on
+Nutrition5k the release's split or whole capture sessions, `split.nutrition5k`) and
+metrics/split.json (the split's name, sizes and near-duplicate counts across it)."""
 
 from pipeline import io
+from pipeline.cli import run_stage
 from pipeline.config import load_params
 from pipeline.data.ingest import read_manifest
-from pipeline.data.split import assign_splits
+from pipeline.paths import RAW_DIR, SPLIT_CSV, SPLIT_JSON, repo_path
+from pipeline.split_sessions import make_split
 
 
 def main() -> None:
     p = load_params()
-    df = read_manifest(io.REPO_ROOT / "data/raw")
-    df.insert(1, "split", assign_splits(df, p.split.val_fraction, p.split.test_fraction, p.data.seed))
-    io.write_csv(io.REPO_ROOT / "data/interim/split.csv", df)
-    print(df["split"].value_counts().to_dict())
+    df = read_manifest(repo_path(RAW_DIR))
+    split, report = make_split(df, p)
+    df.insert(1, "split", split)
+    io.write_csv(repo_path(SPLIT_CSV), df)
+    io.write_json(repo_path(SPLIT_JSON), report)
+    print(df["split"].value_counts().to_dict(), {k: v for k, v in report.items() if k.startswith("test_with")})
 
 
 if __name__ == "__main__":
-    main()
+    run_stage(main)

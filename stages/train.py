@@ -5,32 +5,28 @@ from stage 1).
 """
 from __future__ import annotations
 
-import argparse
-
-from pipeline.config import REPO_ROOT, load_params  # (no torch yet)
+from pipeline.cli import model_parser, parse_model_args, run_stage  # (no torch yet)
+from pipeline.config import PARAMS_FILE
+from pipeline.paths import CHECKPOINTS_DIR, DVCLIVE_DIR, INDEX_CSV, TRAIN_METRICS_DIR, model_dir, repo_path
 from pipeline.train.cpu import pin_cpu_numerics
 
 
 def main(argv: list[str] | None = None) -> None:
-    ap = argparse.ArgumentParser(description=__doc__)
-    ap.add_argument("--model", required=True, help="a name from params.yaml models:")
+    ap = model_parser(__doc__, option=True)
     ap.add_argument("--stage", required=True, type=int, choices=(1, 2))
-    ap.add_argument("--params", default=str(REPO_ROOT / "params.yaml"))
-    args = ap.parse_args(argv)
-    params = load_params(args.params)
+    ap.add_argument("--params", default=str(PARAMS_FILE))
+    args, params = parse_model_args(ap, argv)
     pin_cpu_numerics(params)
-    if args.model not in params.models:
-        raise ValueError(f"--model: {args.model!r} is not in params.yaml models {params.models}")
-    from pipeline.train.fit import run_stage
+    from pipeline.train.fit import run_stage as fit_stage
     name, k = args.model, args.stage
-    m = run_stage(
+    m = fit_stage(
         name, k, params,
-        index_path=REPO_ROOT / "data/dishes/index.csv",
-        weights_out=REPO_ROOT / f"models/{name}/stage{k}",
-        ckpt_dir=REPO_ROOT / f"checkpoints/{name}/stage{k}",
-        live_dir=REPO_ROOT / f"dvclive/{name}/stage{k}",
-        metrics_path=REPO_ROOT / f"metrics/train/{name}_stage{k}.json",
-        init_weights=REPO_ROOT / f"models/{name}/stage1" if k == 2 else None,
+        index_path=repo_path(INDEX_CSV),
+        weights_out=model_dir(name, f"stage{k}"),
+        ckpt_dir=repo_path(CHECKPOINTS_DIR / name / f"stage{k}"),
+        live_dir=repo_path(DVCLIVE_DIR / name / f"stage{k}"),
+        metrics_path=repo_path(TRAIN_METRICS_DIR / f"{name}_stage{k}.json"),
+        init_weights=model_dir(name, "stage1") if k == 2 else None,
         allowed_roots=params.data_roots(),
     )
     if m:
@@ -41,4 +37,4 @@ def main(argv: list[str] | None = None) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run_stage(main)

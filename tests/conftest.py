@@ -21,13 +21,16 @@ def set_param(params: dict, dotted: str, value: object) -> None:
 
 @pytest.fixture
 def dvc_project(tmp_path: Path):
-    """Factory: copy pipeline/, stages/, dvc.yaml, params.yaml into a fresh git+DVC repo,
-    apply dotted param overrides, return its root. Run stages there with `dvc repro`."""
+    """Factory: copy pipeline/, stages/, dvc.yaml, params.yaml and the committed stage-0 checkpoints
+    (models/<m>/pretrain, as a clone has them) into a fresh git+DVC repo, apply dotted param
+    overrides, return its root. Run stages there with `dvc repro`."""
     def make(overrides: dict | None = None, name: str = "project") -> Path:
         root = tmp_path / name
         root.mkdir()
         for d in ("pipeline", "stages"):
             shutil.copytree(REPO / d, root / d, ignore=shutil.ignore_patterns("__pycache__"))
+        for ckpt in (REPO / "models").glob("*/pretrain"):
+            shutil.copytree(ckpt, root / ckpt.relative_to(REPO))
         shutil.copy(REPO / "dvc.yaml", root / "dvc.yaml")
         params = yaml.safe_load((REPO / "params.yaml").read_text())
         for k, v in (overrides or {}).items():

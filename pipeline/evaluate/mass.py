@@ -10,7 +10,8 @@ as 0 g (APE 100 %), as for volume.
 Rows (metrics/eval/<row>.{json,csv}):
 - `mass_<model>_global[_e2e]`: train-split global density x the model's predicted volume;
 - `mass_<model>_learned[_e2e]`: the model's learned density head x its predicted volume;
-- `mass_<model>_oracle_measured`: the label volume (measured depth) through that learned head;
+- `mass_<model>_oracle_measured`: the label volume (measured depth) through that learned head
+  (these three: `write_model_mass_rows`, stage `mass@<model>`);
 - `mass_oracle_measured_global`: the label volume x the global density;
 - `mass_baseline_mean`: the train split's mean mass for every dish
 (the last two written by the `baselines` stage). The row names live in `pipeline.evaluate.names`,
@@ -18,15 +19,29 @@ their paired comparisons in `pipeline.evaluate.compare`.
 """
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
+from tqdm import tqdm
 
-from pipeline.evaluate.names import MASS_BASELINE_MEAN, MASS_ORACLE_GLOBAL
-from pipeline.io import write_csv, write_json
-from pipeline.mass import global_density, train_densities
+from pipeline.config import Params
+from pipeline.evaluate.names import END_TO_END, GIVEN, MASS_BASELINE_MEAN, MASS_ORACLE_GLOBAL, SETTINGS, model_rows
+from pipeline.evaluate.scoring import (
+    NO_GIVEN_MASKS,
+    MeasureConfig,
+    given_mask_source,
+    given_masks,
+    inference_size,
+    load_given_mask,
+    load_inputs,
+    model_predictor,
+    predict_dish,
+)
+from pipeline.io import read_mask, resolve, write_csv, write_json
+from pipeline.masks.from_depth import geometry_mask
+from pipeline.mass import HEAD_DIR, HEAD_WEIGHTS, DensityHead, global_density, image_features, train_densities
 from pipeline.suspect import drop_suspect
 
 MASS_COLUMNS = ["dish_id", "dropped", "suspect", "mass_g", "mass_g_pred", "volume_ml_pred",
@@ -120,3 +135,116 @@ def write_mass_baselines(index: pd.DataFrame, split: str, exclude_suspect: bool,
                                  "density_source": "global", "global_density_g_ml": round(rho, 4),
                                  "volume_source": "label (measured depth)", "mask_source": "label"})
     return {MASS_BASELINE_MEAN: mean_row, MASS_ORACLE_GLOBAL: oracle_row}
+
+
+# --- one model's rows (stage mass@<model>) ----------------------------------------------------
+
+SUMMARY_KEYS = ("n_dishes", "mass_mae_pct_of_mean", "mass_mae_pct_of_mean_all")
+
+
+def predicted_volumes(name: str, dishes: pd.DataFrame, predict: Callable, cfg: MeasureConfig, roots: Sequence[Path],
+                      eval_dir: Path) -> dict[str, tuple[np.ndarray, np.ndarray, list[str]]]:
+    """setting -> (volume mL, failed, error) per dish: read from the evaluate stage's tables
+    (eval_dir/<model>[_e2e].csv), and for the dishes they left out (suspect) predicted here the
+    same way (`predict_dish`), so the `_all` scores cover every test dish with a mass."""
+    out = {}
+    for setting, sfx in SETTINGS.items():
+        t = pd.read_csv(Path(eval_dir) / f"{name}{sfx}.csv", dtype={"dish_id": str}).set_index("dish_id")
+        vols, failed, errors = [], [], []
+        for _, row in dishes.iterrows():
+            if row["dish_id"] in t.index:
+                r = t.loc[row["dish_id"]]
+                vols.append(float(r["volume_ml_pred"]))
+                failed.append(bool(r["failed"]))
+                errors.append("" if pd.isna(r["error"]) else str(r["error"]))
+                continue
+            rgb, K = load_inputs(row, roots)
+            try:
+                given = load_given_mask(row, rgb.shape[:2], roots) if setting == GIVEN else None
+                d = predict_dish(predict, rgb, K, setting, given, cfg)
+                vols.append(d.volume_ml)
+                failed.append(d.failed)
+                errors.append(d.error)
+            except ValueError as e:
+                vols.append(0.0)
+                failed.append(True)
+                errors.append(str(e)[:200])
+        out[setting] = (np.array(vols), np.array(failed), errors)
+    return out
+
+
+def learned_densities(head: DensityHead, model, dishes: pd.DataFrame, predict: Callable, cfg: MeasureConfig,
+                      size: tuple[int, int], roots: Sequence[Path]) -> dict[str, np.ndarray]:
+    """Density per dish from the head, the features pooled over each setting's mask: the given
+    (depth-free) mask, the mask cut from the model's own depth (end to end), the label's mask."""
+    out = {k: np.full(len(dishes), np.nan) for k in (GIVEN, END_TO_END, "label")}
+    has_given = given_masks(dishes)[0].str.len() > 0
+    for i, (_, row) in enumerate(tqdm(dishes.iterrows(), total=len(dishes), desc="mass features", unit="dish")):
+        rgb, K = load_inputs(row, roots)
+        masks = {"label": read_mask(resolve(row["mask_path"], roots), shape=rgb.shape[:2])}
+        masks[END_TO_END] = geometry_mask(predict(rgb, K), K, cfg.masks.min_height_mm, cfg.masks.min_area_px)
+        if has_given.iloc[i]:
+            masks[GIVEN] = load_given_mask(row, rgb.shape[:2], roots)
+        feats = image_features(model, rgb, list(masks.values()), size)
+        for k, f in zip(masks, feats):
+            if masks[k].any():
+                out[k][i] = float(head.predict(f)[0])
+    return out
+
+
+def write_model_mass_rows(name: str, params: Params, index: pd.DataFrame, train: pd.DataFrame, model_dir: Path,
+                          eval_dir: Path) -> dict[str, dict]:
+    """The mass rows of one model (`model_rows(name)` in eval_dir): its predicted volumes (given
+    masks, end to end) x the train split's global density and x its learned density head
+    (model_dir/mass_head, on the fine-tuned model model_dir/stage2), and the label volume x that
+    head. A row that cannot be scored (no masses, no depth-free masks, no head) is written as
+    unavailable with its reason. Returns row -> summary."""
+    from pipeline.models.inference import load_model
+
+    dishes = scored_dishes(index, params.eval.split, params.suspect.exclude)
+    if dishes.empty:
+        return {r: write_mass_unavailable(r, "no dish masses in this data source", eval_dir, {})
+                for r in model_rows(name)}
+    rho = global_density(train)
+    model = load_model(Path(model_dir) / "stage2")
+    size, roots, cfg = inference_size(params, name), params.data_roots(), MeasureConfig.from_params(params)
+    predict = model_predictor(model, size)
+    vols = predicted_volumes(name, dishes, predict, cfg, roots, eval_dir)
+    head_dir = Path(model_dir) / HEAD_DIR
+    head = DensityHead.load(head_dir) if (head_dir / HEAD_WEIGHTS).is_file() else None
+    dens = learned_densities(head, model, dishes, predict, cfg, size, roots) if head else {}
+    sources = {GIVEN: given_mask_source(dishes[~dishes["dropped"]]) or f"unavailable: {NO_GIVEN_MASKS}",
+               END_TO_END: "predicted_depth"}
+    out: dict[str, dict] = {}
+    for setting, sfx in SETTINGS.items():
+        v, failed, err = vols[setting]
+        common = {"volume_source": f"{name}{sfx}", "mask_source": sources[setting]}
+        if sources[setting].startswith("unavailable"):   # no depth-free masks: as the volume row
+            for d in ("global", "learned"):
+                out[f"mass_{name}_{d}{sfx}"] = write_mass_unavailable(f"mass_{name}_{d}{sfx}", NO_GIVEN_MASKS,
+                                                                      eval_dir, common)
+            continue
+        out[f"mass_{name}_global{sfx}"] = write_mass_row(
+            f"mass_{name}_global{sfx}", mass_table(dishes, rho * v, v, rho, failed, err), eval_dir,
+            {**common, "kind": "global density x predicted volume", "density_source": "global",
+             "global_density_g_ml": round(rho, 4)})
+        row = f"mass_{name}_learned{sfx}"
+        if head is None:
+            out[row] = write_mass_unavailable(row, f"{name} has no learned mass head", eval_dir, common)
+            continue
+        d = dens[setting]
+        no_mask = ~np.isfinite(d)
+        out[row] = write_mass_row(row, mass_table(dishes, d * v, v, d, failed | no_mask,
+                                                  [e or ("no mask" if nm else "") for e, nm in zip(err, no_mask)]),
+                                  eval_dir, {**common, "kind": "learned density x predicted volume",
+                                             "density_source": f"learned ({HEAD_DIR}, alpha {head.alpha:g})"})
+    row = f"mass_{name}_oracle_measured"
+    if head is None:
+        out[row] = write_mass_unavailable(row, f"{name} has no learned mass head", eval_dir, {})
+        return out
+    lv = dishes["volume_ml"].to_numpy(float)
+    out[row] = write_mass_row(row, mass_table(dishes, dens["label"] * lv, lv, dens["label"]), eval_dir,
+                              {"kind": "oracle: label volume (measured depth) x learned density",
+                               "density_source": f"learned ({HEAD_DIR})", "volume_source": "label (measured depth)",
+                               "mask_source": "label"})
+    return out

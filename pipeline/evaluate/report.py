@@ -71,6 +71,26 @@ PUBLISHED: list[tuple[str, float, str]] = [
 ]
 
 
+def split_note(split: dict | None) -> str:
+    """One line naming the split the report scored on (metrics/split.json of the split stage): its
+    kind, sizes and, on Nutrition5k, the test dishes with a train dish captured minutes before or
+    after (near-duplicates a test score can rest on)."""
+    if not split:
+        return "Split: not recorded (metrics/split.json missing: re-run the split stage)."
+    n = split.get("n_dishes", {})
+    sizes = f"{n.get('train', '?')} train, {n.get('val', '?')} val, {n.get('test', '?')} test dishes"
+    mode = split.get("split", "?")
+    if split.get("data_source") != "nutrition5k":
+        return f"Split: `{mode}` (shuffled by dish with data.seed): {sizes}; {split.get('note', '')}."
+    how = {"release": "the release's own test ids",
+           "session": f"whole capture sessions (a gap over {split.get('sessions', {}).get('gap_min', '?')} min "
+                      "starts one) at the release's test share"}.get(mode, mode)
+    near = split.get("test_with_train_within_min") or {}
+    within = ", ".join(f"{v} within {w} min" for w, v in near.items())
+    return (f"Split: Nutrition5k `split.nutrition5k: {mode}` ({how}): {sizes}. Test dishes with a train dish "
+            f"captured nearby (often the same food): {within or 'not counted'}.")
+
+
 def evaluated_names(models: Sequence[str], model_cfg: dict | None = None,
                     zero_shot: Sequence[str] = ()) -> list[tuple[str, str]]:
     """(name, kind) for every row of the report, models first, each in both settings followed by its
