@@ -48,7 +48,7 @@ def test_food_filling_a_deep_bowl_is_flagged_by_its_colour():
 def test_colour_match_of_regions():
     import numpy as np
 
-    from pipeline.masks.rig import colour_match
+    from pipeline.masks.colour import colour_match
     rgb = np.zeros((40, 40, 3), np.uint8)
     rgb[:, :20] = (200, 40, 40)
     rgb[:, 20:] = (150, 150, 150)

@@ -19,7 +19,8 @@ from pipeline.masks.support import Support
 FLOOR_M = 0.006          # a bowl's inner floor above what it stands on (bottom and foot) ...
 FLOOR_UNC_M = 0.003      # ... give or take this
 P_GRID = np.linspace(0.45, 1.0, 12)   # wall exponents of round to conical bowls ...
-FLOOR_SHARE = (0.2, 0.7)  # ... and flat floors spanning this share of the rim radius
+FLOOR_SHARE = (0.0, 0.7)  # ... and flat floors spanning up to this share of the rim radius
+                         # (0: a round bowl, a spherical cap, or a cone to its tip)
 FIT_SLACK = 1.25         # wall shapes whose RMS is within this factor of the best are plausible
 MIN_WALL_PX = 200        # fewer visible wall pixels: no estimate
 
@@ -82,3 +83,10 @@ def _model(r, z, rf, rt, p, z_f, z_t):
 def radius_at(support: Support, height: float) -> float:
     """Radius of the fitted bowl surface at a height above the base plane."""
     return float(np.interp(height, support.heights[1:], support.radii[1:]))
+
+
+def cavity_ml(support: Support, level: float) -> float:
+    """Volume (mL) of the fitted bowl surface's cavity from its floor up to `level`."""
+    z, r = np.asarray(support.heights[1:]), np.asarray(support.radii[1:])
+    zs = np.linspace(z[0], max(level, z[0]), 200)
+    return float(np.trapezoid(np.pi * np.interp(zs, z, r) ** 2, zs) * 1e6)
