@@ -18,7 +18,7 @@ from pipeline.geometry import plane_basis
 from pipeline.geometry.plane import LEVEL_BAND_M
 from pipeline.masks.cleanup import clean_mask, hysteresis
 from pipeline.masks.colour import colour_like, colour_match
-from pipeline.masks.levelled import cavity_ml, levelled_bowl, radius_at
+from pipeline.masks.levelled import MIN_WALL_PX, cavity_ml, levelled_bowl, radius_at
 from pipeline.masks.support import WALL_RISE_M, Support, fit_bowl, surface_height
 
 if TYPE_CHECKING:
@@ -64,9 +64,18 @@ def fit_circle(points: np.ndarray, iters: int = 4, tol: float = 0.03) -> tuple[n
     return c, rad
 
 
-def bowl_axis(g: DishGeometry, K: np.ndarray) -> BowlAxis:
+def rim_height(g: DishGeometry) -> float:
+    """The rim's height above the base: the top of the dish's outline band (food heaped above
+    the rim does not reach the outline)."""
+    band = g.inside & g.edge
+    return float(np.percentile(g.heights[band], 90)) if band.sum() >= 50 else \
+        float(np.percentile(g.heights[g.inside], 95))
+
+
+def bowl_axis(g: DishGeometry, K: np.ndarray, rim_h: float | None = None) -> BowlAxis:
     """The axis through the centre of a circle fitted to the dish outline, back-projected to
-    the rim's height (outline pixels on the image border are left out when enough remain)."""
+    the rim's height (default: the dish's 95th height percentile; outline pixels on the image
+    border are left out when enough remain)."""
     e1, e2 = plane_basis(np.asarray(g.normal, float))
     cs, _ = cv2.findContours(g.dish.astype(np.uint8), cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_NONE)
     outline = max(cs, key=cv2.contourArea)[:, 0, :]
@@ -74,7 +83,7 @@ def bowl_axis(g: DishGeometry, K: np.ndarray) -> BowlAxis:
     c = outline[(outline[:, 0] > 2) & (outline[:, 0] < W - 3) & (outline[:, 1] > 2) & (outline[:, 1] < H - 3)]
     if len(c) < 20:        # the bowl runs out of the frame all round: use the whole outline
         c = outline
-    rim_h = float(np.percentile(g.heights[g.inside], 95))
+    rim_h = float(np.percentile(g.heights[g.inside], 95)) if rim_h is None else float(rim_h)
     rays = np.linalg.solve(K, np.c_[c, np.ones(len(c))].T).T       # rays of outline pixels
     t = -(g.d - rim_h) / (rays @ g.normal)                          # meet the rim's level
     P = rays * t[:, None]
@@ -140,13 +149,14 @@ def wall_pixels(r: np.ndarray, h: np.ndarray, region: np.ndarray, r_max: float) 
     standing in the bowl does not cover it."""
     edges = np.arange(0.0, r_max + ENVELOPE_BIN_M, ENVELOPE_BIN_M)
     b = np.clip(np.digitize(r, edges) - 1, 0, len(edges) - 2)
+    within = region & (r < r_max)
     low = np.full(len(edges) - 1, np.inf)
-    for k in np.unique(b[region & (r < r_max)]):
-        s = h[region & (b == k)]
+    for k in np.unique(b[within]):
+        s = h[within & (b == k)]
         if len(s) >= 50:
             low[k] = np.percentile(s, 10)
     env = np.minimum.accumulate(low[::-1])[::-1]
-    return region & (r < r_max) & (h <= env[b] + WALL_BAND_M)
+    return within & (h <= env[b] + WALL_BAND_M)
 
 
 def food_filling_bowl(g: DishGeometry, axis: BowlAxis, floor: float, thr: float,
@@ -158,10 +168,18 @@ def food_filling_bowl(g: DishGeometry, axis: BowlAxis, floor: float, thr: float,
     surface. None when too little wall is seen to fit. Colour does not decide here (a white
     food in a white bowl): the height does."""
     X, inside, h, level = g.X, g.inside, g.heights, float(g.level)
+    on_level = inside & (np.abs(h - level) < LEVEL_BAND_M) & (axis.radii(X) < axis.radius)
+    axis = _centred_on(axis, X, on_level)
     r = axis.radii(X)
-    rim_top = float(np.percentile(h[inside], 99.5))    # the rim's top, not the wall below it
     wall = wall_pixels(r, h, inside, axis.radius)
-    sup = levelled_bowl(r[wall], h[wall], level, rim_top, g.normal, float(g.d), axis.centre, floor)
+    # where the food meets the wall: only needed when little wall shows above it (the level's
+    # band of heights also takes in the wall's foot, so its edge lies a few mm out)
+    seen = wall & (h > level + 0.004) & (h < axis.rim_h - 0.002)
+    flat = on_level & (r < axis.radius) & (np.abs(h - level) < 0.001)
+    contact = float(np.percentile(r[flat], 95)) \
+        if (seen.sum() < 4 * MIN_WALL_PX or axis.rim_h - level < 0.012) and flat.sum() >= 50 else None
+    sup = levelled_bowl(r[wall], h[wall], level, axis.rim_h, g.normal, float(g.d), axis.centre, floor,
+                        contact_r=contact)
     if sup is None:
         return None
     sup.plane_source = g.plane_source
@@ -175,6 +193,23 @@ def food_filling_bowl(g: DishGeometry, axis: BowlAxis, floor: float, thr: float,
                               min_area_px, rgb)
     sup.uncertainty = _share_of_total(sup, food, X, h, level, float(g.K[0, 0] * g.K[1, 1]))
     return food, sup
+
+
+def _centred_on(axis: BowlAxis, X: np.ndarray, on_level: np.ndarray) -> BowlAxis:
+    """The axis moved to the centre of the food's level surface (a disc, or a ring round a
+    heap, concentric with the bowl): the outline circle is a few mm off where rails, the frame
+    or the platform's edge touch it, and an axis off by d widens every fitted radius by ~d."""
+    if on_level.sum() < 500:
+        return axis
+    P = X[on_level]
+    a, b = P @ axis.e1, P @ axis.e2
+    ok = np.isfinite(a) & np.isfinite(b)
+    pts = np.c_[a[ok], b[ok]]
+    ring = cv2.convexHull(pts.astype(np.float32))[:, 0, :].astype(float)   # the level's outline
+    centre, _ = fit_circle(ring) if len(ring) >= 20 else (pts.mean(axis=0), 0.0)
+    if np.hypot(*(centre - axis.centre)) > 0.25 * axis.radius:
+        return axis    # not a disc round the axis (a level cut by the frame)
+    return BowlAxis(centre, axis.radius, axis.rim_h, axis.e1, axis.e2)
 
 
 def _share_of_total(sup: Support, food: np.ndarray, X: np.ndarray, h: np.ndarray, level: float,

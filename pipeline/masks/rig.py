@@ -22,7 +22,7 @@ from pipeline.config import MasksConfig, or_default
 from pipeline.geometry import backproject, fit_plane
 from pipeline.geometry.plane import LEVEL_BAND_M as _LEVEL_BAND_M
 from pipeline.geometry.plane import levels
-from pipeline.masks.bowls import bowl_axis, food_filling_bowl, food_in_open_bowl
+from pipeline.masks.bowls import bowl_axis, food_filling_bowl, food_in_open_bowl, rim_height
 from pipeline.masks.cleanup import clean_mask, fill_holes, hysteresis, largest_component, noise_floor
 from pipeline.masks.colour import colour_like
 from pipeline.masks.levelled import FLOOR_M
@@ -260,7 +260,7 @@ def rig_mask(depth: np.ndarray, K: np.ndarray, rig_plane: tuple[np.ndarray, floa
         return food_on_platform(g, thr, min_area_px)
     floor = vessel_floor(g, rig_floor_m)
     if floor_hidden(g, floor):
-        out = food_filling_bowl(g, bowl_axis(g, K), floor, thr, min_area_px, rgb)
+        out = food_filling_bowl(g, bowl_axis(g, K, rim_height(g)), floor, thr, min_area_px, rgb)
         if out is not None:
             return out
     if not g.walled and \
