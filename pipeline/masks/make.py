@@ -160,5 +160,9 @@ def masks_from_files(split_csv: Path, raw_dir: Path, out_dir: Path, p: Params,
     floor_m, fits = read_rig_extras(raw_dir)
     cfg = MaskSettings(p.masks, p.suspect, roots, rig, floor_m, fits)
     if rig is not None and fits:
-        cfg.rig_floor_m = release_floor(df, cfg, p.nutrition5k.rig_plane_dishes, floor_m)
-    return make_masks(df, out_dir, cfg, workers=p.data.workers)
+        cfg.rig_floor_m = release_floor(df, cfg, p.nutrition5k.rig_plane_dishes)
+    table, report = make_masks(df, out_dir, cfg, workers=p.data.workers)
+    if rig is not None:   # what the masks stood on: the floor used, and ingest's for comparison
+        report["vessel_floor_m"] = cfg.rig_floor_m
+        report["vessel_floor_ingest_m"] = floor_m
+    return table, report

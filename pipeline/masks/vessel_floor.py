@@ -44,12 +44,11 @@ def dish_floor_evidence(depth: np.ndarray, K: np.ndarray, rig_plane: tuple[np.nd
     return ("plate", g.base + g.level) if plate_like(g) else None
 
 
-def release_floor(df: pd.DataFrame, cfg: MaskSettings, max_dishes: int,
-                  ingest_floor_m: float | None = None) -> float | None:
+def release_floor(df: pd.DataFrame, cfg: MaskSettings, max_dishes: int) -> float | None:
     """The vessel floor (m above the rig plane) from up to `max_dishes` dishes spread over the
     release (the same sample ingest fits the plane on): the median of the platform evidence
-    when any dish shows its platform, else of the plates' floors; None without either.
-    `ingest_floor_m` (rig_plane.json) is only reported against, never trusted alone."""
+    when any dish shows its platform, else of the plates' floors; None without either (ingest's
+    `floor_m`, the median of every dish's lowest level, is reported beside it, not used)."""
     rows = df.to_dict("records")
     idx = np.unique(np.linspace(0, len(rows) - 1, min(max_dishes, len(rows))).astype(int)) if rows else []
     found: dict[str, list[float]] = {"platform": [], "plate": []}
