@@ -37,6 +37,7 @@ FLOOR_TOL_M = 0.010      # a plate's or bowl's floor lies at most this far above
                          # typical vessel floor (plates 4-15 mm thick, bowl bottoms 4-12 mm)
 _PLATE_FOOD_M = 0.008    # food on a plate stands at least this high above its floor ...
 _PLATE_FOOD_SHARE = 0.02  # ... over at least this share of the dish
+_PLATFORM_MAX_M = 0.12   # a platform seen beside the dish stands at most this high
 
 
 def _disc(r: int) -> np.ndarray:
@@ -181,11 +182,29 @@ def dish_geometry(depth: np.ndarray, K: np.ndarray, rig_plane: tuple[np.ndarray,
 def vessel_floor(g: DishGeometry, rig_floor_m: float | None) -> float | None:
     """Step 2: height above the base where a plate's or bowl's floor lies on this rig: the
     release's vessel floor (pipeline.masks.vessel_floor) when the dish stands on a glass
-    platform the depth sees through (base = surround), else FLOOR_M (it stands on the base);
-    None when no base was found and the release gives no floor."""
+    platform the depth sees through (base = surround), else FLOOR_M above what it stands on
+    (a platform seen as the base or beside the dish, or the surround when the release says
+    its vessels stand there); None when nothing says it: no base, or (no release, e.g. a
+    synthetic rig family) only the surround is seen, and a glass platform may hide between."""
     if rig_floor_m is not None and g.plane_source == "release" and (g.on_surround or not g.base_found):
         return float(rig_floor_m) - g.base
-    return FLOOR_M if g.base_found else None
+    if not g.base_found:
+        return None
+    stand = platform_beside(g)
+    if stand is not None:
+        return stand + FLOOR_M
+    if g.on_surround and rig_floor_m is None:
+        return None   # no release says what stands where: a glass platform is possible
+    return FLOOR_M
+
+
+def platform_beside(g: DishGeometry) -> float | None:
+    """Height above the base of a level surface seen beside the dish (not reaching the image
+    border, so not the base): the platform a big bowl stands on when only a rim of it shows."""
+    near = cv2.dilate(g.dish.astype(np.uint8), _disc(_SPLIT_PX)).astype(bool)
+    region = g.valid & ~near & (g.heights > _MAX_FLOOR_M) & (g.heights < _PLATFORM_MAX_M)
+    lv = levels(g.heights, region, _MIN_LEVEL_PX, max_levels=1)
+    return lv[0] if lv else None
 
 
 def floor_hidden(g: DishGeometry, floor: float | None) -> bool:

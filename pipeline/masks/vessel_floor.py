@@ -8,7 +8,8 @@ cannot fake is used, per support kind:
   bowl's typical floor (pipeline.masks.levelled.FLOOR_M);
 - plates: a level floor with no wall around it and food standing on it.
 Food levelled in a bowl has neither. Without such evidence the vessels are taken to stand on the
-surround itself (None: no lift), which is right for a release shot on a flat surface.
+surround itself (FLOOR_M above it), which is right for a release shot on a flat surface and
+wrong for a release of only bowls on a glass platform (nothing in the depth tells those apart).
 """
 from __future__ import annotations
 
@@ -44,10 +45,10 @@ def dish_floor_evidence(depth: np.ndarray, K: np.ndarray, rig_plane: tuple[np.nd
     return ("plate", g.base + g.level) if plate_like(g) else None
 
 
-def release_floor(df: pd.DataFrame, cfg: MaskSettings, max_dishes: int) -> float | None:
+def release_floor(df: pd.DataFrame, cfg: MaskSettings, max_dishes: int) -> float:
     """The vessel floor (m above the rig plane) from up to `max_dishes` dishes spread over the
     release (the same sample ingest fits the plane on): the median of the platform evidence
-    when any dish shows its platform, else of the plates' floors; None without either (ingest's
+    when any dish shows its platform, else of the plates' floors; FLOOR_M without either (ingest's
     `floor_m`, the median of every dish's lowest level, is reported beside it, not used)."""
     rows = df.to_dict("records")
     idx = np.unique(np.linspace(0, len(rows) - 1, min(max_dishes, len(rows))).astype(int)) if rows else []
@@ -63,4 +64,4 @@ def release_floor(df: pd.DataFrame, cfg: MaskSettings, max_dishes: int) -> float
     for kind in ("platform", "plate"):
         if len(found[kind]) >= MIN_DISHES:
             return round(float(np.median(found[kind])), 5)
-    return None
+    return FLOOR_M   # no platform, no plate: the vessels stand on the surround
