@@ -186,8 +186,8 @@ def vessel_floor(g: DishGeometry, rig_floor_m: float | None) -> float | None:
     (a platform seen as the base or beside the dish, or the surround when the release says
     its vessels stand there); None when nothing says it: no base, or (no release, e.g. a
     synthetic rig family) only the surround is seen, and a glass platform may hide between."""
-    if rig_floor_m is not None and g.plane_source == "release" and (g.on_surround or not g.base_found):
-        return float(rig_floor_m) - g.base
+    if rig_floor_m is not None and (g.on_surround or (not g.base_found and g.plane_source == "release")):
+        return float(rig_floor_m) - g.base   # the platform's height above the surround holds in any pose
     if not g.base_found:
         return None
     stand = platform_beside(g)
