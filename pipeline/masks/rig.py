@@ -222,7 +222,9 @@ def plate_like(g: DishGeometry, thr: float = 0.004) -> bool:
     on_floor = g.inside & (np.abs(h_f) < thr)
     if on_floor.sum() <= _PLATE_MIN_INLIERS * g.inside.sum():
         return False
-    return float(np.mean(h_f[g.inside & ~g.edge] > _PLATE_FOOD_M)) >= _PLATE_FOOD_SHARE
+    # the food stands ON the floor, inside its hull (a bowl's wall rises outside its level)
+    on_it = g.inside & ~g.edge & _hull(on_floor) & (h_f > _PLATE_FOOD_M)
+    return float(on_it.sum() / max(g.inside.sum(), 1)) >= _PLATE_FOOD_SHARE
 
 
 def food_on_platform(g: DishGeometry, thr: float, min_area_px: int) -> tuple[np.ndarray, Support]:

@@ -6,7 +6,8 @@ release with many bowls of levelled food drags it up to the food. Here only evid
 cannot fake is used, per support kind:
 - dishes whose platform is seen in depth: the platform's height above the surround, plus a
   bowl's typical floor (pipeline.masks.levelled.FLOOR_M);
-- plates: a level floor with no wall around it and food standing on it.
+- plates: a level floor with no wall around it and food standing on it, inside its hull,
+  in at least a fifth of the dishes.
 Food levelled in a bowl has neither. Without such evidence the vessels are taken to stand on the
 surround itself (FLOOR_M above it), which is right for a release shot on a flat surface and
 wrong for a release of only bowls on a glass platform (nothing in the depth tells those apart).
@@ -24,7 +25,9 @@ from pipeline.masks.levelled import FLOOR_M
 if TYPE_CHECKING:
     from pipeline.masks.make import MaskSettings
 
-MIN_DISHES = 1            # dishes of evidence needed (a two-dish sample release has one plate)
+MIN_DISHES = 1            # dishes of evidence needed (a two-dish sample release has one plate) ...
+MIN_SHARE = 0.2          # ... and this share of the dishes sampled (a heap in a low-walled bowl
+                         # can pass for food on a plate; real plates are most of a release)
 PLATE_FOOD_M = 0.008      # food on a plate stands at least this high above its floor ...
 PLATE_FOOD_SHARE = 0.02   # ... over at least this share of the dish
 
@@ -62,6 +65,6 @@ def release_floor(df: pd.DataFrame, cfg: MaskSettings, max_dishes: int) -> float
         if ev is not None:
             found[ev[0]].append(ev[1])
     for kind in ("platform", "plate"):
-        if len(found[kind]) >= MIN_DISHES:
+        if len(found[kind]) >= max(MIN_DISHES, MIN_SHARE * len(idx)):
             return round(float(np.median(found[kind])), 5)
     return FLOOR_M   # no platform, no plate: the vessels stand on the surround
