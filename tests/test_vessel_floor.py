@@ -14,13 +14,14 @@ pytestmark = pytest.mark.slow
 
 
 def test_bowls_only_release_gets_the_platform_floor(tmp_path) -> None:
+    from pipeline import io
     from pipeline.config import load_params
     from pipeline.data.ingest import ingest_nutrition5k
     from pipeline.data.rig import read_rig_extras, read_rig_plane
     from pipeline.masks.make import MaskSettings
     from pipeline.masks.vessel_floor import release_floor
     from tests.fixtures.bowl_release import write_bowl_release
-    from tests.fixtures.rig_release import PLATFORM_Z
+    from tests.fixtures.rig_release import CAM_Z, PLATFORM_Z
 
     p = load_params()
     tree = tmp_path / "release"
@@ -29,7 +30,10 @@ def test_bowls_only_release_gets_the_platform_floor(tmp_path) -> None:
     ingest_floor, _ = read_rig_extras(tmp_path / "raw")
     cfg = MaskSettings(p.masks, p.suspect, [tree], read_rig_plane(tmp_path / "raw"))
     floor = release_floor(pd.DataFrame(manifest), cfg, 64)
-    truth = PLATFORM_Z + FLOOR_M          # platform top + a bowl's bottom (4-8 mm in the fixture)
+    # platform top above the release's plane (its offset is a median over dishes that show the
+    # surround or only the platform) + a bowl's bottom (4-8 mm in the fixture)
+    d = io.read_json(tmp_path / "raw" / "rig_plane.json")["d"]
+    truth = PLATFORM_Z - (CAM_Z - d) + FLOOR_M
     assert floor is not None and abs(floor - truth) < 0.004, (floor, ingest_floor)
     assert ingest_floor > truth + 0.01     # what the median of lowest levels gave: the food
 
