@@ -6,7 +6,9 @@ known) bounds what any model can learn. Target (issue 9): median APE <= 3 % over
 non-suspect dishes with the default masks. Each dish runs the stages' own code with the
 stage params: pipeline.data.synthetic (ingest) -> depth quantised as the depth PNG stores it ->
 pipeline.masks.food_mask + suspect checks (masks) -> pipeline.masks.support.volume_above_support
-(labels). Tune on seed 0, report held-out seed 1.
+(labels). Tune on seed 0, report held-out seed 1. These are library calls per generated dish,
+not the stages' entries (no data/raw on disk, the rig's vessel floor is not used): figures
+quoted for the stage come from bench/bench_family_labels.py (stages/masks.py, labels.py `run`).
 Usage: python bench/bench_labels.py [--seed 0] [--n 320] [--csv per_dish.csv]
 """
 from __future__ import annotations

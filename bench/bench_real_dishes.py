@@ -1,12 +1,15 @@
 """Real Nutrition5k dishes: offline rig-aware masks and volume labels against hand annotations
 and the scale, at both candidate focal lengths (the release publishes no intrinsics).
 
-    python bench/bench_real_dishes.py [--root RELEASE_ROOT] [--synthetic-seed 11] [--synthetic-n 40]
+    python bench/bench_real_dishes.py [--root RELEASE_ROOT] [--overlay DIR] [--synthetic-seed 11] [--synthetic-n 40]
 
 RELEASE_ROOT: a Nutrition5k release (or a subset in its layout); default params.yaml data.root.
-Annotations: tests/data/n5k_annotations/<dish_id>.png (food = 255), drawn by hand. Prints, per
-dish and focal length: mask IoU, support used, volume, density (mass / volume) and suspect
-flags. The rig plane is fitted across the dishes given, as ingest does.
+Annotations: tests/data/n5k_annotations/<dish_id>.json (a polygon traced by hand, rasterised
+here) or .png (food = 255). Prints, per dish and focal length: mask IoU, support used, volume,
+density (mass / volume), the stated uncertainty and suspect flags, all from the stages' own
+entries (bench/stage_path.py: ingest's rig plane, the masks stage's vessel floor, the labels
+stage), i.e. what `dvc repro labels` gives with data.root=RELEASE_ROOT. `--overlay DIR` writes
+each dish's mask overlay there (look at it before trusting a number).
 
 A second table: the depth-free given masks of the evaluation (pipeline.masks.rgb, RGB only)
 against the same annotations, and, so the rule is not judged on two dishes alone, against the
@@ -16,57 +19,84 @@ seed 7).
 from __future__ import annotations
 
 import argparse
+import dataclasses
+import json
 import os
+import sys
+import tempfile
 from pathlib import Path
 
 os.environ.setdefault("OMP_NUM_THREADS", "1")
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the repo root: bench.stage_path
 
+import cv2
 import numpy as np
+import pandas as pd
 
-from pipeline import io, suspect
+from bench.stage_path import run_stages
+from pipeline import io
 from pipeline.config import Params, load_params
 from pipeline.data.nutrition5k import scan_release
-from pipeline.data.rig import estimate_rig_plane, tilt_deg
 from pipeline.masks.cleanup import iou
-from pipeline.masks.from_depth import food_mask
 from pipeline.masks.rgb import depth_free_mask, sam2_checkpoint_file
-from pipeline.masks.support import volume_above_support
 
 ANNOTATIONS = io.REPO_ROOT / "tests/data/n5k_annotations"
 PAPER_F = 465.0   # px, implied by the paper's numbers (params nutrition5k.fx: the D435 colour camera)
 
 
-def real_dish_table(root: Path, focals=None, params: Params | None = None) -> list[dict]:
-    """One row per (dish with an annotation, focal length; default: params' and the paper's)."""
+def annotation(dish_id: str, shape: tuple[int, int] = (480, 640)) -> np.ndarray | None:
+    """The hand annotation of a dish (food True): `<dish_id>.json`, a polygon traced on the RGB
+    image (rasterised here, so the procedure stays code), else `<dish_id>.png`; None when absent."""
+    poly = ANNOTATIONS / f"{dish_id}.json"
+    if poly.is_file():
+        pts = np.asarray(io.read_json(poly)["polygon_xy"], np.int32)
+        out = np.zeros(shape, np.uint8)
+        cv2.fillPoly(out, [pts], 1)
+        return out.astype(bool)
+    png = ANNOTATIONS / f"{dish_id}.png"
+    return io.read_mask(png) if png.is_file() else None
+
+
+def real_dish_table(root: Path, focals=None, params: Params | None = None,
+                    overlay_dir: Path | None = None) -> list[dict]:
+    """One row per (dish with an annotation, focal length; default: params' and the paper's),
+    through the stages' own entries (bench/stage_path.py: what `dvc repro labels` runs with
+    data.root=`root`). `overlay_dir`: also write each dish's mask overlay (green: mask, red:
+    annotation outline) there."""
     p = params or load_params()
-    n5k = p.nutrition5k
-    focals = focals or (n5k.fx, PAPER_F)
-    m, v = p.masks, p.volume
+    focals = focals or (p.nutrition5k.fx, PAPER_F)
     rows = []
     for f in focals:
-        manifest, _ = scan_release(root, f, f, n5k.cx, n5k.cy)
-        rig = estimate_rig_plane(manifest, [root], p.nutrition5k.rig_plane_dishes,
-                                 max_tilt_deg=p.suspect.max_rig_tilt_deg)
-        plane = (np.asarray(rig["normal"]), rig["d"])
-        for r in manifest.to_dict("records"):
-            ann_path = ANNOTATIONS / f"{r['dish_id']}.png"
-            if not ann_path.is_file():
-                continue
-            depth = io.read_dish_depth(r, [root])
-            rgb = io.read_rgb(io.resolve(r["rgb_path"], [root]))
-            K = io.K_from_row(r)
-            mask, sup = food_mask(depth, K, m.min_height_mm, m.min_area_px, plane, rgb, suspect_cfg=p.suspect)
-            res = volume_above_support(depth, mask, K, sup, v.method, v.ring_px, v.cell_mm)
-            mass = float(r["mass_g"])
-            reasons = (suspect.mask_reasons(mask, mass, sup.kind, sup.inlier_fraction, p.suspect,
-                                            sup.floor_guess_m, sup.floor_wall_colour, sup.uncertainty)
-                       + suspect.label_reasons(res.volume_ml, mass, tilt_deg(res.plane_normal),
-                                               sup.kind != "plane", p.suspect))
-            rows.append({"dish_id": r["dish_id"], "f_px": f, "iou": iou(mask, io.read_mask(ann_path)),
-                         "mask_px": int(mask.sum()), "support": sup.kind, "mass_g": mass,
-                         "volume_ml": res.volume_ml, "density_g_ml": mass / max(res.volume_ml, 1e-9),
-                         "suspect": suspect.join(reasons) or "-"})
+        n5k = dataclasses.replace(p.nutrition5k, fx=float(f), fy=float(f))
+        with tempfile.TemporaryDirectory(dir=io.REPO_ROOT) as tmp:
+            index, skipped, _, _ = run_stages(root, Path(tmp), dataclasses.replace(p, nutrition5k=n5k), workers=1)
+            table = pd.concat([index, skipped], ignore_index=True)
+            for r in table.to_dict("records"):
+                ann = annotation(r["dish_id"])
+                if ann is None:
+                    continue
+                mask = io.read_mask(io.resolve(r["mask_path"], [Path(tmp)])) if r.get("mask_path") else \
+                    np.zeros_like(ann)
+                mass, vol = float(r["mass_g"]), float(r["volume_ml"])
+                if overlay_dir is not None:
+                    _overlay(io.read_rgb(io.resolve(r["rgb_path"], [root])), mask, ann,
+                             Path(overlay_dir) / f"{r['dish_id']}_f{f:.0f}.png")
+                sup = r.get("support_json") if isinstance(r.get("support_json"), str) else "{}"
+                rows.append({"dish_id": r["dish_id"], "f_px": f, "iou": iou(mask, ann),
+                             "mask_px": int(mask.sum()), "support": r["support"], "mass_g": mass,
+                             "volume_ml": vol, "density_g_ml": mass / max(vol, 1e-9),
+                             "uncertainty": json.loads(sup or "{}").get("uncertainty"),
+                             "suspect": r["suspect"] if isinstance(r["suspect"], str) and r["suspect"] else "-"})
     return rows
+
+
+def _overlay(rgb: np.ndarray, mask: np.ndarray, ann: np.ndarray, path: Path) -> None:
+    """The mask in green over the image, the annotation's outline in red."""
+    out = rgb.copy()
+    out[mask] = (0.5 * out[mask] + np.array([0, 127, 0])).astype(np.uint8)
+    cs, _ = cv2.findContours(ann.astype(np.uint8), cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_NONE)
+    cv2.drawContours(out, cs, -1, (255, 0, 0), 2)
+    io.write_rgb(path, out)
 
 
 def _given_predictor(params: Params):
@@ -86,12 +116,12 @@ def given_mask_table(root: Path, params: Params | None = None) -> list[dict]:
     manifest, _ = scan_release(root, n5k.fx, n5k.fy, n5k.cx, n5k.cy)
     rows = []
     for r in manifest.to_dict("records"):
-        ann_path = ANNOTATIONS / f"{r['dish_id']}.png"
-        if ann_path.is_file():
+        ann = annotation(r["dish_id"])
+        if ann is not None:
             mask, source = depth_free_mask(io.read_rgb(io.resolve(r["rgb_path"], [root])),
                                            p.masks.min_area_px, predictor)
             rows.append({"dish_id": r["dish_id"], "mask_source": source,
-                         "iou": iou(mask, io.read_mask(ann_path)), "mask_px": int(mask.sum())})
+                         "iou": iou(mask, ann), "mask_px": int(mask.sum())})
     return rows
 
 
@@ -116,16 +146,18 @@ def main() -> None:
     ap.add_argument("--root", default=None, help="Nutrition5k release root (default: data.root)")
     ap.add_argument("--synthetic-seed", type=int, default=11, help="held-out synthetic seed (tuned on 7)")
     ap.add_argument("--synthetic-n", type=int, default=40, help="synthetic rig-family dishes")
+    ap.add_argument("--overlay", type=Path, default=None, help="write mask overlays here")
     args = ap.parse_args()
     root = Path(args.root or io.REPO_ROOT / load_params().data.root).resolve()
-    rows = real_dish_table(root)
+    rows = real_dish_table(root, overlay_dir=args.overlay)
     if not rows:
         raise SystemExit(f"{root}: no dish there has an annotation in {ANNOTATIONS}")
     print(f"{'dish':17} {'f px':>6} {'IoU':>5} {'mask px':>8} {'support':>12} {'mass g':>7} "
-          f"{'volume mL':>10} {'g/mL':>6}  suspect")
+          f"{'volume mL':>10} {'g/mL':>6} {'unc':>5}  suspect")
     for r in rows:
+        unc = f"{r['uncertainty']:5.2f}" if r["uncertainty"] is not None else "    -"
         print(f"{r['dish_id']:17} {r['f_px']:6.1f} {r['iou']:5.3f} {r['mask_px']:8d} {r['support']:>12} "
-              f"{r['mass_g']:7.0f} {r['volume_ml']:10.1f} {r['density_g_ml']:6.2f}  {r['suspect']}")
+              f"{r['mass_g']:7.0f} {r['volume_ml']:10.1f} {r['density_g_ml']:6.2f} {unc}  {r['suspect']}")
 
     print(f"\ngiven masks (depth-free, RGB only) vs annotation\n{'dish':17} {'source':>9} {'IoU':>5} {'mask px':>8}")
     for r in given_mask_table(root):

@@ -3,9 +3,9 @@ per family and per support kind, the share of dishes that end up usable (labelle
 and the label error of the usable ones.
 
 Why: the Nutrition5k labels are the training targets of every real run, and only two real dishes
-had been checked. Each tree runs exactly the code the stages run with data.source=nutrition5k:
-ingest_nutrition5k (validation + release-wide rig plane) -> assign_splits -> make_masks ->
-make_labels, with the stage params (params.yaml). Tune on seed 0, report held-out seed 1 and a
+had been checked. Each tree runs the stages' own entries (stages/ingest.py, split, masks, labels `run`, via
+bench/stage_path.py) with data.source=nutrition5k and the stage params (params.yaml): what
+`dvc repro labels` runs (tests/test_stage_path.py pins them equal). Tune on seed 0, report held-out seed 1 and a
 varying-pose tree (seed 2).
 Targets (issue 18): >= 95 % usable; label error median <= 3 %, p90 <= 10 %; every family's
 median <= 5 %, food levelled in bowls <= 10 %; the varying pose reaches the same coverage.
@@ -28,31 +28,21 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the repo root: t
 import numpy as np
 import pandas as pd
 
+from bench.stage_path import run_stages
 from pipeline import io
 from pipeline.config import Params, load_params
-from pipeline.data.ingest import ingest_nutrition5k
-from pipeline.data.rig import read_rig_extras, read_rig_plane
-from pipeline.data.split import assign_splits
-from pipeline.labels import LabelSettings, make_labels
-from pipeline.masks.make import MaskSettings, make_masks
 from tests.fixtures.rig_release import write_release
 
 
 def run_tree(root: Path, work: Path, p: Params, workers: int = 1) -> tuple[pd.DataFrame, dict]:
-    """The stages' code on the release at `root` (outputs under `work`); the per-dish table
-    (truth joined) and the labels report."""
+    """The stages' own entries on the release at `root` (outputs under `work`,
+    bench.stage_path); the per-dish table (truth joined) and the labels report."""
     root, work = Path(root).resolve(), Path(work).resolve()
-    manifest, ingest = ingest_nutrition5k(work / "raw", root, p.nutrition5k, workers, p.suspect.max_rig_tilt_deg)
-    df = manifest.copy()
-    df.insert(1, "split", assign_splits(df, p.split.val_fraction, p.split.test_fraction, p.data.seed))
-    cfg = MaskSettings(p.masks, p.suspect, [root, work], read_rig_plane(work / "raw"),
-                       *read_rig_extras(work / "raw"))
-    masks, _ = make_masks(df, work / "masks", cfg, workers)
-    df = df.merge(masks, on="dish_id", how="left", validate="one_to_one")
-    index, skipped, report = make_labels(df, LabelSettings(p.volume, p.suspect, [root, work]), workers)
+    index, skipped, report, ingest = run_stages(root, work, p, workers)
     out = pd.concat([index, skipped], ignore_index=True)
     truth = pd.read_csv(root / "truth.csv", dtype={"dish_id": str}).drop(columns=["mass_g", "split"])
-    out = out.drop(columns=["volume_ml_true"]).merge(truth, on="dish_id", how="right")  # ingest skips count
+    out = out.drop(columns=[c for c in ("volume_ml_true",) if c in out])
+    out = out.merge(truth, on="dish_id", how="right")  # ingest skips count
     out["label_status"] = out["label_status"].fillna("skipped at ingest")
     out["suspect"] = out["suspect"].fillna("").astype(str)
     sup = out["support_json"].fillna("{}").replace("", "{}").map(json.loads)

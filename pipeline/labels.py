@@ -14,11 +14,11 @@ import pandas as pd
 from scipy.stats import spearmanr
 
 from pipeline import io, suspect
-from pipeline.config import SuspectConfig, VolumeConfig
+from pipeline.config import Params, SuspectConfig, VolumeConfig
 from pipeline.data.rig import tilt_deg
-from pipeline.evaluate.metrics import volume_metrics
 from pipeline.masks.support import Support, volume_above_support
 from pipeline.parallel import map_dishes
+from pipeline.volume_error import volume_metrics
 
 DENSITY_OK = (0.4, 1.6)   # g/mL: real food (0.4-1.3) with some slack; labels.json counts outside
 
@@ -117,7 +117,7 @@ def plot_mass_vs_volume(index: pd.DataFrame, path) -> None:
 
 
 def label_error(pred: pd.Series, true: pd.Series, prefix: str) -> dict:
-    """The evaluation's volume metrics (pipeline.evaluate.metrics), for labels against the truth."""
+    """The evaluation's volume metrics (pipeline.volume_error), for labels against the truth."""
     ok = pred.notna() & true.notna() & (true > 0)
     m = volume_metrics(true[ok].to_numpy(), pred[ok].to_numpy())
     return {f"{prefix}_{k.removeprefix('volume_')}": v if k == "n" else round(float(v), 4)
@@ -164,3 +164,18 @@ def make_labels(df: pd.DataFrame, cfg: LabelSettings, workers: int = 1
             report.update(label_error(index["volume_ml_gt_mask"], index["volume_ml_true"],
                                       "label_gt_mask"))
     return index, skipped, report
+
+
+def labels_from_files(split_csv: Path, masks_csv: Path, p: Params, roots: list[Path]
+                      ) -> tuple[pd.DataFrame, pd.DataFrame, dict]:
+    """The labels stage on the files earlier stages wrote (split.csv, the masks stage's
+    masks.csv): (index, skipped, report). One entry for the stage and the benches."""
+    split = io.read_index(split_csv, required=["dish_id", "split", "depth_path", "fx", "fy", "cx", "cy"])
+    try:
+        masks = pd.read_csv(masks_csv, dtype={"dish_id": str})
+    except (OSError, pd.errors.ParserError) as e:
+        raise ValueError(f"{masks_csv}: cannot read the masks table ({e})") from e
+    df = split.merge(masks, on="dish_id", how="left", validate="one_to_one")
+    df["mask_status"] = df["mask_status"].fillna(f"missing from {io.rel_to_repo(masks_csv)}")
+    cfg = LabelSettings(p.volume, p.suspect, roots, with_gt_mask=p.masks.method != "gt")
+    return make_labels(df, cfg, workers=p.data.workers)

@@ -1,23 +1,25 @@
 """DVC stage `labels`: GT volume per dish -> data/dishes/index.csv (+ skipped.csv), metrics/labels.json."""
+from __future__ import annotations
+
+from pathlib import Path
 
 import pandas as pd
 
 from pipeline import io
 from pipeline.cli import run_stage
-from pipeline.config import load_params
-from pipeline.labels import LabelSettings, make_labels, plot_mass_vs_volume
+from pipeline.config import Params, load_params
+from pipeline.labels import labels_from_files, plot_mass_vs_volume
 from pipeline.paths import INDEX_CSV, LABELS_JSON, MASKS_CSV, MASS_VS_VOLUME_PNG, SKIPPED_CSV, SPLIT_CSV, repo_path
 
 
+def run(p: Params, split_csv: Path, masks_csv: Path, extra_roots: list[Path] = ()
+        ) -> tuple[pd.DataFrame, pd.DataFrame, dict]:
+    """The stage's work on the files the earlier stages wrote: (index, skipped, report)."""
+    return labels_from_files(split_csv, masks_csv, p, p.data_roots() + list(extra_roots))
+
+
 def main() -> None:
-    p = load_params()
-    split = io.read_index(repo_path(SPLIT_CSV),
-                          required=["dish_id", "split", "depth_path", "fx", "fy", "cx", "cy"])
-    masks = pd.read_csv(repo_path(MASKS_CSV), dtype={"dish_id": str})
-    df = split.merge(masks, on="dish_id", how="left", validate="one_to_one")
-    df["mask_status"] = df["mask_status"].fillna("missing from data/masks/masks.csv")
-    cfg = LabelSettings(p.volume, p.suspect, p.data_roots(), with_gt_mask=p.masks.method != "gt")
-    index, skipped, report = make_labels(df, cfg, workers=p.data.workers)
+    index, skipped, report = run(load_params(), repo_path(SPLIT_CSV), repo_path(MASKS_CSV))
     io.write_csv(repo_path(INDEX_CSV), index)
     io.write_csv(repo_path(SKIPPED_CSV), skipped)
     io.write_json(repo_path(LABELS_JSON), report)

@@ -16,14 +16,20 @@ def _families() -> dict:
 
 
 @pytest.mark.slow
-def test_deep_bowl_gets_bowl_surface_and_hidden_floor_flag():
+def test_deep_bowl_with_hidden_floor_is_labelled_from_its_wall():
+    """Food fills the deep bowl far above any vessel floor (geometry, not colour): the wall seen
+    above it is fitted and the label carries an uncertainty that holds its error (issue 27;
+    before, the floor was continued from the wall, flagged bowl_floor and the dish dropped)."""
+    from pipeline.masks.support import volume_above_support
+
     d = generate_dish(seed=0, index=13, families=_families())
     assert d.meta["scene"] == "deep_bowl"
     mask, sup = food_mask(d.depth, d.K, rgb=d.rgb)
-    assert sup.kind == "bowl_surface"
-    assert sup.floor_guess_m > 0.002          # food fills the bowl: its floor was continued
-    assert "bowl_floor" in suspect.mask_reasons(mask, float("nan"), sup.kind,
-                                                sup.inlier_fraction, None, sup.floor_guess_m)
+    assert sup.kind == "bowl_surface" and sup.uncertainty is not None
+    err = volume_above_support(d.depth, mask, d.K, sup).volume_ml / d.volume_ml_true - 1
+    assert abs(err) <= max(sup.uncertainty, 0.1), (err, sup.uncertainty)
+    assert suspect.mask_reasons(mask, float("nan"), sup.kind, sup.inlier_fraction, None, sup.floor_guess_m,
+                                sup.floor_wall_colour, sup.uncertainty) == []
 
 
 def test_table_dish_keeps_the_per_image_plane():
@@ -48,7 +54,7 @@ def test_food_filling_a_deep_bowl_is_flagged_by_its_colour():
 def test_colour_match_of_regions():
     import numpy as np
 
-    from pipeline.masks.rig import colour_match
+    from pipeline.masks.colour import colour_match
     rgb = np.zeros((40, 40, 3), np.uint8)
     rgb[:, :20] = (200, 40, 40)
     rgb[:, 20:] = (150, 150, 150)

@@ -12,51 +12,12 @@ from collections.abc import Iterable, Sequence
 
 import numpy as np
 
+from pipeline.volume_error import VOLUME_KEYS, as_1d, volume_metrics  # noqa: F401  (re-exported)
+
 DEFAULT_BIN_EDGES: tuple[float, ...] = (100.0, 300.0, 600.0)
 # mm edges of the true mean food height (measured depth above its fitted support, in the label's mask):
 # where the height error sits, <15, 15-30, >=30 mm. A module constant until params grows an eval key for it.
 FOOD_HEIGHT_BIN_EDGES_MM: tuple[float, ...] = (15.0, 30.0)
-VOLUME_KEYS = ("volume_mae_ml", "volume_mape", "volume_median_ape", "volume_rmse_ml",
-               "volume_bias_pct", "volume_bias_ml", "within_10pct", "within_20pct")
-
-
-def _as_1d(name: str, x: Iterable[float]) -> np.ndarray:
-    a = np.asarray(list(x) if not isinstance(x, np.ndarray) else x, dtype=np.float64).ravel()
-    return a
-
-
-def volume_metrics(gt_ml: Sequence[float], pred_ml: Sequence[float]) -> dict[str, float]:
-    """MAE, MAPE, median APE, RMSE, bias and within-10/20 % over dishes.
-
-    `volume_bias_pct` is the mean signed relative error (pred - gt) / gt as a fraction
-    (negative = the model underestimates). Empty input gives NaN metrics and n = 0 so a
-    volume bin without dishes still has a row.
-    """
-    gt = _as_1d("gt_ml", gt_ml)
-    pred = _as_1d("pred_ml", pred_ml)
-    if gt.shape != pred.shape:
-        raise ValueError(f"gt_ml and pred_ml differ in length: {gt.size} vs {pred.size}")
-    if gt.size and (not np.all(np.isfinite(gt)) or np.any(gt <= 0)):
-        raise ValueError("gt_ml: reference volumes must be finite and > 0")
-    if gt.size and not np.all(np.isfinite(pred)):
-        raise ValueError("pred_ml: predicted volumes must be finite (score failures explicitly)")
-    out: dict[str, float] = {"n": int(gt.size)}
-    if gt.size == 0:
-        out.update({k: float("nan") for k in VOLUME_KEYS})
-        return out
-    err = pred - gt
-    ape = np.abs(err) / gt
-    out.update({
-        "volume_mae_ml": float(np.mean(np.abs(err))),
-        "volume_mape": float(np.mean(ape)),
-        "volume_median_ape": float(np.median(ape)),
-        "volume_rmse_ml": float(np.sqrt(np.mean(err ** 2))),
-        "volume_bias_pct": float(np.mean(err / gt)),
-        "volume_bias_ml": float(np.mean(err)),
-        "within_10pct": float(np.mean(ape <= 0.10)),
-        "within_20pct": float(np.mean(ape <= 0.20)),
-    })
-    return out
 
 
 def bin_labels(edges: Sequence[float] = DEFAULT_BIN_EDGES) -> list[str]:
@@ -74,15 +35,15 @@ def bin_labels(edges: Sequence[float] = DEFAULT_BIN_EDGES) -> list[str]:
 def assign_bins(gt_ml: Sequence[float], edges: Sequence[float] = DEFAULT_BIN_EDGES) -> np.ndarray:
     """Bin label per dish by its reference volume (left-closed: 100 mL falls in 100_300)."""
     labels = np.array(bin_labels(edges), dtype=object)
-    idx = np.searchsorted(np.asarray(edges, dtype=np.float64), _as_1d("gt_ml", gt_ml), side="right")
+    idx = np.searchsorted(np.asarray(edges, dtype=np.float64), as_1d("gt_ml", gt_ml), side="right")
     return labels[idx]
 
 
 def per_bin_metrics(gt_ml: Sequence[float], pred_ml: Sequence[float],
                     edges: Sequence[float] = DEFAULT_BIN_EDGES) -> dict[str, dict[str, float]]:
     """`volume_metrics` restricted to each volume bin (keys from `bin_labels`)."""
-    gt = _as_1d("gt_ml", gt_ml)
-    pred = _as_1d("pred_ml", pred_ml)
+    gt = as_1d("gt_ml", gt_ml)
+    pred = as_1d("pred_ml", pred_ml)
     bins = assign_bins(gt, edges)
     return {lab: volume_metrics(gt[bins == lab], pred[bins == lab]) for lab in bin_labels(edges)}
 
@@ -132,7 +93,7 @@ def assign_height_bins(height_mm: Sequence[float], edges: Sequence[float] = FOOD
                        ) -> np.ndarray:
     """Bin label per dish by its true mean food height (mm), named like the volume bins (lt15, 15_30,
     ge30); '' where the height is unknown (NaN)."""
-    h = _as_1d("height_mm", height_mm)
+    h = as_1d("height_mm", height_mm)
     labels = np.array(bin_labels(edges), dtype=object)
     out = labels[np.searchsorted(np.asarray(edges, dtype=np.float64), np.nan_to_num(h), side="right")]
     out[~np.isfinite(h)] = ""

@@ -9,7 +9,7 @@ from scipy import ndimage
 _MIN_RIM_PX = 200
 
 
-def _fill_holes(mask: np.ndarray) -> np.ndarray:
+def fill_holes(mask: np.ndarray) -> np.ndarray:
     """Fill enclosed holes (flood the background from the border)."""
     m = mask.astype(np.uint8)
     padded = np.pad(m, 1)
@@ -19,18 +19,18 @@ def _fill_holes(mask: np.ndarray) -> np.ndarray:
     return mask | holes
 
 
-def _largest_component(mask: np.ndarray) -> np.ndarray:
+def largest_component(mask: np.ndarray) -> np.ndarray:
     n, labels, stats, _ = cv2.connectedComponentsWithStats(mask.astype(np.uint8), connectivity=8)
     if n <= 1:
         return np.zeros_like(mask)
     return labels == 1 + int(np.argmax(stats[1:, cv2.CC_STAT_AREA]))
 
 
-def _grown(strong: np.ndarray, weak: np.ndarray, edge: np.ndarray) -> np.ndarray:
+def grow_seeds(strong: np.ndarray, weak: np.ndarray, edge: np.ndarray) -> np.ndarray:
     """Seeds not touching `edge` (rims, walls, frame), grown through the weak pixels whose
     regions do not touch it either (growth must not glue food to a rim)."""
-    seeds = _drop_touching(strong, edge)
-    return seeds | hysteresis(seeds, _drop_touching(weak, edge))
+    seeds = drop_touching(strong, edge)
+    return seeds | hysteresis(seeds, drop_touching(weak, edge))
 
 
 def hysteresis(strong: np.ndarray, weak: np.ndarray) -> np.ndarray:
@@ -41,7 +41,7 @@ def hysteresis(strong: np.ndarray, weak: np.ndarray) -> np.ndarray:
     return np.isin(labels, hit[hit > 0])
 
 
-def _noise_floor(h: np.ndarray, on: np.ndarray, lo_m: float = 0.0015) -> float:
+def noise_floor(h: np.ndarray, on: np.ndarray, lo_m: float = 0.0015) -> float:
     """3 sigma (robust) of heights of pixels on a flat support, at least `lo_m`."""
     v = h[on & np.isfinite(h)]
     if len(v) < 50:
@@ -49,7 +49,7 @@ def _noise_floor(h: np.ndarray, on: np.ndarray, lo_m: float = 0.0015) -> float:
     return max(lo_m, 3 * 1.4826 * float(np.median(np.abs(v - np.median(v)))))
 
 
-def _drop_rings(mask: np.ndarray) -> np.ndarray:
+def drop_rings(mask: np.ndarray) -> np.ndarray:
     """Remove ring-shaped regions (a plate rim seen from above encloses far more than it covers)."""
     n, labels, stats, _ = cv2.connectedComponentsWithStats(mask.astype(np.uint8), connectivity=8)
     out = mask.copy()
@@ -58,19 +58,19 @@ def _drop_rings(mask: np.ndarray) -> np.ndarray:
         if area < _MIN_RIM_PX:  # specks cannot be rims; skip the flood fill
             continue
         comp = labels[y:y + h, x:x + w] == k
-        if _fill_holes(comp).sum() > 2 * area:
+        if fill_holes(comp).sum() > 2 * area:
             out[y:y + h, x:x + w] &= ~comp
     return out
 
 
-def _ring_fraction(mask: np.ndarray, support: np.ndarray, width: int = 7) -> float:
+def ring_fraction(mask: np.ndarray, support: np.ndarray, width: int = 7) -> float:
     """Fraction of the ring just outside `mask` that lies on `support`."""
     k = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * width + 1, 2 * width + 1))
     ring = cv2.dilate(mask.astype(np.uint8), k).astype(bool) & ~mask
     return float((ring & support).sum() / max(ring.sum(), 1))
 
 
-def _drop_arcs(mask: np.ndarray, max_half_width_px: float = 10.0, min_elongation: float = 8.0
+def drop_arcs(mask: np.ndarray, max_half_width_px: float = 10.0, min_elongation: float = 8.0
                ) -> np.ndarray:
     """Remove long thin regions: pieces of a plate rim left after noise broke its ring.
     Food, even a small piece, is about as wide as it is long."""
@@ -87,7 +87,7 @@ def _drop_arcs(mask: np.ndarray, max_half_width_px: float = 10.0, min_elongation
     return mask & ~np.isin(labels, 1 + np.flatnonzero(arc))
 
 
-def _drop_touching(mask: np.ndarray, edge: np.ndarray) -> np.ndarray:
+def drop_touching(mask: np.ndarray, edge: np.ndarray) -> np.ndarray:
     """Remove connected regions of `mask` that touch `edge` (rims, walls)."""
     n, labels = cv2.connectedComponents(mask.astype(np.uint8), connectivity=8)
     touching = np.unique(labels[edge & mask])
@@ -98,10 +98,10 @@ def clean_mask(mask: np.ndarray, min_area_px: int) -> np.ndarray:
     """Close small gaps, drop rims, fill holes (depth holes inside food), drop specks."""
     k = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (5, 5))
     m = cv2.morphologyEx(mask.astype(np.uint8), cv2.MORPH_CLOSE, k)
-    m = _drop_rings(m.astype(bool)).astype(np.uint8)
+    m = drop_rings(m.astype(bool)).astype(np.uint8)
     m = cv2.morphologyEx(m, cv2.MORPH_OPEN, k)
-    m = _drop_arcs(m.astype(bool)).astype(np.uint8)
-    m = _fill_holes(m.astype(bool)).astype(np.uint8)
+    m = drop_arcs(m.astype(bool)).astype(np.uint8)
+    m = fill_holes(m.astype(bool)).astype(np.uint8)
     n, labels, stats, _ = cv2.connectedComponentsWithStats(m, connectivity=8)
     keep = np.zeros(n, dtype=bool)
     keep[1:] = stats[1:, cv2.CC_STAT_AREA] >= min_area_px

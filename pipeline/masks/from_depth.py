@@ -14,13 +14,13 @@ from pipeline import suspect
 from pipeline.config import MasksConfig, SuspectConfig, build, or_default
 from pipeline.geometry import backproject, fit_plane, height_above_plane
 from pipeline.masks.cleanup import (
-    _drop_touching,
-    _fill_holes,
-    _grown,
-    _largest_component,
-    _noise_floor,
-    _ring_fraction,
     clean_mask,
+    drop_touching,
+    fill_holes,
+    grow_seeds,
+    largest_component,
+    noise_floor,
+    ring_fraction,
 )
 from pipeline.masks.support import Support
 
@@ -58,10 +58,10 @@ def geometry_mask(depth: np.ndarray, K: np.ndarray, min_height_mm: float | None 
     above = valid & (ht > thr)
     border = np.zeros_like(valid)
     border[[0, -1], :] = border[:, [0, -1]] = True
-    vessel = _fill_holes(_largest_component(above))
+    vessel = fill_holes(largest_component(above))
     # Default: the dominant plane is the support; rims/walls show up as rings or reach the frame.
-    low = _noise_floor(ht, valid & (np.abs(ht) < thr)) if grow else thr
-    food = _drop_touching(clean_mask(_grown(above, valid & (ht > low), border), min_area_px), border)
+    low = noise_floor(ht, valid & (np.abs(ht) < thr)) if grow else thr
+    food = drop_touching(clean_mask(grow_seeds(above, valid & (ht > low), border), min_area_px), border)
     if vessel.sum() > 0.02 * depth.size:
         # Is the biggest thing above it a plate/bowl? Then its floor is the dominant plane
         # inside it and the food stands on that floor, surrounded by it.
@@ -70,14 +70,14 @@ def geometry_mask(depth: np.ndarray, K: np.ndarray, min_height_mm: float | None 
         on_floor = (np.abs(h_floor) < thr) & vessel & valid
         eroded = cv2.erode(vessel.astype(np.uint8), np.ones((5, 5), np.uint8)).astype(bool)
         edge = (vessel & ~eroded) | border
-        low_f = _noise_floor(h_floor, on_floor) if grow else thr
-        on_vessel = clean_mask(_grown(vessel & valid & (h_floor > thr),
+        low_f = noise_floor(h_floor, on_floor) if grow else thr
+        on_vessel = clean_mask(grow_seeds(vessel & valid & (h_floor > thr),
                                       vessel & valid & (h_floor > low_f), edge), min_area_px)
         floor_h = np.nanmedian(h_table[on_floor]) if on_floor.any() else np.inf
         level = abs(float(np.dot(floor_n, table_n))) > np.cos(np.deg2rad(15))
         if (level and floor_h < _MAX_FLOOR_HEIGHT_M and on_vessel.any()
                 and on_floor.sum() > 0.25 * (vessel & valid).sum()
-                and _ring_fraction(on_vessel, on_floor) > 0.4):
+                and ring_fraction(on_vessel, on_floor) > 0.4):
             food = on_vessel
     return food
 

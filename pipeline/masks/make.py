@@ -11,10 +11,11 @@ import numpy as np
 import pandas as pd
 
 from pipeline import io, suspect
-from pipeline.config import MasksConfig, SuspectConfig
+from pipeline.config import MasksConfig, Params, SuspectConfig
 from pipeline.masks.cleanup import iou
 from pipeline.masks.from_depth import food_mask
 from pipeline.masks.support import KINDS, Support
+from pipeline.masks.vessel_floor import release_floor
 from pipeline.parallel import map_dishes
 
 
@@ -141,4 +142,27 @@ def make_masks(df: pd.DataFrame, out_dir: Path, cfg: MaskSettings,
                        "iou_median": round(float(ious.median()), 4),
                        "iou_p10": round(float(ious.quantile(0.1)), 4),
                        "n_iou_below_0_5": int((ious < 0.5).sum())})
+    return table, report
+
+
+def masks_from_files(split_csv: Path, raw_dir: Path, out_dir: Path, p: Params,
+                     roots: list[Path]) -> tuple[pd.DataFrame, dict]:
+    """The masks stage on the files earlier stages wrote: split.csv and, on Nutrition5k, the rig
+    plane in `raw_dir` (ingest); the release's vessel floor is re-estimated robustly from the
+    dishes themselves (pipeline.masks.vessel_floor). One entry for the stage and the benches."""
+    from pipeline.data.rig import read_rig_extras, read_rig_plane
+
+    df = io.read_index(split_csv, required=["dish_id", "split", "rgb_path", "depth_path",
+                                            "fx", "fy", "cx", "cy"])
+    if "mass_g" not in df:
+        df["mass_g"] = float("nan")
+    rig = read_rig_plane(raw_dir)   # Nutrition5k: the fixed rig's plane
+    floor_m, fits = read_rig_extras(raw_dir)
+    cfg = MaskSettings(p.masks, p.suspect, roots, rig, floor_m, fits)
+    if rig is not None and fits:
+        cfg.rig_floor_m = release_floor(df, cfg, p.nutrition5k.rig_plane_dishes)
+    table, report = make_masks(df, out_dir, cfg, workers=p.data.workers)
+    if rig is not None:   # what the masks stood on: the floor used, and ingest's for comparison
+        report["vessel_floor_m"] = cfg.rig_floor_m
+        report["vessel_floor_ingest_m"] = floor_m
     return table, report

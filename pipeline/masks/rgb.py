@@ -20,8 +20,8 @@ import cv2
 import numpy as np
 
 from pipeline.config import MasksConfig, or_default
-from pipeline.masks.cleanup import _drop_touching, clean_mask, hysteresis
-from pipeline.masks.rig import colour_like
+from pipeline.masks.cleanup import clean_mask, drop_touching, hysteresis
+from pipeline.masks.colour import colour_like
 
 RGB_RULE, SAM2_RGB = "rgb_rule", "sam2_rgb"
 MASK_SOURCES = (RGB_RULE, SAM2_RGB)
@@ -57,7 +57,7 @@ def rgb_rule_mask(rgb: np.ndarray, min_area_px: int | None = None) -> np.ndarray
     container = (c < CONTAINER_CHROMA) | frame
     like = colour_like(rgb, seeds, container) & ~(c < CONTAINER_CHROMA)
     food = hysteresis(seeds & like, like)
-    return clean_mask(_drop_touching(food, frame), min_area_px)  # the rig and surround reach the frame
+    return clean_mask(drop_touching(food, frame), min_area_px)  # the rig and surround reach the frame
 
 
 def sam2_checkpoint_file(checkpoint: str | None) -> Path | None:

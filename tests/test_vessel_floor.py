@@ -1,0 +1,59 @@
+"""The release's vessel floor comes from evidence bowls cannot fake (issue 27): a release of only
+bowls of levelled food on the rig's platform still gets the platform's floor, where ingest's
+median of the dishes' lowest levels is dragged up to the food; and the hidden-floor decision
+is made from heights alone, so a white food in a white bowl needs no colour."""
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from pipeline.masks.levelled import FLOOR_M
+
+pytestmark = pytest.mark.slow
+
+
+def test_bowls_only_release_gets_the_platform_floor(tmp_path) -> None:
+    from pipeline import io
+    from pipeline.config import load_params
+    from pipeline.data.ingest import ingest_nutrition5k
+    from pipeline.data.rig import read_rig_extras, read_rig_plane
+    from pipeline.masks.make import MaskSettings
+    from pipeline.masks.vessel_floor import release_floor
+    from tests.fixtures.bowl_release import write_bowl_release
+    from tests.fixtures.rig_release import CAM_Z, PLATFORM_Z
+
+    p = load_params()
+    tree = tmp_path / "release"
+    write_bowl_release(tree, 6, seed=11, plates=False)
+    manifest, _ = ingest_nutrition5k(tmp_path / "raw", tree, p.nutrition5k, 1, p.suspect.max_rig_tilt_deg)
+    ingest_floor, _ = read_rig_extras(tmp_path / "raw")
+    cfg = MaskSettings(p.masks, p.suspect, [tree], read_rig_plane(tmp_path / "raw"))
+    floor = release_floor(pd.DataFrame(manifest), cfg, 64)
+    # platform top above the release's plane (its offset is a median over dishes that show the
+    # surround or only the platform) + a bowl's bottom (4-8 mm in the fixture)
+    d = io.read_json(tmp_path / "raw" / "rig_plane.json")["d"]
+    truth = PLATFORM_Z - (CAM_Z - d) + FLOOR_M
+    assert floor is not None and abs(floor - truth) < 0.004, (floor, ingest_floor)
+    assert ingest_floor > truth + 0.01     # what the median of lowest levels gave: the food
+
+
+def test_white_food_in_white_bowl_is_food_by_height() -> None:
+    from pipeline.masks.cleanup import iou
+    from pipeline.masks.rig import dish_geometry, floor_hidden, rig_mask, vessel_floor
+    from pipeline.masks.support import volume_above_support
+    from tests.fixtures.bowl_release import render_bowl_dish
+
+    dish = next(d for i in range(40) for d in [render_bowl_dish(13, i, "bowl_round")]
+                if d.info["same_colour"] and not d.info["heaped"] and not d.info["platform_glass"])
+    plane = (np.array([0.0, 0.0, -1.0]), 0.41)
+    g = dish_geometry(dish.depth, dish.K, plane)
+    assert floor_hidden(g, vessel_floor(g, None))            # geometry alone says: food
+    (m_rgb, s_rgb), (m_none, s_none) = (rig_mask(dish.depth, dish.K, plane, rgb=rgb) for rgb in (dish.rgb, None))
+    assert s_rgb.kind == s_none.kind == "bowl_surface" and s_rgb.uncertainty is not None
+    assert m_rgb.sum() > 0.8 * dish.mask.sum() and iou(m_rgb, m_none) > 0.95   # colour changes ~nothing
+    v = [volume_above_support(dish.depth, m, dish.K, s).volume_ml for m, s in ((m_rgb, s_rgb), (m_none, s_none))]
+    assert abs(v[0] / v[1] - 1) < 0.02
+    # the hidden cavity is estimated over the bowl shapes that fit the wall (docs/results/labels.md:
+    # round bowls come out ~+20 %, at the edge of their stated uncertainty)
+    assert abs(v[0] / dish.volume_ml - 1) <= 0.3, (v, dish.volume_ml, s_rgb.uncertainty)
