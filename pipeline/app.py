@@ -38,26 +38,32 @@ def checkpoints(root: Path | None = None) -> list[str]:
     return [d.relative_to(root).as_posix() if d.is_relative_to(root) else str(d) for d in found]
 
 
-def _num(x: object) -> float | None:
-    """A Gradio number box: None / empty -> None."""
+def _num(x: object, what: str) -> float | None:
+    """A text box's number: None / empty -> None (not given). Text boxes, not number boxes: a
+    browser sends an empty number box as 0, which would pass as fx=0."""
     if x is None or (isinstance(x, str) and not x.strip()):
         return None
-    return float(x)
+    try:
+        return float(x)
+    except ValueError:
+        raise ValueError(f"{what}: not a number: {x!r}") from None
 
 
 def cli_args(photo: str, checkpoint: str, fx=None, fy=None, cx=None, cy=None, mask: str | None = None,
-             density=None, out: Path | None = None) -> list[str]:
-    """The `python -m pipeline.predict` command line for the page's inputs."""
+             density=None, out: Path | None = None, root: Path | None = None) -> list[str]:
+    """The `python -m pipeline.predict` command line for the page's inputs (a relative checkpoint
+    not found from here is looked up under `root`, default the repository)."""
     if not photo:
         raise ValueError("no photo: drop an image first")
     if not checkpoint:
         raise ValueError("no checkpoint: pick one (models/<model>/<stage>) or type a folder")
     ck = Path(checkpoint)
-    if not ck.is_absolute() and not ck.exists() and (io.REPO_ROOT / ck).exists():
-        ck = io.REPO_ROOT / ck   # the dropdown lists paths relative to the repository
+    root = Path(root) if root is not None else io.REPO_ROOT
+    if not ck.is_absolute() and not ck.exists() and (root / ck).exists():
+        ck = root / ck   # the dropdown lists paths relative to the repository
     argv = [str(photo), "--model", str(ck)]
     for flag, v in (("--fx", fx), ("--fy", fy), ("--cx", cx), ("--cy", cy), ("--density", density)):
-        v = _num(v)
+        v = _num(v, flag)
         if v is not None:
             argv += [flag, repr(v)]
     if mask:
@@ -130,11 +136,11 @@ def summary(run) -> str:
 
 
 def analyse(photo: str, checkpoint: str, fx=None, fy=None, cx=None, cy=None, mask: str | None = None,
-            density=None) -> tuple[np.ndarray, np.ndarray, np.ndarray, list[list], str, str]:
+            density=None, root: Path | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray, list[list], str, str]:
     """One page request: (photo, depth colour map, mask overlay, region table, summary, figure
     path). ValueError with the CLI's one-line message on bad input."""
     out = Path(tempfile.mkdtemp(prefix="food-volume-")) / "result.png"
-    args = P._parser().parse_args(cli_args(photo, checkpoint, fx, fy, cx, cy, mask, density, out))
+    args = P._parser().parse_args(cli_args(photo, checkpoint, fx, fy, cx, cy, mask, density, out, root))
     run = P._run(args)   # the CLI's own run: checks, working size, inference, mass, figure
     rgb = P.load_image(photo)
     h, w = run.work_hw
@@ -150,7 +156,7 @@ def build_page(root: Path | None = None):
 
     def on_click(photo, checkpoint, fx, fy, cx, cy, mask, density):
         try:
-            return analyse(photo, checkpoint, fx, fy, cx, cy, mask, density)
+            return analyse(photo, checkpoint, fx, fy, cx, cy, mask, density, root)
         except (ValueError, OSError) as e:
             raise gr.Error(" ".join(str(e).split())) from None
 
@@ -166,11 +172,12 @@ def build_page(root: Path | None = None):
                 ckpt = gr.Dropdown(choices=found, value=found[0] if found else None, allow_custom_value=True,
                                    label="checkpoint (models/<model>/<stage> or a folder)")
                 with gr.Row():
-                    fx, fy = gr.Number(label="fx (px)", value=None), gr.Number(label="fy (px)", value=None)
-                    cx, cy = gr.Number(label="cx (px)", value=None), gr.Number(label="cy (px)", value=None)
+                    fx, fy = gr.Textbox(label="fx (px)", placeholder="616.6"), gr.Textbox(label="fy (px)")
+                    cx, cy = gr.Textbox(label="cx (px)"), gr.Textbox(label="cy (px)")
                 mask = gr.Image(type="filepath", label="food mask (optional, food > 127)",
                                 sources=["upload"], image_mode="L", height=160)
-                density = gr.Number(label="density g/mL (optional)", value=None)
+                density = gr.Textbox(label="density g/mL (optional; default: the model's mass head or "
+                                     "mass.default_density)")
                 go = gr.Button("Measure", variant="primary")
             with gr.Column(scale=2):
                 result = gr.Markdown(elem_id="summary")

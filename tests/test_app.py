@@ -16,6 +16,7 @@ from pipeline.data.synthetic import generate_dish
 from pipeline.models import build_model
 from pipeline.models.inference import save_model
 from pipeline.predict import main as predict_main
+from tests.fixtures.browser import chromium_path, measure_on_page
 
 DA_CFG = {"pretrained": None, "max_depth": 2, "init_depth": 0.4, "size": [126, 168],
           "tiny": {"hidden_size": 48, "num_layers": 4, "num_heads": 3,
@@ -156,3 +157,28 @@ def test_gradio_client_round_trip(repo, photo):
                 socket.create_connection((ip, port), timeout=2).close()
     finally:
         page.close()
+
+
+@needs_gradio
+@pytest.mark.slow
+@pytest.mark.skipif(chromium_path() is None, reason="chromium not installed (Debian: apt-get install chromium)")
+def test_headless_chromium_result_page(repo, photo, tmp_path):
+    """A real browser: upload the photo into the page's file input, click Measure, read the result."""
+    from pipeline.app import build_page
+
+    d, _ = photo
+    page = build_page(repo)
+    port = _free_port()
+    page.launch(server_name=HOST, server_port=port, prevent_thread_lock=True, quiet=True)
+    try:
+        text = measure_on_page(f"http://{HOST}:{port}/", d / "dish.png", shot=tmp_path / "page.png",
+                               width=1200, height=900)
+        # a bad checkpoint typed into the page: the CLI's one-line error reaches the browser
+        with pytest.raises(RuntimeError, match="model.json is missing"):
+            measure_on_page(f"http://{HOST}:{port}/", d / "dish.png",
+                            checkpoint=str(repo / "models/depth_anything_v2/pretrain"))
+    finally:
+        page.close()
+    assert "Total:" in text and "g/mL:" in text and "Intrinsics (default)" in text
+    shot = io.read_rgb(tmp_path / "page.png")
+    assert shot.shape[1] == 1200 and shot.shape[0] >= 900
