@@ -121,12 +121,15 @@ def make_project(root: Path) -> None:
 
 class Monitor(threading.Thread):
     """Polls the process tree under `pid`: per stage command (python -m stages.X ...), first and
-    last time seen and the peak of the summed RSS of its processes (ranks, workers)."""
+    last time seen, the peak of the summed RSS of its processes (ranks, workers) and their CPU
+    seconds (user + system, last reading per process: robust to other jobs on the machine,
+    unlike the wall time)."""
 
     def __init__(self, pid: int, every_s: float = 0.5) -> None:
         super().__init__(daemon=True)
         self.pid, self.every_s, self.stop = pid, every_s, threading.Event()
         self.stages: dict[str, dict] = {}
+        self.cpu: dict[int, tuple[str, float]] = {}   # pid -> (stage, user + system seconds)
 
     @staticmethod
     def _key(cmd: list[str]) -> str | None:
@@ -161,12 +164,16 @@ class Monitor(threading.Thread):
                         continue
                     owner[p.pid] = key
                     rss[key] = rss.get(key, 0) + p.memory_info().rss
+                    t = p.cpu_times()
+                    self.cpu[p.pid] = (key, t.user + t.system)
                 except psutil.Error:
                     continue
             for key, b in rss.items():
                 s = self.stages.setdefault(key, {"start": now, "end": now, "peak_rss_gb": 0.0})
                 s["end"] = now
                 s["peak_rss_gb"] = max(s["peak_rss_gb"], b / 2**30)
+            for key, s in self.stages.items():
+                s["cpu_s"] = sum(c for k, c in self.cpu.values() if k == key)
             self.stop.wait(self.every_s)
 
 
@@ -299,16 +306,21 @@ def main(argv: list[str] | None = None) -> int:
     rows = []
     for cmd, s in sorted(mon.items(), key=lambda kv: kv[1]["start"]):
         rows.append({"stage": names.get(cmd, cmd), "wall_s": round(s["end"] - s["start"], 1),
-                     "peak_rss_gb": round(s["peak_rss_gb"], 2)})
+                     "cpu_s": round(s.get("cpu_s", 0.0), 1), "peak_rss_gb": round(s["peak_rss_gb"], 2)})
     for r in rows:
         m = re.match(r"(train_stage(\d)|pretrain)@(.+)", r["stage"])
         if m:
             key = f"{m.group(3)}_{'stage' + m.group(2) if m.group(2) else 'pretrain'}"
             c, t = costs.get(key, {}), secs.get(key)
-            if c and t and c.get("n_train"):
-                r["train_s_per_image"] = round(t / (max(1, c["epochs"]) * c["n_train"]), 2)
+            if c and c.get("n_train"):
+                n_img = max(1, c["epochs"]) * c["n_train"]
+                r["train_cpu_s_per_image"] = round(r["cpu_s"] / n_img, 2)   # whole stage: startup, val included
+                if t:
+                    r["train_wall_s_per_image"] = round(t / n_img, 2)      # the stage's own fit timer
                 r["images"] = (f"{c['n_train']} train + {c['n_val']} val x {c['epochs']} epoch(s), "
                                f"world {c['world_size']}")
+        if r["stage"] in ("ingest", "masks", "labels"):   # per release dish (masks: SAM 2 twice per dish)
+            r["cpu_s_per_dish"] = round(r["cpu_s"] / max(1, args.n_dishes), 2)
         m = re.match(r"evaluate@(.+)", r["stage"])
         if m:
             ev = [v for k, v in costs.items() if k.startswith(f"eval:{m.group(1)}")]
