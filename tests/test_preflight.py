@@ -173,3 +173,20 @@ def test_command_and_dvc_repro_stop_before_ingest(release, dvc_project) -> None:
     assert r.returncode == 0, r.stderr
     assert json.loads((root / "metrics/preflight.json").read_text())["checked"][0] == "release"
     assert (root / "data/interim/split.csv").is_file() and (root / "metrics/split.json").is_file()
+
+
+def test_one_empty_metadata_file_is_a_note_both_a_problem(release, tmp_path) -> None:
+    """A partial copy may hold one cafe's dishes only (the sample release does); no metadata at all
+    means no masses."""
+    from pipeline.data.nutrition5k import METADATA
+    from pipeline.preflight import release_problems
+
+    root = tmp_path / "release"
+    shutil.copytree(release, root)
+    cafe1, cafe2 = (root / rel for rel in METADATA.values())
+    cafe2.write_text("")
+    problems, notes, _ = release_problems(root, 0.1, 0.42, 0.5)
+    assert problems == [] and any("cafe2" in n for n in notes)
+    cafe1.write_text("")
+    problems, _, _ = release_problems(root, 0.1, 0.42, 0.5)
+    assert len(problems) == 1 and "no dish rows" in problems[0]
