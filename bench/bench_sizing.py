@@ -43,6 +43,9 @@ WIDE = {f"model_cfg.{MODEL}.tiny": {"hidden_size": 96, "num_layers": 6, "num_hea
 OFFICIAL = {"train.recipe_stage0.lr_decoder": 5.0e-5,  # DA-V2's official rates (recipe_pretrained)
             "train.recipe_stage0.lr_encoder": 5.0e-6}
 SHORT = {"train.stage1.epochs": 4, "train.stage2.epochs": 4}  # the costly rows: half the fine-tuning
+# every row's evaluate / baselines / compare stages score the validation split: never the test split
+VAL_EVAL = {"eval.split": "val"}
+EVAL_STAGES = (["stages.evaluate", MODEL], ["stages.baselines"], ["stages.compare"])
 ROWS: dict[str, dict] = {
     "today": {"what": "stage 0 as before: 320 table dishes, 12 epochs, max_depth 2", "set": {**BEFORE, **OFFICIAL}},
     "rooms1k": {"what": "1,000 rooms + 320 table dishes, 10 epochs",
@@ -50,11 +53,15 @@ ROWS: dict[str, dict] = {
     "rooms4k_official": {"what": "4,000 rooms + 640 table dishes, 4 epochs", "set": OFFICIAL},
     "rooms4k": {"what": "rooms4k_official's stage 0, fine-tuning LRs x10 (params.yaml)", "set": {},
                 "pretrain_from": "rooms4k_official"},
-    "wide": {"what": "hidden 96, 6 layers (~3x compute); rooms1k's data, 3 epochs; fine-tuning 4 + 4 epochs",
-             "set": {**WIDE, P + "n_rooms": 1000, P + "n_dishes": 320, P + "epochs": 3, **SHORT, **OFFICIAL}},
+    "wide": {"what": "hidden 96, 6 layers (~3x compute); rooms1k's data, 3 epochs; fine-tuning 4 + 4 epochs at recipe_stage0",
+             "set": {**WIDE, P + "n_rooms": 1000, P + "n_dishes": 320, P + "epochs": 3, **SHORT}},
     "input2x": {"what": "input 252x336 (~5x compute); rooms1k's scenes at 640x480, 2 epochs; fine-tuning 4 + 4 epochs",
                 "set": {f"model_cfg.{MODEL}.size": [252, 336], P + "n_rooms": 1000, P + "n_dishes": 320,
                         P + "width": 640, P + "height": 480, P + "epochs": 2, **SHORT, **OFFICIAL}},
+    "wvol1": {"what": "rooms4k with loss.w_volume 1.0 (the volume term 10x)", "set": {"loss.w_volume": 1.0},
+              "pretrain_from": "rooms4k_official"},
+    "height2": {"what": "rooms4k with loss.w_height 2.0 (each food pixel's height above the support plane)",
+                "set": {"loss.w_height": 2.0}, "pretrain_from": "rooms4k_official"},
 }
 
 
@@ -81,7 +88,7 @@ def prepare(row: str) -> Path:
         (work / d).parent.mkdir(parents=True, exist_ok=True)
         subprocess.run(["cp", "-al", str(src), str(work / d)], check=True)
     params = yaml.safe_load((work / "params.yaml").read_text())
-    for k, v in ROWS[row]["set"].items():
+    for k, v in {**VAL_EVAL, **ROWS[row]["set"]}.items():
         set_key(params, k, v)
     io.write_text(work / "params.yaml", yaml.safe_dump(params, sort_keys=False))
     return work
@@ -124,11 +131,29 @@ def run_row(row: str, reuse: bool = False) -> dict:
         walls["pretrain"] = run(work, ["stages.pretrain", "--model", MODEL], log)
     for k in (1, 2):
         walls[f"stage{k}"] = run(work, ["stages.train", "--model", MODEL, "--stage", str(k)], log)
+    return finish_row(row, work, walls)
+
+
+def val_eval(work: Path) -> dict:
+    """The evaluation stages' own entries on the validation split (eval.split: val, set in every
+    row): the stage-2 and stage-0 models against area x height, paired, per family."""
+    params = yaml.safe_load((work / "params.yaml").read_text())
+    set_key(params, "eval.split", "val")
+    io.write_text(work / "params.yaml", yaml.safe_dump(params, sort_keys=False))
+    for args in EVAL_STAGES:
+        run(work, args, work / "bench.log")
+    return json.loads((work / "metrics/compare.json").read_text())["models"][MODEL]["given"]
+
+
+def finish_row(row: str, work: Path, walls: dict) -> dict:
+    """Score a row whose stages have run: the validation-split evaluation; ROOT/<row>.json."""
+    compare = val_eval(work)
     out = {"row": row, "what": ROWS[row]["what"], "set": ROWS[row]["set"], "wall_s": walls,
            "params": yaml.safe_load((work / "params.yaml").read_text())}
     for name in ("pretrain", "stage1", "stage2"):
         p = work / f"metrics/train/{MODEL}_{name}.json"
         out[name] = json.loads(p.read_text()) if p.is_file() else None
+    out["val_compare"] = compare
     io.write_json(ROOT / f"{row}.json", out)
     print(f"{row}: done {walls}", flush=True)
     return out
@@ -149,6 +174,16 @@ def fmt(ape: float | None, ci: list | None) -> str:
     return f"{ape:.3f} [{ci[0]:.3f}, {ci[1]:.3f}]" if ci else f"{ape:.3f}"
 
 
+def rig_vs_area_height(res: dict) -> str:
+    """The issue's target on the validation split: stage 2 - area x height on the rig families,
+    median APE, percentage points with the paired bootstrap interval."""
+    c = ((res.get("val_compare") or {}).get("by_family") or {}).get("rig", {}).get("vs_baseline_area_height")
+    if not c:
+        return "–"
+    return (f"{100 * c['median_ape_diff']:+.1f} [{100 * c['median_ape_ci_low']:+.1f}, "
+            f"{100 * c['median_ape_ci_high']:+.1f}] (n {c['n_dishes']})")
+
+
 def table() -> str:
     rows = []
     for name in ROWS:
@@ -156,8 +191,9 @@ def table() -> str:
         if p.is_file():
             rows.append(json.loads(p.read_text()))
     lines = ["| row | what | model | input | stage-0 images | ms / image | stage-0 wall s | "
-             "val APE stage 0 | val APE stage 1 | val APE stage 2 | stage-1 curve | fine-tune wall s |",
-             "|---|---|---|---|---|---|---|---|---|---|---|---|"]
+             "val APE stage 0 | val APE stage 1 | val APE stage 2 | stage-1 curve | fine-tune wall s | "
+             "val rig: stage 2 - area x height, median APE pp |",
+             "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in rows:
         cfg = r["params"]["model_cfg"][MODEL]
         t = cfg["tiny"]
@@ -173,7 +209,7 @@ def table() -> str:
             f"{fmt(start.get('val_volume_ape'), start.get('val_volume_ape_ci95'))} | "
             f"{fmt(s1['val_volume_ape'], s1['val_volume_ape_ci95'])} | "
             f"{fmt(s2['val_volume_ape'], s2['val_volume_ape_ci95'])} | {curve} | "
-            f"{r['wall_s']['stage1'] + r['wall_s']['stage2']:.0f} |")
+            f"{r['wall_s']['stage1'] + r['wall_s']['stage2']:.0f} | {rig_vs_area_height(r)} |")
     return "\n".join(lines)
 
 
@@ -181,7 +217,12 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--lane", action="append", default=[], help="comma-separated rows run one after the other")
     ap.add_argument("--reuse", action="store_true", help="keep a row's finished stage 0 from an earlier run")
+    ap.add_argument("--eval", default="", help="comma-separated rows already run: (re)score them on the "
+                    "validation split (evaluate, baselines, compare) and rewrite their results")
     args = ap.parse_args()
+    for row in [r for r in args.eval.split(",") if r]:
+        res = json.loads((ROOT / f"{row}.json").read_text())
+        finish_row(row, ROOT / row, res["wall_s"])
     lanes = [[r for r in lane.split(",") if r] for lane in args.lane]
     unknown = [r for lane in lanes for r in lane if r not in ROWS]
     if unknown:

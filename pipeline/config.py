@@ -166,6 +166,7 @@ class LossConfig:
     w_volume: NonNegFloat = 0.1
     w_silog: NonNegFloat = 0.1
     w_intrinsics: NonNegFloat = 0.1
+    w_height: NonNegFloat = 0.0         # per-pixel height above the support plane in the food mask (m)
     volume_floor_ml: PosFloat = 20.0    # |log((V + floor) / (label + floor))|: gradient <= 1 / floor
     # label / mask area (a mean height) outside this: the label is implausible for its mask -> no volume term
     label_height_mm: Annotated[tuple[NonNegFloat, NonNegFloat], Increasing(strict=True)] = (3.0, 150.0)
@@ -197,6 +198,26 @@ PRETRAINED_RECIPES = {
 
 
 @dataclass
+class AugmentConfig:
+    p_geometric: Fraction = 0.8
+    scale: Interval = (0.85, 1.2)
+    rotate_deg: Annotated[float, Range(0, 180)] = 10.0
+    shift_frac: OpenFraction = 0.1
+    brightness: Fraction = 0.2
+    contrast: Fraction = 0.2
+    saturation: Fraction = 0.2
+    hue_deg: Annotated[float, Range(0, 180)] = 5.0
+    p_blur: Fraction = 0.2
+    blur_sigma: Interval = (0.3, 1.2)
+    p_depth_noise: Fraction = 0.5
+    depth_noise_rel: NonNegFloat = 0.003
+    p_holes: Fraction = 0.3
+    max_holes: NonNegInt = 4
+    zoom: Literal["depth", "intrinsics", "off"] = "depth"   # set from model_cfg.<model>.zoom
+    DERIVED: ClassVar[dict[str, str]] = {"zoom": "set per model by model_cfg.<model>.zoom"}  # not params.yaml keys
+
+
+@dataclass
 class PretrainConfig:
     """Synthetic pretraining (stage `pretrain@<model>`): wide scenes (`pipeline.data.rooms`, objects
     on tables and floors 0.6-3 m away) and other dishes than the experiment's, rendered at their own
@@ -209,6 +230,10 @@ class PretrainConfig:
     val_fraction: OpenFraction = 0.05
     epochs: NonNegInt = 4
     families: Weights = field(default_factory=lambda: {"table": 1.0})
+    # stage 0's own loss and augmentation, frozen like a checkpoint's recipe: fine-tuning ideas
+    # (`dvc exp run -S loss.w_volume=0.2`) change `loss` / `augment`, never the committed stage 0
+    loss: LossConfig = field(default_factory=LossConfig)
+    augment: AugmentConfig | None = field(default_factory=lambda: AugmentConfig())
 
     def check(self, where: str) -> None:
         _check_weights(self.families, f"{where}.families")
@@ -260,26 +285,6 @@ class TrainConfig:
         if n not in (1, 2):
             raise ValueError(f"stage: expected 1 or 2, got {n!r}")
         return self.stage1 if n == 1 else self.stage2
-
-
-@dataclass
-class AugmentConfig:
-    p_geometric: Fraction = 0.8
-    scale: Interval = (0.85, 1.2)
-    rotate_deg: Annotated[float, Range(0, 180)] = 10.0
-    shift_frac: OpenFraction = 0.1
-    brightness: Fraction = 0.2
-    contrast: Fraction = 0.2
-    saturation: Fraction = 0.2
-    hue_deg: Annotated[float, Range(0, 180)] = 5.0
-    p_blur: Fraction = 0.2
-    blur_sigma: Interval = (0.3, 1.2)
-    p_depth_noise: Fraction = 0.5
-    depth_noise_rel: NonNegFloat = 0.003
-    p_holes: Fraction = 0.3
-    max_holes: NonNegInt = 4
-    zoom: Literal["depth", "intrinsics", "off"] = "depth"   # set from model_cfg.<model>.zoom
-    DERIVED: ClassVar[dict[str, str]] = {"zoom": "set per model by model_cfg.<model>.zoom"}  # not params.yaml keys
 
 
 @dataclass(frozen=True)
@@ -337,9 +342,18 @@ class Params:
         """Plain mapping (lists, not tuples) that `params_from_dict` and YAML round-trip."""
         d = _plain(dataclasses.asdict(self))
         d.pop("source")
-        for key in AugmentConfig.DERIVED if d["augment"] is not None else ():
-            d["augment"].pop(key)
+        for aug in (d["augment"], d["train"]["pretrain"]["augment"]):
+            for key in AugmentConfig.DERIVED if aug is not None else ():
+                aug.pop(key)
         return d
+
+    def for_stage0(self) -> Params:
+        """These params with stage 0's own loss and augmentation (`train.pretrain.loss/augment`)
+        in place of the fine-tuning ones: what stage `pretrain@<model>` trains with."""
+        pc = self.train.pretrain
+        out = dataclasses.replace(self, loss=pc.loss, augment=pc.augment)
+        out.source = self.source
+        return out
 
 
 def _plain(x: Any) -> Any:
@@ -353,9 +367,12 @@ def _plain(x: Any) -> Any:
 def params_from_dict(raw: Mapping, source: str = "params.yaml") -> Params:
     """Typed Params from an already parsed params mapping."""
     where = f"{source}:"
-    for key, why in AugmentConfig.DERIVED.items():
-        if isinstance(raw.get("augment"), Mapping) and key in raw["augment"]:
-            raise ValueError(f"{where} augment.{key}: {why}; remove the key")
+    pre = ((raw.get("train") or {}).get("pretrain") or {}) if isinstance(raw.get("train"), Mapping) else {}
+    for at, aug in (("augment", raw.get("augment")),
+                    ("train.pretrain.augment", pre.get("augment") if isinstance(pre, Mapping) else None)):
+        for key, why in AugmentConfig.DERIVED.items():
+            if isinstance(aug, Mapping) and key in aug:
+                raise ValueError(f"{where} {at}.{key}: {why}; remove the key")
     p = build(Params, raw, where)
     p.source = source
     for name, block in p.model_cfg.items():

@@ -245,3 +245,19 @@ def test_exponent_numbers_as_dvc_writes_them(tmp_path) -> None:
     other.write_text(yaml.safe_dump(raw))
     with pytest.raises(ValueError, match=r"params.yaml: loss.w_volume: expected a number, got 'e5'"):
         load_params(other)
+
+
+def test_stage0_trains_with_its_own_frozen_loss_and_augment():
+    """Trying a fine-tuning idea (`-S loss.w_volume=0.2`, an augment range) must not reach the
+    committed stage 0: it reads train.pretrain.loss/augment, and dvc.yaml's pretrain stage does
+    not depend on the fine-tuning `loss` or `augment`."""
+    p = params_from_dict({"loss": {"w_volume": 0.2}, "augment": {"rotate_deg": 30.0}})
+    s0 = p.for_stage0()
+    assert s0.loss == Params().loss and s0.augment == Params().augment
+    assert p.loss.w_volume == 0.2 and s0.train == p.train and s0.source == p.source
+    repo = load_params()
+    assert repo.train.pretrain.loss == Params().loss and repo.train.pretrain.augment == Params().augment
+    dvc = yaml.safe_load((PARAMS_FILE.parent / "dvc.yaml").read_text())["stages"]["pretrain"]["do"]["params"]
+    assert "loss" not in dvc and "augment" not in dvc and "train.pretrain" in dvc
+    with pytest.raises(ValueError, match=r"train.pretrain.augment.zoom"):
+        params_from_dict({"train": {"pretrain": {"augment": {"zoom": "depth"}}}})

@@ -10,6 +10,7 @@ from pipeline.train.losses import (
     check_weights,
     depth_l1,
     gradient_loss,
+    height_loss,
     intrinsics_loss,
     normal_angle,
     plane_loss,
@@ -22,7 +23,7 @@ from pipeline.train.losses import (
 H, W = 56, 70
 K1 = torch.tensor([[60.0, 0, (W - 1) / 2], [0, 60.0, (H - 1) / 2], [0, 0, 1]])
 WEIGHTS = {"w_depth": 1.0, "w_grad": 0.1, "w_plane": 0.05, "w_volume": 0.1, "w_silog": 0.1,
-           "w_intrinsics": 0.1}
+           "w_intrinsics": 0.1, "w_height": 1.0}
 GEOM = {"method": "heightmap", "ring_px": 5, "cell_mm": 2.0, "seed": 0}
 
 
@@ -202,3 +203,24 @@ def test_gradient_term_is_scale_invariant_and_sees_a_flattened_mound(sc):
     assert float(gradient_loss(gt * 1.7, gt, valid)) == pytest.approx(0.0, abs=1e-5)  # global scale: free
     flat = torch.where(sc["mask"], gt + 0.015, gt)  # the food half as tall
     assert float(gradient_loss(flat, gt, valid)) > 1e-3
+
+
+def test_height_term_reads_the_food_height_above_each_plane(sc):
+    """Zero at pred == gt and for the same scene on a tilted table; a mound half as tall costs
+    half its height (1.5 cm) on every food pixel; same heights as the numpy geometry."""
+    import numpy as np
+
+    from pipeline.geometry.plane import fit_support_plane, height_above_plane
+    from pipeline.geometry.volume_torch import height_above_plane_torch
+    gt, mask, K = sc["depth"], sc["mask"], sc["K"]
+    assert float(height_loss(gt.clone(), gt, mask, K, 5)) == pytest.approx(0.0, abs=1e-4)
+    tilted = scene(tilt=0.15)
+    assert float(height_loss(tilted["depth"], gt, mask, K, 5)) == pytest.approx(0.0, abs=2e-3)
+    flat = torch.where(mask, gt + 0.015, gt).requires_grad_()
+    loss = height_loss(flat, gt, mask, K, 5)
+    assert float(loss) == pytest.approx(0.015, rel=0.1)
+    _grad_ok(loss, flat)
+    n, d = fit_support_plane(gt[0].numpy(), mask[0].numpy(), K[0].numpy(), 5)
+    h_np = height_above_plane(gt[0].numpy(), K[0].numpy(), n, d)
+    h_t = height_above_plane_torch(gt[:1].double(), K[:1], torch.as_tensor(n)[None], torch.tensor([d]))[0]
+    np.testing.assert_allclose(h_t.numpy(), h_np, atol=1e-6)

@@ -14,7 +14,7 @@ from torch import Tensor
 
 from pipeline.config import LossConfig
 
-LOSS_KEYS = ("w_depth", "w_grad", "w_plane", "w_volume", "w_silog", "w_intrinsics")
+LOSS_KEYS = ("w_depth", "w_grad", "w_plane", "w_volume", "w_silog", "w_intrinsics", "w_height")
 SETTING_KEYS = ("volume_floor_ml", "label_height_mm")   # loss settings that are not weights
 
 
@@ -112,6 +112,26 @@ def plane_loss(pred: Tensor, gt: Tensor, mask: Tensor, K: Tensor, ring_px: int, 
     return normal_angle(n_pred, n_gt).clamp_min(0).mean()
 
 
+def height_loss(pred: Tensor, gt: Tensor, mask: Tensor, K: Tensor, ring_px: int, seed: int = 0,
+                pred_plane: tuple[Tensor, Tensor] | None = None) -> Tensor:
+    """Mean |h_pred - h_gt| (m) over the food mask's valid GT pixels: each pixel's height above
+    the support plane fitted (pipeline.geometry) on its own depth map, the prediction's on the
+    prediction. The volume term integrates these heights into one number per dish; this one asks
+    every food pixel for its height, where the food's shape is (a flattened mound costs here even
+    when a scale error happens to give the right volume)."""
+    from pipeline.geometry.volume_torch import height_above_plane_torch
+    food = mask & valid_depth(gt)
+    if not food.any():
+        return graph_zero(pred)
+    with torch.no_grad():
+        n_gt, d_gt = fit_plane(gt, mask, K, ring_px, seed)
+        h_gt = height_above_plane_torch(torch.where(valid_depth(gt), gt.float(), torch.zeros_like(pred)),
+                                        K.float(), n_gt, d_gt)
+    n_p, d_p = pred_plane if pred_plane is not None else fit_plane(pred, mask, K, ring_px, seed)
+    h_pred = height_above_plane_torch(pred, K.float(), n_p, d_p)
+    return (h_pred - h_gt).abs()[food].mean()
+
+
 def plausible_label(target_ml: Tensor, mask: Tensor, gt: Tensor, K: Tensor,
                     height_mm: tuple[float, float]) -> Tensor:
     """B bool: the label is plausible for its mask. label / (mask area on the table) is the
@@ -180,7 +200,7 @@ def loss_settings(loss: dict | LossConfig | None) -> dict:
     return {"volume_floor_ml": floor, "label_height_mm": (float(lo), float(hi))}
 
 
-TERM_NAMES = ("depth", "grad", "plane", "volume", "silog", "intrinsics")  # term k has weight w_k
+TERM_NAMES = ("depth", "grad", "plane", "volume", "silog", "intrinsics", "height")  # term k has weight w_k
 
 
 def loss_terms(out: dict[str, Tensor], batch: dict[str, Tensor], weights: dict[str, float],
@@ -205,13 +225,16 @@ def loss_terms(out: dict[str, Tensor], batch: dict[str, Tensor], weights: dict[s
             terms["silog"] = silog_loss(pred, gt, valid)
         seed = int(geom["seed"])
         # one support-plane fit on the prediction serves both geometric terms
-        plane = fit_plane(pred, mask, K, ring, seed) if weights["w_plane"] > 0 or weights["w_volume"] > 0 else None
+        plane = (fit_plane(pred, mask, K, ring, seed)
+                 if weights["w_plane"] > 0 or weights["w_volume"] > 0 or weights["w_height"] > 0 else None)
         if weights["w_plane"] > 0:
             terms["plane"] = plane_loss(pred, gt, mask, K, ring, seed, pred_plane=plane)
         if weights["w_volume"] > 0:
             keep = plausible_label(batch["volume_ml"], mask, gt, K, settings["label_height_mm"])
             terms["volume"] = volume_loss(pred, mask, K, batch["volume_ml"], geom, pred_plane=plane,
                                           floor_ml=settings["volume_floor_ml"], keep=keep)
+        if weights["w_height"] > 0:
+            terms["height"] = height_loss(pred, gt, mask, K, ring, seed, pred_plane=plane)
         if predicts_K and weights["w_intrinsics"] > 0:
             terms["intrinsics"] = intrinsics_loss(out["K"], K)
     return terms
