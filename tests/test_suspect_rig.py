@@ -95,3 +95,22 @@ def test_evaluation_and_training_rows_leave_suspect_dishes_out(tmp_path) -> None
     full.to_csv(tmp_path / "index.csv", index=False)
     dm = DishDataModule(tmp_path / "index.csv", (126, 168), 2, None)
     assert list(dm.rows("train")["dish_id"]) == ["c"]
+
+
+def test_a_split_left_empty_fails_in_one_line_before_the_model_is_built(tmp_path) -> None:
+    """The rehearsal's 12-dish tree left its one val dish suspect: the training stage must say so
+    at once (one line naming the index and the split), not after minutes of model building."""
+    import pytest
+
+    from pipeline.config import params_from_dict
+    from pipeline.train.fit import run_stage
+
+    df = pd.DataFrame({"dish_id": ["a", "b", "c"], "split": ["train", "train", "val"],
+                       "volume_ml": [100.0, 80.0, 90.0], "suspect": ["", "", "empty_mask"],
+                       "rgb_path": "x.png", "depth_path": "x.png", "mask_path": "x.png", "fx": 500.0,
+                       "fy": 500.0, "cx": 320.0, "cy": 240.0, "width": 640, "height": 480})
+    df.to_csv(tmp_path / "index.csv", index=False)
+    params = params_from_dict({"model_cfg": {"depth_anything_v2": {"pretrained": "no/such-checkpoint"}}})
+    with pytest.raises(ValueError, match=r"index.csv: no usable dishes with split == 'val' \(all 1 suspect"):
+        run_stage("depth_anything_v2", 1, params, tmp_path / "index.csv", tmp_path / "w", tmp_path / "c",
+                  tmp_path / "l", tmp_path / "m.json")

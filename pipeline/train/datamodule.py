@@ -151,7 +151,11 @@ class DishDataModule(pl.LightningDataModule):
                                        self.exclude_suspect)
         rows = self._index[self._index["split"] == split]
         if rows.empty:
-            raise ValueError(f"{self.index_path}: no dishes with split == {split!r}")
+            full = read_index(self.index_path, required=TRAIN_COLUMNS)
+            n_all = int((full["split"] == split).sum())
+            why = f"all {n_all} suspect, excluded by suspect.exclude" if n_all else "none in the split"
+            raise ValueError(f"{self.index_path}: no usable dishes with split == {split!r} ({why}): training "
+                             "needs train and val dishes; add dishes or raise split.val_fraction")
         return rows.head(self.max_dishes) if self.max_dishes else rows
 
     def setup(self, stage: str | None = None) -> None:

@@ -224,12 +224,13 @@ def run_stage(name: str, stage: int, params: Params | Mapping, index_path: Path,
     pl.seed_everything(seed, workers=True, verbose=False)
     model_cfg = config_for(params, name)
     size = check_size(model_cfg.size)
-    model, source = stage_model(name, stage, params, init_weights)
-    _, recipe = recipe_for(params, name, source)
     dm = DishDataModule(index_path, size, tp.batch_size, train_augment(params, name), seed=seed,
                         num_workers=tr.num_workers, work_scale=tp.work_scale,
                         max_dishes=max_dishes, allowed_roots=allowed_roots,
                         exclude_suspect=params.suspect.exclude)
+    dm.rows("train"), dm.rows("val")  # an empty split fails here, in one line, not after the model is built
+    model, source = stage_model(name, stage, params, init_weights)
+    _, recipe = recipe_for(params, name, source)
     geom = geometry_params(params, size, dm.original_width())
     key = config_hash({"name": name, "stage": stage, "model_cfg": asdict(model_cfg), "loss": asdict(params.loss),
                        "train": asdict(tp), "augment": params.augment and asdict(params.augment), "geom": geom,
