@@ -62,6 +62,10 @@ ROWS: dict[str, dict] = {
               "pretrain_from": "rooms4k_official"},
     "height2": {"what": "rooms4k with loss.w_height 2.0 (each food pixel's height above the support plane)",
                 "set": {"loss.w_height": 2.0}, "pretrain_from": "rooms4k_official"},
+    "input2x_r4k": {"what": "rooms4k's stage 0 fine-tuned at 252x336 (~3x compute), 4 + 4 epochs",
+                    "set": {f"model_cfg.{MODEL}.size": [252, 336], **SHORT}, "pretrain_from": "rooms4k_official"},
+    "input168": {"what": "rooms4k's stage 0 fine-tuned at 168x224 (1.8x the pixels)",
+                 "set": {f"model_cfg.{MODEL}.size": [168, 224]}, "pretrain_from": "rooms4k_official"},
 }
 
 
