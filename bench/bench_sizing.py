@@ -27,6 +27,8 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+import numpy as np
+import pandas as pd
 import yaml
 
 from pipeline import io
@@ -192,6 +194,22 @@ def rig_vs_area_height(res: dict) -> str:
             f"{100 * c['median_ape_ci_high']:+.1f}] (n {c['n_dishes']})")
 
 
+def rig_height_slope(row: str) -> str:
+    """Does the model see the food's height on the rig? Slope and correlation of the predicted
+    against the true mean food height (mm above the support plane, given masks) over the rig
+    dishes of the validation split: 1 / 1 reads it, 0 predicts one height for every dish."""
+    p = ROOT / row / f"metrics/eval/{MODEL}.csv"
+    res = json.loads((ROOT / f"{row}.json").read_text())
+    if not res.get("val_compare") or not p.is_file():  # not scored on the validation split
+        return "–"
+    df = pd.read_csv(p)
+    df = df[(df["scene"] != "table") & df["height_bias_mm"].notna() & df["food_height_mm"].notna()]
+    if len(df) < 3:
+        return "–"
+    true, pred = df["food_height_mm"].to_numpy(), (df["food_height_mm"] + df["height_bias_mm"]).to_numpy()
+    return f"{np.polyfit(true, pred, 1)[0]:.2f} / {np.corrcoef(true, pred)[0, 1]:.2f}"
+
+
 def table() -> str:
     rows = []
     for name in ROWS:
@@ -200,8 +218,8 @@ def table() -> str:
             rows.append(json.loads(p.read_text()))
     lines = ["| row | what | model | input | stage-0 images | ms / image | stage-0 wall s | "
              "val APE stage 0 | val APE stage 1 | val APE stage 2 | stage-1 curve | fine-tune wall s | "
-             "val rig: stage 2 - area x height, median APE pp |",
-             "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
+             "val rig: stage 2 - area x height, median APE pp | val rig height slope / corr |",
+             "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in rows:
         cfg = r["params"]["model_cfg"][MODEL]
         t = cfg["tiny"]
@@ -217,7 +235,7 @@ def table() -> str:
             f"{fmt(start.get('val_volume_ape'), start.get('val_volume_ape_ci95'))} | "
             f"{fmt(s1['val_volume_ape'], s1['val_volume_ape_ci95'])} | "
             f"{fmt(s2['val_volume_ape'], s2['val_volume_ape_ci95'])} | {curve} | "
-            f"{r['wall_s']['stage1'] + r['wall_s']['stage2']:.0f} | {rig_vs_area_height(r)} |")
+            f"{r['wall_s']['stage1'] + r['wall_s']['stage2']:.0f} | {rig_vs_area_height(r)} | {rig_height_slope(r['row'])} |")
     return "\n".join(lines)
 
 
