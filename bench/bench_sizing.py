@@ -55,7 +55,8 @@ ROWS: dict[str, dict] = {
     "rooms4k_official": {"what": "4,000 rooms + 640 table dishes, 4 epochs", "set": OFFICIAL},
     "rooms4k": {"what": "rooms4k_official's stage 0, fine-tuning LRs x10 (params.yaml)", "set": {},
                 "pretrain_from": "rooms4k_official"},
-    "wide": {"what": "hidden 96, 6 layers (~3x compute); rooms1k's data, 3 epochs; fine-tuning 4 + 4 epochs at recipe_stage0",
+    "wide": {"what": "hidden 96, 6 layers (~3x compute); rooms1k's data, 3 epochs; fine-tuning 4 + 4 epochs "
+                     "at recipe_stage0",
              "set": {**WIDE, P + "n_rooms": 1000, P + "n_dishes": 320, P + "epochs": 3, **SHORT}},
     "input2x": {"what": "input 252x336 (~5x compute); rooms1k's scenes at 640x480, 2 epochs; fine-tuning 4 + 4 epochs",
                 "set": {f"model_cfg.{MODEL}.size": [252, 336], P + "n_rooms": 1000, P + "n_dishes": 320,
@@ -235,7 +236,8 @@ def table() -> str:
             f"{fmt(start.get('val_volume_ape'), start.get('val_volume_ape_ci95'))} | "
             f"{fmt(s1['val_volume_ape'], s1['val_volume_ape_ci95'])} | "
             f"{fmt(s2['val_volume_ape'], s2['val_volume_ape_ci95'])} | {curve} | "
-            f"{r['wall_s']['stage1'] + r['wall_s']['stage2']:.0f} | {rig_vs_area_height(r)} | {rig_height_slope(r['row'])} |")
+            f"{r['wall_s']['stage1'] + r['wall_s']['stage2']:.0f} | {rig_vs_area_height(r)} | "
+            f"{rig_height_slope(r['row'])} |")
     return "\n".join(lines)
 
 

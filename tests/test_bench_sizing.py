@@ -35,7 +35,8 @@ def test_default_row_is_params_yaml_and_runs_the_stage_entries(tmp_path: Path, m
     assert default == ["rooms4k"]
     work = bs.prepare("rooms4k")
     repo = load_params()  # the rows score the validation split, never the test split
-    assert load_params(work / "params.yaml") == dataclasses.replace(repo, eval=dataclasses.replace(repo.eval, split="val"))
+    val = dataclasses.replace(repo, eval=dataclasses.replace(repo.eval, split="val"))
+    assert load_params(work / "params.yaml") == val
     assert (work / "stages/pretrain.py").read_bytes() == (io.REPO_ROOT / "stages/pretrain.py").read_bytes()
     res = bs.run_row(bs.ROWS["rooms4k"]["pretrain_from"])  # the default's stage 0 is that row's
     assert calls == [["stages.pretrain", "--model", bs.MODEL],
