@@ -102,7 +102,7 @@ def food_mask(depth: np.ndarray, K: np.ndarray, min_height_mm: float | None = No
     from pipeline.data.rig import dish_rig_plane
     plane = dish_rig_plane(depth, K, seed, build(SuspectConfig, suspect_cfg, "suspect").max_rig_tilt_deg)
     if plane is not None:
-        food, support = rig_mask(depth, K, plane, min_height_mm, min_area_px, seed, rgb)
+        food, support = rig_mask(depth, K, plane, min_height_mm, min_area_px, seed, rgb, rig_floor_m)
         # a deep bowl, or food filling a bowl (kept so that it is flagged bowl_floor)
         if support.kind == "bowl_surface" and (_bowl_depth(support) > _DEEP_BOWL_M
                                                or suspect.floor_hidden(support.floor_wall_colour, suspect_cfg)):

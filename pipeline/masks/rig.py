@@ -22,7 +22,7 @@ from pipeline.config import MasksConfig, or_default
 from pipeline.geometry import backproject, fit_plane
 from pipeline.geometry.plane import LEVEL_BAND_M as _LEVEL_BAND_M
 from pipeline.geometry.plane import levels
-from pipeline.masks.bowls import bowl_axis, food_filling_bowl, food_in_open_bowl, rim_height
+from pipeline.masks.bowls import bare_floor, bowl_axis, food_filling_bowl, food_in_open_bowl, rim_height
 from pipeline.masks.cleanup import clean_mask, fill_holes, hysteresis, largest_component, noise_floor
 from pipeline.masks.colour import colour_like
 from pipeline.masks.levelled import FLOOR_M
@@ -35,6 +35,7 @@ _PLATE_MIN_INLIERS = 0.3  # of the dish's pixels on its floor plane: a plate, el
 _SEED_M = 0.02           # pixels this high above the support are surely food (colour samples)
 FLOOR_TOL_M = 0.010      # a plate's or bowl's floor lies at most this far above the rig's
                          # typical vessel floor (plates 4-15 mm thick, bowl bottoms 4-12 mm)
+BOWL_TOL_M = 0.003       # ... a bowl's (walled) floor this far, unless coloured like its wall
 _PLATE_FOOD_M = 0.008    # food on a plate stands at least this high above its floor ...
 _PLATE_FOOD_SHARE = 0.02  # ... over at least this share of the dish
 _PLATFORM_MAX_M = 0.12   # a platform seen beside the dish stands at most this high
@@ -207,10 +208,17 @@ def platform_beside(g: DishGeometry) -> float | None:
     return lv[0] if lv else None
 
 
-def floor_hidden(g: DishGeometry, floor: float | None) -> bool:
+def floor_hidden(g: DishGeometry, floor: float | None, rgb: np.ndarray | None = None) -> bool:
     """Step 3, geometry first: the dish's lowest level lies higher above its base than any
-    vessel floor can (`floor` + FLOOR_TOL_M): food fills the vessel and hides its floor."""
-    return floor is not None and g.level is not None and g.level > floor + FLOOR_TOL_M
+    vessel floor can (`floor` + FLOOR_TOL_M): food fills the vessel and hides its floor. Inside
+    a wall (a bowl) a level only BOWL_TOL_M above the floor is food too, unless it has the
+    wall's colours (a bare floor): a thin layer of food is as low as a thick plate's floor."""
+    if floor is None or g.level is None:
+        return False
+    if g.level > floor + FLOOR_TOL_M:
+        return True
+    return rgb is not None and g.walled and g.level > floor + BOWL_TOL_M \
+        and not bare_floor(rgb, g.inside, g.heights, g.level)
 
 
 def plate_like(g: DishGeometry, thr: float = 0.004) -> bool:
@@ -280,7 +288,7 @@ def rig_mask(depth: np.ndarray, K: np.ndarray, rig_plane: tuple[np.ndarray, floa
     if g.dish.sum() < 1000:
         return food_on_platform(g, thr, min_area_px)
     floor = vessel_floor(g, rig_floor_m)
-    if floor_hidden(g, floor):
+    if floor_hidden(g, floor, rgb):
         out = food_filling_bowl(g, bowl_axis(g, K, rim_height(g)), floor, thr, min_area_px, rgb)
         if out is not None:
             return out
