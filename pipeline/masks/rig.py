@@ -22,9 +22,9 @@ from pipeline.config import MasksConfig, or_default
 from pipeline.geometry import backproject, fit_plane
 from pipeline.geometry.plane import LEVEL_BAND_M as _LEVEL_BAND_M
 from pipeline.geometry.plane import levels
-from pipeline.masks.bowls import bare_floor, bowl_axis, food_filling_bowl, food_in_open_bowl, rim_height
+from pipeline.masks.bowls import BARE_FLOOR_MATCH, bowl_axis, food_filling_bowl, food_in_open_bowl, rim_height
 from pipeline.masks.cleanup import clean_mask, fill_holes, hysteresis, largest_component, noise_floor
-from pipeline.masks.colour import colour_like
+from pipeline.masks.colour import colour_like, colour_match
 from pipeline.masks.levelled import FLOOR_M
 from pipeline.masks.support import Support
 
@@ -208,17 +208,23 @@ def platform_beside(g: DishGeometry) -> float | None:
     return lv[0] if lv else None
 
 
-def floor_hidden(g: DishGeometry, floor: float | None, rgb: np.ndarray | None = None) -> bool:
+def floor_hidden(g: DishGeometry, floor: float | None, rgb: np.ndarray | None = None,
+                 slack_m: float = 0.0) -> bool:
     """Step 3, geometry first: the dish's lowest level lies higher above its base than any
-    vessel floor can (`floor` + FLOOR_TOL_M): food fills the vessel and hides its floor. Inside
-    a wall (a bowl) a level only BOWL_TOL_M above the floor is food too, unless it has the
-    wall's colours (a bare floor): a thin layer of food is as low as a thick plate's floor."""
+    vessel floor can (`floor` + FLOOR_TOL_M + `slack_m`, how much the floor varies between
+    dishes): food fills the vessel and hides its floor. Inside
+    a wall (a bowl) a level only BOWL_TOL_M above the floor is food too when its colours are
+    unlike the rim's (a bare floor is the bowl's material): a thin layer of food lies as low as
+    a thick plate's floor, so here colour decides."""
     if floor is None or g.level is None:
         return False
-    if g.level > floor + FLOOR_TOL_M:
+    if g.level > floor + FLOOR_TOL_M + slack_m:
         return True
-    return rgb is not None and g.walled and g.level > floor + BOWL_TOL_M \
-        and not bare_floor(rgb, g.inside, g.heights, g.level)
+    if not (g.walled and g.level > floor + BOWL_TOL_M):
+        return False
+    # the rim band is the bowl's own material (food heaped on a bare floor is not compared)
+    match = colour_match(rgb, g.inside & (np.abs(g.heights - g.level) < _LEVEL_BAND_M), g.inside & g.edge)
+    return match is not None and match < BARE_FLOOR_MATCH
 
 
 def plate_like(g: DishGeometry, thr: float = 0.004) -> bool:
@@ -276,11 +282,12 @@ def _hull(region: np.ndarray) -> np.ndarray:
 def rig_mask(depth: np.ndarray, K: np.ndarray, rig_plane: tuple[np.ndarray, float],
              min_height_mm: float | None = None, min_area_px: int | None = None, seed: int = 0,
              rgb: np.ndarray | None = None, rig_floor_m: float | None = None,
-             rig_fits: bool = True) -> tuple[np.ndarray, Support]:
+             rig_fits: bool = True, floor_slack_m: float = 0.0) -> tuple[np.ndarray, Support]:
     """Food mask and its support on the fixed rig (the steps in the module docstring).
     `rig_floor_m`: the release's vessel floor above the rig plane (pipeline.masks.vessel_floor;
     a vessel stands there when the platform under it is not seen in depth). `rig_fits` False:
-    the release's dishes share no plane, this dish gets its own. min_height_mm, min_area_px:
+    the release's dishes share no plane, this dish gets its own. `floor_slack_m`: how much the
+    vessel floor varies between the dishes (0 on a fixed rig). min_height_mm, min_area_px:
     params `masks:` (None: its default)."""
     min_height_mm, min_area_px = or_default(MasksConfig, min_height_mm=min_height_mm, min_area_px=min_area_px)
     thr = min_height_mm * 1e-3
@@ -288,7 +295,7 @@ def rig_mask(depth: np.ndarray, K: np.ndarray, rig_plane: tuple[np.ndarray, floa
     if g.dish.sum() < 1000:
         return food_on_platform(g, thr, min_area_px)
     floor = vessel_floor(g, rig_floor_m)
-    if floor_hidden(g, floor, rgb):
+    if floor_hidden(g, floor, rgb, floor_slack_m):
         out = food_filling_bowl(g, bowl_axis(g, K, rim_height(g)), floor, thr, min_area_px, rgb)
         if out is not None:
             return out
