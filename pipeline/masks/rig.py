@@ -286,8 +286,8 @@ def rig_mask(depth: np.ndarray, K: np.ndarray, rig_plane: tuple[np.ndarray, floa
     """Food mask and its support on the fixed rig (the steps in the module docstring).
     `rig_floor_m`: the release's vessel floor above the rig plane (pipeline.masks.vessel_floor;
     a vessel stands there when the platform under it is not seen in depth). `rig_fits` False:
-    the release's dishes share no plane, this dish gets its own. `floor_slack_m`: how much the
-    vessel floor varies between the dishes (0 on a fixed rig). min_height_mm, min_area_px:
+    the release's dishes share no plane, this dish gets its own. `floor_slack_m`: how much a
+    glass-platform dish's floor may lie off the release's (0 on a fixed rig). min_height_mm, min_area_px:
     params `masks:` (None: its default)."""
     min_height_mm, min_area_px = or_default(MasksConfig, min_height_mm=min_height_mm, min_area_px=min_area_px)
     thr = min_height_mm * 1e-3
@@ -295,7 +295,9 @@ def rig_mask(depth: np.ndarray, K: np.ndarray, rig_plane: tuple[np.ndarray, floa
     if g.dish.sum() < 1000:
         return food_on_platform(g, thr, min_area_px)
     floor = vessel_floor(g, rig_floor_m)
-    if floor_hidden(g, floor, rgb, floor_slack_m):
+    # the release's floor under a glass platform, not this dish's own base: it may be off by the slack
+    glass_floor = floor if (rig_floor_m is not None and floor is not None and floor > _MAX_FLOOR_M) else None
+    if floor_hidden(g, floor, rgb, floor_slack_m if glass_floor is not None else 0.0):
         out = food_filling_bowl(g, bowl_axis(g, K, rim_height(g)), floor, thr, min_area_px, rgb)
         if out is not None:
             return out
@@ -304,5 +306,4 @@ def rig_mask(depth: np.ndarray, K: np.ndarray, rig_plane: tuple[np.ndarray, floa
         return food_on_plate(g, thr, min_area_px, rgb)
     # an open bowl: a bare floor is looked for near the release's vessel floor only when the
     # dish stands on a glass platform (the floor height is the release's, not the base's)
-    glass_floor = floor if (rig_floor_m is not None and floor is not None and floor > _MAX_FLOOR_M) else None
     return food_in_open_bowl(g, bowl_axis(g, K), thr, min_area_px, rgb, glass_floor)
