@@ -14,6 +14,7 @@ from pipeline import io, suspect
 from pipeline.config import MasksConfig, Params, SuspectConfig
 from pipeline.masks.cleanup import iou
 from pipeline.masks.from_depth import food_mask
+from pipeline.masks.levelled import FLOOR_M
 from pipeline.masks.support import KINDS, Support
 from pipeline.masks.vessel_floor import release_floor
 from pipeline.parallel import map_dishes
@@ -159,10 +160,12 @@ def masks_from_files(split_csv: Path, raw_dir: Path, out_dir: Path, p: Params,
     rig = read_rig_plane(raw_dir)   # Nutrition5k: the fixed rig's plane
     floor_m, fits = read_rig_extras(raw_dir)
     cfg = MaskSettings(p.masks, p.suspect, roots, rig, floor_m, fits)
-    if rig is not None and fits:
+    if rig is None:   # synthetic rig families: each dish's own plane, the platforms the dishes show
         cfg.rig_floor_m = release_floor(df, cfg, p.nutrition5k.rig_plane_dishes)
+    elif fits:        # no platform, no plate seen: the vessels stand on the surround
+        cfg.rig_floor_m = release_floor(df, cfg, p.nutrition5k.rig_plane_dishes) or FLOOR_M
     table, report = make_masks(df, out_dir, cfg, workers=p.data.workers)
-    if rig is not None:   # what the masks stood on: the floor used, and ingest's for comparison
-        report["vessel_floor_m"] = cfg.rig_floor_m
+    report["vessel_floor_m"] = cfg.rig_floor_m   # what the masks stood on, and ingest's beside it
+    if rig is not None:
         report["vessel_floor_ingest_m"] = floor_m
     return table, report

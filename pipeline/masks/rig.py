@@ -22,9 +22,9 @@ from pipeline.config import MasksConfig, or_default
 from pipeline.geometry import backproject, fit_plane
 from pipeline.geometry.plane import LEVEL_BAND_M as _LEVEL_BAND_M
 from pipeline.geometry.plane import levels
-from pipeline.masks.bowls import bowl_axis, food_filling_bowl, food_in_open_bowl, rim_height
+from pipeline.masks.bowls import BARE_FLOOR_MATCH, bowl_axis, food_filling_bowl, food_in_open_bowl, rim_height
 from pipeline.masks.cleanup import clean_mask, fill_holes, hysteresis, largest_component, noise_floor
-from pipeline.masks.colour import colour_like
+from pipeline.masks.colour import colour_like, colour_match
 from pipeline.masks.levelled import FLOOR_M
 from pipeline.masks.support import Support
 
@@ -35,6 +35,7 @@ _PLATE_MIN_INLIERS = 0.3  # of the dish's pixels on its floor plane: a plate, el
 _SEED_M = 0.02           # pixels this high above the support are surely food (colour samples)
 FLOOR_TOL_M = 0.010      # a plate's or bowl's floor lies at most this far above the rig's
                          # typical vessel floor (plates 4-15 mm thick, bowl bottoms 4-12 mm)
+BOWL_TOL_M = 0.003       # ... a bowl's (walled) floor this far, unless coloured like its wall
 _PLATE_FOOD_M = 0.008    # food on a plate stands at least this high above its floor ...
 _PLATE_FOOD_SHARE = 0.02  # ... over at least this share of the dish
 _PLATFORM_MAX_M = 0.12   # a platform seen beside the dish stands at most this high
@@ -207,10 +208,23 @@ def platform_beside(g: DishGeometry) -> float | None:
     return lv[0] if lv else None
 
 
-def floor_hidden(g: DishGeometry, floor: float | None) -> bool:
+def floor_hidden(g: DishGeometry, floor: float | None, rgb: np.ndarray | None = None,
+                 slack_m: float = 0.0) -> bool:
     """Step 3, geometry first: the dish's lowest level lies higher above its base than any
-    vessel floor can (`floor` + FLOOR_TOL_M): food fills the vessel and hides its floor."""
-    return floor is not None and g.level is not None and g.level > floor + FLOOR_TOL_M
+    vessel floor can (`floor` + FLOOR_TOL_M + `slack_m`, how much the floor varies between
+    dishes): food fills the vessel and hides its floor. Inside
+    a wall (a bowl) a level only BOWL_TOL_M above the floor is food too when its colours are
+    unlike the rim's (a bare floor is the bowl's material): a thin layer of food lies as low as
+    a thick plate's floor, so here colour decides."""
+    if floor is None or g.level is None:
+        return False
+    if g.level > floor + FLOOR_TOL_M + slack_m:
+        return True
+    if not (g.walled and g.level > floor + BOWL_TOL_M):
+        return False
+    # the rim band is the bowl's own material (food heaped on a bare floor is not compared)
+    match = colour_match(rgb, g.inside & (np.abs(g.heights - g.level) < _LEVEL_BAND_M), g.inside & g.edge)
+    return match is not None and match < BARE_FLOOR_MATCH
 
 
 def plate_like(g: DishGeometry, thr: float = 0.004) -> bool:
@@ -268,11 +282,12 @@ def _hull(region: np.ndarray) -> np.ndarray:
 def rig_mask(depth: np.ndarray, K: np.ndarray, rig_plane: tuple[np.ndarray, float],
              min_height_mm: float | None = None, min_area_px: int | None = None, seed: int = 0,
              rgb: np.ndarray | None = None, rig_floor_m: float | None = None,
-             rig_fits: bool = True) -> tuple[np.ndarray, Support]:
+             rig_fits: bool = True, floor_slack_m: float = 0.0) -> tuple[np.ndarray, Support]:
     """Food mask and its support on the fixed rig (the steps in the module docstring).
     `rig_floor_m`: the release's vessel floor above the rig plane (pipeline.masks.vessel_floor;
     a vessel stands there when the platform under it is not seen in depth). `rig_fits` False:
-    the release's dishes share no plane, this dish gets its own. min_height_mm, min_area_px:
+    the release's dishes share no plane, this dish gets its own. `floor_slack_m`: how much a
+    glass-platform dish's floor may lie off the release's (0 on a fixed rig). min_height_mm, min_area_px:
     params `masks:` (None: its default)."""
     min_height_mm, min_area_px = or_default(MasksConfig, min_height_mm=min_height_mm, min_area_px=min_area_px)
     thr = min_height_mm * 1e-3
@@ -280,7 +295,9 @@ def rig_mask(depth: np.ndarray, K: np.ndarray, rig_plane: tuple[np.ndarray, floa
     if g.dish.sum() < 1000:
         return food_on_platform(g, thr, min_area_px)
     floor = vessel_floor(g, rig_floor_m)
-    if floor_hidden(g, floor):
+    # the release's floor under a glass platform, not this dish's own base: it may be off by the slack
+    glass_floor = floor if (rig_floor_m is not None and floor is not None and floor > _MAX_FLOOR_M) else None
+    if floor_hidden(g, floor, rgb, floor_slack_m if glass_floor is not None else 0.0):
         out = food_filling_bowl(g, bowl_axis(g, K, rim_height(g)), floor, thr, min_area_px, rgb)
         if out is not None:
             return out
@@ -289,5 +306,4 @@ def rig_mask(depth: np.ndarray, K: np.ndarray, rig_plane: tuple[np.ndarray, floa
         return food_on_plate(g, thr, min_area_px, rgb)
     # an open bowl: a bare floor is looked for near the release's vessel floor only when the
     # dish stands on a glass platform (the floor height is the release's, not the base's)
-    glass_floor = floor if (rig_floor_m is not None and floor is not None and floor > _MAX_FLOOR_M) else None
     return food_in_open_bowl(g, bowl_axis(g, K), thr, min_area_px, rgb, glass_floor)

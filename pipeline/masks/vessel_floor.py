@@ -32,12 +32,18 @@ PLATE_FOOD_M = 0.008      # food on a plate stands at least this high above its 
 PLATE_FOOD_SHARE = 0.02   # ... over at least this share of the dish
 
 
-def dish_floor_evidence(depth: np.ndarray, K: np.ndarray, rig_plane: tuple[np.ndarray, float],
-                        seed: int = 0) -> tuple[str, float] | None:
+def dish_floor_evidence(depth: np.ndarray, K: np.ndarray, rig_plane: tuple[np.ndarray, float] | None,
+                        seed: int = 0, max_tilt_deg: float | None = None) -> tuple[str, float] | None:
     """('platform', vessel floor above the surround) when the platform is seen, ('plate', its
-    floor above the surround) for a plate with food on it, else None (a bowl, or nothing seen)."""
+    floor above the surround) for a plate with food on it, else None (a bowl, or nothing seen).
+    `rig_plane` None (synthetic rig families): the dish's own surround plane."""
+    from pipeline.data.rig import dish_rig_plane
     from pipeline.masks.rig import dish_geometry, plate_like
 
+    if rig_plane is None:
+        rig_plane = dish_rig_plane(depth, K, seed, max_tilt_deg)
+        if rig_plane is None:
+            return None
     g = dish_geometry(depth, K, rig_plane, seed)
     if g is None or g.plane_source != "release":
         return None
@@ -48,11 +54,14 @@ def dish_floor_evidence(depth: np.ndarray, K: np.ndarray, rig_plane: tuple[np.nd
     return ("plate", g.base + g.level) if plate_like(g) else None
 
 
-def release_floor(df: pd.DataFrame, cfg: MaskSettings, max_dishes: int) -> float:
+def release_floor(df: pd.DataFrame, cfg: MaskSettings, max_dishes: int) -> float | None:
     """The vessel floor (m above the rig plane) from up to `max_dishes` dishes spread over the
     release (the same sample ingest fits the plane on): the median of the platform evidence
-    when any dish shows its platform, else of the plates' floors; FLOOR_M without either (ingest's
-    `floor_m`, the median of every dish's lowest level, is reported beside it, not used)."""
+    when any dish shows its platform, else of the plates' floors; None without either (the
+    caller decides: a rig release stands on its surround, FLOOR_M; ingest's `floor_m`, the
+    median of every dish's lowest level, is reported beside it, not used). With no release
+    plane (synthetic rig families) each dish's own surround plane is used: a bowl on a glass
+    platform then gets the platform height the other dishes show."""
     rows = df.to_dict("records")
     idx = np.unique(np.linspace(0, len(rows) - 1, min(max_dishes, len(rows))).astype(int)) if rows else []
     found: dict[str, list[float]] = {"platform": [], "plate": []}
@@ -61,10 +70,11 @@ def release_floor(df: pd.DataFrame, cfg: MaskSettings, max_dishes: int) -> float
             depth = io.read_dish_depth(rows[i], cfg.roots)
         except ValueError:
             continue   # the masks stage reports the dish itself
-        ev = dish_floor_evidence(depth, io.K_from_row(rows[i]), cfg.rig_plane)
+        ev = dish_floor_evidence(depth, io.K_from_row(rows[i]), cfg.rig_plane,
+                                 max_tilt_deg=cfg.suspect.max_rig_tilt_deg)
         if ev is not None:
             found[ev[0]].append(ev[1])
     for kind in ("platform", "plate"):
         if len(found[kind]) >= max(MIN_DISHES, MIN_SHARE * len(idx)):
             return round(float(np.median(found[kind])), 5)
-    return FLOOR_M   # no platform, no plate: the vessels stand on the surround
+    return None   # no platform, no plate
