@@ -11,7 +11,7 @@ The recipe's `-S` settings are read from README.md's real-run block, except:
   its own config (`sam2.1_hiera_t.yaml`; the recipe's large `.pt` needs `_l`);
 - the data is a Nutrition5k-format tree of ~12 dishes (tests/fixtures/rig_release.py: the fixed
   overhead rig, plates, bowls, several items, steel, rails);
-- one epoch per stage (pretrain, stage 1, stage 2; the pretrain stage on 24 synthetic dishes),
+- one epoch per stage (pretrain, stage 1, stage 2; the pretrain stage on 24 synthetic dishes and 8 rooms),
   `trainer.devices=2` (DDP on 2 gloo CPU processes), `trainer.num_workers=1`.
 Everything else (518x686, bf16-mixed, batch 4, SAM 2 masks, DDP) is the recipe's.
 
@@ -44,7 +44,7 @@ sys.path.insert(0, str(REPO))
 FULL_RELEASE_OVERHEAD = 3490      # Nutrition5k dishes with overhead RGB-D
 RELEASE_TEST_SHARE = 0.2          # the release's depth split (dish_ids/splits/depth_test_ids.txt), about
 N_EPOCHS = {"train.stage1.epochs": "1", "train.stage2.epochs": "1", "train.pretrain.epochs": "1",
-            "train.pretrain.n_dishes": "24"}
+            "train.pretrain.n_dishes": "24", "train.pretrain.n_rooms": "8"}
 DA_SMALL = {"hidden_size": 384, "num_hidden_layers": 12, "num_attention_heads": 6,
             "out_indices": [3, 6, 9, 12], "neck_hidden_sizes": [48, 96, 192, 384],
             "fusion_hidden_size": 64, "head_hidden_size": 32, "max_depth": 20}

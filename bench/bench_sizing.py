@@ -13,7 +13,7 @@ the stage-0 weights on the same validation dishes before any fine-tuning.
 
 Lanes run side by side (one core each: trainer.threads is 1), rows of a lane one after the
 other; a row with `pretrain_from` reuses that row's stage 0 (same lane, earlier). The row whose
-params are params.yaml's (`rooms4k`) is the committed default; its stage 0 (rooms4k_official's,
+params are params.yaml's (`height2`) is the committed default; its stage 0 (rooms4k_official's,
 the same pretrain params) is what `dvc repro pretrain@<m>` writes on this CPU type.
 """
 from __future__ import annotations
@@ -44,34 +44,37 @@ WIDE = {f"model_cfg.{MODEL}.tiny": {"hidden_size": 96, "num_layers": 6, "num_hea
                                     "head_hidden_size": 32}}
 OFFICIAL = {"train.recipe_stage0.lr_decoder": 5.0e-5,  # DA-V2's official rates (recipe_pretrained)
             "train.recipe_stage0.lr_encoder": 5.0e-6}
+NO_HEIGHT = {"loss.w_height": 0.0}  # the rows run before the height term became the default
 SHORT = {"train.stage1.epochs": 4, "train.stage2.epochs": 4}  # the costly rows: half the fine-tuning
 # every row's evaluate / baselines / compare stages score the validation split: never the test split
 VAL_EVAL = {"eval.split": "val"}
 EVAL_STAGES = (["stages.evaluate", MODEL], ["stages.baselines"], ["stages.compare"])
 ROWS: dict[str, dict] = {
-    "today": {"what": "stage 0 as before: 320 table dishes, 12 epochs, max_depth 2", "set": {**BEFORE, **OFFICIAL}},
+    "today": {"what": "stage 0 as before: 320 table dishes, 12 epochs, max_depth 2",
+              "set": {**BEFORE, **OFFICIAL, **NO_HEIGHT}},
     "rooms1k": {"what": "1,000 rooms + 320 table dishes, 10 epochs",
-                "set": {P + "n_rooms": 1000, P + "n_dishes": 320, P + "epochs": 10, **OFFICIAL}},
-    "rooms4k_official": {"what": "4,000 rooms + 640 table dishes, 4 epochs", "set": OFFICIAL},
-    "rooms4k": {"what": "rooms4k_official's stage 0, fine-tuning LRs x10 (params.yaml)", "set": {},
-                "pretrain_from": "rooms4k_official"},
+                "set": {P + "n_rooms": 1000, P + "n_dishes": 320, P + "epochs": 10, **OFFICIAL, **NO_HEIGHT}},
+    "rooms4k_official": {"what": "4,000 rooms + 640 table dishes, 4 epochs", "set": {**OFFICIAL, **NO_HEIGHT}},
+    "rooms4k": {"what": "rooms4k_official's stage 0, fine-tuning LRs x10 (no height term)",
+                "set": {"loss.w_height": 0.0}, "pretrain_from": "rooms4k_official"},
     "wide": {"what": "hidden 96, 6 layers (~3x compute); rooms1k's data, 3 epochs; fine-tuning 4 + 4 epochs "
                      "at recipe_stage0",
-             "set": {**WIDE, P + "n_rooms": 1000, P + "n_dishes": 320, P + "epochs": 3, **SHORT}},
+             "set": {**WIDE, P + "n_rooms": 1000, P + "n_dishes": 320, P + "epochs": 3, **SHORT, **NO_HEIGHT}},
     "input2x": {"what": "input 252x336 (~5x compute); rooms1k's scenes at 640x480, 2 epochs; fine-tuning 4 + 4 epochs",
                 "set": {f"model_cfg.{MODEL}.size": [252, 336], P + "n_rooms": 1000, P + "n_dishes": 320,
-                        P + "width": 640, P + "height": 480, P + "epochs": 2, **SHORT, **OFFICIAL}},
-    "wvol1": {"what": "rooms4k with loss.w_volume 1.0 (the volume term 10x)", "set": {"loss.w_volume": 1.0},
-              "pretrain_from": "rooms4k_official"},
-    "height2": {"what": "rooms4k with loss.w_height 2.0 (each food pixel's height above the support plane)",
-                "set": {"loss.w_height": 2.0}, "pretrain_from": "rooms4k_official"},
+                        P + "width": 640, P + "height": 480, P + "epochs": 2, **SHORT, **OFFICIAL,
+                        **NO_HEIGHT}},
+    "wvol1": {"what": "rooms4k with loss.w_volume 1.0 (the volume term 10x)",
+              "set": {"loss.w_volume": 1.0, **NO_HEIGHT}, "pretrain_from": "rooms4k_official"},
+    "height2": {"what": "rooms4k with loss.w_height 2.0, each food pixel's height above the support plane "
+                        "(params.yaml)", "set": {}, "pretrain_from": "rooms4k_official"},
     "height2_enc5x": {"what": "height2 with the encoder's fine-tuning LR x5 (2.5e-4)",
-                      "set": {"loss.w_height": 2.0, "train.recipe_stage0.lr_encoder": 2.5e-4},
-                      "pretrain_from": "rooms4k_official"},
+                      "set": {"train.recipe_stage0.lr_encoder": 2.5e-4}, "pretrain_from": "rooms4k_official"},
     "input2x_r4k": {"what": "rooms4k's stage 0 fine-tuned at 252x336 (~3x compute), 4 + 4 epochs",
-                    "set": {f"model_cfg.{MODEL}.size": [252, 336], **SHORT}, "pretrain_from": "rooms4k_official"},
+                    "set": {f"model_cfg.{MODEL}.size": [252, 336], **SHORT, **NO_HEIGHT},
+                    "pretrain_from": "rooms4k_official"},
     "input168": {"what": "rooms4k's stage 0 fine-tuned at 168x224 (1.8x the pixels)",
-                 "set": {f"model_cfg.{MODEL}.size": [168, 224]}, "pretrain_from": "rooms4k_official"},
+                 "set": {f"model_cfg.{MODEL}.size": [168, 224], **NO_HEIGHT}, "pretrain_from": "rooms4k_official"},
 }
 
 
@@ -230,7 +233,7 @@ def table() -> str:
         curve = " ".join(f"{c['val/volume_ape']:.2f}" for c in s1["curve"])
         ms = ms_per_image(r)
         lines.append(
-            f"| {r['row']} | {r['what']} | h{t['hidden_size']} L{t['num_layers']} | "
+            f"| {r['row']} | {ROWS.get(r['row'], r)['what']} | h{t['hidden_size']} L{t['num_layers']} | "
             f"{cfg['size'][0]}x{cfg['size'][1]} | {pc['n_rooms']} + {pc['n_dishes']} | "
             f"{ms:.0f} | {r['wall_s']['pretrain'] or '(shared)'} | "
             f"{fmt(start.get('val_volume_ape'), start.get('val_volume_ape_ci95'))} | "

@@ -32,13 +32,13 @@ def test_default_row_is_params_yaml_and_runs_the_stage_entries(tmp_path: Path, m
 
     monkeypatch.setattr(bs, "run", fake_run)
     default = [r for r, spec in bs.ROWS.items() if not spec["set"]]
-    assert default == ["rooms4k"]
-    work = bs.prepare("rooms4k")
+    assert default == ["height2"]
+    work = bs.prepare("height2")
     repo = load_params()  # the rows score the validation split, never the test split
     val = dataclasses.replace(repo, eval=dataclasses.replace(repo.eval, split="val"))
     assert load_params(work / "params.yaml") == val
     assert (work / "stages/pretrain.py").read_bytes() == (io.REPO_ROOT / "stages/pretrain.py").read_bytes()
-    res = bs.run_row(bs.ROWS["rooms4k"]["pretrain_from"])  # the default's stage 0 is that row's
+    res = bs.run_row(bs.ROWS["height2"]["pretrain_from"])  # the default's stage 0 is that row's
     assert calls == [["stages.pretrain", "--model", bs.MODEL],
                      ["stages.train", "--model", bs.MODEL, "--stage", "1"],
                      ["stages.train", "--model", bs.MODEL, "--stage", "2"], *bs.EVAL_STAGES]
