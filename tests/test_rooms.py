@@ -53,3 +53,27 @@ def test_pretrain_index_mixes_rooms_and_dishes(tmp_path: Path):
     assert sorted(index["scene"].unique()) == ["room", "table"]
     assert (index["scene"] == "room").sum() == 6 and (index["split"] == "val").sum() == 3
     assert (index["width"] == 160).all() and np.isfinite(index["volume_ml"]).all()
+
+
+def test_pretrain_trains_nothing_when_stage0_is_a_real_checkpoint(tmp_path: Path, monkeypatch):
+    """`model_cfg.<m>.pretrained` a hub id (the real run) or null: stage pretrain@ must not spend
+    its ~40 min on a stage 0 nobody starts from. A committed stage 0 is left byte for byte; a
+    model without one gets DVC's outputs with a note saying why they hold no training."""
+    import json
+
+    from pipeline.train.recipe import synthetic_stage0
+    from stages import pretrain as stage
+
+    assert not synthetic_stage0("depth-anything/Depth-Anything-V2-Metric-Indoor-Small-hf", "depth_anything_v2")
+    assert synthetic_stage0("models/depth_anything_v2/pretrain", "depth_anything_v2")
+    monkeypatch.setattr(stage, "REPO_ROOT", tmp_path)
+    kept = tmp_path / "models/depth_anything_v2/pretrain"
+    kept.mkdir(parents=True)
+    (kept / "model.safetensors").write_bytes(b"weights")
+    stage.skip_pretraining("depth_anything_v2", "depth-anything/x-hf", kept)
+    assert sorted(p.name for p in kept.iterdir()) == ["model.safetensors"]
+    out = tmp_path / "models/unidepth_v2/pretrain"
+    stage.skip_pretraining("unidepth_v2", None, out)
+    assert "not trained" in (out / "NOT_TRAINED.txt").read_text()
+    m = json.loads((tmp_path / "metrics/train/unidepth_v2_pretrain.json").read_text())
+    assert m["trained"] is False and (tmp_path / "dvclive/unidepth_v2/pretrain/plots/metrics").is_dir()
