@@ -194,6 +194,20 @@ def test_unidepth_camera_predict(ud):
     assert not torch.equal(a["K"], K)
 
 
+def test_unidepth_trains_under_cpu_bf16_autocast(ud):
+    """The real-run recipe's `trainer.precision=bf16-mixed` on CPU (the rehearsal): UniDepth's ray
+    embedding resizes with antialias, which CPU kernels lack for bfloat16; the model must still
+    give a finite depth and gradients (it runs in float32 on the CPU)."""
+    m = ud.train()
+    x, K = torch.rand(1, 3, *UD_HW), _K(1, *UD_HW)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        out = m(x, K)
+    out["depth"].float().mean().backward()
+    assert torch.isfinite(out["depth"]).all()
+    assert any(p.grad is not None and torch.isfinite(p.grad).all() for p in m.decoder_parameters())
+    m.zero_grad(set_to_none=True)
+
+
 @pytest.mark.slow
 def test_unidepth_K_pixel_centre_conventions(ud):
     """UniDepth's pixel centres are at 0.5...W-0.5, ours at 0...W-1: the K we return and

@@ -18,6 +18,7 @@ when it trains everything, and so does stage 2 here.
 """
 from __future__ import annotations
 
+import contextlib
 import copy
 import math
 import warnings
@@ -226,7 +227,14 @@ class UniDepthV2Model(DepthModel):
             if K is None:
                 raise ValueError("K: unidepth_v2 with camera: given needs the true K; got None")
             inputs["camera"] = prompt_camera(K)
-        _, out = self.net.encode_decode(inputs, image_metas=[])
+        # CPU bf16 autocast: UniDepth's ray embedding resizes with antialias, which PyTorch's CPU
+        # kernels do not implement for bfloat16 (found by the real-size rehearsal), so on the CPU
+        # the network runs in float32; CUDA keeps the autocast precision
+        cpu_bf16 = images.device.type == "cpu" and torch.is_autocast_enabled("cpu")
+        with torch.autocast("cpu", enabled=False) if cpu_bf16 else contextlib.nullcontext():
+            if cpu_bf16:
+                inputs["image"] = inputs["image"].float()
+            _, out = self.net.encode_decode(inputs, image_metas=[])
         K_out = K if self.camera == "given" else from_unidepth_K(out["intrinsics"])
         return {"depth": out["depth"][:, 0], "K": K_out}
 
