@@ -208,6 +208,14 @@ def test_unidepth_trains_under_cpu_bf16_autocast(ud):
     m.zero_grad(set_to_none=True)
 
 
+def test_unidepth_deep_copies_for_the_ema(ud):
+    """`train.selection: ema` (Lightning's WeightAveraging) deep-copies the model; the package's
+    unused training losses held a TorchScript function that cannot be copied."""
+    import copy
+    twin = copy.deepcopy(ud)
+    assert all(torch.equal(a, b) for a, b in zip(twin.state_dict().values(), ud.state_dict().values()))
+
+
 @pytest.mark.slow
 def test_unidepth_K_pixel_centre_conventions(ud):
     """UniDepth's pixel centres are at 0.5...W-0.5, ours at 0...W-1: the K we return and

@@ -172,6 +172,11 @@ class UniDepthV2Model(DepthModel):
 
     def __init__(self, net: torch.nn.Module, config: dict, camera: str = "predict") -> None:
         super().__init__()
+        # the package's own training losses (a plain dict, no weights): we train with
+        # pipeline.train.losses, and one of them holds a TorchScript function that cannot be
+        # deep-copied, which Lightning's EMA (AveragedModel) does to the model (real-size rehearsal)
+        if isinstance(getattr(net, "losses", None), dict):
+            net.losses = {}
         self.net = net
         self._config = config
         self.camera = check_camera_mode(camera)
