@@ -166,7 +166,7 @@ class LossConfig:
     w_volume: NonNegFloat = 0.1
     w_silog: NonNegFloat = 0.1
     w_intrinsics: NonNegFloat = 0.1
-    w_height: NonNegFloat = 0.0         # per-pixel height above the support plane in the food mask (m)
+    w_height: NonNegFloat = 2.0         # per-pixel height above the support plane in the food mask (m)
     volume_floor_ml: PosFloat = 20.0    # |log((V + floor) / (label + floor))|: gradient <= 1 / floor
     # label / mask area (a mean height) outside this: the label is implausible for its mask -> no volume term
     label_height_mm: Annotated[tuple[NonNegFloat, NonNegFloat], Increasing(strict=True)] = (3.0, 150.0)
@@ -232,7 +232,7 @@ class PretrainConfig:
     families: Weights = field(default_factory=lambda: {"table": 1.0})
     # stage 0's own loss and augmentation, frozen like a checkpoint's recipe: fine-tuning ideas
     # (`dvc exp run -S loss.w_volume=0.2`) change `loss` / `augment`, never the committed stage 0
-    loss: LossConfig = field(default_factory=LossConfig)
+    loss: LossConfig = field(default_factory=lambda: LossConfig(w_height=0.0))  # trained before w_height
     augment: AugmentConfig | None = field(default_factory=lambda: AugmentConfig())
 
     def check(self, where: str) -> None:

@@ -253,10 +253,11 @@ def test_stage0_trains_with_its_own_frozen_loss_and_augment():
     not depend on the fine-tuning `loss` or `augment`."""
     p = params_from_dict({"loss": {"w_volume": 0.2}, "augment": {"rotate_deg": 30.0}})
     s0 = p.for_stage0()
-    assert s0.loss == Params().loss and s0.augment == Params().augment
+    assert s0.loss == Params().train.pretrain.loss and s0.augment == Params().augment
+    assert s0.loss.w_height == 0.0 and Params().loss.w_height > 0  # stage 0 predates the height term
     assert p.loss.w_volume == 0.2 and s0.train == p.train and s0.source == p.source
     repo = load_params()
-    assert repo.train.pretrain.loss == Params().loss and repo.train.pretrain.augment == Params().augment
+    assert repo.train.pretrain.loss == Params().train.pretrain.loss and repo.train.pretrain.augment == Params().augment
     dvc = yaml.safe_load((PARAMS_FILE.parent / "dvc.yaml").read_text())["stages"]["pretrain"]["do"]["params"]
     assert "loss" not in dvc and "augment" not in dvc and "train.pretrain" in dvc
     with pytest.raises(ValueError, match=r"train.pretrain.augment.zoom"):
