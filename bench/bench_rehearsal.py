@@ -244,8 +244,7 @@ def implied_full_release(sets: dict[str, str], devices_recipe: int) -> list[str]
             f"{bs} x {devices_recipe} GPUs",
             f"stage 1: {e1} epochs = {e1 * n_train} train images; stage 2: {e2} epochs = {e2 * n_train}; "
             f"evaluation: {n_test} test images x 2 checkpoints (stage 2, stage 0) per model",
-            f"pretrain@ (synthetic, tiny config at the recipe's size): train.pretrain 320 dishes x 12 epochs "
-            f"= ~{int(320 * 0.85) * 12} images"]
+            "pretrain@: trains nothing (model_cfg.<m>.pretrained is a real checkpoint: it is stage 0)"]
 
 
 def main(argv: list[str] | None = None) -> int:
