@@ -207,13 +207,12 @@ def height_above_plane_torch(depth: Tensor, K: Tensor, normal: Tensor, d: Tensor
     """Batched torch twin of plane.height_above_plane: BxHxW height n.X + d (m) of every pixel
     above its item's plane (normal Bx3 towards the camera, d B); differentiable in depth and plane."""
     B, H, W = depth.shape
-    ys, xs = torch.meshgrid(torch.arange(H, device=depth.device, dtype=torch.float64),
-                            torch.arange(W, device=depth.device, dtype=torch.float64), indexing="ij")
-    pix = torch.stack([xs, ys, torch.ones_like(xs)], -1).reshape(-1, 3)          # HW x 3
-    r = pix @ torch.linalg.inv(K.double()).transpose(1, 2)                        # B x HW x 3
-    r = (r / r[..., 2:3]).to(depth.dtype)
-    h = (r @ normal.to(depth.dtype)[..., None])[..., 0] * depth.reshape(B, -1) + d.to(depth.dtype)[:, None]
-    return h.reshape(B, H, W)
+    ys, xs = torch.meshgrid(torch.arange(H, device=depth.device), torch.arange(W, device=depth.device),
+                            indexing="ij")
+    ys, xs = ys.reshape(-1), xs.reshape(-1)
+    hs = [(_t_rays(torch.linalg.inv(K[b].double()), ys, xs).to(depth.dtype) @ normal[b].to(depth.dtype))
+          * depth[b].reshape(-1) + d[b].to(depth.dtype) for b in range(B)]
+    return torch.stack(hs).reshape(B, H, W)
 
 
 def estimate_volume_torch(depth: Tensor, mask: Tensor, K: Tensor, method: str | None = None,

@@ -102,18 +102,25 @@ def fit_plane(depth: Tensor, mask: Tensor, K: Tensor, ring_px: int, seed: int = 
     return fit_support_plane_torch(d, mask, K.float(), ring_px=ring_px, seed=seed)
 
 
+def gt_support_plane(gt: Tensor, mask: Tensor, K: Tensor, ring_px: int, seed: int = 0) -> tuple[Tensor, Tensor]:
+    """The measured depth's support plane (no gradient): the target of the plane and height terms."""
+    with torch.no_grad():
+        return fit_plane(gt, mask, K, ring_px, seed)
+
+
 def plane_loss(pred: Tensor, gt: Tensor, mask: Tensor, K: Tensor, ring_px: int, seed: int = 0,
-               pred_plane: tuple[Tensor, Tensor] | None = None) -> Tensor:
+               pred_plane: tuple[Tensor, Tensor] | None = None,
+               gt_plane: tuple[Tensor, Tensor] | None = None) -> Tensor:
     """Angle between the support-plane normals fitted (pipeline.geometry) on pred and GT:
     generalises the seed's 1-|n_z|, which assumed a level table seen from above."""
-    with torch.no_grad():
-        n_gt, _ = fit_plane(gt, mask, K, ring_px, seed)
+    n_gt = (gt_plane if gt_plane is not None else gt_support_plane(gt, mask, K, ring_px, seed))[0]
     n_pred = (pred_plane if pred_plane is not None else fit_plane(pred, mask, K, ring_px, seed))[0]
     return normal_angle(n_pred, n_gt).clamp_min(0).mean()
 
 
 def height_loss(pred: Tensor, gt: Tensor, mask: Tensor, K: Tensor, ring_px: int, seed: int = 0,
-                pred_plane: tuple[Tensor, Tensor] | None = None) -> Tensor:
+                pred_plane: tuple[Tensor, Tensor] | None = None,
+                gt_plane: tuple[Tensor, Tensor] | None = None) -> Tensor:
     """Mean |h_pred - h_gt| (m) over the food mask's valid GT pixels: each pixel's height above
     the support plane fitted (pipeline.geometry) on its own depth map, the prediction's on the
     prediction. The volume term integrates these heights into one number per dish; this one asks
@@ -123,8 +130,8 @@ def height_loss(pred: Tensor, gt: Tensor, mask: Tensor, K: Tensor, ring_px: int,
     food = mask & valid_depth(gt)
     if not food.any():
         return graph_zero(pred)
+    n_gt, d_gt = gt_plane if gt_plane is not None else gt_support_plane(gt, mask, K, ring_px, seed)
     with torch.no_grad():
-        n_gt, d_gt = fit_plane(gt, mask, K, ring_px, seed)
         h_gt = height_above_plane_torch(torch.where(valid_depth(gt), gt.float(), torch.zeros_like(pred)),
                                         K.float(), n_gt, d_gt)
     n_p, d_p = pred_plane if pred_plane is not None else fit_plane(pred, mask, K, ring_px, seed)
@@ -224,17 +231,20 @@ def loss_terms(out: dict[str, Tensor], batch: dict[str, Tensor], weights: dict[s
         if weights["w_silog"] > 0:
             terms["silog"] = silog_loss(pred, gt, valid)
         seed = int(geom["seed"])
-        # one support-plane fit on the prediction serves both geometric terms
+        # one support-plane fit on the prediction serves the geometric terms
         plane = (fit_plane(pred, mask, K, ring, seed)
                  if weights["w_plane"] > 0 or weights["w_volume"] > 0 or weights["w_height"] > 0 else None)
+        # and one on the measured depth serves the plane and height terms
+        gt_plane = (gt_support_plane(gt, mask, K, ring, seed)
+                    if weights["w_plane"] > 0 or weights["w_height"] > 0 else None)
         if weights["w_plane"] > 0:
-            terms["plane"] = plane_loss(pred, gt, mask, K, ring, seed, pred_plane=plane)
+            terms["plane"] = plane_loss(pred, gt, mask, K, ring, seed, pred_plane=plane, gt_plane=gt_plane)
         if weights["w_volume"] > 0:
             keep = plausible_label(batch["volume_ml"], mask, gt, K, settings["label_height_mm"])
             terms["volume"] = volume_loss(pred, mask, K, batch["volume_ml"], geom, pred_plane=plane,
                                           floor_ml=settings["volume_floor_ml"], keep=keep)
         if weights["w_height"] > 0:
-            terms["height"] = height_loss(pred, gt, mask, K, ring, seed, pred_plane=plane)
+            terms["height"] = height_loss(pred, gt, mask, K, ring, seed, pred_plane=plane, gt_plane=gt_plane)
         if predicts_K and weights["w_intrinsics"] > 0:
             terms["intrinsics"] = intrinsics_loss(out["K"], K)
     return terms
