@@ -367,7 +367,8 @@ def _plain(x: Any) -> Any:
 def params_from_dict(raw: Mapping, source: str = "params.yaml") -> Params:
     """Typed Params from an already parsed params mapping."""
     where = f"{source}:"
-    pre = ((raw.get("train") or {}).get("pretrain") or {}) if isinstance(raw.get("train"), Mapping) else {}
+    train = raw.get("train")
+    pre = train.get("pretrain") if isinstance(train, Mapping) else None
     for at, aug in (("augment", raw.get("augment")),
                     ("train.pretrain.augment", pre.get("augment") if isinstance(pre, Mapping) else None)):
         for key, why in AugmentConfig.DERIVED.items():

@@ -10,26 +10,32 @@ fine-tuning ideas on `loss` or `augment` never re-runs it.
 """
 from __future__ import annotations
 
-import argparse
 import shutil
 from pathlib import Path
 
-from pipeline.config import REPO_ROOT, load_params
+from pipeline.cli import model_parser, parse_model_args, run_stage  # (no torch yet)
+from pipeline.config import REPO_ROOT
 from pipeline.io import write_json, write_text
+from pipeline.paths import (
+    CHECKPOINTS_DIR,
+    DVCLIVE_DIR,
+    PRETRAIN_WORK_DIR,
+    TRAIN_METRICS_DIR,
+    model_dir,
+    repo_path,
+)
 from pipeline.train.cpu import pin_cpu_numerics
 
 
-def skip_pretraining(name: str, pretrained: str | None, out: Path) -> None:
+def skip_pretraining(name: str, pretrained: str | None, out: Path, metrics: Path, live: Path) -> None:
     """Stage 0 is not ours (`model_cfg.<name>.pretrained` is a hub id, another folder or null):
     train nothing nobody starts from. A committed stage 0 stays as it is, so switching back costs
     nothing; missing outputs get a note saying why they hold no training."""
     why = f"model_cfg.{name}.pretrained is {pretrained!r}, not {out.relative_to(REPO_ROOT)}: not trained"
     if not out.is_dir():
         write_text(out / "NOT_TRAINED.txt", why + "\n")
-    metrics = REPO_ROOT / f"metrics/train/{name}_pretrain.json"
     if not metrics.is_file():
         write_json(metrics, {"model": name, "stage": 0, "trained": False, "why": why})
-    live = REPO_ROOT / f"dvclive/{name}/pretrain"
     if not (live / "metrics.json").is_file():
         write_json(live / "metrics.json", {"trained": False})
     (live / "plots/metrics").mkdir(parents=True, exist_ok=True)
@@ -37,31 +43,25 @@ def skip_pretraining(name: str, pretrained: str | None, out: Path) -> None:
 
 
 def main(argv: list[str] | None = None) -> None:
-    ap = argparse.ArgumentParser(description=__doc__)
-    ap.add_argument("--model", required=True, help="a name from params.yaml models:")
-    args = ap.parse_args(argv)
-    params = load_params()
+    args, params = parse_model_args(model_parser(__doc__, option=True), argv)
     pin_cpu_numerics(params)
     name = args.model
-    if name not in params.models:
-        raise ValueError(f"--model: {name!r} is not in params.yaml models {params.models}")
     from pipeline.models import config_for
-    from pipeline.train.fit import run_stage
+    from pipeline.train.fit import run_stage as fit_stage
     from pipeline.train.pretrain import pretrain_index
     from pipeline.train.recipe import synthetic_stage0
-    out = REPO_ROOT / f"models/{name}/pretrain"
+    out, live = model_dir(name, "pretrain"), repo_path(DVCLIVE_DIR / name / "pretrain")
+    metrics = repo_path(TRAIN_METRICS_DIR / f"{name}_pretrain.json")
     pretrained = config_for(params, name).pretrained
     if not synthetic_stage0(pretrained, name):  # a real checkpoint (or random init) is stage 0
-        skip_pretraining(name, pretrained, out)
+        skip_pretraining(name, pretrained, out, metrics, live)
         return
-    work = REPO_ROOT / "data/pretrain" / name
+    work = repo_path(PRETRAIN_WORK_DIR / name)
     index = pretrain_index(params, work)
     try:
-        m = run_stage(name, 0, params.for_stage0(), index_path=index,
-                      weights_out=out,
-                      ckpt_dir=REPO_ROOT / f"checkpoints/{name}/pretrain",
-                      live_dir=REPO_ROOT / f"dvclive/{name}/pretrain",
-                      metrics_path=REPO_ROOT / f"metrics/train/{name}_pretrain.json")
+        m = fit_stage(name, 0, params.for_stage0(), index_path=index, weights_out=out,
+                      ckpt_dir=repo_path(CHECKPOINTS_DIR / name / "pretrain"), live_dir=live,
+                      metrics_path=metrics)
     finally:
         shutil.rmtree(work, ignore_errors=True)  # rendered dishes: only this stage reads them
     if m:
@@ -71,4 +71,4 @@ def main(argv: list[str] | None = None) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run_stage(main)

@@ -70,10 +70,13 @@ def test_pretrain_trains_nothing_when_stage0_is_a_real_checkpoint(tmp_path: Path
     kept = tmp_path / "models/depth_anything_v2/pretrain"
     kept.mkdir(parents=True)
     (kept / "model.safetensors").write_bytes(b"weights")
-    stage.skip_pretraining("depth_anything_v2", "depth-anything/x-hf", kept)
+    def skip(name: str, pretrained: str | None, out: Path) -> None:
+        stage.skip_pretraining(name, pretrained, out, tmp_path / f"metrics/train/{name}_pretrain.json",
+                               tmp_path / f"dvclive/{name}/pretrain")
+    skip("depth_anything_v2", "depth-anything/x-hf", kept)
     assert sorted(p.name for p in kept.iterdir()) == ["model.safetensors"]
     out = tmp_path / "models/unidepth_v2/pretrain"
-    stage.skip_pretraining("unidepth_v2", None, out)
+    skip("unidepth_v2", None, out)
     assert "not trained" in (out / "NOT_TRAINED.txt").read_text()
     m = json.loads((tmp_path / "metrics/train/unidepth_v2_pretrain.json").read_text())
     assert m["trained"] is False and (tmp_path / "dvclive/unidepth_v2/pretrain/plots/metrics").is_dir()
