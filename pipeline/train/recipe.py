@@ -14,15 +14,15 @@ import math
 from collections.abc import Callable
 from typing import Literal
 
-from pipeline.config import REPO_ROOT, Params, RecipeConfig
+from pipeline.config import Params, RecipeConfig
+from pipeline.paths import model_dir, repo_path
 
 Source = Literal["random", "stage0", "pretrained"]
 
 
 def synthetic_stage0(pretrained: str | None, name: str) -> bool:
     """Is `pretrained` the synthetic pretraining's output for `name` (models/<name>/pretrain)?"""
-    own = (REPO_ROOT / f"models/{name}/pretrain").resolve()
-    return bool(pretrained) and (REPO_ROOT / str(pretrained)).resolve() == own
+    return bool(pretrained) and repo_path(str(pretrained)).resolve() == model_dir(name, "pretrain").resolve()
 
 
 def recipe_for(params: Params, name: str, source: Source | None = None) -> tuple[Source, RecipeConfig]:
