@@ -194,7 +194,7 @@ def vessel_floor(g: DishGeometry, rig_floor_m: float | None) -> float | None:
     stand = platform_beside(g)
     if stand is not None:
         return stand + FLOOR_M
-    if g.on_surround and rig_floor_m is None:
+    if g.on_surround:   # (with a release floor it returned above)
         return None   # no release says what stands where: a glass platform is possible
     return FLOOR_M
 
