@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import re
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -43,6 +42,7 @@ from pipeline.config import (
     or_default,
 )
 from pipeline.geometry import check_K, resize_K
+from pipeline.hub import hub_cached, is_hub_id
 from pipeline.measure import Prediction, measure
 from pipeline.paths import MODELS_DIR, model_dir
 
@@ -138,7 +138,6 @@ def load_K_json(path: str | Path) -> np.ndarray:
 PRETRAINED_CONFIG = "config.json"   # a checkpoint in the network's own format (transformers, hub mixin)
 # config.json `model_type` -> the registered model that loads it (`model_cfg.<model>.pretrained`)
 PRETRAINED_TYPES = {"depth_anything": "depth_anything_v2", "depth_pro": "depth_pro", "zoedepth": "zoedepth"}
-_HUB_ID = re.compile(r"[A-Za-z0-9][\w.-]*/[\w.-]+")
 
 
 @dataclass(frozen=True)
@@ -173,7 +172,7 @@ def checkpoint(model: str | Path | Checkpoint) -> Checkpoint:
     if not p.is_dir() and not p.is_absolute() and (io.REPO_ROOT / p).is_dir():
         p = io.REPO_ROOT / p
     if not p.is_dir():
-        if _HUB_ID.fullmatch(source) and not source.startswith("."):
+        if is_hub_id(source):
             return _pretrained(_hub_snapshot(source), source)
         raise ValueError(f"--model {source}: not found (expected a folder with {WEIGHTS_FILE} and {META_FILE}, "
                          "e.g. models/depth_anything_v2/stage2; a pretrained checkpoint folder with "
@@ -193,14 +192,14 @@ def checkpoint(model: str | Path | Checkpoint) -> Checkpoint:
 
 def _hub_snapshot(repo_id: str) -> Path:
     """The local cache's snapshot folder of a hub checkpoint (offline: nothing is downloaded)."""
-    from huggingface_hub import constants, try_to_load_from_cache
+    from huggingface_hub import constants
 
-    found = try_to_load_from_cache(repo_id, PRETRAINED_CONFIG)
-    if not isinstance(found, str):
+    found = hub_cached(repo_id, PRETRAINED_CONFIG)
+    if found is None:
         raise ValueError(f"--model {repo_id}: not a folder here and not in the local Hugging Face cache "
                          f"({constants.HF_HUB_CACHE}); on a machine with network run `hf download {repo_id}` "
                          "(or pass a local folder of the checkpoint)")
-    return Path(found).parent
+    return found.parent
 
 
 def _pretrained(folder: Path, source: str) -> Checkpoint:
@@ -250,17 +249,6 @@ def available_checkpoints(root: Path | None = None) -> list[str]:
                 continue
             out.append((m / stage).relative_to(root).as_posix())
     return out
-
-
-def weights_dir(weights: str | Path | Checkpoint) -> Path:
-    """The local folder of a checkpoint (`checkpoint`): trained weights (model.safetensors +
-    model.json; the folder or its .safetensors path) or a pretrained checkpoint's folder."""
-    return checkpoint(weights).path
-
-
-def model_name(weights: str | Path | Checkpoint) -> str:
-    """The architecture a checkpoint holds (model.json `name`, or what its config.json names)."""
-    return checkpoint(weights).name
 
 
 def inference_size(wdir: Path | Checkpoint, shape: tuple[int, int], multiple: int) -> tuple[int, int]:

@@ -17,12 +17,12 @@ from __future__ import annotations
 
 import importlib.util
 import os
-import re
 import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from pipeline.config import MasksConfig, Params, TrainerConfig
+from pipeline.hub import hub_cached, is_hub_id
 
 SAMPLE_DISHES = 8           # dish folders validated (spread over the sorted ids)
 MAX_BAD_SAMPLE_SHARE = 0.5   # more failing than this: the root or the depth range is wrong, not a few bad files
@@ -36,7 +36,6 @@ RANDOM_INIT_BYTES = 10_000_000   # `pretrained: null`: a tiny random config
 UNKNOWN_WEIGHT_BYTES = 1_000_000_000
 WEIGHT_FILES = ("model.safetensors", "pytorch_model.bin", "model.safetensors.index.json")
 PROCESSOR_MODELS = ("depth_pro", "zoedepth")   # also need preprocessor_config.json (their image processor)
-_HUB_ID = re.compile(r"[A-Za-z0-9][\w.-]*/[\w.-]+")
 
 
 @dataclass
@@ -106,14 +105,6 @@ def release_problems(root: Path, min_depth_m: float, max_depth_m: float, min_val
 
 # --- checkpoints ---------------------------------------------------------------------------
 
-def hub_cached(repo_id: str, filename: str) -> Path | None:
-    """The file of a hub checkpoint in the local Hugging Face cache, or None (never downloads)."""
-    from huggingface_hub import try_to_load_from_cache
-
-    found = try_to_load_from_cache(repo_id, filename)
-    return Path(found) if isinstance(found, str) else None
-
-
 def _hub_cache_dir() -> str:
     from huggingface_hub import constants
     return str(constants.HF_HUB_CACHE)
@@ -147,7 +138,7 @@ def checkpoint_problems(params: Params) -> tuple[list[str], int]:
                 if not any((Path(src) / f).is_file() for f in options):
                     problems.append(f"{key} = {cfg.pretrained}: {Path(src) / options[0]} is missing")
             size = sum((Path(src) / f).stat().st_size for f in WEIGHT_FILES if (Path(src) / f).is_file())
-        elif _HUB_ID.fullmatch(str(cfg.pretrained)) and not str(cfg.pretrained).startswith("."):
+        elif is_hub_id(str(cfg.pretrained)):
             found = {opts[0]: next((p for f in opts if (p := hub_cached(src, f))), None) for opts in needed}
             missing = [f for f, p in found.items() if p is None]
             if missing:
