@@ -154,7 +154,7 @@ def test_distill_and_evaluate_end_to_end(tmp_path: Path, monkeypatch):
     assert "train/teacher" in runs["distilled_stage2"]["curve"][-1]
     assert "train/teacher" not in runs["direct_stage2"]["curve"][-1]
     assert runs["distilled_stage2"]["extra"]["teacher"] == "depth_anything_v2"
-    assert not (root / "data/distill").exists()   # the unlabelled dishes are removed after
+    assert not (root / "data/distill/stu").exists()   # the unlabelled dishes are removed after
     for v in ("direct", "distilled"):
         assert (root / f"models/stu/{v}_stage2/model.safetensors").is_file()
 
