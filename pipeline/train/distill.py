@@ -29,7 +29,7 @@ from pipeline.config import Params, as_params
 from pipeline.geometry.camera import resize_K
 from pipeline.models import DepthModel, config_for
 from pipeline.models.inference import WEIGHTS_FILE, load_model
-from pipeline.paths import CHECKPOINTS_DIR, DVCLIVE_DIR, TRAIN_METRICS_DIR, model_dir, repo_path
+from pipeline.paths import CHECKPOINTS_DIR, DISTILL_WORK_DIR, DVCLIVE_DIR, TRAIN_METRICS_DIR, model_dir, repo_path
 from pipeline.students import VARIANTS, student_config, student_dir, student_params
 from pipeline.train.datamodule import TRAIN_COLUMNS, check_size
 from pipeline.train.fit import run_stage, sha256_file
@@ -37,7 +37,6 @@ from pipeline.train.losses import LOSS_KEYS, loss_terms, weighted_sum
 from pipeline.train.module import DepthLitModule
 
 TEACHER_TERMS = ("w_depth", "w_grad", "w_silog")   # depth-map terms that also score against the teacher
-WORK_DIR = Path("data/distill")         # distill@<student>: its unlabelled dishes, removed after
 
 
 def resize_K_batch(K: torch.Tensor, src_hw: tuple[int, int], dst_hw: tuple[int, int]) -> torch.Tensor:
@@ -135,7 +134,7 @@ def run_distill(student: str, params: Params, index_path: Path,
         raise ValueError(f"{teacher_weights}: the teacher's fine-tuned weights are missing "
                          f"(run train_stage2@{s.teacher})")
     teacher_size = check_size(config_for(params, s.teacher).size)
-    work = repo_path(WORK_DIR / student)
+    work = repo_path(DISTILL_WORK_DIR / student)
     runs: dict[str, dict] = {}
     try:
         distill_index, n_unlabelled = unlabelled_index(params, index_path, work)
