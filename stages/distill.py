@@ -5,22 +5,16 @@ schedule, with the labels only and with its fine-tuned teacher's depth added (pi
 """
 from __future__ import annotations
 
-from pipeline.cli import OneLineParser, run_stage  # (no torch yet)
-from pipeline.config import PARAMS_FILE, load_params
+from pipeline.cli import run_stage, student_args  # (no torch yet)
 from pipeline.io import write_json
 from pipeline.paths import INDEX_CSV, TRAIN_METRICS_DIR, repo_path
 from pipeline.train.cpu import pin_cpu_numerics
 
 
 def main(argv: list[str] | None = None) -> None:
-    ap = OneLineParser(description=__doc__)
-    ap.add_argument("student", help="a name from params.yaml `distill.students`")
-    ap.add_argument("--params", default=str(PARAMS_FILE))
-    args = ap.parse_args(argv)
-    params = load_params(args.params)
+    args, params = student_args(__doc__, argv)
     pin_cpu_numerics(params)
-    from pipeline.train.distill import run_distill, student_config
-    student_config(params, args.student)   # an unknown name fails here, in one line
+    from pipeline.train.distill import run_distill
     m = run_distill(args.student, params, repo_path(INDEX_CSV), allowed_roots=params.data_roots())
     if m:
         seconds = m.pop("train_seconds")

@@ -7,8 +7,7 @@ measured in this one process on the same test images -> metrics/eval/<student>_s
     python -m stages.evaluate_distill da2_small
 """
 from pipeline import io
-from pipeline.cli import OneLineParser, run_stage
-from pipeline.config import PARAMS_FILE, load_params
+from pipeline.cli import run_stage, student_args
 from pipeline.evaluate.names import DIRECT_KIND, DIRECT_SUFFIX, SETTINGS, SPEED_SUFFIX, distilled_kind
 from pipeline.evaluate.scoring import (
     MeasureConfig,
@@ -24,11 +23,7 @@ SHOWN = ("mask_source", "n_dishes", "n_failed", "volume_mape", "volume_median_ap
 
 
 def main(argv: list[str] | None = None) -> None:
-    ap = OneLineParser(description=__doc__)
-    ap.add_argument("student", help="a name from params.yaml `distill.students`")
-    ap.add_argument("--params", default=str(PARAMS_FILE))
-    args = ap.parse_args(argv)
-    p = load_params(args.params)
+    args, p = student_args(__doc__, argv)
     from pipeline.evaluate.speed import device_note, speed_table
     from pipeline.models.inference import load_model
     from pipeline.students import student_config, student_dir, student_params
