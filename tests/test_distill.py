@@ -253,3 +253,22 @@ def test_unidepth_teacher_teaches_a_depth_anything_student(tmp_path: Path, monke
     assert m["teacher"] == "unidepth_v2" and m["teacher_size"] == list(UD_HW)
     curve = json.loads((root / "metrics/train/stu_distilled_stage2.json").read_text())["curve"][-1]
     assert np.isfinite(curve["train/teacher"]) and curve["train/teacher"] > 0
+
+
+def test_dvc_yaml_declares_every_student_row_the_report_reads():
+    """evaluate_distill@<student> declares every row json the report and compare read for a student (and
+    its speed file); compare and report re-run when the students change."""
+    from pipeline.evaluate.names import SPEED_SUFFIX
+    from pipeline.evaluate.report import evaluated_names
+    dvc = yaml.safe_load((REPO / "dvc.yaml").read_text())["stages"]
+    params = yaml.safe_load((REPO / "params.yaml").read_text())
+    students = {n: s["teacher"] for n, s in params["distill"]["students"].items()}
+    assert students, "the default DAG distils a student"
+    declared = {k for m in dvc["evaluate_distill"]["do"]["metrics"] for k in m}
+    for st in students:
+        have = {d.replace("${key}", st) for d in declared}
+        rows = [n for n, _ in evaluated_names([], None, (), {st: students[st]}) if n.startswith(st)]
+        assert len(rows) == 4 and all(f"metrics/eval/{n}.json" in have for n in rows)
+        assert f"metrics/eval/{st}{SPEED_SUFFIX}.json" in have
+    assert dvc["distill"]["foreach"] == dvc["evaluate_distill"]["foreach"] == "${distill.students}"
+    assert "distill.students" in dvc["compare"]["params"] and "distill.students" in dvc["report"]["params"]
