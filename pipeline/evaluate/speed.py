@@ -1,7 +1,9 @@
 """Inference time per image and peak memory of several depth models, measured in one process on the
 same images, so the rows of the distillation's table are comparable with each other (not with another
-machine's). Time: wall ms of `predict_depth_array` (resize, forward, resize back: what evaluation and
-predict run), median over the images after a warm-up, the models interleaved over two rounds. Peak
+machine's). Time: wall ms of the model's forward pass on one image already resized to its input size
+(`pipeline.models.inference.model_input`; the resizing of a photo to and from it is the same cost for
+every model and would hide a tiny model's difference), median over the images and rounds after a
+warm-up, the models interleaved round by round (a slow phase of a shared machine hits them all). Peak
 memory: on a GPU `torch.cuda.max_memory_allocated` above what was allocated before the pass; on the
 CPU the process's peak resident set (Linux VmHWM, reset through /proc/self/clear_refs after freed memory
 is handed back to the system) above its resident set before the pass: the working memory a pass needs
@@ -18,7 +20,7 @@ import numpy as np
 import torch
 
 from pipeline.models import DepthModel
-from pipeline.models.inference import predict_depth_array
+from pipeline.models.inference import model_input
 
 STATUS = Path("/proc/self/status")
 CLEAR_REFS = Path("/proc/self/clear_refs")
@@ -46,9 +48,9 @@ def _reset_cpu_peak() -> int | None:
     return _status_kb("VmRSS")
 
 
-def measure_pass(model: DepthModel, inputs: Sequence[tuple[np.ndarray, np.ndarray]],
-                 size: tuple[int, int]) -> tuple[list[float], float | None]:
-    """(ms per image, peak memory MB above the start) of one pass of `model` over `inputs`."""
+def measure_pass(model: DepthModel, batches: Sequence[tuple[torch.Tensor, torch.Tensor]]
+                 ) -> tuple[list[float], float | None]:
+    """(ms per image, peak memory MB above the start) of one forward pass of `model` over `batches`."""
     cuda = next(model.parameters()).device.type == "cuda"
     if cuda:
         torch.cuda.synchronize()
@@ -57,12 +59,13 @@ def measure_pass(model: DepthModel, inputs: Sequence[tuple[np.ndarray, np.ndarra
     else:
         base = _reset_cpu_peak()
     times = []
-    for rgb, K in inputs:
-        t0 = time.perf_counter()
-        predict_depth_array(model, rgb, K, size)
-        if cuda:
-            torch.cuda.synchronize()
-        times.append(1000.0 * (time.perf_counter() - t0))
+    with torch.inference_mode():
+        for x, K in batches:
+            t0 = time.perf_counter()
+            model(x, K.clone())
+            if cuda:
+                torch.cuda.synchronize()
+            times.append(1000.0 * (time.perf_counter() - t0))
     if cuda:
         peak = (torch.cuda.max_memory_allocated() - base) / 2**20
     else:
@@ -72,19 +75,19 @@ def measure_pass(model: DepthModel, inputs: Sequence[tuple[np.ndarray, np.ndarra
 
 
 def speed_table(models: dict[str, tuple[DepthModel, tuple[int, int]]],
-                inputs: Sequence[tuple[np.ndarray, np.ndarray]], warmup: int = 2, rounds: int = 2) -> dict:
+                inputs: Sequence[tuple[np.ndarray, np.ndarray]], warmup: int = 2, rounds: int = 3) -> dict:
     """{name: {size, params_m, weights_mb, infer_ms_median, infer_ms_mean, peak_mem_mb}} for every
-    model (its input size beside it), all on the same `inputs`, in this process."""
+    model (its input size beside it), all on the same `inputs` (RGB uint8, K), in this process."""
     if not inputs:
         raise ValueError("speed: no images to time")
+    batches = {n: [model_input(m.eval(), rgb, K, size) for rgb, K in inputs] for n, (m, size) in models.items()}
     times: dict[str, list[float]] = {n: [] for n in models}
     peaks: dict[str, list[float]] = {n: [] for n in models}
-    for m, size in models.values():   # warm-up: first-call allocations and kernel choice
-        for rgb, K in inputs[:warmup]:
-            predict_depth_array(m, rgb, K, size)
-    for _ in range(rounds):               # interleaved: a slow phase of the machine hits every model
-        for n, (m, size) in models.items():
-            t, peak = measure_pass(m, inputs, size)
+    for n, (m, _) in models.items():   # warm-up: first-call allocations and kernel choice
+        measure_pass(m, batches[n][:warmup])
+    for _ in range(rounds):
+        for n, (m, _) in models.items():
+            t, peak = measure_pass(m, batches[n])
             times[n] += t
             if peak is not None:
                 peaks[n].append(peak)
