@@ -302,10 +302,10 @@ class DistillConfig:
     labels only (`<student>_direct`) and with the teacher's depth added (`<student>`)."""
     students: dict[str, StudentConfig] = field(default_factory=lambda: {"da2_small": StudentConfig()})
     w_teacher: NonNegFloat = 1.0            # weight of the teacher term (the depth-map terms vs its depth)
-    n_unlabelled: NonNegInt = 96            # extra synthetic dishes without labels (teacher term only)
+    n_unlabelled: NonNegInt = 64            # extra synthetic dishes without labels (teacher term only)
     unlabelled_seed: NonNegInt = 2000       # their generator seed (not data.seed, not train.pretrain.seed)
     stage1: StageConfig = field(default_factory=lambda: StageConfig(1))   # both student runs' schedule
-    stage2: StageConfig = field(default_factory=lambda: StageConfig(2))
+    stage2: StageConfig = field(default_factory=lambda: StageConfig(1))
     speed_images: PosInt = 16               # test images each model's inference ms and peak memory is timed on
 
 

@@ -333,8 +333,8 @@ def distill_section(speed: dict[str, dict], compare: dict) -> list[str]:
                  _fmt(r.get("weights_mb"), "f1"), _fmt(r.get("infer_ms_median"), "f1"),
                  _fmt(r.get("peak_mem_mb"), "f1")] for n, r in (sp.get("models") or {}).items()]
         out += ["", f"Inference per image ({sp.get('n_images')} test images, {sp.get('device', '?')}): resize, "
-                "the forward pass on one image at the row's input size, median ms; peak memory of a pass above the "
-                "loaded weights.", "",
+                "the forward pass on one image at the row's input size, median ms; peak memory torch allocates in "
+                "a pass, above the loaded weights.", "",
                 _md_table(["row", "input H×W", "params M", "weights MB", "ms / image", "peak MB"], rows), ""]
     return out
 
