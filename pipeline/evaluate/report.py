@@ -320,6 +320,7 @@ def distill_section(speed: dict[str, dict], compare: dict) -> list[str]:
             by_vs = ((compare.get("models") or {}).get(student) or {}).get(setting) or {}
             refs = ((teacher, "its teacher"), (student + DIRECT_SUFFIX, "the same student fine-tuned directly"))
             for ref, what in refs:
+                ref += SETTINGS[setting]
                 c = by_vs.get(f"vs_{ref}")
                 if not c:
                     continue
@@ -332,7 +333,7 @@ def distill_section(speed: dict[str, dict], compare: dict) -> list[str]:
         rows = [[f"`{n}`", "×".join(str(v) for v in r.get("size", [])), _fmt(r.get("params_m"), "f3"),
                  _fmt(r.get("weights_mb"), "f1"), _fmt(r.get("infer_ms_median"), "f1"),
                  _fmt(r.get("peak_mem_mb"), "f1")] for n, r in (sp.get("models") or {}).items()]
-        out += ["", f"Inference per image ({sp.get('n_images')} test images, {sp.get('device', '?')}): resize, "
+        out += ["", f"Inference per image ({sp.get('n_images')} test images, {sp.get('device', '?')}): "
                 "the forward pass on one image at the row's input size, median ms; peak memory torch allocates in "
                 "a pass, above the loaded weights.", "",
                 _md_table(["row", "input H×W", "params M", "weights MB", "ms / image", "peak MB"], rows), ""]
