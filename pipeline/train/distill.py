@@ -94,13 +94,14 @@ class DistillLitModule(DepthLitModule):
 def unlabelled_index(params: Params, index_path: Path, work_dir: Path) -> tuple[Path, int]:
     """(index, count): the experiment's index plus `distill.n_unlabelled` synthetic dishes of another
     seed, train split, `labelled` False (no volume; their depth files are never read by a loss).
-    With none, the experiment's index as it is."""
+    With none, and on Nutrition5k (whose dishes without a mass are not used yet: said, and counted 0),
+    the experiment's index as it is."""
     d, data = params.distill, params.data
-    if d.n_unlabelled == 0:
+    if d.n_unlabelled and data.source != "synthetic":
+        print(f"WARNING: distill.n_unlabelled = {d.n_unlabelled}: unlabelled dishes are rendered synthetic "
+              f"ones, none on data.source = {data.source}: the distilled student trains on the labelled dishes")
+    if d.n_unlabelled == 0 or data.source != "synthetic":
         return Path(index_path), 0
-    if data.source != "synthetic":
-        raise ValueError(f"{params.source}: distill.n_unlabelled = {d.n_unlabelled}: unlabelled dishes are "
-                         "rendered synthetic ones; on Nutrition5k set it to 0")
     from pipeline.data.ingest import ingest_synthetic
     manifest, _ = ingest_synthetic(Path(work_dir) / "raw", d.unlabelled_seed, d.n_unlabelled, data.width,
                                    data.height, data.noise, data.workers, data.families, params.volume.ring_px)
