@@ -273,3 +273,13 @@ def test_dvc_yaml_declares_every_student_row_the_report_reads():
         assert f"metrics/eval/{st}{SPEED_SUFFIX}.json" in have
     assert dvc["distill"]["foreach"] == dvc["evaluate_distill"]["foreach"] == "${distill.students}"
     assert "distill.students" in dvc["compare"]["params"] and "distill.students" in dvc["report"]["params"]
+
+
+def test_no_unlabelled_dishes_on_nutrition5k(index: Path, tmp_path: Path, capsys):
+    """Unlabelled dishes are rendered synthetic ones: on Nutrition5k none are added, and it is said."""
+    from pipeline.train.distill import unlabelled_index
+    raw = distill_params(n_unlabelled=4)
+    raw["data"]["source"] = "nutrition5k"
+    path, n = unlabelled_index(as_params(raw), index, tmp_path / "work")
+    assert (path, n) == (index, 0) and not (tmp_path / "work").exists()
+    assert "WARNING: distill.n_unlabelled = 4" in capsys.readouterr().out
