@@ -232,6 +232,8 @@ def predict_dish(predict: DepthPredictor, rgb: np.ndarray, K: np.ndarray, settin
     focal = focal_rel_err(K_pred, K) if K_pred is not None else float("nan")
     if depth.shape != rgb.shape[:2]:
         raise ValueError(f"predicted depth is {depth.shape}, image is {rgb.shape[:2]}")
+    if setting == END_TO_END_HEAD and food_prob is None:   # a setup error, not a failed dish
+        raise ValueError("the mask-head setting needs a model with a food-mask head (food_prob)")
     mask = given_mask if given_mask is not None else np.zeros(depth.shape, bool)
     try:
         if setting == GIVEN:
@@ -243,8 +245,6 @@ def predict_dish(predict: DepthPredictor, rgb: np.ndarray, K: np.ndarray, settin
             height = geometry.height_above_plane(depth, K, np.asarray(res.plane_normal), float(res.plane_d))
         elif setting in (END_TO_END, END_TO_END_HEAD):
             from pipeline.measure import measure
-            if setting == END_TO_END_HEAD and food_prob is None:
-                raise ValueError("the mask-head setting needs a model with a food-mask head (food_prob)")
             m = measure(depth, K, None, cfg.volume, cfg.masks,
                         food_prob=np.asarray(food_prob, np.float32) if setting == END_TO_END_HEAD else None)
             mask = m.mask
