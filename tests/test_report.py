@@ -84,9 +84,10 @@ def test_report_has_every_model_and_baseline(tmp_path):
     assert kinds["unidepth_v2_stage0_e2e"] == "pretrained, not fine-tuned"
     eval_dir = tmp_path / "metrics" / "eval"
     tables = {}
-    models_first = [n for n in names if not is_diagnostic(n)]
-    for n in names:   # the i-th non-diagnostic row is 10 i % off; a diagnostic 2 %
-        tables[n] = _table(1.02 if is_diagnostic(n) else 1.0 + 0.1 * (models_first.index(n) + 1))
+    aside = [n for n in names if is_diagnostic(n) or n.endswith("_e2e_head")]
+    models_first = [n for n in names if n not in aside]
+    for n in names:   # the i-th other row is 10 i % off; a diagnostic or mask-head row 2 %
+        tables[n] = _table(1.02 if n in aside else 1.0 + 0.1 * (models_first.index(n) + 1))
         write_results(n, tables[n], eval_dir, extra={"mask_source": "predicted_depth" if n.endswith("_e2e")
                                                      else "gt_mask"})
     results = load_results(eval_dir, names)
