@@ -52,7 +52,7 @@ def test_da_head_logits_shape_and_depth_unchanged():
 
 
 @pytest.mark.skipif(importlib.util.find_spec("unidepth") is None, reason="unidepth not installed (optional extra)")
-def test_unidepth_head_logits_shape():
+def test_unidepth_head_logits_shape(tmp_path):
     m = build_model("unidepth_v2", {"pretrained": None, "size": [70, 84], "mask_head": True,
                                     "tiny": {"hidden_dim": 32, "depths": [1, 1, 1], "out_dim": 8,
                                              "num_heads": 2, "expansion": 2}}, seed=0).eval()
@@ -63,6 +63,11 @@ def test_unidepth_head_logits_shape():
     assert m.arch_config()["mask_head"]["in_channels"] == 32
     ids = {id(q) for q in m.decoder_parameters()}
     assert all(id(q) in ids for q in m.mask_head.parameters())
+    save_model(m, tmp_path / "ud", "unidepth_v2", {"mask_head": True})   # the export carries the head
+    again = load_model(tmp_path / "ud")
+    with torch.no_grad():
+        out2 = again(img, torch.tensor([[60.0, 0, 41.5], [0, 60.0, 34.5], [0, 0, 1]])[None])
+    assert torch.allclose(out2["mask_logits"], out["mask_logits"])
 
 
 def test_mask_loss_falls_on_a_small_overfit_batch():
