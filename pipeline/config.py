@@ -167,7 +167,7 @@ class LossConfig:
     w_silog: NonNegFloat = 0.1
     w_intrinsics: NonNegFloat = 0.1
     w_height: NonNegFloat = 2.0         # per-pixel height above the support plane in the food mask (m)
-    w_mask: NonNegFloat = 1.0           # food-mask head: BCE + soft Dice on the masks stage's mask (no head: no term)
+    w_mask: NonNegFloat = 0.3           # food-mask head: BCE + soft Dice on the masks stage's mask (no head: no term)
     volume_floor_ml: PosFloat = 20.0    # |log((V + floor) / (label + floor))|: gradient <= 1 / floor
     # label / mask area (a mean height) outside this: the label is implausible for its mask -> no volume term
     label_height_mm: Annotated[tuple[NonNegFloat, NonNegFloat], Increasing(strict=True)] = (3.0, 150.0)
