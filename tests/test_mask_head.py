@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import dataclasses
 import importlib.util
+import json
+import subprocess
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
+from conftest import dvc
 from safetensors.torch import load_file, save_file
 
 from pipeline.config import LoraConfig, params_from_dict
@@ -231,3 +234,28 @@ def test_real_dish_bench_writes_what_the_report_reads(tmp_path):
         assert all(0.0 <= d[k] <= 1.0 for k in ("iou_mask_head", "iou_predicted_depth", "iou_rgb_rule"))
     assert out["weights_sha256"] == sha256_file(tmp_path / "w" / "model.safetensors")
     assert "never saw a real photo" in out["note"]
+
+
+@pytest.mark.slow
+def test_mask_head_rows_in_the_dag(dvc_project):
+    """`dvc repro report` on a tiny project whose model has a food-mask head: stages 1-2 train it, the
+    evaluation writes the `_e2e_head` row (mask_source mask_head, mask IoU), compare pairs it with the
+    depth cut, and the report shows both end-to-end sources."""
+    root = dvc_project({"data.n_dishes": 20, "data.width": 224, "data.height": 168, "data.workers": 1,
+                        "train.pretrain.n_rooms": 4, "train.pretrain.n_dishes": 4, "train.pretrain.epochs": 1,
+                        "train.pretrain.width": 224, "train.pretrain.height": 168,
+                        "train.stage1.epochs": 1, "train.stage2.epochs": 1, "eval.n_bootstrap": 100,
+                        "eval.n_worst": 1})
+    for cmd in (["git", "add", "-A"], ["git", "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "init"]):
+        subprocess.run(cmd, cwd=root, check=True, capture_output=True)   # DVCLive needs a first commit
+    dvc(root, "repro", "report")
+    head = json.loads((root / "metrics/eval/depth_anything_v2_e2e_head.json").read_text())
+    assert head["mask_source"] == "mask_head" and head["n_dishes"] > 0 and head["mask_iou_mean"] is not None
+    assert json.loads((root / "metrics/eval/depth_anything_v2_e2e.json").read_text())["mask_iou_mean"] is not None
+    c = json.loads((root / "metrics/compare.json").read_text())["models"]["depth_anything_v2"]
+    assert "vs_depth_anything_v2_e2e" in c["end_to_end_mask_head"]
+    report = (root / "metrics/report.md").read_text()
+    assert "| `depth_anything_v2_e2e_head` | fine-tuned (stage 2) | `mask_head` |" in report
+    assert "## Food masks end to end" in report
+    stage1 = json.loads((root / "metrics/train/depth_anything_v2_stage1.json").read_text())
+    assert "mask" in stage1["loss_terms"]["last_epoch"]["train"]
