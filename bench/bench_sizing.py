@@ -73,6 +73,8 @@ ROWS: dict[str, dict] = {
     "input2x_r4k": {"what": "rooms4k's stage 0 fine-tuned at 252x336 (~3x compute), 4 + 4 epochs",
                     "set": {f"model_cfg.{MODEL}.size": [252, 336], **SHORT, **NO_HEIGHT},
                     "pretrain_from": "rooms4k_official"},
+    "height8": {"what": "height2 with loss.w_height 8.0 (the per-pixel height term 4x)",
+                "set": {"loss.w_height": 8.0}, "pretrain_from": "rooms4k_official"},
     "input168": {"what": "rooms4k's stage 0 fine-tuned at 168x224 (1.8x the pixels)",
                  "set": {f"model_cfg.{MODEL}.size": [168, 224], **NO_HEIGHT}, "pretrain_from": "rooms4k_official"},
 }

@@ -164,7 +164,7 @@ def build_page(root: Path | None = None):
     with gr.Blocks(title="Food volume from one photo") as page:
         gr.Markdown("## Food volume from one photo\nDrop a photo and pick a checkpoint. K and the "
                     "mask are optional (default: the Nutrition5k D435 camera scaled to the photo; "
-                    "the food found on the predicted depth). Same numbers as "
+                    "the food found by the model's food-mask head, else on the predicted depth). Same numbers as "
                     "`python -m pipeline.predict`.")
         with gr.Row():
             with gr.Column(scale=1):

@@ -167,6 +167,7 @@ class LossConfig:
     w_silog: NonNegFloat = 0.1
     w_intrinsics: NonNegFloat = 0.1
     w_height: NonNegFloat = 2.0         # per-pixel height above the support plane in the food mask (m)
+    w_mask: NonNegFloat = 0.3           # food-mask head: BCE + soft Dice on the masks stage's mask (no head: no term)
     volume_floor_ml: PosFloat = 20.0    # |log((V + floor) / (label + floor))|: gradient <= 1 / floor
     # label / mask area (a mean height) outside this: the label is implausible for its mask -> no volume term
     label_height_mm: Annotated[tuple[NonNegFloat, NonNegFloat], Increasing(strict=True)] = (3.0, 150.0)
@@ -232,7 +233,7 @@ class PretrainConfig:
     families: Weights = field(default_factory=lambda: {"table": 1.0})
     # stage 0's own loss and augmentation, frozen like a checkpoint's recipe: fine-tuning ideas
     # (`dvc exp run -S loss.w_volume=0.2`) change `loss` / `augment`, never the committed stage 0
-    loss: LossConfig = field(default_factory=lambda: LossConfig(w_height=0.0))  # trained before w_height
+    loss: LossConfig = field(default_factory=lambda: LossConfig(w_height=0.0, w_mask=0.0))  # predates both terms
     augment: AugmentConfig | None = field(default_factory=lambda: AugmentConfig())
 
     def check(self, where: str) -> None:
@@ -349,7 +350,7 @@ class Params:
     # here only what the pipeline sets differently: stage 0 of Depth-Anything is the checkpoint
     # of the synthetic pretraining (stage pretrain@depth_anything_v2)
     model_cfg: dict[str, dict] = field(default_factory=lambda: {
-        "depth_anything_v2": {"pretrained": "models/depth_anything_v2/pretrain"},
+        "depth_anything_v2": {"pretrained": "models/depth_anything_v2/pretrain", "mask_head": True},
         "unidepth_v2": {}, "depth_pro": {}, "zoedepth": {}})
     train: TrainConfig = field(default_factory=TrainConfig)
     augment: AugmentConfig | None = field(default_factory=AugmentConfig)  # null: no augmentation

@@ -12,6 +12,9 @@ import numpy as np
 
 from pipeline.config import MasksConfig, VolumeConfig
 
+MASK_HEAD = "mask_head"   # mask_source of a mask from the model's food-mask head (pipeline.models.mask_head)
+FOOD_THRESHOLD = 0.5      # the head's food probability above this is food
+
 
 @dataclass
 class Prediction:
@@ -54,11 +57,25 @@ def region_volumes(depth: np.ndarray, mask: np.ndarray, K: np.ndarray, volume: V
     return keep[labels], vols, normal, offset
 
 
+def food_mask(prob: np.ndarray, min_area_px: int = 0, threshold: float = FOOD_THRESHOLD) -> np.ndarray:
+    """The food mask of a food-probability map (the mask head's): probability above `threshold`,
+    8-connected regions smaller than `min_area_px` dropped, as the cut from the depth drops them."""
+    m = np.asarray(prob) > float(threshold)
+    if min_area_px > 1 and m.any():
+        n, labels, stats, _ = cv2.connectedComponentsWithStats(m.astype(np.uint8), connectivity=8)
+        keep = np.zeros(n, bool)
+        keep[1:] = stats[1:, cv2.CC_STAT_AREA] >= int(min_area_px)
+        m = keep[labels]
+    return m
+
+
 def measure(depth: np.ndarray, K: np.ndarray, mask: np.ndarray | None = None,
             volume: VolumeConfig | None = None, masks: MasksConfig | None = None,
-            K_source: str = "given") -> Prediction:
-    """Mask (given, or from geometry on this depth) and per-region volumes of one depth map.
-    The evaluation's end-to-end setting calls this too, so it scores what `predict` does."""
+            K_source: str = "given", food_prob: np.ndarray | None = None) -> Prediction:
+    """Mask and per-region volumes of one depth map. The mask: the given one; else the model's
+    food-mask head's (`food_prob`, H x W probabilities: `mask_source` `mask_head`); else cut from
+    this depth by geometry (`geometry`, the fallback for a model without a head). The evaluation's
+    end-to-end settings call this too, so they score what `predict` does."""
     from pipeline.geometry import height_above_plane
     from pipeline.masks.from_depth import geometry_mask
 
@@ -69,6 +86,11 @@ def measure(depth: np.ndarray, K: np.ndarray, mask: np.ndarray | None = None,
             raise ValueError(f"mask is {mask.shape[1]}x{mask.shape[0]}, image is "
                              f"{depth.shape[1]}x{depth.shape[0]}")
         mask_source = "given"
+    elif food_prob is not None:
+        if np.shape(food_prob) != depth.shape:
+            raise ValueError(f"food probability is {np.shape(food_prob)}, depth is {depth.shape}")
+        mask = food_mask(food_prob, masks.min_area_px)
+        mask_source = MASK_HEAD
     else:
         mask = geometry_mask(depth, K, masks.min_height_mm, masks.min_area_px)
         mask_source = "geometry"

@@ -301,8 +301,15 @@ def predict_depth(image: np.ndarray | str | Path, model_type: str, weights: str 
 
     `weights`: a trained weights folder (default models/<model_type>/stage2). K: the given K;
     else UniDepth's predicted K; else `default_K` (Depth-Anything needs a K only for geometry)."""
-    from pipeline.models import model_names
-    from pipeline.models.inference import predict_depth_array
+    depth, K_used, _ = predict_arrays(image, model_type, weights, K)
+    return depth, K_used
+
+
+def predict_arrays(image: np.ndarray | str | Path, model_type: str, weights: str | Path | Checkpoint | None = None,
+                   K: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+    """`predict_depth`'s depth and K, and the food probability (HxW in [0, 1]) of the weights'
+    food-mask head, or None when they carry no head."""
+    from pipeline.models import inference, model_names
 
     if model_type not in model_names():
         raise ValueError(f"model_type: unknown {model_type!r}, expected one of {model_names()}")
@@ -313,8 +320,8 @@ def predict_depth(image: np.ndarray | str | Path, model_type: str, weights: str 
     model = _cached_model(ck)
     h, w = rgb.shape[:2]
     K_in = check_K(K, "K") if K is not None else default_K(w, h)
-    depth, K_model = predict_depth_array(model, rgb, K_in, inference_size(ck, (h, w), model.input_multiple))
-    return depth, (K_in if K is not None else K_model)
+    res = inference.predict_arrays(model, rgb, K_in, inference_size(ck, (h, w), model.input_multiple))
+    return res["depth"], (K_in if K is not None else res["K"]), res.get("food_prob")
 
 
 # --- trust ------------------------------------------------------------------------------
@@ -403,12 +410,14 @@ def trust_warnings(pred: Prediction, weights: str | Path | Checkpoint | None = N
 def predict_volume(image: np.ndarray | str | Path, model_type: str, weights: str | Path | Checkpoint,
                    K: np.ndarray | None = None, mask: np.ndarray | None = None,
                    volume: VolumeConfig | None = None, masks: MasksConfig | None = None) -> Prediction:
-    """Depth, mask (given or from geometry on the predicted depth), per-region and total volume at
-    the image's resolution (for a large photo, `to_working_size` first, as the CLI does).
+    """Depth, mask, per-region and total volume at the image's resolution (for a large photo,
+    `to_working_size` first, as the CLI does). The mask: the given one; else the weights' food-mask
+    head's (`mask_source` `mask_head`); else cut from the predicted depth by geometry (`geometry`).
     `volume` / `masks`: params.yaml's settings (default: the config defaults)."""
     rgb = load_image(image)
-    depth, K_used = predict_depth(rgb, model_type, weights, K)
-    pred = measure(depth, K_used, mask, volume, masks, k_source_of(weights, K))
+    depth, K_used, food_prob = predict_arrays(rgb, model_type, weights, K)
+    pred = measure(depth, K_used, mask, volume, masks, k_source_of(weights, K),
+                   food_prob=food_prob if mask is None else None)
     pred.warnings = trust_warnings(pred, weights)
     return pred
 
@@ -509,7 +518,8 @@ def _parser() -> argparse.ArgumentParser:
                    "or its model.safetensors, e.g. models/depth_anything_v2/stage2; or a pretrained checkpoint "
                    "(not fine-tuned): a folder with config.json such as the committed models/depth_anything_v2/"
                    "pretrain, or a hub id in the local Hugging Face cache (depth-anything/..., lpiccinelli/...)")
-    p.add_argument("--mask", help="food mask PNG (food > 127); default: from the predicted depth")
+    p.add_argument("--mask", help="food mask PNG (food > 127); default: the model's food-mask head when its "
+                   "weights carry one, else cut from the predicted depth")
     p.add_argument("--fx", type=float)
     p.add_argument("--fy", type=float, help="default: fx")
     p.add_argument("--cx", type=float, help="default: image centre")

@@ -10,6 +10,7 @@ from pipeline.config import load_params
 from pipeline.evaluate.names import SPEED_SUFFIX, is_diagnostic, mass_names
 from pipeline.evaluate.plots import plot_model_comparison, plot_paired_differences
 from pipeline.evaluate.report import (
+    REAL_DISHES_SUFFIX,
     comparison_rows,
     evaluated_names,
     load_results,
@@ -38,6 +39,7 @@ def main() -> None:
     results = load_results(eval_dir, list(kinds))
     compare = io.read_json(repo_path(COMPARE_JSON))
     mass = {n: io.read_json(f) for n in mass_names(p.models) if (f := eval_dir / f"{n}.json").is_file()}
+    real = {m: io.read_json(f) for m in p.models if (f := eval_dir / f"{m}{REAL_DISHES_SUFFIX}.json").is_file()}
     comparison = repo_path(REPORT_PLOTS_DIR / "comparison.png")
     paired = repo_path(REPORT_PLOTS_DIR / "paired.png")
     plot_model_comparison(summary_frame({n: r for n, r in results.items()  # diagnostics are not models
@@ -49,7 +51,7 @@ def main() -> None:
             f"volume.method={p.volume.method}, loss={asdict(p.loss)}.")
     report = repo_path(REPORT_MD)
     write_report(report, render_report(results, kinds, report, repo_path(EVAL_PLOTS_DIR), comparison, note,
-                                       compare, paired, mass, speed))
+                                       compare, paired, mass, real, speed))
     print(report.read_text())
 
 

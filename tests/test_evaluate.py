@@ -325,3 +325,28 @@ def test_area_height_baseline_is_scored_on_its_flat_height(tiny_index):
     assert summarise(ah)["by_family"]["rig"]["n"] == 3
     mean = finish_table(baseline_table(fitted["baseline_mean"], dishes, [root], VCFG))
     assert mean["height_mae_mm"].isna().all() and "height_bins" not in summarise(mean)
+
+
+def test_mask_head_row_and_mask_iou(tiny_index, tmp_path):
+    """End to end with the food-mask head's mask: its own row (`mask_source: mask_head`) through the same
+    measure as predict, and both end-to-end rows score their mask against the given masks (IoU)."""
+    from pipeline.evaluate.names import END_TO_END_HEAD
+    df, root = tiny_index
+    dishes = select_split(df, "test")
+    ecfg = as_params({"eval": {"n_worst": 1}}).eval
+
+    def head(rgb, K):   # the colour depth and a "head" that calls the yellow pixels food
+        food = (rgb[..., 0] > 180) & (rgb[..., 2] < 80)
+        return {"depth": colour_depth(rgb, K), "K": None, "food_prob": food.astype(np.float32)}
+    s = evaluate_model("m", head, dishes, VCFG, ecfg, tmp_path / "metrics", tmp_path / "plots", [root],
+                       setting=END_TO_END_HEAD)
+    assert read_json(tmp_path / "metrics" / "m_e2e_head.json") == s and s["mask_source"] == "mask_head"
+    assert s["n_dishes"] == 3 and s["n_failed"] == 0 and s["mask_iou_mean"] == pytest.approx(1.0)
+    assert s["volume_mape"] < 0.05
+    cut = evaluate_model("m", colour_depth, dishes, VCFG, ecfg, tmp_path / "metrics", tmp_path / "plots", [root],
+                         setting=END_TO_END)
+    assert cut["mask_source"] == "predicted_depth" and cut["mask_iou_mean"] is not None
+    given = evaluate_model("m", colour_depth, dishes, VCFG, ecfg, tmp_path / "metrics", tmp_path / "plots", [root])
+    assert "mask_iou_mean" not in given
+    with pytest.raises(ValueError, match="food-mask head"):   # a predictor without a head has no such row
+        evaluate_predictor(colour_depth, dishes, VCFG, allowed_roots=[root], setting=END_TO_END_HEAD)

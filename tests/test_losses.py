@@ -23,7 +23,7 @@ from pipeline.train.losses import (
 H, W = 56, 70
 K1 = torch.tensor([[60.0, 0, (W - 1) / 2], [0, 60.0, (H - 1) / 2], [0, 0, 1]])
 WEIGHTS = {"w_depth": 1.0, "w_grad": 0.1, "w_plane": 0.05, "w_volume": 0.1, "w_silog": 0.1,
-           "w_intrinsics": 0.1, "w_height": 1.0}
+           "w_intrinsics": 0.1, "w_height": 1.0, "w_mask": 1.0}
 GEOM = {"method": "heightmap", "ring_px": 5, "cell_mm": 2.0, "seed": 0}
 
 

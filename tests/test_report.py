@@ -56,6 +56,12 @@ def test_comparison_plan_pairs_each_model_setting():
     assert ("m", "given", "m", "m_stage0") in plan and ("m", "end_to_end", "m_e2e", "m_stage0_e2e") in plan
     assert ("m", "end_to_end", "m_e2e", "baseline_area_height") in plan and len(plan) == 6
     assert vs_key("m_stage0_e2e", "m", STAGE0_SUFFIX) == "vs_stage0"
+    # end to end with the food-mask head: vs the baselines and vs the model's own cut from its depth
+    from pipeline.evaluate.names import END_TO_END, END_TO_END_HEAD, MODEL_SETTINGS
+    head = comparison_plan(["m"], avail | {"m_e2e_head"}, BASELINE_NAMES, MODEL_SETTINGS, STAGE0_SUFFIX,
+                           alternatives={END_TO_END_HEAD: END_TO_END})
+    assert ("m", END_TO_END_HEAD, "m_e2e_head", "m_e2e") in head and len(head) == 9
+    assert vs_key("m_e2e", "m", STAGE0_SUFFIX) == "vs_m_e2e"
     assert len(comparison_plan(["m"], avail - {"baseline_area_height"}, BASELINE_NAMES, SETTINGS,
                                STAGE0_SUFFIX)) == 4
 
@@ -65,10 +71,12 @@ def test_report_has_every_model_and_baseline(tmp_path):
     models = ["depth_anything_v2", "unidepth_v2"]
     named = evaluated_names(models, {"unidepth_v2": {"pretrained": "lpiccinelli/unidepth-v2-vits14"}})
     names = [n for n, _ in named]
-    assert names == ["depth_anything_v2", "depth_anything_v2_e2e", "depth_anything_v2_diag_ring_rescaled",
+    assert names == ["depth_anything_v2", "depth_anything_v2_e2e", "depth_anything_v2_e2e_head",
+                     "depth_anything_v2_diag_ring_rescaled",
                      "depth_anything_v2_stage0", "depth_anything_v2_stage0_e2e",
                      "depth_anything_v2_stage0_diag_ring_rescaled", "unidepth_v2", "unidepth_v2_e2e",
-                     "unidepth_v2_diag_ring_rescaled", "unidepth_v2_stage0", "unidepth_v2_stage0_e2e",
+                     "unidepth_v2_e2e_head", "unidepth_v2_diag_ring_rescaled", "unidepth_v2_stage0",
+                     "unidepth_v2_stage0_e2e",
                      "unidepth_v2_stage0_diag_ring_rescaled", *BASELINE_NAMES, "oracle_gt_depth",
                      "oracle_gt_depth_e2e"]
     kinds = dict(named)
@@ -76,9 +84,10 @@ def test_report_has_every_model_and_baseline(tmp_path):
     assert kinds["unidepth_v2_stage0_e2e"] == "pretrained, not fine-tuned"
     eval_dir = tmp_path / "metrics" / "eval"
     tables = {}
-    models_first = [n for n in names if not is_diagnostic(n)]
-    for n in names:   # the i-th non-diagnostic row is 10 i % off; a diagnostic 2 %
-        tables[n] = _table(1.02 if is_diagnostic(n) else 1.0 + 0.1 * (models_first.index(n) + 1))
+    aside = [n for n in names if is_diagnostic(n) or n.endswith("_e2e_head")]
+    models_first = [n for n in names if n not in aside]
+    for n in names:   # the i-th other row is 10 i % off; a diagnostic or mask-head row 2 %
+        tables[n] = _table(1.02 if n in aside else 1.0 + 0.1 * (models_first.index(n) + 1))
         write_results(n, tables[n], eval_dir, extra={"mask_source": "predicted_depth" if n.endswith("_e2e")
                                                      else "gt_mask"})
     results = load_results(eval_dir, names)
@@ -102,8 +111,9 @@ def test_report_has_every_model_and_baseline(tmp_path):
     # depth_anything_v2 is 10 % off on every dish -> MAPE 10.0 %, within 10 % all (<=)
     assert rows[0].startswith("| `depth_anything_v2` | fine-tuned (stage 2) | `gt_mask` | 4 | 0 |")
     assert "| `depth_anything_v2_e2e` | fine-tuned (stage 2) | `predicted_depth` |" in rows[1]
-    assert "| `depth_anything_v2_stage0` | random init |" in rows[3]
-    assert "| `depth_anything_v2_diag_ring_rescaled` | diagnostic: rescaled to measured ring depth" in rows[2]
+    assert "| `depth_anything_v2_e2e_head` | fine-tuned (stage 2) | `gt_mask` |" in rows[2]
+    assert "| `depth_anything_v2_stage0` | random init |" in rows[4]
+    assert "| `depth_anything_v2_diag_ring_rescaled` | diagnostic: rescaled to measured ring depth" in rows[3]
     # the plan never holds a diagnostic row; the tables carry no scene: one group, said so
     assert "vs `depth_anything_v2_diag" not in text and "_diag_ring_rescaled` (" not in text
     assert "everything is one group" in text
@@ -209,3 +219,21 @@ def test_per_family_comparisons_and_report_section(tmp_path):
     assert "| `m` | table family | 5.0 (1) | – (0) | 6.0 (1) |" in heights
     assert "| `baseline_area_height` | rig families | 1.0 (1) | 3.0 (2) | 3.0 (1) |" in heights
     assert "`m_stage0`" not in heights   # no height predicted: no row
+
+
+def test_mask_section_and_real_dish_illustration():
+    from pipeline.evaluate.report import mask_section
+    results = {"m_e2e": {"mask_source": "predicted_depth", "n_dishes": 4, "n_failed": 0, "mask_iou_mean": 0.61,
+                         "mask_iou_median": 0.64, "volume_mape": 0.5},
+               "m_e2e_head": {"mask_source": "mask_head", "n_dishes": 4, "n_failed": 0, "mask_iou_mean": 0.83,
+                              "mask_iou_median": 0.85, "volume_mape": 0.4, "weights_sha256": "abc"},
+               "m": {"mask_source": "gt_mask", "n_dishes": 4}}
+    real = {"weights_sha256": "abc", "dishes": [{"dish_id": "dish_1", "scene": "plate", "iou_mask_head": 0.7,
+                                                 "iou_predicted_depth": 0.5, "iou_rgb_rule": 0.86}]}
+    text = "\n".join(mask_section(results, {"m": real}))
+    assert "| `m_e2e` | `predicted_depth` | 4 | 0 | 0.610 | 0.640 |" in text
+    assert "| `m_e2e_head` | `mask_head` | 4 | 0 | 0.830 | 0.850 |" in text and "`m` |" not in text
+    assert "Illustration only: the model never saw a real photo" in text
+    assert "| `dish_1` | plate | 0.700 | 0.500 | 0.860 |" in text and "the weights this report scores" in text
+    stale = "\n".join(mask_section(results, {"m": {**real, "weights_sha256": "other"}}))
+    assert "**other weights** than this report's" in stale

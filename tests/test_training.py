@@ -84,6 +84,7 @@ def test_stage1_then_stage2(index_path: Path, tmp_path: Path):
     assert start["val_volume_ape_ci95"][0] <= start["val_volume_ape"] <= start["val_volume_ape_ci95"][1]
     gn = m1["loss_terms"]["last_epoch"]["train_gradnorm"]  # per-term gradient norms beside the values
     assert gn["depth"]["norm"] > 0 and sum(v["share"] for v in gn.values()) == pytest.approx(1, abs=1e-3)
+    assert gn["mask"]["norm"] > 0   # params.yaml's model has a food-mask head: it trains in stage 1 (loss.w_mask)
     s1 = tmp_path / "models/stage1"
     assert (s1 / "model.safetensors").is_file() and (s1 / "model.json").is_file()
     # stage 1 leaves the encoder untouched
@@ -93,9 +94,12 @@ def test_stage1_then_stage2(index_path: Path, tmp_path: Path):
     for a, b in zip(fresh.encoder_parameters(), trained.encoder_parameters()):
         assert torch.equal(a, b)
     assert any(not torch.equal(a, b) for a, b in zip(fresh.decoder_parameters(), trained.decoder_parameters()))
+    assert trained.has_mask_head and any(not torch.equal(a, b) for a, b in
+                                         zip(fresh.mask_head_parameters(), trained.mask_head_parameters()))
     m2 = run_stage("depth_anything_v2", 2, p, index_path, init_weights=s1, **paths(tmp_path, 2))
     assert len(m2["curve"]) == 1
     trained2 = load_model(tmp_path / "models/stage2")
+    assert trained2.has_mask_head
     assert any(not torch.equal(a, b) for a, b in zip(trained.encoder_parameters(), trained2.encoder_parameters()))
     tsv = tmp_path / "dvclive/stage2/plots/metrics/val/volume_ape.tsv"
     assert tsv.is_file()

@@ -157,14 +157,17 @@ def compare_models(plan: Sequence[tuple[str, str, str, str]], read: Callable[[st
 
 def comparison_plan(models: Sequence[str], available: set[str], baselines: Sequence[str],
                     settings: dict[str, str], stage0_suffix: str,
-                    zero_shot: Sequence[str] = (), students: Mapping[str, str] | None = None
+                    zero_shot: Sequence[str] = (), alternatives: dict[str, str] | None = None,
+                    students: Mapping[str, str] | None = None
                     ) -> list[tuple[str, str, str, str]]:
     """(model, setting, row of the model, row compared against) for every comparison the
     evaluated files allow: each model in each setting vs each baseline, vs its own stage 0 and vs
     each zero-shot model (what fine-tuning gained over a model used as is) in the same setting;
-    each zero-shot model vs each baseline; each distilled student (`students`: student -> teacher) vs
-    its teacher and vs the same student fine-tuned directly, and that one vs the teacher. Diagnostic
-    rows (`is_diagnostic`) are never planned."""
+    each zero-shot model vs each baseline; for a setting in `alternatives`, the model's row vs
+    its own row of the setting named there (end to end: the mask head's mask vs the cut from the
+    predicted depth); and each distilled student (`students`: student -> teacher) vs its teacher and
+    vs the same student fine-tuned directly, and that one vs the teacher. Diagnostic rows
+    (`is_diagnostic`) are never planned."""
     plan = []
     for m in [*models, *zero_shot]:
         for setting, suffix in settings.items():
@@ -174,6 +177,8 @@ def comparison_plan(models: Sequence[str], available: set[str], baselines: Seque
             others = [*baselines, m + stage0_suffix + suffix]
             if m in models:
                 others += [z + suffix for z in zero_shot]
+                if setting in (alternatives or {}):
+                    others.append(m + settings[alternatives[setting]])
             for other in others:
                 if other in available and not is_diagnostic(row) and not is_diagnostic(other):
                     plan.append((m, setting, row, other))

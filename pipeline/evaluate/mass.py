@@ -38,6 +38,7 @@ from pipeline.evaluate.scoring import (
     load_inputs,
     model_predictor,
     predict_dish,
+    unpack_prediction,
 )
 from pipeline.io import read_mask, resolve, write_csv, write_json
 from pipeline.masks.from_depth import geometry_mask
@@ -182,7 +183,8 @@ def learned_densities(head: DensityHead, model, dishes: pd.DataFrame, predict: C
     for i, (_, row) in enumerate(tqdm(dishes.iterrows(), total=len(dishes), desc="mass features", unit="dish")):
         rgb, K = load_inputs(row, roots)
         masks = {"label": read_mask(resolve(row["mask_path"], roots), shape=rgb.shape[:2])}
-        masks[END_TO_END] = geometry_mask(predict(rgb, K), K, cfg.masks.min_height_mm, cfg.masks.min_area_px)
+        depth = unpack_prediction(predict(rgb, K))[0]   # a model predicting its K returns (depth, K)
+        masks[END_TO_END] = geometry_mask(depth, K, cfg.masks.min_height_mm, cfg.masks.min_area_px)
         if has_given.iloc[i]:
             masks[GIVEN] = load_given_mask(row, rgb.shape[:2], roots)
         feats = image_features(model, rgb, list(masks.values()), size)

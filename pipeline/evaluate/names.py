@@ -13,6 +13,11 @@ from typing import Any
 # The two settings -> suffix of their metrics/eval/<name><suffix>.json.
 GIVEN, END_TO_END = "given", "end_to_end"
 SETTINGS: dict[str, str] = {GIVEN: "", END_TO_END: "_e2e"}
+# A fine-tuned model with a food-mask head (model_cfg.<m>.mask_head) adds a third row: end to end with the
+# head's mask (mask_source `mask_head`), beside the end-to-end cut from its predicted depth (`_e2e`).
+END_TO_END_HEAD = "end_to_end_mask_head"
+HEAD_SUFFIX = "_e2e_head"
+MODEL_SETTINGS: dict[str, str] = {**SETTINGS, END_TO_END_HEAD: HEAD_SUFFIX}   # a fine-tuned model's rows
 STAGE0_SUFFIX = "_stage0"   # metrics/eval/<model>_stage0*: the model before fine-tuning
 ZERO_SHOT_KIND = "pretrained, not fine-tuned"   # rows of eval.zero_shot: metrics/eval/<model>[_e2e]
 

@@ -22,8 +22,10 @@ from pipeline.evaluate.names import (
     DIRECT_KIND,
     DIRECT_SUFFIX,
     END_TO_END,
+    END_TO_END_HEAD,
     FAMILY_GROUPS,
     GIVEN,
+    HEAD_SUFFIX,
     MASS_BASELINE_MEAN,
     ORACLE_NAME,
     RIG,
@@ -37,7 +39,7 @@ from pipeline.evaluate.names import (
 )
 from pipeline.io import read_json, write_text
 
-SETTING_LABEL = {GIVEN: "given masks", END_TO_END: "end to end"}
+SETTING_LABEL = {GIVEN: "given masks", END_TO_END: "end to end", END_TO_END_HEAD: "end to end, mask head"}
 
 # (json key, column header, format) - fractions shown as percent
 MAIN_COLUMNS: list[tuple[str, str, str]] = [
@@ -104,7 +106,7 @@ def evaluated_names(models: Sequence[str], model_cfg: dict | None = None,
     rows = []
     for m in models:
         s0 = stage0_kind((model_cfg or {}).get(m))
-        for suffix in SETTINGS.values():
+        for suffix in (*SETTINGS.values(), HEAD_SUFFIX):
             rows.append((m + suffix, "fine-tuned (stage 2)"))
         rows.append((m + DIAG_SUFFIX, DIAG_KIND))
         for suffix in SETTINGS.values():
@@ -197,8 +199,10 @@ def _verdict_text(verdicts: dict[str, str]) -> str:
 def render_report(results: dict[str, dict], kinds: dict[str, str], report_path: Path, plots_dir: Path,
                   comparison_png: Path | None = None, params_note: str = "", compare: dict | None = None,
                   paired_png: Path | None = None, mass: dict[str, dict] | None = None,
-                  speed: dict[str, dict] | None = None) -> str:
-    """Markdown text of the report; plot links relative to the report's folder."""
+                  real_dishes: dict[str, dict] | None = None, speed: dict[str, dict] | None = None) -> str:
+    """Markdown text of the report; plot links relative to the report's folder. `real_dishes`: per model,
+    the food-mask head on real photos vs hand annotations (`real_dish_note`), an illustration; `speed`:
+    per distilled student, its metrics/eval/<student>_speed.json (section *Distillation*)."""
     here = Path(report_path).parent
 
     def link(p: Path) -> str:
@@ -213,7 +217,9 @@ def render_report(results: dict[str, dict], kinds: dict[str, str], report_path: 
                "masks stage's own masks are cut from the measured depth and are never used for predictions) and "
                "**end to end** (`predicted_depth`: "
                "the mask is cut from the model's own predicted depth by the code `python -m pipeline.predict` "
-               "runs). Every model's depth goes through the same geometry with the same true K (a model "
+               "runs; `mask_head`, rows `*_e2e_head`: the mask is the fine-tuned model's own food-mask head's, "
+               "which `predict` uses when the weights carry one). Every model's depth goes through the same "
+               "geometry with the same true K (a model "
                "that predicts its own camera is scored with the true K too; its focal error is the *focal err* "
                "column). Rows *pretrained, not fine-tuned* are models only evaluated, never trained "
                "(`eval.zero_shot`). Reference "
@@ -266,6 +272,7 @@ def render_report(results: dict[str, dict], kinds: dict[str, str], report_path: 
     if speed:
         out += distill_section(speed, compare or {})
 
+    out += mask_section(results, real_dishes)
     out += family_section(results, kinds, compare or {})
 
     if mass:
@@ -414,12 +421,56 @@ def family_section(results: dict[str, dict], kinds: dict[str, str], compare: dic
     return out
 
 
+REAL_DISHES_SUFFIX = "_mask_head_real"   # metrics/eval/<model>_mask_head_real.json (bench/bench_mask_head_real.py)
+
+
+def mask_section(results: dict[str, dict], real_dishes: dict[str, dict] | None = None) -> list[str]:
+    """Markdown lines on the end-to-end food masks: each end-to-end row's mask against the given masks
+    on the test split (IoU), and the food-mask head on the real sample dishes (an illustration)."""
+    rows = [[f"`{n}`", f"`{str(r.get('mask_source', '?')).split(':')[0]}`", _fmt(r.get("n_dishes"), "int"),
+             _fmt(r.get("n_failed"), "int"), _fmt(r.get("mask_iou_mean"), "f3"), _fmt(r.get("mask_iou_median"), "f3"),
+             _fmt(r.get("volume_mape"), "pct"), _fmt(r.get("volume_median_ape"), "pct")]
+            for n, r in results.items() if r.get("mask_iou_mean") is not None]
+    out: list[str] = []
+    if rows:
+        out += ["## Food masks end to end", "",
+                "Each end-to-end row's food mask against the given masks of the same test dishes (IoU, read only to "
+                "score): `predicted_depth` is the cut from the model's own predicted depth, `mask_head` the fine-tuned "
+                "model's food-mask head (trained on the masks stage's masks of the train split, cut from the measured "
+                "depth), `oracle_gt_depth_e2e` the same cut on the measured depth. A dish with no food found counts "
+                "IoU 0.", "",
+                _md_table(["row", "masks", "n", "failed", "IoU mean", "IoU median", "MAPE", "median APE"], rows), ""]
+    for model, real in (real_dishes or {}).items():
+        out += real_dish_lines(model, real, results.get(model + HEAD_SUFFIX) or {})
+    return out
+
+
+def real_dish_lines(model: str, real: dict, head_row: dict) -> list[str]:
+    """The food-mask head on the real sample dishes vs hand annotations (bench/bench_mask_head_real.py):
+    an illustration, never a score (two photos, and the model never saw a real one)."""
+    dishes = real.get("dishes") or []
+    if not dishes:
+        return []
+    same = real.get("weights_sha256") and real.get("weights_sha256") == head_row.get("weights_sha256")
+    where = ("the weights this report scores" if same else
+             f"**other weights** than this report's (`{str(real.get('weights_sha256'))[:12]}`; re-run "
+             "`python bench/bench_mask_head_real.py` after training)")
+    rows = [[f"`{d.get('dish_id')}`", str(d.get("scene", "")),
+             *[_fmt(d.get(k), "f3") for k in ("iou_mask_head", "iou_predicted_depth", "iou_rgb_rule")]] for d in dishes]
+    return [f"### Real dishes, `{model}`: an illustration", "",
+            f"**Illustration only: the model never saw a real photo** (trained on synthetic dishes). The food-mask "
+            f"head's mask on the {len(dishes)} real Nutrition5k sample dishes against hand annotations "
+            "(`tests/data/n5k_annotations/`), beside the cut from the predicted depth and the RGB colour rule (the "
+            f"given masks on Nutrition5k); computed by `bench/bench_mask_head_real.py` on {where}.", "",
+            _md_table(["dish", "scene", "IoU mask head", "IoU depth cut", "IoU colour rule"], rows), ""]
+
+
 def height_bins_section(results: dict[str, dict]) -> list[str]:
     """Height error (mm) per true mean food height bin and family group, for the given-mask rows that
     predict a food height (models, their diagnostics, area × height, the oracle)."""
     rows, bins = [], []
     for n, r in results.items():
-        if n.endswith(SETTINGS[END_TO_END]):
+        if n.endswith((SETTINGS[END_TO_END], HEAD_SUFFIX)):
             continue
         for g, by_bin in (r.get("height_bins") or {}).items():
             if not any((v or {}).get("height_mae_mm") is not None for v in by_bin.values()):

@@ -11,6 +11,9 @@ the metrics (`mask_source`):
   Volume = `geometry.estimate_volume` on the predicted depth over that mask, as the labels do.
 - `end_to_end`: the mask is cut from the model's OWN predicted depth by `pipeline.measure.measure`,
   the code `python -m pipeline.predict` runs on a new photo, and its total volume is scored.
+- `end_to_end_mask_head` (a fine-tuned model with a food-mask head): the mask is the head's
+  (`mask_source: mask_head`), through the same `measure`, as `predict` does with such a model.
+  Both end-to-end rows also score their mask against the given mask (`mask_iou`), read only to score.
 
 The measured depth is read afterwards, only to score: depth errors inside the scoring mask
 (`mask_path`, the mask of the label) and on its support ring (with the median ratio predicted /
@@ -57,20 +60,31 @@ from pipeline.evaluate.metrics import (
     per_bin_metrics,
     volume_metrics,
 )
-from pipeline.evaluate.names import DIAG_KIND, DIAG_SUFFIX, END_TO_END, FAMILY_GROUPS, GIVEN, SETTINGS, family_labels
+from pipeline.evaluate.names import (
+    DIAG_KIND,
+    DIAG_SUFFIX,
+    END_TO_END,
+    END_TO_END_HEAD,
+    FAMILY_GROUPS,
+    GIVEN,
+    MODEL_SETTINGS,
+    family_labels,
+)
 from pipeline.io import K_from_row, read_dish_depth, read_mask, read_rgb, resolve, write_csv, write_json
+from pipeline.masks.cleanup import iou
 from pipeline.suspect import drop_suspect
 
 # (rgb HxWx3 uint8, K 3x3) -> metric z-depth HxW (m) at the same resolution, or (depth, the model's
-# own K) from a model that predicts its camera (its focal error is reported; volumes use the true K)
-DepthPredictor = Callable[[np.ndarray, np.ndarray], "np.ndarray | tuple[np.ndarray, np.ndarray]"]
+# own K) from a model that predicts its camera (its focal error is reported; volumes use the true K),
+# or a dict {"depth", "K" (None: the true K), "food_prob" (HxW, the food-mask head's)}
+DepthPredictor = Callable[[np.ndarray, np.ndarray], "np.ndarray | tuple[np.ndarray, np.ndarray] | dict"]
 
 CSV_COLUMNS = ["dish_id", "volume_ml_gt", "volume_ml_pred", "abs_err_ml", "ape",
                "err_ml", "rel_err", "volume_bin", "failed", "error", "mask_px",
                "depth_abs_rel", "depth_rmse_m", "depth_delta1",
                "depth_ring_abs_rel", "depth_ring_rmse_m", "depth_ring_delta1", "ring_scale_ratio",
                "height_mae_mm", "height_bias_mm", "food_height_mm", "infer_s", "focal_rel_err",
-               "scene", "fx_px", "camera_distance_m"]
+               "scene", "fx_px", "camera_distance_m", "mask_iou"]
 DEPTH_COLUMNS = ["depth_abs_rel", "depth_rmse_m", "depth_delta1", "depth_ring_abs_rel",
                  "depth_ring_rmse_m", "depth_ring_delta1", "ring_scale_ratio", "height_mae_mm",
                  "height_bias_mm", "food_height_mm"]
@@ -198,6 +212,14 @@ class DishPrediction:
     focal_rel_err: float = float("nan")   # mean |f_pred - f| / f of fx, fy (models predicting K)
 
 
+def unpack_prediction(out) -> tuple[np.ndarray, np.ndarray | None, np.ndarray | None]:
+    """(depth, the model's own K or None, food probability or None) of a `DepthPredictor`'s output."""
+    if isinstance(out, dict):
+        return out["depth"], out.get("K"), out.get("food_prob")
+    depth, K_pred = out if isinstance(out, tuple) else (out, None)
+    return depth, K_pred, None
+
+
 def predict_dish(predict: DepthPredictor, rgb: np.ndarray, K: np.ndarray, setting: str,
                  given_mask: np.ndarray | None, cfg: MeasureConfig) -> DishPrediction:
     """Volume from the RGB image, K and (given setting) a depth-free mask. Takes no measured
@@ -205,11 +227,13 @@ def predict_dish(predict: DepthPredictor, rgb: np.ndarray, K: np.ndarray, settin
     t0 = time.perf_counter()
     out = predict(rgb, K.copy())
     infer_s = time.perf_counter() - t0
-    depth, K_pred = out if isinstance(out, tuple) else (out, None)
+    depth, K_pred, food_prob = unpack_prediction(out)
     depth = np.asarray(depth, dtype=np.float32)
     focal = focal_rel_err(K_pred, K) if K_pred is not None else float("nan")
     if depth.shape != rgb.shape[:2]:
         raise ValueError(f"predicted depth is {depth.shape}, image is {rgb.shape[:2]}")
+    if setting == END_TO_END_HEAD and food_prob is None:   # a setup error, not a failed dish
+        raise ValueError("the mask-head setting needs a model with a food-mask head (food_prob)")
     mask = given_mask if given_mask is not None else np.zeros(depth.shape, bool)
     try:
         if setting == GIVEN:
@@ -219,15 +243,17 @@ def predict_dish(predict: DepthPredictor, rgb: np.ndarray, K: np.ndarray, settin
                                            ring_px=cfg.volume.ring_px, cell_mm=cfg.volume.cell_mm)
             vol = float(res.volume_ml)
             height = geometry.height_above_plane(depth, K, np.asarray(res.plane_normal), float(res.plane_d))
-        elif setting == END_TO_END:
+        elif setting in (END_TO_END, END_TO_END_HEAD):
             from pipeline.measure import measure
-            m = measure(depth, K, None, cfg.volume, cfg.masks)
+            m = measure(depth, K, None, cfg.volume, cfg.masks,
+                        food_prob=np.asarray(food_prob, np.float32) if setting == END_TO_END_HEAD else None)
             mask = m.mask
             if not m.volumes_ml:
-                raise ValueError("no food region found in the predicted depth")
+                raise ValueError("no food region found " + ("by the mask head" if setting == END_TO_END_HEAD
+                                                           else "in the predicted depth"))
             vol, height = float(m.total_ml), m.height_mm.astype(np.float64) / 1000.0
         else:
-            raise ValueError(f"setting: expected {GIVEN!r} or {END_TO_END!r}, got {setting!r}")
+            raise ValueError(f"setting: expected one of {list(MODEL_SETTINGS)}, got {setting!r}")
         if not np.isfinite(vol):
             raise ValueError(f"non-finite volume {vol}")
     except ValueError as e:
@@ -293,7 +319,7 @@ def evaluate_predictor(predict: DepthPredictor | None, dishes: pd.DataFrame, cfg
                        desc: str = "evaluate", allowed_roots: Sequence[Path] = (),
                        bin_edges: Sequence[float] = DEFAULT_BIN_EDGES, setting: str = GIVEN) -> pd.DataFrame:
     """Per-dish table (CSV_COLUMNS) for a depth predictor over `dishes` (from `select_split`) in one
-    setting (GIVEN or END_TO_END). `predict=None` is the oracle: the measured depth itself as the
+    setting (GIVEN, END_TO_END or END_TO_END_HEAD). `predict=None` is the oracle: the measured depth itself as the
     prediction, i.e. the ceiling that the masks and the geometry leave for any depth model."""
     return evaluate_tables(predict, dishes, cfg, desc, allowed_roots, bin_edges, setting)[0]
 
@@ -326,6 +352,8 @@ def evaluate_tables(predict: DepthPredictor | None, dishes: pd.DataFrame, cfg: M
         rec = {**dish_record(row), "volume_ml_pred": p.volume_ml, "failed": p.failed, "error": p.error,
                "mask_px": int(p.mask.sum()), "infer_s": p.infer_s, "focal_rel_err": p.focal_rel_err}
         rec.update(score_depth(p.depth, gt, score_mask, K, p.height_m, cfg))
+        if setting != GIVEN and given_masks(row.to_frame().T)[0].iloc[0]:   # end to end: its mask vs the given
+            rec["mask_iou"] = iou(p.mask, load_given_mask(row, shape, allowed_roots))
         rows.append(rec)
         if diagnostic:   # reads the measured depth through the ring ratio: a diagnostic, never a model row
             q = ring_rescaled(p.depth, rec["ring_scale_ratio"], rgb, K, given, cfg)
@@ -379,6 +407,9 @@ def summarise(table: pd.DataFrame, bin_edges: Sequence[float] = DEFAULT_BIN_EDGE
     if "focal_rel_err" in table and table["focal_rel_err"].notna().any():  # the model predicted K
         out["focal_rel_err"] = _clean(nanmean(table["focal_rel_err"].to_numpy(float)))
     out["ring_scale_ratio_median"] = _clean(nanmedian(table["ring_scale_ratio"].to_numpy(float)))
+    if "mask_iou" in table and table["mask_iou"].notna().any():   # end to end: the mask vs the given masks
+        out["mask_iou_mean"] = _clean(nanmean(table["mask_iou"].to_numpy(float)))
+        out["mask_iou_median"] = _clean(nanmedian(table["mask_iou"].to_numpy(float)))
     out["bins"] = {lab: {k: (int(v[k]) if k == "n" else _clean(v[k])) for k in BIN_KEYS}
                    for lab, v in per_bin_metrics(gt, pred, bin_edges).items()}
     out.update(group_summaries(table))
@@ -438,15 +469,22 @@ def worst_dishes(table: pd.DataFrame, n: int) -> pd.DataFrame:
     return table.sort_values("ape", ascending=False, kind="stable").head(max(int(n), 0))
 
 
-def model_predictor(model, size: tuple[int, int]) -> DepthPredictor:
+def model_predictor(model, size: tuple[int, int], food_prob: bool = False) -> DepthPredictor:
     """Wrap a DepthModel: RGB + true K in, depth at the original resolution out. A model that
     predicts its K (UniDepth, Depth Pro with camera: predict) also returns that K, only to report
-    its focal error: volumes always use the true K."""
-    from pipeline.models.inference import predict_depth_array
+    its focal error: volumes always use the true K. `food_prob` (a model with a food-mask head):
+    a dict with the head's food probability too (`unpack_prediction`)."""
+    from pipeline.models.inference import predict_arrays
+
+    if food_prob and not getattr(model, "has_mask_head", False):
+        raise ValueError(f"{getattr(model, 'name', 'model')}: has no food-mask head")
 
     def predict(rgb: np.ndarray, K: np.ndarray):
-        depth, K_model = predict_depth_array(model, rgb, K, size)
-        return (depth, K_model) if getattr(model, "predicts_K", False) else depth
+        res = predict_arrays(model, rgb, K, size)
+        K_model = res["K"] if getattr(model, "predicts_K", False) else None
+        if food_prob:
+            return {"depth": res["depth"], "K": K_model, "food_prob": res["food_prob"]}
+        return (res["depth"], K_model) if K_model is not None else res["depth"]
     return predict
 
 
@@ -469,8 +507,9 @@ def worst_panels(predict: DepthPredictor | None, table: pd.DataFrame, dishes: pd
 
 
 def result_name(name: str, setting: str) -> str:
-    """metrics/eval/<result_name>.json: `<name>` for given masks, `<name>_e2e` end to end."""
-    return name + SETTINGS[setting]
+    """metrics/eval/<result_name>.json: `<name>` for given masks, `<name>_e2e` end to end, `<name>_e2e_head`
+    end to end with the food-mask head's mask."""
+    return name + MODEL_SETTINGS[setting]
 
 
 def write_unavailable(name: str, reason: str, metrics_dir: Path, plots_dir: Path,
@@ -511,7 +550,8 @@ def evaluate_model(name: str, predict: DepthPredictor | None, dishes: pd.DataFra
                                   diagnostic_extra(name, ""))   # mask_source: unavailable
             return write_unavailable(out_name, NO_GIVEN_MASKS, metrics_dir, plots_dir, extra)
     else:
-        source = "predicted_depth"
+        from pipeline.measure import MASK_HEAD
+        source = "predicted_depth" if setting == END_TO_END else MASK_HEAD
     table, diag = evaluate_tables(predict, dishes, vcfg, desc=f"evaluate {out_name}", allowed_roots=allowed_roots,
                                   bin_edges=ecfg.volume_bins, setting=setting, diagnostic=diagnostic)
     summary = write_results(out_name, table, metrics_dir, ecfg.volume_bins,

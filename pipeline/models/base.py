@@ -4,7 +4,9 @@ branch on the architecture.
 Every wrapper takes un-normalised RGB in [0, 1] (it normalises itself) at a size that is a
 multiple of 14 and returns metric z-depth plus the intrinsics it used: the given K for
 Depth-Anything (which takes no camera input), for UniDepth its own prediction
-(`camera: predict`) or the given K it was prompted with (`camera: given`).
+(`camera: predict`) or the given K it was prompted with (`camera: given`). A wrapper with a
+food-mask head (`model_cfg.<model>.mask_head: true`, pipeline.models.mask_head) also returns
+`mask_logits` (B x H x W, food where sigmoid > 0.5).
 """
 from __future__ import annotations
 
@@ -41,6 +43,7 @@ class DepthModel(torch.nn.Module):
 
     def __init__(self) -> None:
         super().__init__()
+        self.mask_head = None   # a MaskHead (pipeline.models.mask_head) when the model predicts food masks
         self.register_buffer("_mean", torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1), persistent=False)
         self.register_buffer("_std", torch.tensor(IMAGENET_STD).view(1, 3, 1, 1), persistent=False)
 
@@ -68,6 +71,27 @@ class DepthModel(torch.nn.Module):
 
     def encoder_parameters(self) -> list:
         raise NotImplementedError
+
+    @property
+    def has_mask_head(self) -> bool:
+        return self.mask_head is not None
+
+    def attach_mask_head(self, in_channels: int, seed: int, checkpoint: str | None = None) -> None:
+        """A fresh food-mask head on this model (seeded, global random state untouched). Built on a
+        checkpoint that has none (the stage-0 model), it is the only part not loaded, and this says so."""
+        from pipeline.models.mask_head import new_mask_head
+        self.mask_head = new_mask_head(in_channels, seed)
+        if checkpoint is not None:
+            print(f"{self.name}: {checkpoint} has no food-mask head: the head alone is initialised fresh "
+                  f"(seed {seed}); every other weight is loaded from it")
+
+    def mask_head_parameters(self) -> list:
+        """The head's parameters (trained with the decoder, in stages 1 and 2); [] without a head."""
+        return list(self.mask_head.parameters()) if self.mask_head is not None else []
+
+    def mask_head_arch(self) -> dict:
+        """`arch_config()`'s entry for the head ({} without one: older exports load unchanged)."""
+        return {"mask_head": self.mask_head.arch()} if self.mask_head is not None else {}
 
     def decoder_parameters(self) -> list:
         raise NotImplementedError
@@ -127,3 +151,20 @@ class ModelConfig:
     size: PixelSize = (126, 168)     # [H, W] training and inference input, multiples of 14
     zoom: Literal["depth", "intrinsics", "off"] = "depth"   # how a zoom augmentation is labelled
     init_depth: PosFloat = 0.5       # m, initial output of a fresh (random) head
+
+
+def depth_only(cfg: Any) -> Any:
+    """A model's typed config without its food-mask head (`mask_head` false where the config has the
+    key): the stage-0 network, which never has one (stage `pretrain@`, the evaluation's stage-0 rows)."""
+    import dataclasses
+    return dataclasses.replace(cfg, mask_head=False) if getattr(cfg, "mask_head", False) else cfg
+
+
+def strict_loading(info: dict, source: str) -> None:
+    """A checkpoint loaded by `from_pretrained(..., output_loading_info=True)` must fit the network
+    exactly: a missing, unexpected or mismatched key is an error naming them, never a silent fresh
+    layer (the food-mask head lives outside the network and is attached separately)."""
+    bad = {k: sorted(map(str, info.get(k) or ())) for k in ("missing_keys", "unexpected_keys", "mismatched_keys")}
+    if any(bad.values()):
+        raise ValueError(f"{source}: the checkpoint does not fit the network: " +
+                         "; ".join(f"{k} {v[:3]}" for k, v in bad.items() if v))

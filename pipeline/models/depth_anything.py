@@ -16,7 +16,7 @@ from transformers import DepthAnythingConfig, DepthAnythingForDepthEstimation, D
 from transformers.models.depth_anything.modeling_depth_anything import DepthAnythingDepthEstimationHead
 
 from pipeline.config import PosInt
-from pipeline.models.base import DepthModel, ModelConfig, checkpoint_source
+from pipeline.models.base import DepthModel, ModelConfig, checkpoint_source, strict_loading
 from pipeline.models.registry import register
 
 TINY_DEFAULTS = {"hidden_size": 48, "num_layers": 4, "num_heads": 3,
@@ -28,6 +28,7 @@ TINY_DEFAULTS = {"hidden_size": 48, "num_layers": 4, "num_heads": 3,
 class DepthAnythingV2Config(ModelConfig):
     """`model_cfg.depth_anything_v2`: a metric head outputs sigmoid * max_depth."""
     max_depth: PosInt = 10              # m; a metric checkpoint keeps its own
+    mask_head: bool = False             # a food-mask head on the last DPT fusion stage (pipeline.models.mask_head)
     tiny: dict[str, Any] = field(default_factory=lambda: dict(TINY_DEFAULTS))
     REFUSED_KEYS: ClassVar[dict[str, str]] = {
         "camera": "Depth-Anything takes no camera input (depth from the image alone)"}
@@ -96,21 +97,29 @@ class DepthAnythingV2(DepthModel):
             torch.manual_seed(seed)
             model = cls(DepthAnythingForDepthEstimation(tiny_config(cfg.tiny, max_depth)))
             model.reset_decoder(cfg.init_depth, seed)
-            return model
-        conf = DepthAnythingConfig.from_pretrained(str(src))
-        if conf.depth_estimation_type == "metric":  # keep the scale its head was trained with
-            return cls(DepthAnythingForDepthEstimation.from_pretrained(str(src)))
-        conf.depth_estimation_type, conf.max_depth = "metric", max_depth
-        model = cls(DepthAnythingForDepthEstimation.from_pretrained(str(src), config=conf))
-        model.reset_decoder(cfg.init_depth, seed)
+        else:
+            conf = DepthAnythingConfig.from_pretrained(str(src))
+            metric = conf.depth_estimation_type == "metric"   # a metric head keeps the scale it was trained with
+            if not metric:
+                conf.depth_estimation_type, conf.max_depth = "metric", max_depth
+            net, info = DepthAnythingForDepthEstimation.from_pretrained(str(src), config=conf, output_loading_info=True)
+            strict_loading(info, str(cfg.pretrained))
+            model = cls(net)
+            if not metric:
+                model.reset_decoder(cfg.init_depth, seed)
+        if cfg.mask_head:
+            model.attach_mask_head(model.net.config.fusion_hidden_size, seed, checkpoint=cfg.pretrained)
         return model
 
     @classmethod
     def from_arch(cls, arch: dict) -> DepthAnythingV2:
-        return cls(DepthAnythingForDepthEstimation(DepthAnythingConfig.from_dict(arch["hf_config"])))
+        from pipeline.models.mask_head import mask_head_from_arch
+        model = cls(DepthAnythingForDepthEstimation(DepthAnythingConfig.from_dict(arch["hf_config"])))
+        model.mask_head = mask_head_from_arch(arch)
+        return model
 
     def arch_config(self) -> dict[str, Any]:
-        return {"hf_config": self.net.config.to_dict()}
+        return {"hf_config": self.net.config.to_dict(), **self.mask_head_arch()}
 
     def reset_decoder(self, init_depth: float, seed: int = 0) -> None:
         """Fresh neck + head: transformers' init zeroes biases and saturates the sigmoid, so a
@@ -127,10 +136,18 @@ class DepthAnythingV2(DepthModel):
 
     def forward(self, images: Tensor, K: Tensor | None) -> dict[str, Tensor]:
         self.check_input(images, K)
-        depth = self.net(pixel_values=self.normalise(images)).predicted_depth
         if K is None:
             raise ValueError("K: depth_anything_v2 passes K through; got None")
-        return {"depth": depth, "K": K.float()}  # float32 whatever the autocast (feeds geometry)
+        pixels = self.normalise(images)
+        if self.mask_head is None:
+            return {"depth": self.net(pixel_values=pixels).predicted_depth,
+                    "K": K.float()}  # float32 whatever the autocast (feeds geometry)
+        # the network's own forward, step by step, to hand the last fusion stage to the mask head too
+        net = self.net
+        ph, pw = (s // net.config.patch_size for s in images.shape[-2:])
+        fused = net.neck(net.backbone.forward_with_filtered_kwargs(pixels).feature_maps, ph, pw)
+        return {"depth": net.head(fused, ph, pw), "K": K.float(),
+                "mask_logits": self.mask_head(fused[net.head.head_in_index], images.shape[-2:])}
 
     def image_features(self, images: Tensor) -> Tensor:
         self.check_input(images, None)
@@ -147,7 +164,7 @@ class DepthAnythingV2(DepthModel):
         return list(self.net.backbone.parameters())
 
     def decoder_parameters(self) -> list:
-        return list(self.net.neck.parameters()) + list(self.net.head.parameters())
+        return list(self.net.neck.parameters()) + list(self.net.head.parameters()) + self.mask_head_parameters()
 
     def encoder_module(self) -> nn.Module:
         return self.net.backbone

@@ -86,12 +86,13 @@ def model_input(model: DepthModel, rgb: np.ndarray, K: np.ndarray, size: tuple[i
     return x, torch.from_numpy(K_small).float().to(device)[None]
 
 
-def predict_depth_array(model: DepthModel, rgb: np.ndarray, K: np.ndarray,
-                        size: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
-    """Depth (HxW float32 m) and K (3x3) at the ORIGINAL resolution of `rgb`.
+def predict_arrays(model: DepthModel, rgb: np.ndarray, K: np.ndarray,
+                   size: tuple[int, int]) -> dict[str, np.ndarray]:
+    """What the model predicts for one photo, at the ORIGINAL resolution of `rgb`: `depth` (HxW
+    float32 m), `K` (3x3) and, for a model with a food-mask head, `food_prob` (HxW float32 in [0, 1]).
 
     The image is resized to `size` = (H, W) (multiples of the model's input multiple), K
-    scaled with it; the depth is resized back bilinearly and K scaled back.
+    scaled with it; depth and probability are resized back bilinearly and K scaled back.
     """
     rgb = np.asarray(rgb)
     if rgb.ndim != 3 or rgb.shape[2] != 3 or rgb.dtype != np.uint8:
@@ -104,10 +105,23 @@ def predict_depth_array(model: DepthModel, rgb: np.ndarray, K: np.ndarray,
     x, kt = model_input(model, rgb, K, (h, w))
     was_training = model.training
     model.eval()
+
+    def back(t: torch.Tensor) -> np.ndarray:   # B x h x w -> h0 x w0 at the photo's resolution
+        up = torch.nn.functional.interpolate(t[:, None].float(), size=(h0, w0), mode="bilinear", align_corners=False)
+        return up[0, 0].cpu().numpy().astype(np.float32)
+
     with torch.no_grad():
         out = model(x, kt.clone())
-        depth = torch.nn.functional.interpolate(out["depth"][:, None].float(), size=(h0, w0),
-                                                mode="bilinear", align_corners=False)[0, 0]
+        res = {"depth": back(out["depth"])}
+        if "mask_logits" in out:
+            res["food_prob"] = back(torch.sigmoid(out["mask_logits"].float()))
     model.train(was_training)
-    K_out = resize_K(out["K"][0].double().cpu().numpy(), (h, w), (h0, w0))
-    return depth.cpu().numpy().astype(np.float32), K_out
+    res["K"] = resize_K(out["K"][0].double().cpu().numpy(), (h, w), (h0, w0))
+    return res
+
+
+def predict_depth_array(model: DepthModel, rgb: np.ndarray, K: np.ndarray,
+                        size: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
+    """Depth (HxW float32 m) and K (3x3) at the ORIGINAL resolution of `rgb` (`predict_arrays`)."""
+    res = predict_arrays(model, rgb, K, size)
+    return res["depth"], res["K"]

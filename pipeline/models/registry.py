@@ -18,7 +18,7 @@ from typing import Any
 
 from pipeline.typed import build
 
-_NOT_MODELS = {"base", "registry", "inference", "lora"}  # modules here that hold no model
+_NOT_MODELS = {"base", "registry", "inference", "lora", "mask_head"}  # modules here that hold no model
 
 
 @dataclass(frozen=True)

@@ -48,6 +48,7 @@ class UniDepthV2Config(ModelConfig):
     """`model_cfg.unidepth_v2` (the checkpoint, if any, keeps its own architecture)."""
     backbone: Literal["vits14", "vitb14", "vitl14"] = "vits14"
     camera: Literal["predict", "given"] = "predict"
+    mask_head: bool = False   # a food-mask head on the decoder's camera-conditioned latents (pipeline.models.mask_head)
     size: PixelSize = (420, 560)
     zoom: Literal["depth", "intrinsics", "off"] = "intrinsics"
     tiny: dict[str, Any] = field(default_factory=lambda: dict(TINY_DEFAULTS))
@@ -194,25 +195,36 @@ class UniDepthV2Model(DepthModel):
             config = random_config(cfg)
             net = UniDepthV2(copy.deepcopy(config))
             set_initial_depth(net, cfg.init_depth)
-            return cls(net, config, camera)
-        net = UniDepthV2.from_pretrained(str(src))  # hub mixin: config.json + weights
-        config = copy.deepcopy(getattr(net, "_hub_mixin_config", None) or {})
-        if "config" in config:
-            config = config["config"]
-        if not config:
-            raise ValueError(f"model_cfg.unidepth_v2.pretrained: {src} has no config.json")
-        return cls(net, config, camera)
+            model = cls(net, config, camera)
+        else:
+            net = UniDepthV2.from_pretrained(str(src))  # hub mixin: config.json + weights
+            config = copy.deepcopy(getattr(net, "_hub_mixin_config", None) or {})
+            if "config" in config:
+                config = config["config"]
+            if not config:
+                raise ValueError(f"model_cfg.unidepth_v2.pretrained: {src} has no config.json")
+            model = cls(net, config, camera)
+        if cfg.mask_head:
+            model.attach_mask_head(model.decoder_width(), seed, checkpoint=cfg.pretrained)
+        return model
 
     @classmethod
     def from_arch(cls, arch: dict) -> UniDepthV2Model:
+        from pipeline.models.mask_head import mask_head_from_arch
         UniDepthV2 = _require_unidepth()
         config = copy.deepcopy(arch["unidepth_config"])
-        return cls(UniDepthV2(copy.deepcopy(config)), config, arch.get("camera", "predict"))
+        model = cls(UniDepthV2(copy.deepcopy(config)), config, arch.get("camera", "predict"))
+        model.mask_head = mask_head_from_arch(arch)
+        return model
 
     def arch_config(self) -> dict[str, Any]:
         config = copy.deepcopy(self._config)
         config["model"]["pixel_encoder"]["pretrained"] = None  # never fetch DINO weights on load
-        return {"unidepth_config": config, "camera": self.camera}
+        return {"unidepth_config": config, "camera": self.camera, **self.mask_head_arch()}
+
+    def decoder_width(self) -> int:
+        """Channels of the decoder's `depth_features` (its camera-conditioned latents): the mask head's input."""
+        return int(self._config["model"]["pixel_decoder"]["hidden_dim"])
 
     def unused_parameters(self) -> list:
         """Parameters no output we use depends on: frozen, so DDP never waits for them."""
@@ -241,13 +253,16 @@ class UniDepthV2Model(DepthModel):
                 inputs["image"] = inputs["image"].float()
             _, out = self.net.encode_decode(inputs, image_metas=[])
         K_out = K if self.camera == "given" else from_unidepth_K(out["intrinsics"])
-        return {"depth": out["depth"][:, 0], "K": K_out}
+        res = {"depth": out["depth"][:, 0], "K": K_out}
+        if self.mask_head is not None:
+            res["mask_logits"] = self.mask_head(out["depth_features"], images.shape[-2:])
+        return res
 
     def encoder_parameters(self) -> list:
         return list(self.net.pixel_encoder.parameters())
 
     def decoder_parameters(self) -> list:
-        return list(self.net.pixel_decoder.parameters())
+        return list(self.net.pixel_decoder.parameters()) + self.mask_head_parameters()
 
     def encoder_module(self) -> torch.nn.Module:
         return self.net.pixel_encoder

@@ -80,8 +80,8 @@ class DistillLitModule(DepthLitModule):
         lab = torch.as_tensor(batch["labelled"], device=out["depth"].device).bool()
         if lab.any():   # unlabelled dishes never reach a labelled term, whatever their files hold
             sub = {k: batch[k][lab] for k in ("depth", "mask", "K", "volume_ml")}
-            terms.update(loss_terms({"depth": out["depth"][lab], "K": out["K"][lab]}, sub, self.weights,
-                                    self.geom, self.predicts_K, self.settings) or {})
+            out_lab = {k: v[lab] for k, v in out.items()}   # depth, K and any head's output (mask_logits)
+            terms.update(loss_terms(out_lab, sub, self.weights, self.geom, self.predicts_K, self.settings) or {})
         if self.weights["w_teacher"] > 0:
             target = {"depth": self.teacher_depth(batch["image"], batch["K"]), "mask": batch["mask"],
                       "K": batch["K"], "volume_ml": batch["volume_ml"]}

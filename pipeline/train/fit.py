@@ -27,8 +27,9 @@ from pytorch_lightning.callbacks import Checkpoint, WeightAveraging
 from torch.optim.swa_utils import get_ema_multi_avg_fn
 
 from pipeline.config import Params, TrainConfig, TrainerConfig, as_params
-from pipeline.io import REPO_ROOT, resolve, write_json, write_text
+from pipeline.io import REPO_ROOT, resolve, sha256_file, write_json, write_text
 from pipeline.models import build_model, config_for
+from pipeline.models.base import depth_only
 from pipeline.models.inference import load_model, save_model
 from pipeline.train.datamodule import DishDataModule, check_size, train_augment
 from pipeline.train.module import MONITOR, DepthLitModule, loss_term_summary
@@ -36,14 +37,6 @@ from pipeline.train.recipe import recipe_for
 from pipeline.typed import build
 
 HASH_FILE = "config_hash.txt"
-
-
-def sha256_file(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def config_hash(obj: Any) -> str:
@@ -194,13 +187,13 @@ def prepare_checkpoint_dir(ckpt_dir: Path, live_dir: Path, key: str, clean: bool
 
 
 def stage_model(name: str, stage: int, params: Params, init_weights: Path | None):
-    """(model, recipe source) a stage starts from: stage 0 a random network, stage 1 the
-    stage-0 model (`model_cfg.<name>.pretrained`: a checkpoint, or random when null), stage 2
-    the stage-1 weights."""
+    """(model, recipe source) a stage starts from: stage 0 a random network (no food-mask head),
+    stage 1 the stage-0 model (`model_cfg.<name>.pretrained`: a checkpoint, or random when null)
+    with a fresh food-mask head when `model_cfg.<name>.mask_head`, stage 2 the stage-1 weights."""
     model_cfg = config_for(params, name)
     seed = params.train.seed
-    if stage == 0:
-        return build_model(name, dataclasses.replace(model_cfg, pretrained=None), seed=seed), "random"
+    if stage == 0:   # a stand-in for a checkpoint: the depth network alone, never a food-mask head
+        return build_model(name, depth_only(dataclasses.replace(model_cfg, pretrained=None)), seed=seed), "random"
     source, _ = recipe_for(params, name)
     if stage == 1:
         return build_model(name, model_cfg, seed=seed), source

@@ -14,7 +14,8 @@ from torch import Tensor
 
 from pipeline.config import LossConfig
 
-LOSS_KEYS = ("w_depth", "w_grad", "w_plane", "w_volume", "w_silog", "w_intrinsics", "w_height")
+LOSS_KEYS = ("w_depth", "w_grad", "w_plane", "w_volume", "w_silog", "w_intrinsics", "w_height",
+             "w_mask")
 SETTING_KEYS = ("volume_floor_ml", "label_height_mm")   # loss settings that are not weights
 
 
@@ -207,14 +208,16 @@ def loss_settings(loss: dict | LossConfig | None) -> dict:
     return {"volume_floor_ml": floor, "label_height_mm": (float(lo), float(hi))}
 
 
-TERM_NAMES = ("depth", "grad", "plane", "volume", "silog", "intrinsics", "height")  # term k has weight w_k
+TERM_NAMES = ("depth", "grad", "plane", "volume", "silog", "intrinsics", "height",
+              "mask")  # term k has weight w_k
 
 
 def loss_terms(out: dict[str, Tensor], batch: dict[str, Tensor], weights: dict[str, float],
                geom: dict, predicts_K: bool, settings: dict | None = None) -> dict[str, Tensor] | None:
     """Each loss term with a positive weight (fp32 tensors, unweighted), or None for a batch
     with no valid GT pixel. Terms the model cannot have (intrinsics for a model that takes K)
-    are left out. `settings`: `loss_settings(...)` (defaults when None)."""
+    are left out, and so is the mask term for a model without a food-mask head (no `mask_logits`).
+    `settings`: `loss_settings(...)` (defaults when None)."""
     settings = settings or loss_settings(None)
     gt, mask, K = batch["depth"], batch["mask"], batch["K"]
     valid = valid_depth(gt)
@@ -247,6 +250,9 @@ def loss_terms(out: dict[str, Tensor], batch: dict[str, Tensor], weights: dict[s
             terms["height"] = height_loss(pred, gt, mask, K, ring, seed, pred_plane=plane, gt_plane=gt_plane)
         if predicts_K and weights["w_intrinsics"] > 0:
             terms["intrinsics"] = intrinsics_loss(out["K"], K)
+        if "mask_logits" in out and weights["w_mask"] > 0:   # the food-mask head vs the masks stage's mask
+            from pipeline.models.mask_head import mask_loss
+            terms["mask"] = mask_loss(out["mask_logits"], mask)
     return terms
 
 
