@@ -245,7 +245,7 @@ def test_mask_head_rows_in_the_dag(dvc_project):
                         "train.pretrain.n_rooms": 4, "train.pretrain.n_dishes": 4, "train.pretrain.epochs": 1,
                         "train.pretrain.width": 224, "train.pretrain.height": 168,
                         "train.stage1.epochs": 1, "train.stage2.epochs": 1, "eval.n_bootstrap": 100,
-                        "eval.n_worst": 1})
+                        "eval.n_worst": 1, "distill.n_unlabelled": 4, "distill.speed_images": 2})
     for cmd in (["git", "add", "-A"], ["git", "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "init"]):
         subprocess.run(cmd, cwd=root, check=True, capture_output=True)   # DVCLive needs a first commit
     dvc(root, "repro", "report")
