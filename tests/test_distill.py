@@ -185,8 +185,8 @@ def test_distill_and_evaluate_end_to_end(tmp_path: Path, monkeypatch):
         evaluate_model("depth_anything_v2", teacher, dishes, MeasureConfig.from_params(p), p.eval, ev,
                        root / "plots/eval", setting=setting)
     available = {f.stem for f in ev.glob("*.json")}
-    plan = comparison_plan(["depth_anything_v2"], available, BASELINE_NAMES, SETTINGS, STAGE0_SUFFIX, (),
-                           {"stu": "depth_anything_v2"})
+    plan = comparison_plan(["depth_anything_v2"], available, BASELINE_NAMES, SETTINGS, STAGE0_SUFFIX,
+                           students={"stu": "depth_anything_v2"})
     assert ("stu", "given", "stu", "depth_anything_v2") in plan and ("stu", "given", "stu", "stu_direct") in plan
     assert ("stu_direct", "end_to_end", "stu_direct_e2e", "depth_anything_v2_e2e") in plan
     models, _ = compare_models(plan, lambda n: read_table(ev / f"{n}.csv"), 200, 0)
