@@ -65,3 +65,18 @@ def check_model(name: str, params: Params, zero_shot: bool = False) -> str:
     if name not in listed:
         raise ValueError(f"model: {name!r} is not in {params.source} {key} {listed}")
     return name
+
+
+def student_args(doc: str | None, argv: list[str] | None) -> tuple[argparse.Namespace, Params]:
+    """(arguments, params) of a distillation stage: the student, a name of params `distill.students`
+    (checked here), and `--params`."""
+    from pipeline.config import PARAMS_FILE
+    ap = OneLineParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("student", help="a name from params.yaml `distill.students:`")
+    ap.add_argument("--params", default=str(PARAMS_FILE))
+    args = ap.parse_args(argv)
+    params = load_params(args.params)
+    if args.student not in params.distill.students:
+        raise ValueError(f"student: {args.student!r} is not in {params.source} distill.students "
+                         f"{list(params.distill.students)}")
+    return args, params

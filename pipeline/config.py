@@ -288,6 +288,28 @@ class TrainConfig:
         return self.stage1 if n == 1 else self.stage2
 
 
+@dataclass
+class StudentConfig:
+    """One student of stage `distill@<student>`: a smaller configuration of `model` (its
+    `model_cfg.<model>` block with `model_cfg` over it) trained from `teacher`'s fine-tuned depth."""
+    teacher: str = "depth_anything_v2"      # a model of `models`: its stage-2 weights teach
+    model: str = "depth_anything_v2"        # the student's registry model
+    model_cfg: dict[str, Any] = field(default_factory=lambda: {"size": [84, 112]})   # over model_cfg.<model>
+
+
+@dataclass
+class DistillConfig:
+    """Stage `distill@<student>`: each student trained twice from the same start and schedule, with the
+    labels only (`<student>_direct`) and with the teacher's depth added (`<student>`)."""
+    students: dict[str, StudentConfig] = field(default_factory=lambda: {"da2_small": StudentConfig()})
+    w_teacher: NonNegFloat = 1.0            # weight of the teacher term (the depth-map terms vs its depth)
+    n_unlabelled: NonNegInt = 64            # extra synthetic dishes without labels (teacher term only)
+    unlabelled_seed: NonNegInt = 2000       # their generator seed (not data.seed, not train.pretrain.seed)
+    stage1: StageConfig = field(default_factory=lambda: StageConfig(1))   # both student runs' schedule
+    stage2: StageConfig = field(default_factory=lambda: StageConfig(1))
+    speed_images: PosInt = 16               # test images each model's inference ms and peak memory is timed on
+
+
 @dataclass(frozen=True)
 class Devices:
     """Lightning's `devices`: a count >= 1, -1 (all), "auto", or a list of device indices."""
@@ -333,6 +355,7 @@ class Params:
     train: TrainConfig = field(default_factory=TrainConfig)
     augment: AugmentConfig | None = field(default_factory=AugmentConfig)  # null: no augmentation
     trainer: TrainerConfig = field(default_factory=TrainerConfig)
+    distill: DistillConfig = field(default_factory=DistillConfig)
     source: str = field(default="params.yaml", init=False, compare=False, repr=False)
 
     def data_roots(self) -> list[Path]:
@@ -388,7 +411,29 @@ def params_from_dict(raw: Mapping, source: str = "params.yaml") -> Params:
         if name in p.models:
             raise ValueError(f"{source}: eval.zero_shot[{i}]: {name!r} is also in `models` (its "
                              f"{name}_stage0 rows already show it before fine-tuning)")
+    _check_students(p)
     return p
+
+
+def _check_students(p: Params) -> None:
+    """distill.students: names that clash with no other row, teachers that are trained, models that exist."""
+    where, d = f"{p.source}: distill", p.distill
+    taken = set(p.models) | set(p.model_cfg) | set(p.eval.zero_shot)
+    for name, s in d.students.items():
+        if name in taken or name.endswith(("_direct", "_e2e", "_stage0")):
+            raise ValueError(f"{where}.students.{name}: the name clashes with a model or a row suffix "
+                             "(_direct, _e2e, _stage0): pick another")
+        if s.teacher not in p.models:
+            raise ValueError(f"{where}.students.{name}.teacher: {s.teacher!r} is not in `models` (only a "
+                             f"fine-tuned model teaches): one of {p.models}")
+        if s.model not in p.model_cfg:
+            raise ValueError(f"{where}.students.{name}.model: {s.model!r} has no model_cfg block")
+        if s.model == s.teacher and not s.model_cfg:
+            raise ValueError(f"{where}.students.{name}.model_cfg: empty, so the student is its teacher "
+                             "(give a smaller size or tiny config)")
+    if d.students and d.unlabelled_seed in (p.data.seed, p.train.pretrain.seed):
+        raise ValueError(f"{where}.unlabelled_seed = {d.unlabelled_seed}: must differ from data.seed and "
+                         "train.pretrain.seed (unlabelled dishes must not be the experiment's or stage 0's)")
 
 
 def _check_model_size(block: Any, trained: bool, where: str) -> None:

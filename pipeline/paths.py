@@ -16,6 +16,7 @@ INDEX_CSV = Path("data/dishes/index.csv")       # labels: one row per dish
 SKIPPED_CSV = Path("data/dishes/skipped.csv")
 MODELS_DIR = Path("models")                     # models/<model>/{pretrain,stage1,stage2,mass_head}
 PRETRAIN_WORK_DIR = Path("data/pretrain")       # pretrain@<model>: its rendered dishes, removed after
+DISTILL_WORK_DIR = Path("data/distill")         # distill@<student>: its unlabelled dishes, removed after
 CHECKPOINTS_DIR = Path("checkpoints")           # Lightning's resume checkpoints (not DVC outputs)
 DVCLIVE_DIR = Path("dvclive")                   # dvclive/<model>/<stage>: per-epoch curves
 PREFLIGHT_JSON = Path("metrics/preflight.json")

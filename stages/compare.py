@@ -1,6 +1,7 @@
 """DVC stage `compare`: every model vs each baseline, vs its own stage 0 and vs each zero-shot model
 (eval.zero_shot, which are compared with the baselines too), in each mask setting (end to end with the
-food-mask head's mask also vs the model's cut from its predicted depth), on the same test
+food-mask head's mask also vs the model's cut from its predicted depth), each distilled student vs its
+teacher and vs the same student fine-tuned directly (distill.students), on the same test
 dishes (paired bootstrap 95 % intervals, Wilcoxon p), on the whole split and per scene-family group
 (`models.<m>.<setting>.by_family.<rig|table>.vs_<other>`, synthetic) -> metrics/compare.json."""
 
@@ -10,6 +11,7 @@ from pipeline.config import load_params
 from pipeline.evaluate.compare import compare_mass, compare_models, comparison_plan, mass_plan, read_table
 from pipeline.evaluate.names import (
     BASELINE_NAMES,
+    DIRECT_SUFFIX,
     END_TO_END,
     END_TO_END_HEAD,
     HEAD_SUFFIX,
@@ -34,6 +36,8 @@ def main() -> None:
     names = [m + s0 + s for m in p.models for s0 in ("", STAGE0_SUFFIX) for s in SETTINGS.values()]
     names += [m + HEAD_SUFFIX for m in p.models]   # unavailable (n_dishes 0) for a model without a mask head
     names += [z + s for z in p.eval.zero_shot for s in SETTINGS.values()] + list(BASELINE_NAMES)
+    students = {n: st.teacher for n, st in p.distill.students.items()}   # distill@<student>
+    names += [n + d + s for n in students for d in ("", DIRECT_SUFFIX) for s in SETTINGS.values()]
     available = set()
     for n in names:
         js = eval_dir / f"{n}.json"
@@ -43,7 +47,7 @@ def main() -> None:
             available.add(n)
     out: dict = {"n_bootstrap": ecfg.n_bootstrap, "seed": ecfg.seed}
     plan = comparison_plan(p.models, available, BASELINE_NAMES, MODEL_SETTINGS, STAGE0_SUFFIX, p.eval.zero_shot,
-                           alternatives={END_TO_END_HEAD: END_TO_END})
+                           alternatives={END_TO_END_HEAD: END_TO_END}, students=students)
     out["models"], out["families"] = compare_models(plan, lambda n: read_table(eval_dir / f"{n}.csv"),
                                                     ecfg.n_bootstrap, ecfg.seed, log=print)
     out["families_note"] = FAMILIES_NOTE if out["families"] else NO_FAMILIES_NOTE

@@ -245,7 +245,7 @@ def test_mask_head_rows_in_the_dag(dvc_project):
                         "train.pretrain.n_rooms": 4, "train.pretrain.n_dishes": 4, "train.pretrain.epochs": 1,
                         "train.pretrain.width": 224, "train.pretrain.height": 168,
                         "train.stage1.epochs": 1, "train.stage2.epochs": 1, "eval.n_bootstrap": 100,
-                        "eval.n_worst": 1})
+                        "eval.n_worst": 1, "distill.n_unlabelled": 4, "distill.speed_images": 2})
     for cmd in (["git", "add", "-A"], ["git", "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "init"]):
         subprocess.run(cmd, cwd=root, check=True, capture_output=True)   # DVCLive needs a first commit
     dvc(root, "repro", "report")
@@ -257,5 +257,9 @@ def test_mask_head_rows_in_the_dag(dvc_project):
     report = (root / "metrics/report.md").read_text()
     assert "| `depth_anything_v2_e2e_head` | fine-tuned (stage 2) | `mask_head` |" in report
     assert "## Food masks end to end" in report
+    # the same repro ran the default distillation: its student paired with the teacher and the direct student
+    assert {"vs_depth_anything_v2", "vs_da2_small_direct"} <= set(
+        json.loads((root / "metrics/compare.json").read_text())["models"]["da2_small"]["given"])
+    assert "## Distillation" in report and "| `da2_small` | 84×112 |" in report
     stage1 = json.loads((root / "metrics/train/depth_anything_v2_stage1.json").read_text())
     assert "mask" in stage1["loss_terms"]["last_epoch"]["train"]

@@ -90,6 +90,7 @@ def test_a_registered_model_trains_and_evaluates(tiny_conv, tmp_path: Path):
     p = small_params(epochs1=1)
     p["models"] = ["tiny_conv"]
     p["model_cfg"] = {"tiny_conv": {"width": 6}}
+    p["distill"]["students"] = {}   # the default student's teacher is not in `models` here
     m = run_stage("tiny_conv", 1, p, index, **paths(tmp_path, 1))
     assert m["model"] == "tiny_conv" and m["epochs_run"] >= 1 and np.isfinite(m["val_volume_ape"])
     model = load_model(tmp_path / "models/stage1")

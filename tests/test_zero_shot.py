@@ -92,7 +92,7 @@ def test_zero_shot_row_in_report_of_a_project(dvc_project):
     """A tiny project with no trained model and Depth Pro zero-shot: `dvc repro report` gives its
     rows (both mask settings) with the focal error, compared with the baselines on the same dishes."""
     root = dvc_project({"data.n_dishes": 16, "data.width": 160, "data.height": 120, "data.workers": 1,
-                        "models": [], "eval.zero_shot": ["depth_pro"], "eval.n_bootstrap": 100,
+                        "models": [], "distill.students": {}, "eval.zero_shot": ["depth_pro"], "eval.n_bootstrap": 100,
                         "eval.n_worst": 1, "model_cfg.depth_pro.size": [120, 160]})
     dvc(root, "repro", "report")
     report = (root / "metrics/report.md").read_text()

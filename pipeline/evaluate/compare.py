@@ -14,7 +14,7 @@ diagnostic rows read the measured depth and are never planned here (no verdict).
 """
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -23,6 +23,7 @@ from scipy import stats
 
 from pipeline.evaluate.metrics import volume_metrics
 from pipeline.evaluate.names import (
+    DIRECT_SUFFIX,
     FAMILY_GROUPS,
     MASS_BASELINE_MEAN,
     SETTINGS,
@@ -156,14 +157,17 @@ def compare_models(plan: Sequence[tuple[str, str, str, str]], read: Callable[[st
 
 def comparison_plan(models: Sequence[str], available: set[str], baselines: Sequence[str],
                     settings: dict[str, str], stage0_suffix: str,
-                    zero_shot: Sequence[str] = (), alternatives: dict[str, str] | None = None
+                    zero_shot: Sequence[str] = (), alternatives: dict[str, str] | None = None,
+                    students: Mapping[str, str] | None = None
                     ) -> list[tuple[str, str, str, str]]:
     """(model, setting, row of the model, row compared against) for every comparison the
     evaluated files allow: each model in each setting vs each baseline, vs its own stage 0 and vs
     each zero-shot model (what fine-tuning gained over a model used as is) in the same setting;
-    each zero-shot model vs each baseline; and, for a setting in `alternatives`, the model's row vs
+    each zero-shot model vs each baseline; for a setting in `alternatives`, the model's row vs
     its own row of the setting named there (end to end: the mask head's mask vs the cut from the
-    predicted depth). Diagnostic rows (`is_diagnostic`) are never planned."""
+    predicted depth); and each distilled student (`students`: student -> teacher) vs its teacher and
+    vs the same student fine-tuned directly, and that one vs the teacher. Diagnostic rows
+    (`is_diagnostic`) are never planned."""
     plan = []
     for m in [*models, *zero_shot]:
         for setting, suffix in settings.items():
@@ -178,6 +182,12 @@ def comparison_plan(models: Sequence[str], available: set[str], baselines: Seque
             for other in others:
                 if other in available and not is_diagnostic(row) and not is_diagnostic(other):
                     plan.append((m, setting, row, other))
+    for student, teacher in (students or {}).items():
+        direct = student + DIRECT_SUFFIX
+        for setting, suffix in settings.items():
+            for m, other in ((student, teacher), (student, direct), (direct, teacher)):
+                if m + suffix in available and other + suffix in available:
+                    plan.append((m, setting, m + suffix, other + suffix))
     return plan
 
 

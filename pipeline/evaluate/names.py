@@ -21,6 +21,20 @@ MODEL_SETTINGS: dict[str, str] = {**SETTINGS, END_TO_END_HEAD: HEAD_SUFFIX}   # 
 STAGE0_SUFFIX = "_stage0"   # metrics/eval/<model>_stage0*: the model before fine-tuning
 ZERO_SHOT_KIND = "pretrained, not fine-tuned"   # rows of eval.zero_shot: metrics/eval/<model>[_e2e]
 
+# Distillation (distill.students): metrics/eval/<student>[_e2e] is the distilled student,
+# <student>_direct[_e2e] the same student fine-tuned directly, <student>_speed.json the inference
+# ms and peak memory of its teacher and both students, measured in one run.
+DIRECT_SUFFIX = "_direct"
+SPEED_SUFFIX = "_speed"
+
+
+def distilled_kind(teacher: str) -> str:
+    """What a distilled student's row is."""
+    return f"distilled from `{teacher}` (student)"
+
+
+DIRECT_KIND = "student fine-tuned directly (labels only)"
+
 BASELINE_NAMES = ("baseline_mean", "baseline_area_height")
 # Not a baseline to beat but the ceiling: GT depth through the same masks and geometry.
 ORACLE_NAME = "oracle_gt_depth"

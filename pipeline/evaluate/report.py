@@ -9,7 +9,7 @@ always agrees with what `dvc metrics show/diff` prints.
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import pandas as pd
@@ -19,6 +19,8 @@ from pipeline.evaluate.names import (
     BASELINE_NAMES,
     DIAG_KIND,
     DIAG_SUFFIX,
+    DIRECT_KIND,
+    DIRECT_SUFFIX,
     END_TO_END,
     END_TO_END_HEAD,
     FAMILY_GROUPS,
@@ -30,6 +32,7 @@ from pipeline.evaluate.names import (
     SETTINGS,
     STAGE0_SUFFIX,
     TABLE,
+    distilled_kind,
     is_diagnostic,
     stage0_kind,
     zero_shot_kind,
@@ -94,10 +97,12 @@ def split_note(split: dict | None) -> str:
 
 
 def evaluated_names(models: Sequence[str], model_cfg: dict | None = None,
-                    zero_shot: Sequence[str] = ()) -> list[tuple[str, str]]:
+                    zero_shot: Sequence[str] = (), students: Mapping[str, str] | None = None
+                    ) -> list[tuple[str, str]]:
     """(name, kind) for every row of the report, models first, each in both settings followed by its
-    ring-rescaled diagnostic (given masks; never a model row), then the zero-shot models (eval.zero_shot:
-    "pretrained, not fine-tuned")."""
+    ring-rescaled diagnostic (given masks; never a model row), then the distilled students and the same
+    students fine-tuned directly (`students`: student -> teacher), then the zero-shot models
+    (eval.zero_shot: "pretrained, not fine-tuned")."""
     rows = []
     for m in models:
         s0 = stage0_kind((model_cfg or {}).get(m))
@@ -107,6 +112,9 @@ def evaluated_names(models: Sequence[str], model_cfg: dict | None = None,
         for suffix in SETTINGS.values():
             rows.append((m + STAGE0_SUFFIX + suffix, s0))
         rows.append((m + STAGE0_SUFFIX + DIAG_SUFFIX, DIAG_KIND))
+    for st, teacher in (students or {}).items():
+        rows += [(st + suffix, distilled_kind(teacher)) for suffix in SETTINGS.values()]
+        rows += [(st + DIRECT_SUFFIX + suffix, DIRECT_KIND) for suffix in SETTINGS.values()]
     for z in zero_shot:
         rows += [(z + suffix, zero_shot_kind((model_cfg or {}).get(z))) for suffix in SETTINGS.values()]
     rows += [(b, "non-learned baseline") for b in BASELINE_NAMES]
@@ -191,9 +199,10 @@ def _verdict_text(verdicts: dict[str, str]) -> str:
 def render_report(results: dict[str, dict], kinds: dict[str, str], report_path: Path, plots_dir: Path,
                   comparison_png: Path | None = None, params_note: str = "", compare: dict | None = None,
                   paired_png: Path | None = None, mass: dict[str, dict] | None = None,
-                  real_dishes: dict[str, dict] | None = None) -> str:
+                  real_dishes: dict[str, dict] | None = None, speed: dict[str, dict] | None = None) -> str:
     """Markdown text of the report; plot links relative to the report's folder. `real_dishes`: per model,
-    the food-mask head on real photos vs hand annotations (`real_dish_note`), an illustration."""
+    the food-mask head on real photos vs hand annotations (`real_dish_note`), an illustration; `speed`:
+    per distilled student, its metrics/eval/<student>_speed.json (section *Distillation*)."""
     here = Path(report_path).parent
 
     def link(p: Path) -> str:
@@ -260,6 +269,9 @@ def render_report(results: dict[str, dict], kinds: dict[str, str], report_path: 
                        f"{_other_label(r, kinds)}: {_verdict_text(r['verdicts'])}.")
         out.append("")
 
+    if speed:
+        out += distill_section(speed, compare or {})
+
     out += mask_section(results, real_dishes)
     out += family_section(results, kinds, compare or {})
 
@@ -295,6 +307,44 @@ def render_report(results: dict[str, dict], kinds: dict[str, str], report_path: 
         out.append(f"- `{n}`: " + " · ".join(links))
     out.append("")
     return "\n".join(out)
+
+
+def distill_section(speed: dict[str, dict], compare: dict) -> list[str]:
+    """Markdown lines of the distillation part, per student (`speed`: student -> its
+    metrics/eval/<student>_speed.json): the distilled student against its teacher and against the same
+    student fine-tuned directly (paired, with intervals; a reference it does not beat is said so), and each
+    one's inference ms per image and peak memory, measured in one run."""
+    out = ["## Distillation: students against their teacher and the same student fine-tuned directly", "",
+           "Each student (`distill.students`) trains twice from the same start, seed and schedule: with the "
+           f"labels only (`<student>{DIRECT_SUFFIX}`) and with its fine-tuned teacher's depth added "
+           "(`<student>`, which also sees `distill.n_unlabelled` unlabelled dishes, so more steps). Speed and "
+           "memory were measured in one process on the same test images: compare them within a table, not "
+           "across machines.", ""]
+    for student, sp in speed.items():
+        teacher = sp.get("teacher", "?")
+        out += [f"### `{student}` (teacher `{teacher}`)", ""]
+        for setting in SETTINGS:
+            by_vs = ((compare.get("models") or {}).get(student) or {}).get(setting) or {}
+            refs = ((teacher, "its teacher"), (student + DIRECT_SUFFIX, "the same student fine-tuned directly"))
+            for ref, what in refs:
+                ref += SETTINGS[setting]
+                c = by_vs.get(f"vs_{ref}")
+                if not c:
+                    continue
+                verdicts = {k: verdict(k, c.get(f"{sh}_ci_low", float("nan")), c.get(f"{sh}_ci_high", float("nan")))
+                            for k, sh in METRICS.items()}
+                beats = verdicts["volume_mape"] == "better"
+                out.append(f"- {SETTING_LABEL[setting]}: `{student}` vs {what} (`{ref}`), {c.get('n_dishes')} dishes: "
+                           f"Δ MAPE {_ci(c, 'mape')} pp, Δ median APE {_ci(c, 'median_ape')} pp; "
+                           f"{_verdict_text(verdicts)}" + ("." if beats else f" — **does not beat** `{ref}` on MAPE."))
+        rows = [[f"`{n}`", "×".join(str(v) for v in r.get("size", [])), _fmt(r.get("params_m"), "f3"),
+                 _fmt(r.get("weights_mb"), "f1"), _fmt(r.get("infer_ms_median"), "f1"),
+                 _fmt(r.get("peak_mem_mb"), "f1")] for n, r in (sp.get("models") or {}).items()]
+        out += ["", f"Inference per image ({sp.get('n_images')} test images, {sp.get('device', '?')}): "
+                "the forward pass on one image at the row's input size, median ms; peak memory torch allocates in "
+                "a pass, above the loaded weights.", "",
+                _md_table(["row", "input H×W", "params M", "weights MB", "ms / image", "peak MB"], rows), ""]
+    return out
 
 
 def _other_label(r: dict, kinds: dict[str, str]) -> str:

@@ -70,6 +70,22 @@ def load_model(weights_dir: Path) -> DepthModel:
     return model.eval()
 
 
+def model_input(model: DepthModel, rgb: np.ndarray, K: np.ndarray, size: tuple[int, int]
+                ) -> tuple[torch.Tensor, torch.Tensor]:
+    """(1x3xHxW image in [0, 1], 1x3x3 K) of an HxWx3 uint8 photo resized to `size` = (H, W), K scaled
+    with it, on the model's device: what the model is given."""
+    h0, w0 = rgb.shape[:2]
+    h, w = int(size[0]), int(size[1])
+    m = model.input_multiple
+    if h % m or w % m or h <= 0 or w <= 0:
+        raise ValueError(f"size: {h}x{w} is not a positive multiple of {m}")
+    small = cv2.resize(rgb, (w, h), interpolation=cv2.INTER_AREA if h < h0 else cv2.INTER_LINEAR)
+    K_small = resize_K(np.asarray(K, dtype=np.float64), (h0, w0), (h, w))
+    device = next(model.parameters()).device
+    x = torch.from_numpy(small).to(device).permute(2, 0, 1)[None].float() / 255.0
+    return x, torch.from_numpy(K_small).float().to(device)[None]
+
+
 def predict_arrays(model: DepthModel, rgb: np.ndarray, K: np.ndarray,
                    size: tuple[int, int]) -> dict[str, np.ndarray]:
     """What the model predicts for one photo, at the ORIGINAL resolution of `rgb`: `depth` (HxW
@@ -86,14 +102,7 @@ def predict_arrays(model: DepthModel, rgb: np.ndarray, K: np.ndarray,
         raise ValueError(f"K: expected 3x3, got {K.shape}")
     h0, w0 = rgb.shape[:2]
     h, w = int(size[0]), int(size[1])
-    m = model.input_multiple
-    if h % m or w % m or h <= 0 or w <= 0:
-        raise ValueError(f"size: {h}x{w} is not a positive multiple of {m}")
-    small = cv2.resize(rgb, (w, h), interpolation=cv2.INTER_AREA if h < h0 else cv2.INTER_LINEAR)
-    K_small = resize_K(K, (h0, w0), (h, w))
-    device = next(model.parameters()).device
-    x = torch.from_numpy(small).to(device).permute(2, 0, 1)[None].float() / 255.0
-    kt = torch.from_numpy(K_small).float().to(device)[None]
+    x, kt = model_input(model, rgb, K, (h, w))
     was_training = model.training
     model.eval()
 

@@ -37,6 +37,12 @@ def check_size(size: list | tuple, multiple: int = 14) -> tuple[int, int]:
     return int(size[0]), int(size[1])
 
 
+def labelled(row: Mapping) -> bool:
+    """Does the index row carry its labels? Rows without a `labelled` column do."""
+    v = row.get("labelled", True)
+    return not (v is False or str(v).strip().lower() in ("false", "0"))
+
+
 class DishDataset(Dataset):
     """One split, read lazily. `augment` None = deterministic resize (validation); training
     draws depend only on (seed, epoch, index), whichever worker reads the sample."""
@@ -55,9 +61,12 @@ class DishDataset(Dataset):
 
     @staticmethod
     def _check(row: dict, roots: list[Path] | None, desc: str) -> dict:
-        """Cheap up-front checks (label, paths), so a bad index fails before training starts."""
+        """Cheap up-front checks (label, paths), so a bad index fails before training starts. A row with
+        `labelled` False (distillation's unlabelled dishes) needs no label: its volume is NaN."""
         vol = float(row["volume_ml"])
-        if not np.isfinite(vol) or vol <= 0:
+        if not labelled(row):
+            row["volume_ml"] = float("nan")
+        elif not np.isfinite(vol) or vol <= 0:
             raise ValueError(f"index: dish {row['dish_id']} has no positive volume_ml label ({vol})")
         for col in ("rgb_path", "depth_path", "mask_path"):
             if not resolve(row[col], roots).is_file():
@@ -97,6 +106,7 @@ class DishDataset(Dataset):
             "volume_ml": torch.tensor(it["volume_ml"] * s["volume_scale"], dtype=torch.float32),
             "dish_id": it["dish_id"],
             "index": idx,  # validation de-duplicates DistributedSampler's padding by it
+            "labelled": labelled(self.rows[idx]),  # False: only a teacher's depth may train on it
         }
 
 

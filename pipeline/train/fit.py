@@ -15,7 +15,7 @@ import json
 import os
 import shutil
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
@@ -204,10 +204,12 @@ def stage_model(name: str, stage: int, params: Params, init_weights: Path | None
 
 def run_stage(name: str, stage: int, params: Params | Mapping, index_path: Path, weights_out: Path,
               ckpt_dir: Path, live_dir: Path, metrics_path: Path, init_weights: Path | None = None,
-              max_dishes: int | None = None, allowed_roots: list[Path] | None = None) -> dict:
+              max_dishes: int | None = None, allowed_roots: list[Path] | None = None,
+              lit_class: Callable[..., DepthLitModule] = DepthLitModule, extra: dict | None = None) -> dict:
     """Train one stage end to end; write the weights (stage 0: a checkpoint that
     `model_cfg.<name>.pretrained` can point at; else safetensors + model.json), stage metrics and
-    DVCLive logs."""
+    DVCLive logs. `lit_class` builds the LightningModule (distillation passes one with a teacher);
+    `extra` (what that adds, JSON-able) joins the resume key and the stage metrics."""
     params = as_params(params)
     tp, tr = params.train, params.trainer
     epochs = tp.pretrain.epochs if stage == 0 else tp.stage(stage).epochs
@@ -230,10 +232,10 @@ def run_stage(name: str, stage: int, params: Params | Mapping, index_path: Path,
                        "trainer": asdict(tr),
                        "index": sha256_file(Path(index_path)), "max_dishes": max_dishes,
                        "init": sha256_file(Path(init_weights) / "model.safetensors") if init_weights else None,
-                       "code": code_digest(), "data": data_digest(dm)})
+                       "code": code_digest(), "data": data_digest(dm), **({"extra": extra} if extra else {})})
     sp = tp.stage2 if stage == 2 else None
-    lit = DepthLitModule(model, stage, params.loss, geom, recipe, tp.grad_norm_every,
-                         encoder=sp.encoder if sp else None, lora=sp.lora if sp else None)
+    lit = lit_class(model, stage, params.loss, geom, recipe, tp.grad_norm_every,
+                    encoder=sp.encoder if sp else None, lora=sp.lora if sp else None)
     trainer = pl.Trainer(max_epochs=epochs, gradient_clip_val=tp.grad_clip,
                          callbacks=selection_callbacks(tp) + [LatestCheckpoint(ckpt_dir / "last.ckpt")],
                          logger=False, num_sanity_val_steps=0,
@@ -286,6 +288,8 @@ def run_stage(name: str, stage: int, params: Params | Mapping, index_path: Path,
                "val_label": "GT depth through the same geometry at the training size (val/volume_ape)",
                "val_reference_vs_fullres_label": lit.val_reference,
                "loss_terms": loss_term_summary(lit.history, lit.weights), "curve": curve}
+    if extra:
+        metrics["extra"] = extra
     write_json(metrics_path, metrics)
     write_text(Path(ckpt_dir) / HASH_FILE, f"{key} finished\n")  # never resume a finished run
     return {**metrics, "train_seconds": round(seconds, 1)}

@@ -106,7 +106,7 @@ class DepthLitModule(pl.LightningModule):
     def _stats(self, out: dict, batch: dict, grad_norms: bool = False) -> tuple[torch.Tensor, torch.Tensor, bool]:
         """(loss keeping the graph, detached STATS vector, skipped?) for one batch; with
         `grad_norms`, also records each weighted term's gradient norm on the trainable weights."""
-        terms = loss_terms(out, batch, self.weights, self.geom, self.predicts_K, self.settings)
+        terms = self.batch_terms(out, batch)
         pred = out["depth"]
         if terms is None:  # no valid GT pixel in this rank's batch: a zero step, not a missing one
             loss = graph_zero(pred.float())
@@ -116,8 +116,13 @@ class DepthLitModule(pl.LightningModule):
             self._grad_acc.append(self._term_grad_norms(terms))
         nan = pred.new_tensor(float("nan"), dtype=torch.float32)
         vec = torch.stack([loss.detach().float()] + [terms[k].detach().float() if k in terms else nan
-                                                     for k in TERM_NAMES])
+                                                     for k in self.STATS[1:]])
         return loss, vec, False
+
+    def batch_terms(self, out: dict, batch: dict) -> dict[str, torch.Tensor] | None:
+        """The loss terms of one batch (term k weighs `self.weights["w_" + k]`), None without valid GT
+        depth. Distillation adds its teacher term here (pipeline.train.distill)."""
+        return loss_terms(out, batch, self.weights, self.geom, self.predicts_K, self.settings)
 
     def _term_grad_norms(self, terms: dict[str, torch.Tensor]) -> torch.Tensor:
         """|d (w_k term_k) / d theta| over the trainable weights, per term (NaN = term off):
