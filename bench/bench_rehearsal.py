@@ -40,6 +40,7 @@ import pandas as pd
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
+from pipeline.paths import EVAL_TIMING_DIR  # noqa: E402
 
 FULL_RELEASE_OVERHEAD = 3490      # Nutrition5k dishes with overhead RGB-D
 RELEASE_TEST_SHARE = 0.2          # the release's depth split (dish_ids/splits/depth_test_ids.txt), about
@@ -207,16 +208,17 @@ def stage_names(log_text: str) -> dict[str, str]:
 
 def per_image_costs(root: Path) -> dict[str, dict]:
     """Per stage: train seconds per training image (metrics/train, the stage's own timer over its
-    epochs incl. validation) and mean inference seconds per test image (metrics/eval CSVs)."""
+    epochs incl. validation) and mean inference seconds per test image (the evaluation's timing logs, logs/eval)."""
     out: dict[str, dict] = {}
     for p in sorted((root / "metrics/train").glob("*.json")):
         m = json.loads(p.read_text())
         out[p.stem] = {"n_train": m.get("n_train"), "n_val": m.get("n_val"), "epochs": m.get("epochs_run"),
                        "world_size": m.get("world_size")}
-    for p in sorted((root / "metrics/eval").glob("*.csv")):
+    for p in sorted((root / EVAL_TIMING_DIR).glob("*_infer_s.csv")):
         df = pd.read_csv(p)
-        if "infer_s" in df and len(df):
-            out[f"eval:{p.stem}"] = {"n_test": len(df), "infer_s_per_image": round(float(df["infer_s"].mean()), 2)}
+        if len(df):
+            out[f"eval:{p.stem.removesuffix('_infer_s')}"] = {"n_test": len(df),
+                                                             "infer_s_per_image": round(float(df["infer_s"].mean()), 2)}
     return out
 
 

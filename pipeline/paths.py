@@ -27,6 +27,7 @@ LABELS_JSON = Path("metrics/labels.json")
 TRAIN_METRICS_DIR = Path("metrics/train")
 EVAL_METRICS_DIR = Path("metrics/eval")         # metrics/eval/<row>.{json,csv}
 EVAL_PLOTS_DIR = Path("plots/eval")             # plots/eval/<row>/
+EVAL_TIMING_DIR = Path("logs/eval")            # logs/eval/<row>_infer_s.csv: inference seconds (a log, untracked)
 COMPARE_JSON = Path("metrics/compare.json")
 REPORT_MD = Path("metrics/report.md")
 REPORT_PLOTS_DIR = Path("plots/report")

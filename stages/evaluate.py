@@ -31,7 +31,7 @@ from pipeline.evaluate.scoring import (
     stage0_seed,
     write_unavailable,
 )
-from pipeline.paths import EVAL_METRICS_DIR, EVAL_PLOTS_DIR, INDEX_CSV, model_dir, repo_path
+from pipeline.paths import EVAL_METRICS_DIR, EVAL_PLOTS_DIR, EVAL_TIMING_DIR, INDEX_CSV, model_dir, repo_path
 
 SHOWN = ("mask_source", "n_dishes", "n_failed", "volume_mape", "volume_median_ape", "within_20pct", "depth_abs_rel",
          "ring_scale_ratio_median", "focal_rel_err", "mask_iou_mean")
@@ -70,7 +70,8 @@ def main(argv: list[str] | None = None) -> None:
                 extra["weights_sha256"] = io.sha256_file(model_dir(name, "stage2") / WEIGHTS_FILE)
             diagnostic = setting == GIVEN and not args.zero_shot
             summary = evaluate_model(tag, predict, dishes, vcfg, ecfg, repo_path(EVAL_METRICS_DIR),
-                                     repo_path(EVAL_PLOTS_DIR), roots, setting, extra=extra, diagnostic=diagnostic)
+                                     repo_path(EVAL_PLOTS_DIR), roots, setting, extra=extra, diagnostic=diagnostic,
+                                     timing_dir=repo_path(EVAL_TIMING_DIR))
             print(tag, setting, {k: summary.get(k) for k in SHOWN})
             if diagnostic:
                 diag = io.read_json(repo_path(EVAL_METRICS_DIR) / f"{tag}{DIAG_SUFFIX}.json")

@@ -17,7 +17,7 @@ from pipeline.evaluate.scoring import (
     model_predictor,
     select_split,
 )
-from pipeline.paths import EVAL_METRICS_DIR, EVAL_PLOTS_DIR, INDEX_CSV, model_dir, repo_path
+from pipeline.paths import EVAL_METRICS_DIR, EVAL_PLOTS_DIR, EVAL_TIMING_DIR, INDEX_CSV, model_dir, repo_path
 
 SHOWN = ("mask_source", "n_dishes", "n_failed", "volume_mape", "volume_median_ape", "within_20pct", "depth_abs_rel")
 
@@ -41,7 +41,8 @@ def main(argv: list[str] | None = None) -> None:
         for setting in SETTINGS:
             summary = evaluate_model(tag, model_predictor(model, size), dishes, vcfg, ecfg,
                                      repo_path(EVAL_METRICS_DIR), repo_path(EVAL_PLOTS_DIR), roots, setting,
-                                     extra={"kind": kind, "teacher": s.teacher})
+                                     extra={"kind": kind, "teacher": s.teacher},
+                                     timing_dir=repo_path(EVAL_TIMING_DIR))
             print(tag, setting, {k: summary.get(k) for k in SHOWN})
     n = min(p.distill.speed_images, len(dishes))
     inputs = [load_inputs(row, roots) for _, row in dishes.head(n).iterrows()]

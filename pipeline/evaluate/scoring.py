@@ -83,7 +83,7 @@ CSV_COLUMNS = ["dish_id", "volume_ml_gt", "volume_ml_pred", "abs_err_ml", "ape",
                "err_ml", "rel_err", "volume_bin", "failed", "error", "mask_px",
                "depth_abs_rel", "depth_rmse_m", "depth_delta1",
                "depth_ring_abs_rel", "depth_ring_rmse_m", "depth_ring_delta1", "ring_scale_ratio",
-               "height_mae_mm", "height_bias_mm", "food_height_mm", "infer_s", "focal_rel_err",
+               "height_mae_mm", "height_bias_mm", "food_height_mm", "focal_rel_err",
                "scene", "fx_px", "camera_distance_m", "mask_iou"]
 DEPTH_COLUMNS = ["depth_abs_rel", "depth_rmse_m", "depth_delta1", "depth_ring_abs_rel",
                  "depth_ring_rmse_m", "depth_ring_delta1", "ring_scale_ratio", "height_mae_mm",
@@ -358,7 +358,7 @@ def evaluate_tables(predict: DepthPredictor | None, dishes: pd.DataFrame, cfg: M
         if diagnostic:   # reads the measured depth through the ring ratio: a diagnostic, never a model row
             q = ring_rescaled(p.depth, rec["ring_scale_ratio"], rgb, K, given, cfg)
             diag_rows.append({**dish_record(row), "volume_ml_pred": q.volume_ml, "failed": q.failed,
-                              "error": q.error, "mask_px": int(q.mask.sum()), "infer_s": p.infer_s,
+                              "error": q.error, "mask_px": int(q.mask.sum()),
                               **score_depth(q.depth, gt, score_mask, K, q.height_m, cfg)})
     diag = finish_table(pd.DataFrame(diag_rows), bin_edges) if diagnostic else None
     return finish_table(pd.DataFrame(rows), bin_edges), diag
@@ -533,11 +533,14 @@ def diagnostic_extra(name: str, mask_source: str) -> dict:
 def evaluate_model(name: str, predict: DepthPredictor | None, dishes: pd.DataFrame, vcfg: MeasureConfig,
                    ecfg: EvalConfig, metrics_dir: Path, plots_dir: Path,
                    allowed_roots: Sequence[Path] = (), setting: str = GIVEN,
-                   extra: dict | None = None, diagnostic: bool = False) -> dict:
+                   extra: dict | None = None, diagnostic: bool = False,
+                   timing_dir: Path | None = None) -> dict:
     """Evaluate one predictor in one setting: metrics/eval/<name>[_e2e].{json,csv} and
     plots/eval/<name>[_e2e]/; with `diagnostic` (given masks) also the ring-rescaled DIAGNOSTIC
     <name>_diag_ring_rescaled.{json,csv} and its plots from the same predictions. Returns the model
-    row's summary (with `mask_source`)."""
+    row's summary (with `mask_source`). `timing_dir`: each dish's inference seconds go to
+    <timing_dir>/<row>_infer_s.csv, kept out of the per-dish table so that the tracked results are
+    byte-identical run to run."""
     from pipeline.evaluate.plots import plot_evaluation
     from pipeline.io import atomic_dir
     out_name = result_name(name, setting)
@@ -554,6 +557,8 @@ def evaluate_model(name: str, predict: DepthPredictor | None, dishes: pd.DataFra
         source = "predicted_depth" if setting == END_TO_END else MASK_HEAD
     table, diag = evaluate_tables(predict, dishes, vcfg, desc=f"evaluate {out_name}", allowed_roots=allowed_roots,
                                   bin_edges=ecfg.volume_bins, setting=setting, diagnostic=diagnostic)
+    if timing_dir is not None:   # a log beside the results, not a DVC output: wall times differ run to run
+        write_csv(Path(timing_dir) / f"{out_name}_infer_s.csv", table[["dish_id", "infer_s"]])
     summary = write_results(out_name, table, metrics_dir, ecfg.volume_bins,
                             extra={"mask_source": source, **(extra or {})})
     panels = worst_panels(predict, table, dishes, ecfg.n_worst, vcfg, setting, allowed_roots)
