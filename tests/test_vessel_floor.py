@@ -29,7 +29,7 @@ def test_bowls_only_release_gets_the_platform_floor(tmp_path) -> None:
     manifest, _ = ingest_nutrition5k(tmp_path / "raw", tree, p.nutrition5k, 1, p.suspect.max_rig_tilt_deg)
     ingest_floor, _ = read_rig_extras(tmp_path / "raw")
     cfg = MaskSettings(p.masks, p.suspect, [tree], read_rig_plane(tmp_path / "raw"))
-    floor = release_floor(pd.DataFrame(manifest), cfg, 64)
+    floor = release_floor(pd.DataFrame(manifest), cfg, 64, no_evidence_m=None).floor_m
     # platform top above the release's plane (its offset is a median over dishes that show the
     # surround or only the platform) + a bowl's bottom (4-8 mm in the fixture)
     d = io.read_json(tmp_path / "raw" / "rig_plane.json")["d"]
@@ -57,3 +57,18 @@ def test_white_food_in_white_bowl_is_food_by_height() -> None:
     # the hidden cavity is estimated over the bowl shapes that fit the wall (docs/results/labels.md:
     # round bowls come out ~+20 %, at the edge of their stated uncertainty)
     assert abs(v[0] / dish.volume_ml - 1) <= 0.3, (v, dish.volume_ml, s_rgb.uncertainty)
+
+
+def test_release_with_no_floor_evidence_gets_what_the_caller_states() -> None:
+    """No platform, no plate seen: the vessel floor is the caller's explicit choice (the fixed
+    rig stands its vessels on the surround, FLOOR_M; a synthetic family states None), never a
+    constant patched in afterwards."""
+    from pipeline.config import load_params
+    from pipeline.masks.make import MaskSettings
+    from pipeline.masks.vessel_floor import release_floor
+
+    p = load_params()
+    cfg = MaskSettings(p.masks, p.suspect, [])
+    empty = pd.DataFrame(columns=["dish_id", "depth_path"])
+    assert release_floor(empty, cfg, 64, no_evidence_m=FLOOR_M).floor_m == FLOOR_M
+    assert release_floor(empty, cfg, 64, no_evidence_m=None).floor_m is None
