@@ -105,7 +105,7 @@ def test_deep_bowl_filling_the_frame_is_flagged_or_within_its_uncertainty(index)
     level surface is the food itself, enclosed by the wall; syn_00110: food levelled in the bowl,
     whose largest level once replaced the dish's own surround plane) were labelled -74 to -85 %
     with no flag (issue 27). Now the label lies within its stated uncertainty or is flagged."""
-    from pipeline.masks.from_depth import dish_surround_plane, surround_seen
+    from pipeline.masks.from_depth import dish_surround_plane, inside_vessel
     from pipeline.masks.support import volume_above_support
 
     d = generate_dish(seed=0, index=index, families=_families())
@@ -116,7 +116,7 @@ def test_deep_bowl_filling_the_frame_is_flagged_or_within_its_uncertainty(index)
     err = volume_above_support(d.depth, mask, d.K, sup).volume_ml / d.volume_ml_true - 1
     assert "bowl_floor" in reasons or abs(err) <= max(sup.uncertainty or 0.0, 0.1), (err, sup)
     if index != 110:   # the far plane lies inside the bowl: no surround, the label is a guess
-        assert not surround_seen(d.depth, d.K, dish_surround_plane(d.depth, d.K))
+        assert inside_vessel(d.depth, d.K, dish_surround_plane(d.depth, d.K))
         assert sup.uncertainty == 1.0 and "bowl_floor" in reasons
 
 

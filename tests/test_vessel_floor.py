@@ -72,3 +72,24 @@ def test_release_with_no_floor_evidence_gets_what_the_caller_states() -> None:
     empty = pd.DataFrame(columns=["dish_id", "depth_path"])
     assert release_floor(empty, cfg, 64, no_evidence_m=FLOOR_M).floor_m == FLOOR_M
     assert release_floor(empty, cfg, 64, no_evidence_m=None).floor_m is None
+
+
+def test_levels_taken_for_the_platform_above_it_do_not_drag_the_floor(monkeypatch) -> None:
+    """A level running out of the frame above the surround is the platform or something
+    standing on it (a plate's floor, a bowl's rim filling the frame's edge: the default
+    synthetic set's median platform evidence was 0.0628 m where its platforms lie at
+    0.045-0.055 m + FLOOR_M): the release floor is the evidence's lower quartile."""
+    from pipeline import io
+    from pipeline.config import load_params
+    from pipeline.masks import vessel_floor
+    from pipeline.masks.make import MaskSettings
+
+    evidence = iter([0.056, 0.055, 0.057, 0.056, 0.058, 0.070, 0.071, 0.077, 0.099, 0.106])
+    monkeypatch.setattr(io, "read_dish_depth", lambda row, roots: np.zeros((2, 2)))
+    monkeypatch.setattr(io, "K_from_row", lambda row: np.eye(3))
+    monkeypatch.setattr(vessel_floor, "dish_floor_evidence", lambda *a, **k: ("platform", next(evidence)))
+    p = load_params()
+    cfg = MaskSettings(p.masks, p.suspect, [], (np.array([0.0, 0.0, 1.0]), -0.4))   # a fixed rig
+    df = pd.DataFrame({"dish_id": [f"d{i}" for i in range(10)]})
+    floor = vessel_floor.release_floor(df, cfg, 64, no_evidence_m=FLOOR_M).floor_m
+    assert 0.055 <= floor <= 0.0575, floor    # the median (0.064) was a plate's floor

@@ -107,7 +107,7 @@ def food_mask(depth: np.ndarray, K: np.ndarray, min_height_mm: float | None = No
     # in this image gets the rig's bowl-surface support; anything else the per-image geometry
     plane = dish_surround_plane(depth, K, seed, build(SuspectConfig, suspect_cfg, "suspect").max_rig_tilt_deg) \
         if surround_plane is _UNFITTED else surround_plane
-    if plane is not None and not surround_seen(depth, K, plane):
+    if plane is not None and inside_vessel(depth, K, plane):
         # the farthest level surface is enclosed by the vessel (a bowl filling the frame: it is
         # the food or the bowl's floor): nothing seen gives the heights, the label is a guess
         return geometry_mask(depth, K, min_height_mm, min_area_px, seed), Support("plane", uncertainty=1.0)
@@ -133,14 +133,18 @@ def dish_surround_plane(depth: np.ndarray, K: np.ndarray, seed: int = 0,
 _SURROUND_BORDER_SHARE = 0.05   # a surround plane's surface covers this share of the image border
 
 
-def surround_seen(depth: np.ndarray, K: np.ndarray, plane: tuple[np.ndarray, float]) -> bool:
-    """The fitted far plane runs out of the frame (a surround), rather than lying inside the
-    vessel (the farthest surface of a bowl filling the frame is its food or floor)."""
+def inside_vessel(depth: np.ndarray, K: np.ndarray, plane: tuple[np.ndarray, float]) -> bool:
+    """The fitted far plane lies inside a vessel filling the frame (it is the food or the
+    vessel's floor), not on a surround: its surface barely reaches the image border and the
+    border stands a deep vessel's wall (_DEEP_BOWL_M) above it, at the median."""
     valid = np.isfinite(depth) & (depth > 0)
     h = np.nan_to_num(backproject(depth, K) @ np.asarray(plane[0], float) + float(plane[1]), nan=np.inf)
     border = np.zeros_like(valid)
     border[[0, -1], :] = border[:, [0, -1]] = True
-    return bool((valid & border & (np.abs(h) < LEVEL_BAND_M)).sum() >= _SURROUND_BORDER_SHARE * border.sum())
+    on_border = valid & border
+    if (on_border & (np.abs(h) < LEVEL_BAND_M)).sum() >= _SURROUND_BORDER_SHARE * border.sum():
+        return False
+    return bool(on_border.any() and np.median(h[on_border]) > _DEEP_BOWL_M)
 
 
 def _bowl_depth(support: Support) -> float:

@@ -31,6 +31,10 @@ if TYPE_CHECKING:
 MIN_DISHES = 1            # dishes of evidence needed (a two-dish sample release has one plate) ...
 MIN_SHARE = 0.2          # ... and this share of the dishes sampled (a heap in a low-walled bowl
                          # can pass for food on a plate; real plates are most of a release)
+# per kind of evidence, the percentile taken: a level taken for the platform (running out of the
+# frame above the surround) is the platform or something standing on it (a plate's floor or a
+# bowl's rim filling the frame's edge), never lower: its lower quartile; plates' floors: median
+PERCENTILE = {"platform": 25, "plate": 50}
 PLATE_FOOD_M = 0.008      # food on a plate stands at least this high above its floor ...
 PLATE_FOOD_SHARE = 0.02   # ... over at least this share of the dish
 
@@ -42,14 +46,14 @@ def dish_floor_evidence(depth: np.ndarray, K: np.ndarray, rig_plane: tuple[np.nd
     floor above the surround) for a plate with food on it, else None (a bowl, or nothing seen).
     `rig_plane` None (synthetic rig families): the dish's own surround plane (`surround_plane`
     when the caller has fitted it, else fitted here)."""
-    from pipeline.masks.from_depth import surround_seen
+    from pipeline.masks.from_depth import inside_vessel
     from pipeline.masks.rig import dish_geometry, plate_like
 
     own = rig_plane is None
     if own:
         rig_plane = surround_plane if surround_plane is not None else \
             dish_surround_plane(depth, K, seed, max_tilt_deg)
-        if rig_plane is None or not surround_seen(depth, K, rig_plane):
+        if rig_plane is None or inside_vessel(depth, K, rig_plane):
             return None
     g = dish_geometry(depth, K, rig_plane, seed, plane_is_dish=own)
     if g is None or g.plane_source != "release":
@@ -73,8 +77,9 @@ class ReleaseFloor:
 def release_floor(df: pd.DataFrame, cfg: MaskSettings, max_dishes: int,
                   no_evidence_m: float | None) -> ReleaseFloor:
     """The vessel floor (m above the rig plane) from up to `max_dishes` dishes spread over the
-    release (the same sample ingest fits the plane on): the median of the platform evidence
-    when any dish shows its platform, else of the plates' floors; without either,
+    release (the same sample ingest fits the plane on): the lower quartile of the platform
+    evidence when enough dishes show their platform, else the median of the plates' floors;
+    without either,
     `no_evidence_m`, which the caller states: a fixed rig whose plane fits its dishes stands its
     vessels on the surround (FLOOR_M); a synthetic rig family states None (a glass platform may
     hide under the vessel). Ingest's `floor_m`, the median of every dish's lowest level, is
@@ -102,5 +107,5 @@ def release_floor(df: pd.DataFrame, cfg: MaskSettings, max_dishes: int,
             found[ev[0]].append(ev[1])
     for kind in ("platform", "plate"):
         if len(found[kind]) >= max(MIN_DISHES, MIN_SHARE * len(idx)):
-            return ReleaseFloor(round(float(np.median(found[kind])), 5), planes)
+            return ReleaseFloor(round(float(np.percentile(found[kind], PERCENTILE[kind])), 5), planes)
     return ReleaseFloor(no_evidence_m, planes)
