@@ -78,7 +78,7 @@ def test_levels_taken_for_the_platform_above_it_do_not_drag_the_floor(monkeypatc
     """A level running out of the frame above the surround is the platform or something
     standing on it (a plate's floor, a bowl's rim filling the frame's edge: the default
     synthetic set's median platform evidence was 0.0628 m where its platforms lie at
-    0.045-0.055 m + FLOOR_M): the release floor is the evidence's lower quartile."""
+    0.045-0.055 m + FLOOR_M): the release floor is the median of the evidence's densest half."""
     from pipeline import io
     from pipeline.config import load_params
     from pipeline.masks import vessel_floor
@@ -93,3 +93,10 @@ def test_levels_taken_for_the_platform_above_it_do_not_drag_the_floor(monkeypatc
     df = pd.DataFrame({"dish_id": [f"d{i}" for i in range(10)]})
     floor = vessel_floor.release_floor(df, cfg, 64, no_evidence_m=FLOOR_M).floor_m
     assert 0.055 <= floor <= 0.0575, floor    # the median (0.064) was a plate's floor
+
+
+def test_densest_half_is_the_cluster_not_the_stragglers() -> None:
+    from pipeline.masks.vessel_floor import densest_half
+
+    assert densest_half([0.05]) == 0.05
+    assert abs(densest_half([0.026, 0.052, 0.053, 0.054, 0.055, 0.056, 0.063, 0.070, 0.099, 0.106]) - 0.054) < 1e-9

@@ -31,10 +31,6 @@ if TYPE_CHECKING:
 MIN_DISHES = 1            # dishes of evidence needed (a two-dish sample release has one plate) ...
 MIN_SHARE = 0.2          # ... and this share of the dishes sampled (a heap in a low-walled bowl
                          # can pass for food on a plate; real plates are most of a release)
-# per kind of evidence, the percentile taken: a level taken for the platform (running out of the
-# frame above the surround) is the platform or something standing on it (a plate's floor or a
-# bowl's rim filling the frame's edge), never lower: its lower quartile; plates' floors: median
-PERCENTILE = {"platform": 25, "plate": 50}
 PLATE_FOOD_M = 0.008      # food on a plate stands at least this high above its floor ...
 PLATE_FOOD_SHARE = 0.02   # ... over at least this share of the dish
 
@@ -65,6 +61,18 @@ def dish_floor_evidence(depth: np.ndarray, K: np.ndarray, rig_plane: tuple[np.nd
     return ("plate", g.base + g.level) if plate_like(g) else None
 
 
+def densest_half(values: list[float]) -> float:
+    """The median of the shortest interval holding half the values (the shorth): the rig's one
+    floor height where the evidence clusters. A level taken for the platform is sometimes
+    something standing on it (a plate's floor or a bowl's rim filling the frame's edge on a glass
+    platform), scattered above the cluster; the plain median follows them up."""
+    v = np.sort(np.asarray(values, float))
+    k = (len(v) + 1) // 2
+    widths = v[k - 1:] - v[:len(v) - k + 1]
+    start = int(np.argmin(widths))
+    return float(np.median(v[start:start + k]))
+
+
 @dataclass
 class ReleaseFloor:
     """The release's vessel floor (m above the rig plane; None: no evidence and no stated
@@ -77,9 +85,8 @@ class ReleaseFloor:
 def release_floor(df: pd.DataFrame, cfg: MaskSettings, max_dishes: int,
                   no_evidence_m: float | None) -> ReleaseFloor:
     """The vessel floor (m above the rig plane) from up to `max_dishes` dishes spread over the
-    release (the same sample ingest fits the plane on): the lower quartile of the platform
-    evidence when enough dishes show their platform, else the median of the plates' floors;
-    without either,
+    release (the same sample ingest fits the plane on): the densest half of the platform evidence
+    when enough dishes show their platform, else of the plates' floors; without either,
     `no_evidence_m`, which the caller states: a fixed rig whose plane fits its dishes stands its
     vessels on the surround (FLOOR_M); a synthetic rig family states None (a glass platform may
     hide under the vessel). Ingest's `floor_m`, the median of every dish's lowest level, is
@@ -107,5 +114,5 @@ def release_floor(df: pd.DataFrame, cfg: MaskSettings, max_dishes: int,
             found[ev[0]].append(ev[1])
     for kind in ("platform", "plate"):
         if len(found[kind]) >= max(MIN_DISHES, MIN_SHARE * len(idx)):
-            return ReleaseFloor(round(float(np.percentile(found[kind], PERCENTILE[kind])), 5), planes)
+            return ReleaseFloor(round(densest_half(found[kind]), 5), planes)
     return ReleaseFloor(no_evidence_m, planes)
