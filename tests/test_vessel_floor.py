@@ -29,7 +29,7 @@ def test_bowls_only_release_gets_the_platform_floor(tmp_path) -> None:
     manifest, _ = ingest_nutrition5k(tmp_path / "raw", tree, p.nutrition5k, 1, p.suspect.max_rig_tilt_deg)
     ingest_floor, _ = read_rig_extras(tmp_path / "raw")
     cfg = MaskSettings(p.masks, p.suspect, [tree], read_rig_plane(tmp_path / "raw"))
-    floor = release_floor(pd.DataFrame(manifest), cfg, 64)
+    floor = release_floor(pd.DataFrame(manifest), cfg, 64, no_evidence_m=None).floor_m
     # platform top above the release's plane (its offset is a median over dishes that show the
     # surround or only the platform) + a bowl's bottom (4-8 mm in the fixture)
     d = io.read_json(tmp_path / "raw" / "rig_plane.json")["d"]
@@ -57,3 +57,46 @@ def test_white_food_in_white_bowl_is_food_by_height() -> None:
     # the hidden cavity is estimated over the bowl shapes that fit the wall (docs/results/labels.md:
     # round bowls come out ~+20 %, at the edge of their stated uncertainty)
     assert abs(v[0] / dish.volume_ml - 1) <= 0.3, (v, dish.volume_ml, s_rgb.uncertainty)
+
+
+def test_release_with_no_floor_evidence_gets_what_the_caller_states() -> None:
+    """No platform, no plate seen: the vessel floor is the caller's explicit choice (the fixed
+    rig stands its vessels on the surround, FLOOR_M; a synthetic family states None), never a
+    constant patched in afterwards."""
+    from pipeline.config import load_params
+    from pipeline.masks.make import MaskSettings
+    from pipeline.masks.vessel_floor import release_floor
+
+    p = load_params()
+    cfg = MaskSettings(p.masks, p.suspect, [])
+    empty = pd.DataFrame(columns=["dish_id", "depth_path"])
+    assert release_floor(empty, cfg, 64, no_evidence_m=FLOOR_M).floor_m == FLOOR_M
+    assert release_floor(empty, cfg, 64, no_evidence_m=None).floor_m is None
+
+
+def test_levels_taken_for_the_platform_above_it_do_not_drag_the_floor(monkeypatch) -> None:
+    """A level running out of the frame above the surround is the platform or something
+    standing on it (a plate's floor, a bowl's rim filling the frame's edge: the default
+    synthetic set's median platform evidence was 0.0628 m where its platforms lie at
+    0.045-0.055 m + FLOOR_M): the release floor is the median of the evidence's densest half."""
+    from pipeline import io
+    from pipeline.config import load_params
+    from pipeline.masks import vessel_floor
+    from pipeline.masks.make import MaskSettings
+
+    evidence = iter([0.056, 0.055, 0.057, 0.056, 0.058, 0.070, 0.071, 0.077, 0.099, 0.106])
+    monkeypatch.setattr(io, "read_dish_depth", lambda row, roots: np.zeros((2, 2)))
+    monkeypatch.setattr(io, "K_from_row", lambda row: np.eye(3))
+    monkeypatch.setattr(vessel_floor, "dish_floor_evidence", lambda *a, **k: ("platform", next(evidence)))
+    p = load_params()
+    cfg = MaskSettings(p.masks, p.suspect, [], (np.array([0.0, 0.0, 1.0]), -0.4))   # a fixed rig
+    df = pd.DataFrame({"dish_id": [f"d{i}" for i in range(10)]})
+    floor = vessel_floor.release_floor(df, cfg, 64, no_evidence_m=FLOOR_M).floor_m
+    assert 0.055 <= floor <= 0.0575, floor    # the median (0.064) was a plate's floor
+
+
+def test_densest_half_is_the_cluster_not_the_stragglers() -> None:
+    from pipeline.masks.vessel_floor import densest_half
+
+    assert densest_half([0.05]) == 0.05
+    assert abs(densest_half([0.026, 0.052, 0.053, 0.054, 0.055, 0.056, 0.063, 0.070, 0.099, 0.106]) - 0.054) < 1e-9

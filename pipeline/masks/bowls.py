@@ -91,10 +91,18 @@ def bowl_axis(g: DishGeometry, K: np.ndarray, rim_h: float | None = None) -> Bow
     return BowlAxis(centre, radius, rim_h, e1, e2)
 
 
+def level_like_vessel(rgb: np.ndarray | None, inside: np.ndarray, h: np.ndarray, level: float,
+                      vessel: np.ndarray) -> bool | None:
+    """Whether the level surface at `level` has the colours of the `vessel`'s own material (the
+    wall above it, or the rim band): True a bare floor, False food; None when colour cannot
+    tell (no image, too few pixels). The one colour check on a bowl's level."""
+    m = colour_match(rgb, inside & (np.abs(h - level) < LEVEL_BAND_M), vessel)
+    return None if m is None else bool(m >= BARE_FLOOR_MATCH)
+
+
 def bare_floor(rgb: np.ndarray | None, inside: np.ndarray, h: np.ndarray, level: float) -> bool:
     """The level surface at `level` has the colours of the wall above it: a bowl's bare floor."""
-    m = colour_match(rgb, inside & (np.abs(h - level) < LEVEL_BAND_M), inside & (h > level + 0.005))
-    return m is not None and m >= BARE_FLOOR_MATCH
+    return level_like_vessel(rgb, inside, h, level, inside & (h > level + 0.005)) is True
 
 
 def one_heap(mask: np.ndarray, min_share: float = 0.1) -> np.ndarray:

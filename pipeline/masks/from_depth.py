@@ -13,6 +13,7 @@ import numpy as np
 from pipeline import suspect
 from pipeline.config import MasksConfig, SuspectConfig, build, or_default
 from pipeline.geometry import backproject, fit_plane, height_above_plane
+from pipeline.geometry.plane import LEVEL_BAND_M
 from pipeline.masks.cleanup import (
     clean_mask,
     drop_touching,
@@ -82,33 +83,68 @@ def geometry_mask(depth: np.ndarray, K: np.ndarray, min_height_mm: float | None 
     return food
 
 
+_UNFITTED = object()   # food_mask: the dish's own surround plane is not fitted yet
+
+
 def food_mask(depth: np.ndarray, K: np.ndarray, min_height_mm: float | None = None,
               min_area_px: int | None = None, rig_plane: tuple[np.ndarray, float] | None = None,
               rgb: np.ndarray | None = None, seed: int = 0,
               suspect_cfg: SuspectConfig | None = None, rig_floor_m: float | None = None,
-              rig_fits: bool = True) -> tuple[np.ndarray, Support]:
+              rig_fits: bool = True, surround_plane: object = _UNFITTED) -> tuple[np.ndarray, Support]:
     """The offline food mask and its support: rig-aware when the rig plane is known
     (Nutrition5k), else the per-image geometry mask (support: plane fitted around the food).
     `suspect_cfg`: params `suspect:` (a bowl whose floor is hidden keeps its bowl support);
     `rig_floor_m`: the release's typical vessel floor above its rig plane (ingest); `rig_fits`
-    False: the release's dishes do not share one plane, each dish gets its own. min_height_mm,
-    min_area_px: params `masks:` (None: its default)."""
+    False: the release's dishes do not share one plane, each dish gets its own.
+    `surround_plane`: with no rig plane, this dish's own surround plane when the caller has
+    already fitted it (`dish_surround_plane`, None: none usable), so it is fitted once.
+    min_height_mm, min_area_px: params `masks:` (None: its default)."""
     from pipeline.masks.rig import rig_mask
     min_height_mm, min_area_px = or_default(MasksConfig, min_height_mm=min_height_mm, min_area_px=min_area_px)
     if rig_plane is not None:
         return rig_mask(depth, K, rig_plane, min_height_mm, min_area_px, seed, rgb, rig_floor_m, rig_fits)
     # no release-wide rig plane (synthetic): a deep vessel standing on a level surround seen
     # in this image gets the rig's bowl-surface support; anything else the per-image geometry
-    from pipeline.data.rig import dish_rig_plane
-    plane = dish_rig_plane(depth, K, seed, build(SuspectConfig, suspect_cfg, "suspect").max_rig_tilt_deg)
+    plane = dish_surround_plane(depth, K, seed, build(SuspectConfig, suspect_cfg, "suspect").max_rig_tilt_deg) \
+        if surround_plane is _UNFITTED else surround_plane
+    if plane is not None and inside_vessel(depth, K, plane):
+        # the farthest level surface is enclosed by the vessel (a bowl filling the frame: it is
+        # the food or the bowl's floor): nothing seen gives the heights, the label is a guess
+        return geometry_mask(depth, K, min_height_mm, min_area_px, seed), Support("plane", uncertainty=1.0)
     if plane is not None:
         food, support = rig_mask(depth, K, plane, min_height_mm, min_area_px, seed, rgb, rig_floor_m,
-                                 floor_slack_m=_SYNTHETIC_FLOOR_SLACK_M)
+                                 floor_slack_m=_SYNTHETIC_FLOOR_SLACK_M, plane_is_dish=True)
         # a deep bowl, or food filling a bowl (kept so that it is flagged bowl_floor)
         if support.kind == "bowl_surface" and (_bowl_depth(support) > _DEEP_BOWL_M
                                                or suspect.floor_hidden(support.floor_wall_colour, suspect_cfg)):
             return food, support
     return geometry_mask(depth, K, min_height_mm, min_area_px, seed), Support("plane")
+
+
+def dish_surround_plane(depth: np.ndarray, K: np.ndarray, seed: int = 0,
+                        max_tilt_deg: float | None = None) -> tuple[np.ndarray, float] | None:
+    """This dish's own surround plane (no release-wide rig plane: synthetic rig families), or
+    None when too little level surround shows (pipeline.data.rig.dish_rig_plane; max_tilt_deg:
+    params `suspect.max_rig_tilt_deg`, None: its default)."""
+    from pipeline.data.rig import dish_rig_plane
+    return dish_rig_plane(depth, K, seed, max_tilt_deg)
+
+
+_SURROUND_BORDER_SHARE = 0.05   # a surround plane's surface covers this share of the image border
+
+
+def inside_vessel(depth: np.ndarray, K: np.ndarray, plane: tuple[np.ndarray, float]) -> bool:
+    """The fitted far plane lies inside a vessel filling the frame (it is the food or the
+    vessel's floor), not on a surround: its surface barely reaches the image border and the
+    border stands a deep vessel's wall (_DEEP_BOWL_M) above it, at the median."""
+    valid = np.isfinite(depth) & (depth > 0)
+    h = np.nan_to_num(backproject(depth, K) @ np.asarray(plane[0], float) + float(plane[1]), nan=np.inf)
+    border = np.zeros_like(valid)
+    border[[0, -1], :] = border[:, [0, -1]] = True
+    on_border = valid & border
+    if (on_border & (np.abs(h) < LEVEL_BAND_M)).sum() >= _SURROUND_BORDER_SHARE * border.sum():
+        return False
+    return bool(on_border.any() and np.median(h[on_border]) > _DEEP_BOWL_M)
 
 
 def _bowl_depth(support: Support) -> float:

@@ -30,6 +30,8 @@ class MaskSettings:
     rig_plane: tuple[np.ndarray, float] | None = None
     rig_floor_m: float | None = None   # the release's typical vessel floor above the rig plane
     rig_fits: bool = True     # False: the dishes' surround offsets spread too much for one plane
+    # no rig plane (synthetic): the dishes' own surround planes already fitted (release_floor)
+    surround_planes: dict[str, tuple[np.ndarray, float] | None] = field(default_factory=dict)
 
 
 def _given_one(row: dict, cfg: MaskSettings, out_dir: str, predictor: object = None) -> dict:
@@ -73,9 +75,11 @@ def _mask_one(job: tuple[dict, MaskSettings, str], predictor: object = None,
             depth = io.read_dish_depth(row, cfg.roots)
             K = io.K_from_row(row)
             rgb = io.read_rgb(io.resolve(row["rgb_path"], cfg.roots))
+            fitted = {"surround_plane": cfg.surround_planes[row["dish_id"]]} \
+                if row["dish_id"] in cfg.surround_planes else {}
             mask, support = food_mask(depth, K, m.min_height_mm, m.min_area_px, cfg.rig_plane, rgb,
                                       suspect_cfg=cfg.suspect, rig_floor_m=cfg.rig_floor_m,
-                                      rig_fits=cfg.rig_fits)
+                                      rig_fits=cfg.rig_fits, **fitted)
             if method == "sam2":
                 from pipeline.masks.sam2 import sam2_food_mask
                 mask = sam2_food_mask(predictor, rgb, depth, K, m.min_height_mm, m.min_area_px,
@@ -160,10 +164,12 @@ def masks_from_files(split_csv: Path, raw_dir: Path, out_dir: Path, p: Params,
     rig = read_rig_plane(raw_dir)   # Nutrition5k: the fixed rig's plane
     floor_m, fits = read_rig_extras(raw_dir)
     cfg = MaskSettings(p.masks, p.suspect, roots, rig, floor_m, fits)
-    if rig is None:   # synthetic rig families: each dish's own plane, the platforms the dishes show
-        cfg.rig_floor_m = release_floor(df, cfg, p.nutrition5k.rig_plane_dishes)
-    elif fits:        # no platform, no plate seen: the vessels stand on the surround
-        cfg.rig_floor_m = release_floor(df, cfg, p.nutrition5k.rig_plane_dishes) or FLOOR_M
+    if rig is None:   # synthetic rig families: each dish's own plane, the platforms the dishes
+        # show; with none seen nothing says where the vessels stand (a glass platform may hide)
+        found = release_floor(df, cfg, p.nutrition5k.rig_plane_dishes, no_evidence_m=None)
+        cfg.rig_floor_m, cfg.surround_planes = found.floor_m, found.surround_planes
+    elif fits:        # the fixed rig: no platform, no plate seen: the vessels stand on the surround
+        cfg.rig_floor_m = release_floor(df, cfg, p.nutrition5k.rig_plane_dishes, no_evidence_m=FLOOR_M).floor_m
     table, report = make_masks(df, out_dir, cfg, workers=p.data.workers)
     report["vessel_floor_m"] = cfg.rig_floor_m   # what the masks stood on, and ingest's beside it
     if rig is not None:

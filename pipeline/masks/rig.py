@@ -22,9 +22,9 @@ from pipeline.config import MasksConfig, or_default
 from pipeline.geometry import backproject, fit_plane
 from pipeline.geometry.plane import LEVEL_BAND_M as _LEVEL_BAND_M
 from pipeline.geometry.plane import levels
-from pipeline.masks.bowls import BARE_FLOOR_MATCH, bowl_axis, food_filling_bowl, food_in_open_bowl, rim_height
+from pipeline.masks.bowls import bowl_axis, food_filling_bowl, food_in_open_bowl, level_like_vessel, rim_height
 from pipeline.masks.cleanup import clean_mask, fill_holes, hysteresis, largest_component, noise_floor
-from pipeline.masks.colour import colour_like, colour_match
+from pipeline.masks.colour import colour_like
 from pipeline.masks.levelled import FLOOR_M
 from pipeline.masks.support import Support
 
@@ -152,14 +152,18 @@ class DishGeometry:
 
 
 def dish_geometry(depth: np.ndarray, K: np.ndarray, rig_plane: tuple[np.ndarray, float], seed: int = 0,
-                  own: bool = False) -> DishGeometry:
+                  own: bool = False, plane_is_dish: bool = False) -> DishGeometry:
     """Step 1: the base (the highest level surface running out of the frame: the surround, or
     the scale platform when it is in view), the dish standing on it, its lowest level and its
-    outline's rise above that level. `own`: fit this dish's own plane (another camera pose)."""
+    outline's rise above that level. `own`: fit this dish's own plane (another camera pose).
+    `plane_is_dish`: `rig_plane` is already this dish's own surround plane (synthetic rig
+    families): kept as it is (a refit on the dish's largest level surface would take food
+    levelled in a bowl for the surround)."""
     depth = np.asarray(depth, dtype=np.float32)
     valid = np.isfinite(depth) & (depth > 0)
     X = backproject(depth, K)
-    n, d, source = dish_plane(X, valid, rig_plane, seed, own=own)
+    n, d, source = (np.asarray(rig_plane[0], float), float(rig_plane[1]), "release") if plane_is_dish \
+        else dish_plane(X, valid, rig_plane, seed, own=own)
     h = np.nan_to_num(X @ n + d, nan=-1.0)
     base = base_level(h, valid)
     g = DishGeometry(X, np.asarray(K, float), valid, np.asarray(n, float), float(d) - (base or 0.0),
@@ -223,8 +227,7 @@ def floor_hidden(g: DishGeometry, floor: float | None, rgb: np.ndarray | None = 
     if not (g.walled and g.level > floor + BOWL_TOL_M):
         return False
     # the rim band is the bowl's own material (food heaped on a bare floor is not compared)
-    match = colour_match(rgb, g.inside & (np.abs(g.heights - g.level) < _LEVEL_BAND_M), g.inside & g.edge)
-    return match is not None and match < BARE_FLOOR_MATCH
+    return level_like_vessel(rgb, g.inside, g.heights, g.level, g.inside & g.edge) is False
 
 
 def plate_like(g: DishGeometry, thr: float = 0.004) -> bool:
@@ -282,7 +285,8 @@ def _hull(region: np.ndarray) -> np.ndarray:
 def rig_mask(depth: np.ndarray, K: np.ndarray, rig_plane: tuple[np.ndarray, float],
              min_height_mm: float | None = None, min_area_px: int | None = None, seed: int = 0,
              rgb: np.ndarray | None = None, rig_floor_m: float | None = None,
-             rig_fits: bool = True, floor_slack_m: float = 0.0) -> tuple[np.ndarray, Support]:
+             rig_fits: bool = True, floor_slack_m: float = 0.0,
+             plane_is_dish: bool = False) -> tuple[np.ndarray, Support]:
     """Food mask and its support on the fixed rig (the steps in the module docstring).
     `rig_floor_m`: the release's vessel floor above the rig plane (pipeline.masks.vessel_floor;
     a vessel stands there when the platform under it is not seen in depth). `rig_fits` False:
@@ -291,7 +295,7 @@ def rig_mask(depth: np.ndarray, K: np.ndarray, rig_plane: tuple[np.ndarray, floa
     params `masks:` (None: its default)."""
     min_height_mm, min_area_px = or_default(MasksConfig, min_height_mm=min_height_mm, min_area_px=min_area_px)
     thr = min_height_mm * 1e-3
-    g = dish_geometry(depth, K, rig_plane, seed, own=not rig_fits)
+    g = dish_geometry(depth, K, rig_plane, seed, own=not rig_fits, plane_is_dish=plane_is_dish)
     if g.dish.sum() < 1000:
         return food_on_platform(g, thr, min_area_px)
     floor = vessel_floor(g, rig_floor_m)

@@ -8,18 +8,21 @@ cannot fake is used, per support kind:
   bowl's typical floor (pipeline.masks.levelled.FLOOR_M);
 - plates: a level floor with no wall around it and food standing on it, inside its hull,
   in at least a fifth of the dishes.
-Food levelled in a bowl has neither. Without such evidence the vessels are taken to stand on the
-surround itself (FLOOR_M above it), which is right for a release shot on a flat surface and
-wrong for a release of only bowls on a glass platform (nothing in the depth tells those apart).
+Food levelled in a bowl has neither. Without such evidence the caller says where the vessels
+stand: a fixed rig's on the surround itself (FLOOR_M above it), which is right for a release shot
+on a flat surface and wrong for a release of only bowls on a glass platform (nothing in the depth
+tells those apart); a synthetic rig family's nowhere (None: its bowls keep their bowl_floor flag).
 """
 from __future__ import annotations
 
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
 
 from pipeline import io
+from pipeline.masks.from_depth import dish_surround_plane
 from pipeline.masks.levelled import FLOOR_M
 
 if TYPE_CHECKING:
@@ -33,18 +36,22 @@ PLATE_FOOD_SHARE = 0.02   # ... over at least this share of the dish
 
 
 def dish_floor_evidence(depth: np.ndarray, K: np.ndarray, rig_plane: tuple[np.ndarray, float] | None,
-                        seed: int = 0, max_tilt_deg: float | None = None) -> tuple[str, float] | None:
+                        seed: int = 0, max_tilt_deg: float | None = None,
+                        surround_plane: tuple[np.ndarray, float] | None = None) -> tuple[str, float] | None:
     """('platform', vessel floor above the surround) when the platform is seen, ('plate', its
     floor above the surround) for a plate with food on it, else None (a bowl, or nothing seen).
-    `rig_plane` None (synthetic rig families): the dish's own surround plane."""
-    from pipeline.data.rig import dish_rig_plane
+    `rig_plane` None (synthetic rig families): the dish's own surround plane (`surround_plane`
+    when the caller has fitted it, else fitted here)."""
+    from pipeline.masks.from_depth import inside_vessel
     from pipeline.masks.rig import dish_geometry, plate_like
 
-    if rig_plane is None:
-        rig_plane = dish_rig_plane(depth, K, seed, max_tilt_deg)
-        if rig_plane is None:
+    own = rig_plane is None
+    if own:
+        rig_plane = surround_plane if surround_plane is not None else \
+            dish_surround_plane(depth, K, seed, max_tilt_deg)
+        if rig_plane is None or inside_vessel(depth, K, rig_plane):
             return None
-    g = dish_geometry(depth, K, rig_plane, seed)
+    g = dish_geometry(depth, K, rig_plane, seed, plane_is_dish=own)
     if g is None or g.plane_source != "release":
         return None
     if g.platform_seen:
@@ -54,27 +61,58 @@ def dish_floor_evidence(depth: np.ndarray, K: np.ndarray, rig_plane: tuple[np.nd
     return ("plate", g.base + g.level) if plate_like(g) else None
 
 
-def release_floor(df: pd.DataFrame, cfg: MaskSettings, max_dishes: int) -> float | None:
+def densest_half(values: list[float]) -> float:
+    """The median of the shortest interval holding half the values (the shorth): the rig's one
+    floor height where the evidence clusters. A level taken for the platform is sometimes
+    something standing on it (a plate's floor or a bowl's rim filling the frame's edge on a glass
+    platform), scattered above the cluster; the plain median follows them up."""
+    v = np.sort(np.asarray(values, float))
+    k = (len(v) + 1) // 2
+    widths = v[k - 1:] - v[:len(v) - k + 1]
+    start = int(np.argmin(widths))
+    return float(np.median(v[start:start + k]))
+
+
+@dataclass
+class ReleaseFloor:
+    """The release's vessel floor (m above the rig plane; None: no evidence and no stated
+    default) and the surround planes fitted on the way (synthetic: dish id -> its own plane or
+    None), so the masks reuse them instead of fitting them again."""
+    floor_m: float | None
+    surround_planes: dict[str, tuple[np.ndarray, float] | None] = field(default_factory=dict)
+
+
+def release_floor(df: pd.DataFrame, cfg: MaskSettings, max_dishes: int,
+                  no_evidence_m: float | None) -> ReleaseFloor:
     """The vessel floor (m above the rig plane) from up to `max_dishes` dishes spread over the
-    release (the same sample ingest fits the plane on): the median of the platform evidence
-    when any dish shows its platform, else of the plates' floors; None without either (the
-    caller decides: a rig release stands on its surround, FLOOR_M; ingest's `floor_m`, the
-    median of every dish's lowest level, is reported beside it, not used). With no release
-    plane (synthetic rig families) each dish's own surround plane is used: a bowl on a glass
-    platform then gets the platform height the other dishes show."""
+    release (the same sample ingest fits the plane on): the densest half of the platform evidence
+    when enough dishes show their platform, else of the plates' floors; without either,
+    `no_evidence_m`, which the caller states: a fixed rig whose plane fits its dishes stands its
+    vessels on the surround (FLOOR_M); a synthetic rig family states None (a glass platform may
+    hide under the vessel). Ingest's `floor_m`, the median of every dish's lowest level, is
+    reported beside it, not used. With no release plane (synthetic rig families) each dish's
+    own surround plane is used: a bowl on a glass platform then gets the platform height the
+    other dishes show."""
     rows = df.to_dict("records")
     idx = np.unique(np.linspace(0, len(rows) - 1, min(max_dishes, len(rows))).astype(int)) if rows else []
     found: dict[str, list[float]] = {"platform": [], "plate": []}
+    planes: dict[str, tuple[np.ndarray, float] | None] = {}
     for i in idx:
         try:
             depth = io.read_dish_depth(rows[i], cfg.roots)
         except ValueError:
             continue   # the masks stage reports the dish itself
-        ev = dish_floor_evidence(depth, io.K_from_row(rows[i]), cfg.rig_plane,
-                                 max_tilt_deg=cfg.suspect.max_rig_tilt_deg)
+        K = io.K_from_row(rows[i])
+        surround = None
+        if cfg.rig_plane is None:
+            surround = planes[rows[i]["dish_id"]] = dish_surround_plane(depth, K, 0, cfg.suspect.max_rig_tilt_deg)
+            if surround is None:
+                continue
+        ev = dish_floor_evidence(depth, K, cfg.rig_plane, max_tilt_deg=cfg.suspect.max_rig_tilt_deg,
+                                 surround_plane=surround)
         if ev is not None:
             found[ev[0]].append(ev[1])
     for kind in ("platform", "plate"):
         if len(found[kind]) >= max(MIN_DISHES, MIN_SHARE * len(idx)):
-            return round(float(np.median(found[kind])), 5)
-    return None   # no platform, no plate
+            return ReleaseFloor(round(densest_half(found[kind]), 5), planes)
+    return ReleaseFloor(no_evidence_m, planes)
