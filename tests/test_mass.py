@@ -148,6 +148,7 @@ def test_n5k_mass_path(tmp_path, monkeypatch) -> None:
     params["data"].update(source="nutrition5k", root=str(tmp_path / "release"), workers=1)
     params["eval"].update(n_bootstrap=100, n_worst=1)
     params["suspect"]["exclude"] = False
+    params["distill"]["students"] = {}   # the mass path only: no distilled student rows to compare
     (root / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     monkeypatch.setattr(io, "REPO_ROOT", root)
     monkeypatch.setattr(config, "REPO_ROOT", root)

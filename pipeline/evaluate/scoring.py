@@ -85,6 +85,8 @@ CSV_COLUMNS = ["dish_id", "volume_ml_gt", "volume_ml_pred", "abs_err_ml", "ape",
                "depth_ring_abs_rel", "depth_ring_rmse_m", "depth_ring_delta1", "ring_scale_ratio",
                "height_mae_mm", "height_bias_mm", "food_height_mm", "focal_rel_err",
                "scene", "fx_px", "camera_distance_m", "mask_iou"]
+# each dish's inference seconds: kept in the in-memory table, never in the tracked CSV (a log, logs/eval)
+TIMING_COLUMN = "infer_s"
 DEPTH_COLUMNS = ["depth_abs_rel", "depth_rmse_m", "depth_delta1", "depth_ring_abs_rel",
                  "depth_ring_rmse_m", "depth_ring_delta1", "ring_scale_ratio", "height_mae_mm",
                  "height_bias_mm", "food_height_mm"]
@@ -381,7 +383,7 @@ def finish_table(df: pd.DataFrame, bin_edges: Sequence[float] = DEFAULT_BIN_EDGE
     for c in CSV_COLUMNS:
         if c not in df.columns:
             df[c] = np.nan
-    return df[CSV_COLUMNS]
+    return df[CSV_COLUMNS + [c for c in (TIMING_COLUMN,) if c in df.columns]]
 
 
 def _clean(x: float) -> float | None:
@@ -459,7 +461,7 @@ def write_results(name: str, table: pd.DataFrame, metrics_dir: Path,
                   bin_edges: Sequence[float] = DEFAULT_BIN_EDGES, extra: dict | None = None) -> dict:
     """Write metrics/eval/<name>.json and .csv atomically; returns the summary."""
     summary = summarise(table, bin_edges, extra)
-    write_csv(Path(metrics_dir) / f"{name}.csv", table)
+    write_csv(Path(metrics_dir) / f"{name}.csv", table.drop(columns=TIMING_COLUMN, errors="ignore"))
     write_json(Path(metrics_dir) / f"{name}.json", summary)
     return summary
 
@@ -558,7 +560,7 @@ def evaluate_model(name: str, predict: DepthPredictor | None, dishes: pd.DataFra
     table, diag = evaluate_tables(predict, dishes, vcfg, desc=f"evaluate {out_name}", allowed_roots=allowed_roots,
                                   bin_edges=ecfg.volume_bins, setting=setting, diagnostic=diagnostic)
     if timing_dir is not None:   # a log beside the results, not a DVC output: wall times differ run to run
-        write_csv(Path(timing_dir) / f"{out_name}_infer_s.csv", table[["dish_id", "infer_s"]])
+        write_csv(Path(timing_dir) / f"{out_name}_infer_s.csv", table[["dish_id", TIMING_COLUMN]])
     summary = write_results(out_name, table, metrics_dir, ecfg.volume_bins,
                             extra={"mask_source": source, **(extra or {})})
     panels = worst_panels(predict, table, dishes, ecfg.n_worst, vcfg, setting, allowed_roots)
