@@ -65,7 +65,9 @@ def real_mask_ious(root: Path, weights: Path, params: Params | None = None) -> d
                        "annotation_px": int(ann.sum())})
     if not dishes:
         raise ValueError(f"{root}: no dish there has an annotation in {ANNOTATIONS}")
-    return {"model": model.name, "weights": str(weights), "note": NOTE, "dishes": dishes,
+    w = Path(weights).resolve()   # repo-relative where it can be: the JSON is committed
+    shown = w.relative_to(io.REPO_ROOT) if w.is_relative_to(io.REPO_ROOT) else w
+    return {"model": model.name, "weights": str(shown), "note": NOTE, "dishes": dishes,
             "weights_sha256": io.sha256_file(Path(weights) / WEIGHTS_FILE)}
 
 
