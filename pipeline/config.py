@@ -270,7 +270,7 @@ class TrainConfig:
     grad_clip: NonNegFloat = 1.0         # 0: no clipping
     selection: Literal["ema", "last"] = "ema"   # exported weights: EMA at the end of the fixed schedule, or the last
     ema_decay: OpenFraction = 0.98
-    grad_norm_every: NonNegInt = 10      # per-term gradient norms every this many steps (0 = never)
+    grad_norm_every: NonNegInt = 50      # per-term gradient norms every this many steps (0 = never)
     stage1: StageConfig = field(default_factory=lambda: StageConfig(8))
     stage2: Stage2Config = field(default_factory=lambda: Stage2Config(8))
     recipe_random: RecipeConfig = field(default_factory=RecipeConfig)
@@ -329,7 +329,7 @@ class TrainerConfig:
     strategy: Literal["auto", "ddp", "ddp_spawn", "ddp_find_unused_parameters_true", "fsdp"] = "auto"
     precision: Literal[PRECISIONS] = "auto"
     deterministic: bool = False
-    num_workers: NonNegInt = 0
+    num_workers: NonNegInt = 1
     threads: NonNegInt = 1               # 0: torch's own default
     portable_cpu: bool = True
 
