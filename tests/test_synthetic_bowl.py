@@ -22,14 +22,28 @@ def test_deep_bowl_with_hidden_floor_is_labelled_from_its_wall():
     before, the floor was continued from the wall, flagged bowl_floor and the dish dropped)."""
     from pipeline.masks.support import volume_above_support
 
-    d = generate_dish(seed=0, index=13, families=_families())
+    d = generate_dish(seed=0, index=482, families=_families())   # a 24 mm layer under pieces
     assert d.meta["scene"] == "deep_bowl"
     mask, sup = food_mask(d.depth, d.K, rgb=d.rgb)
     assert sup.kind == "bowl_surface" and sup.uncertainty is not None
     err = volume_above_support(d.depth, mask, d.K, sup).volume_ml / d.volume_ml_true - 1
-    assert abs(err) <= max(sup.uncertainty, 0.1), (err, sup.uncertainty)
+    assert abs(err) <= sup.uncertainty <= 0.15, (err, sup.uncertainty)
     assert suspect.mask_reasons(mask, float("nan"), sup.kind, sup.inlier_fraction, None, sup.floor_guess_m,
                                 sup.floor_wall_colour, sup.uncertainty) == []
+
+
+@pytest.mark.slow
+def test_thin_layer_in_a_deep_bowl_states_the_floor_it_does_not_see():
+    """An 8 mm layer over a floor known to +- 3 mm: the label's uncertainty holds its error, and
+    it is far wider than a thick layer's (issue 27: a narrow one hid a guess)."""
+    from pipeline.masks.support import volume_above_support
+
+    d = generate_dish(seed=0, index=13, families=_families())
+    assert d.meta["scene"] == "deep_bowl"
+    mask, sup = food_mask(d.depth, d.K, rgb=d.rgb)
+    err = volume_above_support(d.depth, mask, d.K, sup).volume_ml / d.volume_ml_true - 1
+    assert sup.kind == "bowl_surface" and abs(err) <= sup.uncertainty and sup.uncertainty > 0.25, \
+        (err, sup.uncertainty)
 
 
 def test_table_dish_keeps_the_per_image_plane():
@@ -78,7 +92,9 @@ def test_deep_bowl_on_glass_platform_gets_the_release_floor():
     mask, sup = food_mask(d.depth, d.K, rgb=d.rgb, rig_floor_m=0.05 + FLOOR_M)   # platforms: 45-55 mm
     assert sup.kind == "bowl_surface" and sup.uncertainty is not None
     err = volume_above_support(d.depth, mask, d.K, sup).volume_ml / d.volume_ml_true - 1
-    assert abs(err) <= min(sup.uncertainty, 0.1), (err, sup.uncertainty)
+    # the release floor may be 6 mm off this dish's (synthetic platforms differ): it is in the
+    # stated uncertainty, which holds the error
+    assert abs(err) <= sup.uncertainty, (err, sup.uncertainty)
     assert suspect.mask_reasons(mask, float("nan"), sup.kind, sup.inlier_fraction, None, sup.floor_guess_m,
                                 sup.floor_wall_colour, sup.uncertainty) == []
 
@@ -104,7 +120,8 @@ def test_deep_bowl_filling_the_frame_is_flagged_or_within_its_uncertainty(index)
     """The default data set's deep bowls that fill the frame (syn_00331, syn_00575: the farthest
     level surface is the food itself, enclosed by the wall; syn_00110: food levelled in the bowl,
     whose largest level once replaced the dish's own surround plane) were labelled -74 to -85 %
-    with no flag (issue 27). Now the label lies within its stated uncertainty or is flagged."""
+    with no flag (issue 27). Now the label lies within its stated uncertainty or is flagged; the
+    surround shows as a strip at the image border, and the plane is moved down to it."""
     from pipeline.masks.from_depth import dish_surround_plane, inside_vessel
     from pipeline.masks.support import volume_above_support
 
@@ -115,9 +132,10 @@ def test_deep_bowl_filling_the_frame_is_flagged_or_within_its_uncertainty(index)
                                    sup.floor_wall_colour, sup.uncertainty)
     err = volume_above_support(d.depth, mask, d.K, sup).volume_ml / d.volume_ml_true - 1
     assert "bowl_floor" in reasons or abs(err) <= max(sup.uncertainty or 0.0, 0.1), (err, sup)
-    if index != 110:   # the far plane lies inside the bowl: no surround, the label is a guess
-        assert inside_vessel(d.depth, d.K, dish_surround_plane(d.depth, d.K))
-        assert sup.uncertainty == 1.0 and "bowl_floor" in reasons
+    if index != 110:   # the far plane fitted is the food; the strip of surround below places it
+        n, dd = dish_surround_plane(d.depth, d.K)
+        assert not inside_vessel(d.depth, d.K, (n, dd))
+        assert sup.kind == "bowl_surface" and sup.uncertainty is not None
 
 
 @pytest.mark.slow

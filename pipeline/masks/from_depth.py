@@ -127,7 +127,11 @@ def dish_surround_plane(depth: np.ndarray, K: np.ndarray, seed: int = 0,
     None when too little level surround shows (pipeline.data.rig.dish_rig_plane; max_tilt_deg:
     params `suspect.max_rig_tilt_deg`, None: its default)."""
     from pipeline.data.rig import dish_rig_plane
-    return dish_rig_plane(depth, K, seed, max_tilt_deg)
+    from pipeline.masks.rig import lowest_level
+    plane = dish_rig_plane(depth, K, seed, max_tilt_deg)
+    if plane is None:
+        return None
+    return lowest_level(backproject(depth, K), np.isfinite(depth) & (depth > 0), *plane)
 
 
 _SURROUND_BORDER_SHARE = 0.05   # a surround plane's surface covers this share of the image border

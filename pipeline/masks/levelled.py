@@ -1,16 +1,22 @@
 """Food levelled flush in a bowl: its floor is hidden, so the label is an estimate from what is
-known on the rig, with an uncertainty (issue 18).
+known on the rig, with an uncertainty (issues 18, 27).
 
 Known: the bowl stands on the base (platform or surround), so its inner floor lies about
-FLOOR_M above it; its rim and the inner wall between the rim and the food are seen. The wall is
-modelled as r(z) = r_f + (r_t - r_f) ((z - z_f) / (z_t - z_f))^p (flat floor of radius r_f at z_f,
-rim radius r_t at z_t; p < 1 a round bowl, p = 1 a cone), fitted on the visible wall for every p
-in a range; the food under the level is the cavity below it. The uncertainty is the spread of
-that volume over the wall shapes that fit the visible wall about as well as the best one and
-over the floor height +- FLOOR_UNC_M. The result is a bowl_surface support (the one volume
-implementation, pipeline.masks.support.volume_above_support, integrates it).
+FLOOR_M above it; its rim and the inner wall between the rim and the food are seen. The wall
+below the food is the best fit to the visible wall among three families of bowls: power-law
+walls r(z) = r_f + (r_t - r_f) ((z - z_f) / (z_t - z_f))^p on a flat floor (p < 1 round, p = 1 a
+cone; a grid of p and floor widths), spherical caps and cones (least squares, closing where
+they close or cut flat at the floor), each standing on the floor height +- FLOOR_UNC_M. The
+food under the level is the cavity below it. Its uncertainty adds what refits show: the wall
+refitted without each quarter of its pixels (a band too short to tell the shapes apart picks
+another one), the floor moved by +- FLOOR_UNC_M, and MODEL_UNC for what no refit shows. A bowl
+on a foot is not seen from above: its label is high by the foot's slab (docs/contracts.md).
+The result is a bowl_surface support (the one volume implementation,
+pipeline.masks.support.volume_above_support, integrates it).
 """
 from __future__ import annotations
+
+from collections.abc import Callable
 
 import numpy as np
 
@@ -20,45 +26,61 @@ FLOOR_M = 0.006          # a bowl's inner floor above what it stands on (bottom 
 FLOOR_UNC_M = 0.003      # ... give or take this
 P_GRID = np.linspace(0.45, 1.0, 12)   # wall exponents of round to conical bowls ...
 SHARE_GRID = np.linspace(0.0, 0.5, 6)  # ... and flat floors spanning this share of the rim radius
-                         # (0: a round bowl, a spherical cap, or a cone to its tip)
-FIT_SLACK = 1.25         # wall shapes whose RMS is within this factor of the best are plausible
+MAX_LIFT_M = 0.010       # a cap or cone closes at most this far above the floor
 MIN_WALL_PX = 200        # fewer visible wall pixels: no estimate
 CONTACT_WEIGHT = 0.25    # the food's contact ring with the wall, as a share of the wall pixels
-CLOSING_MIN_BAND_M = 0.02  # a cap or cone is followed down only from a wall band this tall
+FIT_PX = 10000           # wall pixels fitted at most (an even stride: a shape has few parameters)
+TRIM = 3.0               # a wall pixel this many robust sigmas off the best shape is not wall
+TIE = 0.005              # shapes fitting within this share of the best RMS: the wall cannot tell
+JACKKNIFE = 4            # refits, each without one of this many bands of wall pixels (image rows)
+SHAPE_SPREAD = 2.0       # uncertainty: the tied shapes' largest change, this times the refits'
+FLOOR_SPREAD = 1.0       # largest change, this times the half-range over the floor heights
+MODEL_UNC = 0.05         # and this (rendered and real walls are not the fitted curves), added
+                         # in quadrature (chosen on bowl trees of seeds 41-48, not the bench's)
+
+Radius = Callable[[np.ndarray], np.ndarray]
 
 
 def levelled_bowl(r: np.ndarray, z: np.ndarray, level: float, rim_h: float, normal, d: float,
-                  centre, floor_m: float | None = None, contact_r: float | None = None) -> Support | None:
+                  centre, floor_m: float | None = None, contact_r: float | None = None,
+                  floor_unc_m: float = FLOOR_UNC_M) -> Support | None:
     """The bowl surface under food levelled at height `level` (m above the base plane
     normal.X + d = 0), from the visible wall pixels' radii `r` and heights `z`; None when
     too little wall is seen. `floor_m`: the floor's height above the base when known otherwise
     (the release's vessel floor), else FLOOR_M. `contact_r`: the radius where the food meets
     the wall (a point of the wall at `level`, weighted as CONTACT_WEIGHT of the wall pixels: a
-    bowl filled near its rim shows little wall). `uncertainty`: relative half-range of the
-    cavity volume."""
+    bowl filled near its rim shows little wall). `floor_unc_m`: how far the floor may lie from
+    `floor_m` (more than FLOOR_UNC_M where the floor is the release's, not this dish's own).
+    `uncertainty`: relative half-width of the cavity volume (module docstring)."""
     z_floor = FLOOR_M if floor_m is None else float(floor_m)
     if level - z_floor < 0.004:
         return None
     wall = (z > level + 0.004) & (z < rim_h - 0.002)
     r, z = r[wall], z[wall]
-    if contact_r is not None:
-        k = max(MIN_WALL_PX // 2, int(CONTACT_WEIGHT * len(r)))
-        r, z = np.r_[r, np.full(k, contact_r)], np.r_[z, np.full(k, level)]
-    if len(r) < MIN_WALL_PX or rim_h - level < (0.003 if contact_r is not None else 0.008):
+    n_contact = 0 if contact_r is None else max(MIN_WALL_PX // 2, int(CONTACT_WEIGHT * len(r)))
+    if len(r) + n_contact < MIN_WALL_PX or rim_h - level < (0.003 if contact_r is not None else 0.008):
         return None
-    # the visible upper wall rarely tells the shape below the level: every bowl shape that fits
-    # it about as well as the best one is kept (a spherical cap or a cone extrapolated down to
-    # where it closes, a power-law wall down to the rig's floor); the estimate is the middle of
-    # their cavity volumes, the spread its uncertainty. A cap or cone closing above the rig's
-    # floor is a bowl on a foot.
-    shapes = _power_shapes(r, z, z_floor, rim_h) + _closing_shapes(r, z, z_floor, level, rim_h)
-    best_rms = min(s.rms for s in shapes)
-    ok = [s for s in shapes if s.rms <= FIT_SLACK * best_rms + 2e-4 and s.plausible] or \
-        [min(shapes, key=lambda s: s.rms)]
-    vols = [s.cavity_ml(level) for s in ok]
-    mid = 0.5 * (max(vols) + min(vols))
-    unc = float((max(vols) - min(vols)) / 2 / max(mid, 1e-6))
-    pick = min(ok, key=lambda s: abs(s.cavity_ml(level) - mid))
+    step = max(1, len(r) // FIT_PX)
+    r, z = r[::step], z[::step]
+    n_contact = 0 if contact_r is None else max(MIN_WALL_PX // 2, int(CONTACT_WEIGHT * len(r)))
+
+    # the further below the wall seen it must be followed, the less an RMS difference tells
+    tie = TIE * max(1.0, (level - z_floor) / max(float(z.max() - z.min()), 1e-3))
+
+    def fit(keep: np.ndarray | None, floors: tuple[float, ...]) -> tuple[float, float, WallShape]:
+        rr, zz = (r, z) if keep is None else (r[keep], z[keep])
+        if n_contact:
+            rr, zz = np.r_[rr, np.full(n_contact, contact_r)], np.r_[zz, np.full(n_contact, level)]
+        return cavity_estimate(rr, zz, floors, level, rim_h, tie)
+
+    floors = (z_floor - floor_unc_m, z_floor, z_floor + floor_unc_m)
+    vol, tied, pick = fit(None, floors)
+    vol = max(vol, 1e-6)
+    bands = np.array_split(np.arange(len(r)), JACKKNIFE) if len(r) >= JACKKNIFE * MIN_WALL_PX else []
+    shape_dev = max([abs(fit(np.setdiff1d(np.arange(len(r)), b), floors)[0] - vol) for b in bands], default=0.0)
+    at_floor = [fit(None, (f,))[0] for f in floors]
+    unc = float(np.sqrt((tied / vol) ** 2 + (SHAPE_SPREAD * shape_dev / vol) ** 2
+                        + (FLOOR_SPREAD * (max(at_floor) - min(at_floor)) / 2 / vol) ** 2 + MODEL_UNC ** 2))
     zs = np.linspace(pick.z_bottom, rim_h, 40)
     radii = np.maximum.accumulate(np.maximum(pick.radius(zs), 1e-4) + np.arange(len(zs)) * 1e-7)
     return Support("bowl_surface", [float(x) for x in normal], float(d),
@@ -68,11 +90,37 @@ def levelled_bowl(r: np.ndarray, z: np.ndarray, level: float, rim_h: float, norm
                    uncertainty=round(unc, 4), wall_exponent=round(float(pick.exponent), 3))
 
 
+def cavity_estimate(r: np.ndarray, z: np.ndarray, floors: tuple[float, ...], level: float,
+                    rim_h: float, tie: float = TIE) -> tuple[float, float, WallShape]:
+    """(cavity mL under `level` of the best-fitting shape, the largest change to it among the
+    shapes the wall cannot tell apart, that shape). The shapes are fitted on the wall pixels twice, the second time
+    without those TRIM robust sigmas off the best one (food heaped against the wall, a rim's
+    shadow); the families' best shapes fitting within `tie` of the best RMS are tied."""
+    keep = np.ones(len(r), dtype=bool)
+    for _ in range(2):
+        shapes = wall_shapes(r[keep], z[keep], floors, level, rim_h)
+        best = min(shapes, key=lambda s: s.rms)
+        res = r - best.radius(z)
+        sigma = max(1.4826 * float(np.median(np.abs(res[keep]))), 0.001)
+        new = np.abs(res) < TRIM * sigma
+        if new.sum() < MIN_WALL_PX // 2 or (new == keep).all():
+            break
+        keep = new
+    vol = best.cavity_ml(level)
+    fam_best = {}
+    for s in shapes:
+        if s.family not in fam_best or s.rms < fam_best[s.family].rms:
+            fam_best[s.family] = s
+    tied = max(abs(s.cavity_ml(level) - vol) for s in fam_best.values() if s.rms <= (1 + tie) * best.rms)
+    return vol, tied, best
+
+
 class WallShape:
     """One bowl shape fitted to the visible wall: radius(z) from its bottom z_bottom up."""
 
-    def __init__(self, radius, z_bottom: float, rms: float, exponent: float, plausible: bool = True):
-        self.radius, self.z_bottom, self.rms, self.exponent = radius, z_bottom, rms, exponent
+    def __init__(self, family: str, radius: Radius, z_bottom: float, rms: float, exponent: float,
+                 plausible: bool = True):
+        self.family, self.radius, self.z_bottom, self.rms, self.exponent = family, radius, z_bottom, rms, exponent
         self.plausible = plausible
 
     def cavity_ml(self, level: float) -> float:
@@ -80,52 +128,81 @@ class WallShape:
         return float(np.trapezoid(np.pi * self.radius(zs) ** 2, zs) * 1e6)
 
 
-def _power_shapes(r: np.ndarray, z: np.ndarray, z_floor: float, rim_h: float) -> list[WallShape]:
-    """Power-law walls standing on the floor (+- FLOOR_UNC_M), for every exponent in P_GRID and
-    flat floor share in SHARE_GRID (a grid, not a free fit: a band of wall near the rim cannot
+def wall_shapes(r: np.ndarray, z: np.ndarray, floors: tuple[float, ...], level: float,
+                rim_h: float) -> list[WallShape]:
+    """The plausible bowl shapes of every family (module docstring) fitted to the wall pixels."""
+    shapes = _power_shapes(r, z, floors, rim_h) + _sphere_shapes(r, z, floors, level) \
+        + _cone_shapes(r, z, floors, level)
+    return [s for s in shapes if s.plausible]
+
+
+def _rms(radius: Radius, r: np.ndarray, z: np.ndarray) -> float:
+    return float(np.sqrt(np.mean((radius(z) - r) ** 2)))
+
+
+def _power_shapes(r: np.ndarray, z: np.ndarray, floors: tuple[float, ...], rim_h: float) -> list[WallShape]:
+    """Power-law walls standing on each floor height, for every exponent in P_GRID and flat
+    floor share in SHARE_GRID (a grid, not a free fit: a band of wall near the rim cannot
     tell the floor's width); only the rim radius is fitted."""
     out = []
     for p in P_GRID:
         for share in SHARE_GRID:
-            for z_f in (z_floor - FLOOR_UNC_M, z_floor, z_floor + FLOOR_UNC_M):
+            for z_f in floors:
                 u = share + (1 - share) * np.clip((z - z_f) / (rim_h - z_f), 0, 1) ** p
                 rt = float(np.sum(r * u) / max(float(np.sum(u * u)), 1e-12))
                 rms = float(np.sqrt(np.mean((rt * u - r) ** 2)))
 
                 def radius(zz, rt=rt, share=share, p=p, z_f=z_f):
                     return rt * (share + (1 - share) * np.clip((zz - z_f) / (rim_h - z_f), 0, 1) ** p)
-                out.append(WallShape(radius, z_f, rms, p))
+                out.append(WallShape("power", radius, z_f, rms, p))
     return out
 
 
-def _closing_shapes(r: np.ndarray, z: np.ndarray, z_floor: float, level: float, rim_h: float
-                    ) -> list[WallShape]:
-    """A spherical cap (centred on the axis) and a cone through the wall's two ends seen (where
-    the food meets it and at the rim), followed down until they close or reach the floor (then
-    a flat floor there): a band of wall a few cm tall cannot tell their curvature, its ends
-    pin them. Implausible when they close above the food's level or open downwards."""
-    low, top = z <= np.percentile(z, 5), z >= np.percentile(z, 95)
-    zc_, rc = float(np.median(z[low])), float(np.median(r[low]))
-    zt, rt = float(np.median(z[top])), float(np.median(r[top]))
-    if zt - zc_ < CLOSING_MIN_BAND_M or rt <= rc:
-        return []
+def _sphere_shapes(r: np.ndarray, z: np.ndarray, floors: tuple[float, ...], level: float) -> list[WallShape]:
+    """Spherical caps centred on the axis (a round bowl): the least-squares sphere through the
+    wall (r^2 + z^2 = 2 zc z + c), closing where it closes or cut flat at each floor height,
+    and the sphere closing exactly on each floor. Implausible when the free sphere's centre lies
+    below the wall seen (it would narrow upwards) or it closes above the food's level."""
     out = []
-    zc = (rt ** 2 - rc ** 2 + zt ** 2 - zc_ ** 2) / (2 * (zt - zc_))    # sphere centre height
-    R = float(np.hypot(rc, zc_ - zc))
+    (zc, c), *_ = np.linalg.lstsq(np.c_[2 * z, np.ones_like(z)], r ** 2 + z ** 2, rcond=None)
+    R2 = float(c + zc * zc)
+    if R2 > 0 and zc > float(z.max()) - 0.002:
+        R = float(np.sqrt(R2))
 
-    def sphere(zz, R=R, zc=zc):
-        return np.sqrt(np.maximum(R * R - (zz - zc) ** 2, 0.0))
-    bottom = max(zc - R, z_floor)
-    out.append(WallShape(sphere, bottom, float(np.sqrt(np.mean((sphere(z) - r) ** 2))), 0.5,
-                         bottom < level - 0.004 and zc > zt))
-    b = (rt - rc) / (zt - zc_)
+        def free(zz, R=R, zc=float(zc)):
+            return np.sqrt(np.maximum(R * R - (zz - zc) ** 2, 0.0))
+        rms = _rms(free, r, z)
+        for z_f in floors:
+            bottom = max(float(zc) - R, z_f)
+            out.append(WallShape("sphere", free, bottom, rms, 0.5, _closes_low(bottom, z_f, level)))
+    for z_f in floors:
+        dz = z - z_f
+        R = float(np.sum((r ** 2 + dz ** 2) * dz) / max(float(np.sum(2 * dz ** 2)), 1e-12))
 
-    def cone(zz, b=b):
-        return np.maximum(rc + b * (zz - zc_), 0.0)
-    bottom = max(zc_ - rc / b, z_floor)
-    out.append(WallShape(cone, bottom, float(np.sqrt(np.mean((cone(z) - r) ** 2))), 1.0,
-                         bottom < level - 0.004))
+        def anchored(zz, R=R, z_f=z_f):
+            return np.sqrt(np.maximum(2 * R * (zz - z_f) - (zz - z_f) ** 2, 0.0))
+        out.append(WallShape("sphere", anchored, z_f, _rms(anchored, r, z), 0.5, R > 0))
     return out
+
+
+def _cone_shapes(r: np.ndarray, z: np.ndarray, floors: tuple[float, ...], level: float) -> list[WallShape]:
+    """The least-squares cone through the wall (r = a + b z), closing at its tip or cut flat
+    at each floor height; none when it does not widen upwards."""
+    b, a = np.polyfit(z, r, 1)
+    if b <= 0:
+        return []
+
+    def cone(zz, a=float(a), b=float(b)):
+        return np.maximum(a + b * zz, 0.0)
+    rms = _rms(cone, r, z)
+    return [WallShape("cone", cone, max(-a / b, z_f), rms, 1.0, _closes_low(max(-a / b, z_f), z_f, level))
+            for z_f in floors]
+
+
+def _closes_low(bottom: float, z_f: float, level: float) -> bool:
+    """A cavity closing below the food's level and at most MAX_LIFT_M above the floor (higher,
+    the bowl would stand on a foot, which an overhead view cannot tell from a wall's curve)."""
+    return bottom < level - 0.004 and bottom <= z_f + MAX_LIFT_M
 
 
 def radius_at(support: Support, height: float) -> float:

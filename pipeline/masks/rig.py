@@ -73,7 +73,25 @@ def dish_plane(X: np.ndarray, valid: np.ndarray, rig_plane: tuple[np.ndarray, fl
         if fit is None:
             break
         n, d = fit
-    return n, d, "dish"
+    return *lowest_level(X, valid, n, d), "dish"
+
+
+_BELOW_M = 0.015           # a level surface this far below the fitted one is another surface ...
+_LOW_BORDER_SHARE = 0.02   # ... reaching this share of the image border
+
+
+def lowest_level(X: np.ndarray, valid: np.ndarray, n: np.ndarray, d: float) -> tuple[np.ndarray, float]:
+    """The plane n.X + d = 0 moved down to the lowest level surface parallel to it that reaches
+    the image border. The largest level surface a fit takes can be the food levelled in a bowl
+    filling the frame, or the platform, with the surround only a strip at the border: the
+    normal, fitted on the larger surface, holds; the height is the lowest surface's."""
+    n, d = np.asarray(n, float), float(d)
+    h = np.nan_to_num(X @ n + d, nan=np.inf)
+    border = np.zeros_like(valid)
+    border[[0, -1], :] = border[:, [0, -1]] = True
+    low = [lv for lv in levels(h, valid & (h < -_BELOW_M), max(500, int(0.005 * valid.sum())))
+           if (valid & border & (np.abs(h - lv) < _LEVEL_BAND_M)).sum() >= _LOW_BORDER_SHARE * border.sum()]
+    return (n, d - min(low)) if low else (n, d)
 
 
 def _angle_deg(a: np.ndarray, b: np.ndarray) -> float:
@@ -301,8 +319,9 @@ def rig_mask(depth: np.ndarray, K: np.ndarray, rig_plane: tuple[np.ndarray, floa
     floor = vessel_floor(g, rig_floor_m)
     # the release's floor under a glass platform, not this dish's own base: it may be off by the slack
     glass_floor = floor if (rig_floor_m is not None and floor is not None and floor > _MAX_FLOOR_M) else None
-    if floor_hidden(g, floor, rgb, floor_slack_m if glass_floor is not None else 0.0):
-        out = food_filling_bowl(g, bowl_axis(g, K, rim_height(g)), floor, thr, min_area_px, rgb)
+    slack = floor_slack_m if glass_floor is not None else 0.0
+    if floor_hidden(g, floor, rgb, slack):
+        out = food_filling_bowl(g, bowl_axis(g, K, rim_height(g)), floor, thr, min_area_px, rgb, slack)
         if out is not None:
             return out
     if not g.walled and \

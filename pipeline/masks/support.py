@@ -14,7 +14,10 @@ Four kinds (the `support` column of masks.csv / index.csv):
 
 Volume above a bowl surface = volume above the flat plane through the bowl's lowest point
 (pipeline.geometry.estimate_volume, the one volume implementation) minus the part of the bowl
-that rises above that plane under the food's footprint.
+that rises above that plane under the food's footprint. Food levelled in a bowl (a support with
+an `uncertainty`): the sum of each pixel's column between the bowl surface and the food's top
+times its footprint (the difference above, of a height-map integral and a per-pixel one, came
+out ~4 % low where most of the flat volume is bowl; a level top hides nothing from the camera).
 """
 from __future__ import annotations
 
@@ -154,5 +157,10 @@ def volume_above_support(depth: np.ndarray, mask: np.ndarray, K: np.ndarray, sup
     e1, e2 = plane_basis(n)
     rise = surface_height(support, X @ e1, X @ e2) - h0
     top = X @ n + d - h0                         # the bowl never rises above the food
+    if support.uncertainty is not None:
+        # food levelled in a bowl: its top hides nothing, so each pixel's column from the bowl
+        # surface up is exact; the difference of two integrals done differently lost ~4 %
+        return replace(res, volume_ml=float(np.sum(np.maximum(top - rise, 0.0) * area)) * 1e6,
+                       height_map=None)
     bowl_ml = float(np.sum(np.minimum(rise, np.maximum(top, 0)) * area)) * 1e6
     return replace(res, volume_ml=max(res.volume_ml - bowl_ml, 0.0), height_map=None)
