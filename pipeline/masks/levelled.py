@@ -6,11 +6,13 @@ FLOOR_M above it; its rim and the inner wall between the rim and the food are se
 below the food is the best fit to the visible wall among three families of bowls: power-law
 walls r(z) = r_f + (r_t - r_f) ((z - z_f) / (z_t - z_f))^p on a flat floor (p < 1 round, p = 1 a
 cone; a grid of p and floor widths), spherical caps and cones (least squares, closing where
-they close or cut flat at the floor), each standing on the floor height +- FLOOR_UNC_M. The
-food under the level is the cavity below it. Its uncertainty adds what refits show: the wall
-refitted without each quarter of its pixels (a band too short to tell the shapes apart picks
-another one), the floor moved by +- FLOOR_UNC_M, and MODEL_UNC for what no refit shows. A bowl
-on a foot is not seen from above: its label is high by the foot's slab (docs/contracts.md).
+they close or cut flat at the floor), each standing on the floor height +- its range. The
+food under the level is the cavity below it. Its uncertainty adds, in quadrature, the cavity's
+change over the families whose best fits tie with the best (within TIE of its RMS, loosened the
+further below the wall seen the shape must be followed), the largest change when the wall is
+refitted without each quarter of its pixels, the half-range over the floor's range, and MODEL_UNC
+for what no refit shows. A bowl on a foot is not seen from above: its label is high by the foot's
+slab (docs/contracts.md).
 The result is a bowl_surface support (the one volume implementation,
 pipeline.masks.support.volume_above_support, integrates it).
 """
@@ -93,9 +95,10 @@ def levelled_bowl(r: np.ndarray, z: np.ndarray, level: float, rim_h: float, norm
 def cavity_estimate(r: np.ndarray, z: np.ndarray, floors: tuple[float, ...], level: float,
                     rim_h: float, tie: float = TIE) -> tuple[float, float, WallShape]:
     """(cavity mL under `level` of the best-fitting shape, the largest change to it among the
-    shapes the wall cannot tell apart, that shape). The shapes are fitted on the wall pixels twice, the second time
-    without those TRIM robust sigmas off the best one (food heaped against the wall, a rim's
-    shadow); the families' best shapes fitting within `tie` of the best RMS are tied."""
+    shapes the wall cannot tell apart, that shape). The shapes are fitted on the wall pixels
+    twice, the second time without those TRIM robust sigmas off the best one (food heaped
+    against the wall, a rim's shadow); the families' best shapes within `tie` of the best RMS
+    are tied."""
     keep = np.ones(len(r), dtype=bool)
     for _ in range(2):
         shapes = wall_shapes(r[keep], z[keep], floors, level, rim_h)

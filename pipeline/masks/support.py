@@ -45,7 +45,7 @@ class Support:
     inlier_fraction: float = float("nan")  # fraction of the fitting pixels on the surface
     floor_guess_m: float | None = None   # bowl: how far the hidden floor was continued below
                                          # the level surface seen (food filling the bowl)
-    uncertainty: float | None = None     # bowl with food levelled in it: relative half-range
+    uncertainty: float | None = None     # bowl with food levelled in it: relative half-width
                                          # of the volume under the level (pipeline.masks.levelled)
     wall_exponent: float | None = None   # ... and the fitted wall shape (1: cone, < 1: round)
     plane_source: str | None = None      # 'release': the release-wide rig plane's normal;

@@ -1,0 +1,54 @@
+"""The hidden cavity of food levelled in a bowl, from the wall seen above it
+(pipeline.masks.levelled): exact walls of the three bowl families, with sensor-like noise."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from pipeline.masks.levelled import cavity_ml, levelled_bowl
+
+FLOOR, RIM_R, DEPTH = 0.056, 0.09, 0.06      # floor height above the base, rim radius, depth (m)
+
+
+def _cap(z):
+    R = (RIM_R ** 2 + DEPTH ** 2) / (2 * DEPTH)
+    return np.sqrt(np.maximum(2 * R * (z - FLOOR) - (z - FLOOR) ** 2, 0.0))
+
+
+def _cone(z):
+    return 0.01 + (RIM_R - 0.01) * (z - FLOOR) / DEPTH
+
+
+def _flat_floored(z):
+    return 0.04 + (RIM_R - 0.04) * np.clip((z - FLOOR) / DEPTH, 0, 1) ** 0.6
+
+
+def _wall(radius, level: float, n: int = 20000, seed: int = 0):
+    rng = np.random.default_rng(seed)
+    z = rng.uniform(level + 0.005, FLOOR + DEPTH - 0.003, n)
+    return radius(z) + rng.normal(0, 0.0005, n), z
+
+
+def _true_ml(radius, level: float) -> float:
+    zs = np.linspace(FLOOR, level, 4000)
+    return float(np.trapezoid(np.pi * radius(zs) ** 2, zs) * 1e6)
+
+
+@pytest.mark.parametrize("radius, exponent", [(_cap, 0.5), (_cone, 1.0), (_flat_floored, 0.6)])
+def test_a_wall_seen_above_half_the_bowl_gives_its_cavity(radius, exponent) -> None:
+    level = FLOOR + 0.5 * DEPTH
+    r, z = _wall(radius, level)
+    sup = levelled_bowl(r, z, level, FLOOR + DEPTH, [0, 0, 1], 0.0, [0, 0], FLOOR)
+    err = cavity_ml(sup, level) / _true_ml(radius, level) - 1
+    assert abs(err) <= 0.05 and abs(err) <= sup.uncertainty <= 0.2, (err, sup.uncertainty)
+    assert abs(sup.wall_exponent - exponent) <= 0.15, sup.wall_exponent
+
+
+def test_a_band_too_short_to_tell_the_shapes_apart_states_it() -> None:
+    """4 mm of wall over a 52 mm fill: every family fits it; the uncertainty says so."""
+    level = FLOOR + 0.052
+    rng = np.random.default_rng(1)
+    z = rng.uniform(level + 0.0045, level + 0.0085, 3000)
+    r = _cap(z) + rng.normal(0, 0.0005, len(z))
+    sup = levelled_bowl(r, z, level, level + 0.0105, [0, 0, 1], 0.0, [0, 0], FLOOR)
+    assert sup.uncertainty > 0.3, sup.uncertainty
