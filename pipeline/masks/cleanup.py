@@ -19,6 +19,13 @@ def fill_holes(mask: np.ndarray) -> np.ndarray:
     return mask | holes
 
 
+def image_border(shape: tuple[int, ...]) -> np.ndarray:
+    """The image's outermost rows and columns (where a surround, rim or frame runs out)."""
+    border = np.zeros(shape[:2], dtype=bool)
+    border[[0, -1], :] = border[:, [0, -1]] = True
+    return border
+
+
 def largest_component(mask: np.ndarray) -> np.ndarray:
     n, labels, stats, _ = cv2.connectedComponentsWithStats(mask.astype(np.uint8), connectivity=8)
     if n <= 1:

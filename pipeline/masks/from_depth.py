@@ -19,6 +19,7 @@ from pipeline.masks.cleanup import (
     drop_touching,
     fill_holes,
     grow_seeds,
+    image_border,
     largest_component,
     noise_floor,
     ring_fraction,
@@ -57,8 +58,7 @@ def geometry_mask(depth: np.ndarray, K: np.ndarray, min_height_mm: float | None 
     h_table = height_above_plane(depth, K, table_n, table_d)
     ht = np.nan_to_num(h_table, nan=-1.0)
     above = valid & (ht > thr)
-    border = np.zeros_like(valid)
-    border[[0, -1], :] = border[:, [0, -1]] = True
+    border = image_border(valid.shape)
     vessel = fill_holes(largest_component(above))
     # Default: the dominant plane is the support; rims/walls show up as rings or reach the frame.
     low = noise_floor(ht, valid & (np.abs(ht) < thr)) if grow else thr
@@ -143,8 +143,7 @@ def inside_vessel(depth: np.ndarray, K: np.ndarray, plane: tuple[np.ndarray, flo
     border stands a deep vessel's wall (_DEEP_BOWL_M) above it, at the median."""
     valid = np.isfinite(depth) & (depth > 0)
     h = np.nan_to_num(backproject(depth, K) @ np.asarray(plane[0], float) + float(plane[1]), nan=np.inf)
-    border = np.zeros_like(valid)
-    border[[0, -1], :] = border[:, [0, -1]] = True
+    border = image_border(valid.shape)
     on_border = valid & border
     if (on_border & (np.abs(h) < LEVEL_BAND_M)).sum() >= _SURROUND_BORDER_SHARE * border.sum():
         return False

@@ -23,7 +23,7 @@ from pipeline.geometry import backproject, fit_plane
 from pipeline.geometry.plane import LEVEL_BAND_M as _LEVEL_BAND_M
 from pipeline.geometry.plane import levels
 from pipeline.masks.bowls import bowl_axis, food_filling_bowl, food_in_open_bowl, level_like_vessel, rim_height
-from pipeline.masks.cleanup import clean_mask, fill_holes, hysteresis, largest_component, noise_floor
+from pipeline.masks.cleanup import clean_mask, fill_holes, hysteresis, image_border, largest_component, noise_floor
 from pipeline.masks.colour import colour_like
 from pipeline.masks.levelled import FLOOR_M
 from pipeline.masks.support import Support
@@ -87,10 +87,8 @@ def lowest_level(X: np.ndarray, valid: np.ndarray, n: np.ndarray, d: float) -> t
     normal, fitted on the larger surface, holds; the height is the lowest surface's."""
     n, d = np.asarray(n, float), float(d)
     h = np.nan_to_num(X @ n + d, nan=np.inf)
-    border = np.zeros_like(valid)
-    border[[0, -1], :] = border[:, [0, -1]] = True
-    low = [lv for lv in levels(h, valid & (h < -_BELOW_M), max(500, int(0.005 * valid.sum())))
-           if (valid & border & (np.abs(h - lv) < _LEVEL_BAND_M)).sum() >= _LOW_BORDER_SHARE * border.sum()]
+    low = border_levels(h, valid, valid & (h < -_BELOW_M), max(500, int(0.005 * valid.sum())),
+                        _LOW_BORDER_SHARE)
     return (n, d - min(low)) if low else (n, d)
 
 
@@ -119,13 +117,16 @@ def base_level(h: np.ndarray, valid: np.ndarray) -> float | None:
     """The highest level surface (heights `h`) that covers _BASE_BORDER_SHARE of the image
     border: the surround, or the scale platform when it runs out of the frame. None when
     no level surface reaches the border (a bowl filling the frame)."""
-    border = np.zeros_like(valid)
-    border[[0, -1], :] = border[:, [0, -1]] = True
-    need = _BASE_BORDER_SHARE * border.sum()
-    for lev in sorted(levels(h, valid, int(0.05 * valid.size)), reverse=True):
-        if (valid & border & (np.abs(h - lev) < _LEVEL_BAND_M)).sum() >= need:
-            return lev
-    return None
+    return max(border_levels(h, valid, valid, int(0.05 * valid.size), _BASE_BORDER_SHARE), default=None)
+
+
+def border_levels(h: np.ndarray, valid: np.ndarray, region: np.ndarray, min_px: int,
+                  share: float) -> list[float]:
+    """The level surfaces of heights `h` in `region` (pipeline.geometry.plane.levels) whose
+    valid pixels cover `share` of the image border."""
+    border = image_border(valid.shape)
+    return [lev for lev in levels(h, region, min_px)
+            if (valid & border & (np.abs(h - lev) < _LEVEL_BAND_M)).sum() >= share * border.sum()]
 
 
 def find_dish(above: np.ndarray) -> np.ndarray:

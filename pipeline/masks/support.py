@@ -144,7 +144,9 @@ def volume_above_support(depth: np.ndarray, mask: np.ndarray, K: np.ndarray, sup
         return estimate_volume(depth, mask, K, method, ring_px, cell_mm, plane=(n, d))
     # flat plane through the bowl's lowest point, then subtract the bowl above it
     h0 = float(min(support.heights))
-    res = estimate_volume(depth, mask, K, method, ring_px, cell_mm, plane=(n, d - h0))
+    levelled = support.uncertainty is not None   # food levelled in a bowl: per-pixel columns below
+    res = estimate_volume(depth, mask, K, "columns" if levelled else method, ring_px, cell_mm,
+                          plane=(n, d - h0))
     ys, xs = np.nonzero(mask)
     z = depth[ys, xs].astype(np.float64)
     ok = np.isfinite(z) & (z > 0)
@@ -157,7 +159,7 @@ def volume_above_support(depth: np.ndarray, mask: np.ndarray, K: np.ndarray, sup
     e1, e2 = plane_basis(n)
     rise = surface_height(support, X @ e1, X @ e2) - h0
     top = X @ n + d - h0                         # the bowl never rises above the food
-    if support.uncertainty is not None:
+    if levelled:
         # food levelled in a bowl: its top hides nothing, so each pixel's column from the bowl
         # surface up is exact; the difference of two integrals done differently lost ~4 %
         return replace(res, volume_ml=float(np.sum(np.maximum(top - rise, 0.0) * area)) * 1e6,
