@@ -22,7 +22,8 @@ def release_params(p: Params, root: Path, workers: int | None = None) -> Params:
 def run_stages(root: Path, work: Path, p: Params, workers: int | None = None
                ) -> tuple[pd.DataFrame, pd.DataFrame, dict, dict]:
     """ingest -> split -> masks -> labels on the release at `root`, outputs under `work`
-    (raw/, split.csv, masks/): (index, skipped, labels report, ingest report)."""
+    (raw/, split.csv, masks/): (index, skipped, labels report with the masks report under
+    'masks', ingest report)."""
     from stages import ingest, labels, masks, split
 
     p = release_params(p, root, workers)
@@ -30,6 +31,7 @@ def run_stages(root: Path, work: Path, p: Params, workers: int | None = None
     extra = [work]
     ingest_report = ingest.run(p, work / "raw")
     split.run(p, work / "raw", work / "split.csv")
-    masks.run(p, work / "split.csv", work / "raw", work / "masks", extra)
+    masks_report = masks.run(p, work / "split.csv", work / "raw", work / "masks", extra)
     index, skipped, report = labels.run(p, work / "split.csv", work / "masks" / "masks.csv", extra)
+    report["masks"] = masks_report
     return index, skipped, report, ingest_report

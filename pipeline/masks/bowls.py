@@ -195,12 +195,15 @@ def food_filling_bowl(g: DishGeometry, axis: BowlAxis, floor: float, thr: float,
     sup.plane_source = g.plane_source
     r_level = radius_at(sup, level)
     disc = inside & (r < r_level - 0.005)
-    if (disc & (np.abs(h - level) < LEVEL_BAND_M)).sum() >= LEVEL_FILL * disc.sum():
+    at_level = inside & (r < r_level + 0.003) & (np.abs(h - level) < LEVEL_BAND_M)
+    if (disc & at_level).sum() >= LEVEL_FILL * disc.sum():
         food = clean_mask(inside & (r < r_level + 0.003) & (h > level - LEVEL_BAND_M), min_area_px)
-    else:   # a heap on the hidden floor, or pieces on a level fill
+    else:   # a heap on the level fill, or pieces: what rises above the bowl surface, and the
+        # level round it (food by its height; its colour may differ from the heap's)
         h_b = np.nan_to_num(h - surface_height(sup, X @ axis.e1, X @ axis.e2), nan=-1.0)
         food = _above_surface(h_b, inside & (r < max(r_level, BOWL_INNER * axis.radius)), inside, thr,
                               min_area_px, rgb)
+        food = clean_mask(food | at_level, min_area_px)
     sup.uncertainty = _share_of_total(sup, food, X, h, level, float(g.K[0, 0] * g.K[1, 1]))
     return food, sup
 

@@ -3,7 +3,7 @@ suspect flags, and a depth-free given mask per dish for the evaluation (ground t
 dishes, RGB-only on Nutrition5k), written atomically with failures counted, never dropped."""
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from functools import partial
 from pathlib import Path
 
@@ -167,11 +167,15 @@ def masks_from_files(split_csv: Path, raw_dir: Path, out_dir: Path, p: Params,
     if rig is None:   # synthetic rig families: each dish's own plane, the platforms the dishes
         # show; with none seen nothing says where the vessels stand (a glass platform may hide)
         found = release_floor(df, cfg, p.nutrition5k.rig_plane_dishes, no_evidence_m=None)
-        cfg.rig_floor_m, cfg.surround_planes = found.floor_m, found.surround_planes
-    elif fits:        # the fixed rig: no platform, no plate seen: the vessels stand on the surround
-        cfg.rig_floor_m = release_floor(df, cfg, p.nutrition5k.rig_plane_dishes, no_evidence_m=FLOOR_M).floor_m
+        cfg.surround_planes = found.surround_planes
+    else:   # the rig (no platform, no plate seen: the vessels stand on the surround); a camera
+        # pose per dish: each dish's own surround plane (the floor's height above it holds in any pose)
+        found = release_floor(df, cfg if fits else replace(cfg, rig_plane=None), p.nutrition5k.rig_plane_dishes,
+                              no_evidence_m=FLOOR_M)
+    cfg.rig_floor_m = found.floor_m
     table, report = make_masks(df, out_dir, cfg, workers=p.data.workers)
     report["vessel_floor_m"] = cfg.rig_floor_m   # what the masks stood on, and ingest's beside it
+    report["vessel_floor_from"] = {"used": found.source, "dishes_showing": found.evidence}
     if rig is not None:
         report["vessel_floor_ingest_m"] = floor_m
     return table, report

@@ -45,7 +45,8 @@ def _disc(r: int) -> np.ndarray:
     return cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * r + 1, 2 * r + 1))
 
 
-_DISH_MIN_M = 0.003      # a dish stands at least this high above its base
+_DISH_MIN_M = 0.003      # a dish stands at least this high above its base ...
+_MIN_DISH_PX = 1000      # ... over at least this many pixels (fewer: food lies on the base itself)
 _MIN_LEVEL_PX = 1500     # a level surface covers at least this many pixels ...
 _MIN_LEVEL_SHARE = 0.03  # ... and this share of the region searched
 _BASE_BORDER_SHARE = 0.1  # the base covers at least this share of the image border
@@ -113,11 +114,20 @@ def _largest_level_plane(X: np.ndarray, valid: np.ndarray, n: np.ndarray, d: flo
     return fit_plane(pts, seed=seed) if len(pts) >= 100 else None
 
 
-def base_level(h: np.ndarray, valid: np.ndarray) -> float | None:
-    """The highest level surface (heights `h`) that covers _BASE_BORDER_SHARE of the image
-    border: the surround, or the scale platform when it runs out of the frame. None when
-    no level surface reaches the border (a bowl filling the frame)."""
-    return max(border_levels(h, valid, valid, int(0.05 * valid.size), _BASE_BORDER_SHARE), default=None)
+def base_level(h: np.ndarray, valid: np.ndarray) -> tuple[float | None, np.ndarray]:
+    """(the base, the dish standing on it): the highest level surface (heights `h`) that covers
+    _BASE_BORDER_SHARE of the image border and has a dish (_MIN_DISH_PX) standing on it: the
+    surround, or the scale platform when it runs out of the frame. A higher one with nothing on
+    it is food levelled in a bowl running out of the frame (a close camera), seen inside its
+    wall. None when no level surface reaches the border (a bowl filling the frame)."""
+    found = sorted(border_levels(h, valid, valid, int(0.05 * valid.size), _BASE_BORDER_SHARE), reverse=True)
+    first = None
+    for lev in found:
+        dish = find_dish(valid & (h - lev > _DISH_MIN_M))
+        if dish.sum() >= _MIN_DISH_PX:
+            return lev, dish
+        first = first or (lev, dish)
+    return first or (None, find_dish(valid & (h > _DISH_MIN_M)))
 
 
 def border_levels(h: np.ndarray, valid: np.ndarray, region: np.ndarray, min_px: int,
@@ -184,13 +194,10 @@ def dish_geometry(depth: np.ndarray, K: np.ndarray, rig_plane: tuple[np.ndarray,
     n, d, source = (np.asarray(rig_plane[0], float), float(rig_plane[1]), "release") if plane_is_dish \
         else dish_plane(X, valid, rig_plane, seed, own=own)
     h = np.nan_to_num(X @ n + d, nan=-1.0)
-    base = base_level(h, valid)
+    base, dish = base_level(h, valid)
     g = DishGeometry(X, np.asarray(K, float), valid, np.asarray(n, float), float(d) - (base or 0.0),
-                     h - (base or 0.0), source, float(base or 0.0), base is not None,
-                     np.zeros_like(valid), np.zeros_like(valid))
-    g.dish = find_dish(valid & (g.heights > _DISH_MIN_M))
-    g.inside = g.dish & valid
-    if g.dish.sum() < 1000:
+                     h - (base or 0.0), source, float(base or 0.0), base is not None, dish, dish & valid)
+    if g.dish.sum() < _MIN_DISH_PX:
         return g
     lv = levels(g.heights, g.inside & (g.heights > _DISH_MIN_M),
                 max(_MIN_LEVEL_PX, int(_MIN_LEVEL_SHARE * g.inside.sum())))
@@ -211,7 +218,10 @@ def vessel_floor(g: DishGeometry, rig_floor_m: float | None) -> float | None:
     its vessels stand there); None when nothing says it: no base, or (no release, e.g. a
     synthetic rig family) only the surround is seen, and a glass platform may hide between."""
     if rig_floor_m is not None and (g.on_surround or (not g.base_found and g.plane_source == "release")):
-        return float(rig_floor_m) - g.base   # the platform's height above the surround holds in any pose
+        floor = float(rig_floor_m) - g.base   # the platform's height above the surround holds in any pose
+        if g.on_surround and g.level is not None and g.level < floor - FLOOR_TOL_M:
+            return FLOOR_M   # a level inside lies below that floor: the base seen is a platform filling the frame
+        return floor
     if not g.base_found:
         return None
     stand = platform_beside(g)
@@ -315,7 +325,7 @@ def rig_mask(depth: np.ndarray, K: np.ndarray, rig_plane: tuple[np.ndarray, floa
     min_height_mm, min_area_px = or_default(MasksConfig, min_height_mm=min_height_mm, min_area_px=min_area_px)
     thr = min_height_mm * 1e-3
     g = dish_geometry(depth, K, rig_plane, seed, own=not rig_fits, plane_is_dish=plane_is_dish)
-    if g.dish.sum() < 1000:
+    if g.dish.sum() < _MIN_DISH_PX:
         return food_on_platform(g, thr, min_area_px)
     floor = vessel_floor(g, rig_floor_m)
     # the release's floor under a glass platform, not this dish's own base: it may be off by the slack

@@ -12,6 +12,8 @@ Food levelled in a bowl has neither. Without such evidence the caller says where
 stand: a fixed rig's on the surround itself (FLOOR_M above it), which is right for a release shot
 on a flat surface and wrong for a release of only bowls on a glass platform (nothing in the depth
 tells those apart); a synthetic rig family's nowhere (None: its bowls keep their bowl_floor flag).
+A release whose plane does not fit its dishes (a camera pose per dish) is read like a synthetic
+family, on each dish's own surround plane: the floor's height above the surround holds in any pose.
 """
 from __future__ import annotations
 
@@ -76,9 +78,11 @@ def densest_half(values: list[float]) -> float:
 @dataclass
 class ReleaseFloor:
     """The release's vessel floor (m above the rig plane; None: no evidence and no stated
-    default) and the surround planes fitted on the way (synthetic: dish id -> its own plane or
-    None), so the masks reuse them instead of fitting them again."""
+    default), the evidence it came from, and the surround planes fitted on the way (synthetic:
+    dish id -> its own plane or None), so the masks reuse them instead of fitting them again."""
     floor_m: float | None
+    source: str = "none"      # 'platform' | 'plate': the evidence used; 'none': the caller's default
+    evidence: dict[str, int] = field(default_factory=dict)   # dishes showing each kind
     surround_planes: dict[str, tuple[np.ndarray, float] | None] = field(default_factory=dict)
 
 
@@ -112,7 +116,8 @@ def release_floor(df: pd.DataFrame, cfg: MaskSettings, max_dishes: int,
                                  surround_plane=surround)
         if ev is not None:
             found[ev[0]].append(ev[1])
+    counts = {k: len(v) for k, v in found.items()}
     for kind in ("platform", "plate"):
         if len(found[kind]) >= max(MIN_DISHES, MIN_SHARE * len(idx)):
-            return ReleaseFloor(round(densest_half(found[kind]), 5), planes)
-    return ReleaseFloor(no_evidence_m, planes)
+            return ReleaseFloor(round(densest_half(found[kind]), 5), kind, counts, planes)
+    return ReleaseFloor(no_evidence_m, "none", counts, planes)
