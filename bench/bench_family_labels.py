@@ -1,7 +1,8 @@
 """Synthetic labels per scene family through the masks and labels stages' own entries
 (stages/masks.py, stages/labels.py `run`) on the files ingest and split wrote: what
-`dvc repro labels` gives for those dishes, restricted to some families so that one family (e.g.
-`deep_bowl`, issue 27) is measured without relabelling the whole data set.
+`dvc repro labels` gives, then restricted to some families (e.g. `deep_bowl`, issue 27). The
+whole split runs, as in the stage: the vessel floor is estimated from all its dishes, so a
+family run alone would stand on another floor.
 
 Usage: python bench/bench_family_labels.py [--split data/interim/split.csv] [--raw data/raw]
                                            [--families deep_bowl ...] [--csv per_dish.csv]
@@ -31,13 +32,12 @@ from pipeline.config import load_params
 
 
 def family_table(split_csv: Path, raw_dir: Path, families: list[str] | None, workers: int) -> pd.DataFrame:
-    """Per-dish labels of the chosen families through the masks and labels stages."""
+    """Per-dish labels of the chosen families through the masks and labels stages, run on the
+    whole split (the vessel floor comes from all its dishes)."""
     from stages import labels, masks
 
     p = load_params()
     df = io.read_index(split_csv, required=["dish_id", "split", "scene"])
-    if families:
-        df = df[df["scene"].isin(families)]
     with tempfile.TemporaryDirectory(dir=io.REPO_ROOT) as tmp:
         tmp = Path(tmp)
         io.write_csv(tmp / "split.csv", df)
@@ -45,6 +45,8 @@ def family_table(split_csv: Path, raw_dir: Path, families: list[str] | None, wor
         masks.run(p, tmp / "split.csv", raw_dir, tmp / "masks", [tmp])
         index, skipped, _ = labels.run(p, tmp / "split.csv", tmp / "masks" / "masks.csv", [tmp])
     out = pd.concat([index, skipped], ignore_index=True)
+    if families:
+        out = out[out["scene"].isin(families)].reset_index(drop=True)
     out["suspect"] = out["suspect"].fillna("").astype(str)
     out["usable"] = (out["label_status"] == "ok") & (out["suspect"] == "")
     out["err"] = (out["volume_ml"] - out["volume_ml_true"]) / out["volume_ml_true"]
