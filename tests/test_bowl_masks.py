@@ -1,9 +1,11 @@
 """Masks of food in bowls whose floor is hidden (issue 27): a heap on a level fill keeps the fill
 round it, whatever its colour; a platform filling the frame is not taken for the surround the
 release's vessel floor is measured from, nor food levelled to the frame's edge for the base;
-and with a camera pose per dish the release's floor
+with a camera pose per dish the release's floor
 comes from each dish's own surround, not from the median of the dishes' lowest levels (which
-bowls drag up to their food)."""
+bowls drag up to their food); and no bowl of food becomes an empty mask: food levelled nearly to
+the rim is masked and flagged, and a dish that would hold no food on the release's glass-platform
+floor stands on the platform filling the frame."""
 from __future__ import annotations
 
 import numpy as np
@@ -58,6 +60,41 @@ def test_food_level_running_out_of_the_frame_is_not_the_base() -> None:
     dish = render_bowl_dish(75, 1, "bowl_conical", pose="varying", support="flat")
     g = dish_geometry(dish.depth, dish.K, PLANE, own=True)
     assert g.on_surround and (g.dish & dish.mask).sum() > 0.9 * dish.mask.sum()
+
+
+def test_food_levelled_to_the_rim_is_masked_and_flagged() -> None:
+    """Food levelled 5 mm under the rim leaves no wall band to fit a bowl shape: the level from
+    wall to wall is still the food (its height says so), the cavity under it is unknown
+    (uncertainty 1: suspect bowl_floor). It once fell through to a plate whose floor is the food:
+    an empty mask, dropped as specks."""
+    from pipeline.masks.rig import rig_mask
+    from pipeline.suspect import mask_reasons
+    from tests.fixtures.bowl_release import render_bowl_dish
+
+    dish = render_bowl_dish(50, 12, "bowl_round", pose="varying", support="flat")
+    assert dish.info["fill_share"] > 0.85
+    mask, sup = rig_mask(dish.depth, dish.K, PLANE, rgb=dish.rgb, rig_floor_m=FLOOR_M, rig_fits=False)
+    iou = (mask & dish.mask).sum() / (mask | dish.mask).sum()
+    assert iou > 0.85, iou
+    assert sup.uncertainty == 1.0
+    assert mask_reasons(mask, 0.8 * dish.volume_ml, sup.kind, sup.inlier_fraction, uncertainty=sup.uncertainty) == ["bowl_floor"]
+
+
+@pytest.mark.parametrize("index, family", [(5, "bowl_footed"), (15, "bowl_round")])
+def test_dish_with_no_food_on_the_glass_floor_stands_on_what_is_seen(index: int, family: str) -> None:
+    """A camera pose per dish, a platform filling the frame: the dish's own plane takes the
+    platform for the surround, and the release's floor (a glass platform's, 5 cm up) lies at the
+    food's level, which then reads as a bare floor: no food. Every dish holds food, so the dish
+    stands on the base seen, its floor FLOOR_M above it."""
+    from pipeline.masks.rig import dish_geometry, rig_mask
+    from tests.fixtures.bowl_release import render_bowl_dish
+    from tests.fixtures.rig_release import PLATFORM_Z
+
+    dish = render_bowl_dish(51, index, family, pose="varying", support="platform")
+    assert dish.info["stands_on"] == "platform" and not dish.info["platform_glass"]
+    assert dish_geometry(dish.depth, dish.K, PLANE, own=True).on_surround   # the platform, taken for the surround
+    mask, sup = rig_mask(dish.depth, dish.K, PLANE, rgb=dish.rgb, rig_floor_m=PLATFORM_Z + FLOOR_M, rig_fits=False)
+    assert (mask & dish.mask).sum() > 0.8 * dish.mask.sum(), (mask.sum(), dish.mask.sum())
 
 
 @pytest.mark.slow

@@ -178,16 +178,12 @@ def food_filling_bowl(g: DishGeometry, axis: BowlAxis, floor: float, thr: float,
     food in a white bowl): the height does. `floor_slack_m`: how far this dish's floor may lie
     from `floor` when that is the release's (a glass platform), if more than FLOOR_UNC_M."""
     X, inside, h, level = g.X, g.inside, g.heights, float(g.level)
-    on_level = inside & (np.abs(h - level) < LEVEL_BAND_M) & (axis.radii(X) < axis.radius)
-    axis = _centred_on(axis, X, on_level)
-    r = axis.radii(X)
+    axis, r, on_level = _level_axis(g, axis)
     wall = wall_pixels(r, h, inside, axis.radius)
-    # where the food meets the wall: only needed when little wall shows above it (the level's
-    # band of heights also takes in the wall's foot, so its edge lies a few mm out)
+    # where the food meets the wall: only needed when little wall shows above it
     seen = wall & (h > level + 0.004) & (h < axis.rim_h - 0.002)
-    flat = on_level & (r < axis.radius) & (np.abs(h - level) < 0.001)
-    contact = float(np.percentile(r[flat], 95)) \
-        if (seen.sum() < 4 * MIN_WALL_PX or axis.rim_h - level < 0.012) and flat.sum() >= 50 else None
+    contact = _level_contact(g, axis, r, on_level) \
+        if seen.sum() < 4 * MIN_WALL_PX or axis.rim_h - level < 0.012 else None
     sup = levelled_bowl(r[wall], h[wall], level, axis.rim_h, g.normal, float(g.d), axis.centre, floor,
                         contact_r=contact, floor_unc_m=max(FLOOR_UNC_M, floor_slack_m))
     if sup is None:
@@ -206,6 +202,36 @@ def food_filling_bowl(g: DishGeometry, axis: BowlAxis, floor: float, thr: float,
         food = clean_mask(food | at_level, min_area_px)
     sup.uncertainty = _share_of_total(sup, food, X, h, level, float(g.K[0, 0] * g.K[1, 1]))
     return food, sup
+
+
+def food_to_the_wall(g: DishGeometry, axis: BowlAxis, min_area_px: int) -> tuple[np.ndarray, Support] | None:
+    """Food levelled so near the rim that too little wall shows above it to fit a bowl shape
+    (food_filling_bowl gives None): the level from wall to wall is the food, by its height, but
+    nothing seen says how deep the cavity under it goes. The support is the plane with an
+    uncertainty of 1 (suspect bowl_floor: the dish is not used), not an empty plate. None when
+    no level meets the wall."""
+    axis, r, on_level = _level_axis(g, axis)
+    contact = _level_contact(g, axis, r, on_level)
+    if contact is None:
+        return None
+    food = clean_mask(g.inside & (r < contact + 0.003) & (g.heights > float(g.level) - LEVEL_BAND_M), min_area_px)
+    return food, Support("plane", uncertainty=1.0, plane_source=g.plane_source)
+
+
+def _level_axis(g: DishGeometry, axis: BowlAxis) -> tuple[BowlAxis, np.ndarray, np.ndarray]:
+    """The axis centred on the food's level surface, every pixel's radius from it, and the
+    level's pixels (within the rim seen from the outline's axis)."""
+    on_level = g.inside & (np.abs(g.heights - float(g.level)) < LEVEL_BAND_M) & (axis.radii(g.X) < axis.radius)
+    axis = _centred_on(axis, g.X, on_level)
+    return axis, axis.radii(g.X), on_level
+
+
+def _level_contact(g: DishGeometry, axis: BowlAxis, r: np.ndarray, on_level: np.ndarray) -> float | None:
+    """Radius where the food's level meets the wall: the 95th percentile radius of the level's
+    flattest pixels (the level's band of heights also takes in the wall's foot, so its edge
+    lies a few mm out); None when fewer than 50 such pixels."""
+    flat = on_level & (r < axis.radius) & (np.abs(g.heights - float(g.level)) < 0.001)
+    return float(np.percentile(r[flat], 95)) if flat.sum() >= 50 else None
 
 
 def _centred_on(axis: BowlAxis, X: np.ndarray, on_level: np.ndarray) -> BowlAxis:

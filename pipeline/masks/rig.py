@@ -6,10 +6,13 @@ platform, pipeline.data.rig) is known. `rig_mask` runs named steps:
    surface and whether a wall rises around it;
 2. `vessel_floor`: how high a plate's or bowl's floor can lie above that base on this rig;
 3. geometry first: a lowest level far above that height is food hiding a bowl's floor
-   (pipeline.masks.bowls.food_filling_bowl), whatever its colour;
+   (pipeline.masks.bowls.food_filling_bowl, or `food_to_the_wall` when too little wall shows
+   above it to fit a shape), whatever its colour;
 4. otherwise a plate (a level floor with no wall, `food_on_plate`) or an open bowl
    (pipeline.masks.bowls.food_in_open_bowl); food with no vessel lies on the base
    (`food_on_platform`). Colour votes (pipeline.masks.colour) drop rims and walls at food height.
+A dish that would hold no food standing on the release's glass-platform floor stands on the base
+seen (a platform filling the frame): steps 3-4 run again with the floor FLOOR_M above it.
 """
 from __future__ import annotations
 
@@ -22,7 +25,8 @@ from pipeline.config import MasksConfig, or_default
 from pipeline.geometry import backproject, fit_plane
 from pipeline.geometry.plane import LEVEL_BAND_M as _LEVEL_BAND_M
 from pipeline.geometry.plane import levels
-from pipeline.masks.bowls import bowl_axis, food_filling_bowl, food_in_open_bowl, level_like_vessel, rim_height
+from pipeline.masks.bowls import (bowl_axis, food_filling_bowl, food_in_open_bowl, food_to_the_wall, level_like_vessel,
+                                  rim_height)
 from pipeline.masks.cleanup import clean_mask, fill_holes, hysteresis, image_border, largest_component, noise_floor
 from pipeline.masks.colour import colour_like
 from pipeline.masks.levelled import FLOOR_M
@@ -329,10 +333,23 @@ def rig_mask(depth: np.ndarray, K: np.ndarray, rig_plane: tuple[np.ndarray, floa
         return food_on_platform(g, thr, min_area_px)
     floor = vessel_floor(g, rig_floor_m)
     # the release's floor under a glass platform, not this dish's own base: it may be off by the slack
-    glass_floor = floor if (rig_floor_m is not None and floor is not None and floor > _MAX_FLOOR_M) else None
-    slack = floor_slack_m if glass_floor is not None else 0.0
+    glass = rig_floor_m is not None and floor is not None and floor > _MAX_FLOOR_M
+    food, support = food_in_vessel(g, K, floor, thr, min_area_px, rgb, floor_slack_m if glass else 0.0, glass)
+    if glass and food.sum() < min_area_px:
+        # standing on a glass platform, the dish would hold no food: it stands on the base seen
+        # (a platform filling the frame, taken for the surround), its floor FLOOR_M above it
+        food, support = food_in_vessel(g, K, FLOOR_M, thr, min_area_px, rgb, 0.0, False)
+    return food, support
+
+
+def food_in_vessel(g: DishGeometry, K: np.ndarray, floor: float | None, thr: float, min_area_px: int,
+                   rgb: np.ndarray | None, slack: float, glass: bool) -> tuple[np.ndarray, Support]:
+    """Steps 3-4 for a dish whose vessel floor lies `floor` above its base (`glass`: the
+    release's floor under a glass platform, off by up to `slack`)."""
     if floor_hidden(g, floor, rgb, slack):
-        out = food_filling_bowl(g, bowl_axis(g, K, rim_height(g)), floor, thr, min_area_px, rgb, slack)
+        axis = bowl_axis(g, K, rim_height(g))
+        out = food_filling_bowl(g, axis, floor, thr, min_area_px, rgb, slack) or \
+            food_to_the_wall(g, axis, min_area_px)
         if out is not None:
             return out
     if not g.walled and \
@@ -340,4 +357,4 @@ def rig_mask(depth: np.ndarray, K: np.ndarray, rig_plane: tuple[np.ndarray, floa
         return food_on_plate(g, thr, min_area_px, rgb)
     # an open bowl: a bare floor is looked for near the release's vessel floor only when the
     # dish stands on a glass platform (the floor height is the release's, not the base's)
-    return food_in_open_bowl(g, bowl_axis(g, K), thr, min_area_px, rgb, glass_floor)
+    return food_in_open_bowl(g, bowl_axis(g, K), thr, min_area_px, rgb, floor if glass else None)
