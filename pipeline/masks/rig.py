@@ -42,6 +42,7 @@ FLOOR_TOL_M = 0.010      # a plate's or bowl's floor lies at most this far above
 BOWL_TOL_M = 0.003       # ... a bowl's (walled) floor this far, unless coloured like its wall
 _PLATE_FOOD_M = 0.008    # food on a plate stands at least this high above its floor ...
 _PLATE_FOOD_SHARE = 0.02  # ... over at least this share of the dish
+_TALL_EDGE_PX = 4        # the sloped edge round food that stands that high: food by height too
 _PLATFORM_MAX_M = 0.12   # a platform seen beside the dish stands at most this high
 
 
@@ -288,14 +289,17 @@ def food_on_platform(g: DishGeometry, thr: float, min_area_px: int) -> tuple[np.
 def food_on_plate(g: DishGeometry, thr: float, min_area_px: int, rgb: np.ndarray | None
                   ) -> tuple[np.ndarray, Support]:
     """Food rising above a plate's level floor; the rim (the outline band, and everything
-    outside the hull of the floor) rises less than _RIM_MAX_M and is not food."""
+    outside the hull of the floor) rises less than _RIM_MAX_M and is not food. Colour votes
+    only on the low rises: what stands _PLATE_FOOD_M above the floor off the rim, and its
+    edge, is food by its height (a white piece on a white plate)."""
     inside, floor = g.inside, g.floor_h
     h_f = g.heights - floor
     on_floor = inside & (np.abs(h_f) < thr)
     rim = (g.edge | ~_hull(on_floor)) & (h_f < _RIM_MAX_M)
     strong = inside & (h_f > thr) & ~rim
     weak = inside & (h_f > noise_floor(h_f, on_floor)) & ~rim
-    like = colour_like(rgb, inside & (h_f > _SEED_M) & ~rim, on_floor | (inside & rim))
+    tall = cv2.dilate((inside & (h_f > _PLATE_FOOD_M) & ~rim).astype(np.uint8), _disc(_TALL_EDGE_PX)).astype(bool)
+    like = colour_like(rgb, inside & (h_f > _SEED_M) & ~rim, on_floor | (inside & rim)) | tall
     food = clean_mask(hysteresis(strong & like, weak & like), min_area_px)
     bare = inside & ~food     # the support's inliers among the dish pixels food does not cover
     inl = float((on_floor & bare).sum() / max(bare.sum(), 1))
