@@ -193,7 +193,7 @@ def food_filling_bowl(g: DishGeometry, axis: BowlAxis, floor: float, thr: float,
     disc = inside & (r < r_level - 0.005)
     at_level = inside & (r < r_level + 0.003) & (np.abs(h - level) < LEVEL_BAND_M)
     if (disc & at_level).sum() >= LEVEL_FILL * disc.sum():
-        food = clean_mask(inside & (r < r_level + 0.003) & (h > level - LEVEL_BAND_M), min_area_px)
+        food = _level_to_wall(g, r, r_level, min_area_px)
     else:   # a heap on the level fill, or pieces: what rises above the bowl surface, and the
         # level round it (food by its height; its colour may differ from the heap's)
         h_b = np.nan_to_num(h - surface_height(sup, X @ axis.e1, X @ axis.e2), nan=-1.0)
@@ -214,8 +214,13 @@ def food_to_the_wall(g: DishGeometry, axis: BowlAxis, min_area_px: int) -> tuple
     contact = _level_contact(g, axis, r, on_level)
     if contact is None:
         return None
-    food = clean_mask(g.inside & (r < contact + 0.003) & (g.heights > float(g.level) - LEVEL_BAND_M), min_area_px)
-    return food, Support("plane", uncertainty=1.0, plane_source=g.plane_source)
+    return _level_to_wall(g, r, contact, min_area_px), Support("plane", uncertainty=1.0, plane_source=g.plane_source)
+
+
+def _level_to_wall(g: DishGeometry, r: np.ndarray, r_wall: float, min_area_px: int) -> np.ndarray:
+    """Food levelled in a bowl: the level and all above it out to where it meets the wall
+    (radius `r_wall` about the axis, + 3 mm)."""
+    return clean_mask(g.inside & (r < r_wall + 0.003) & (g.heights > float(g.level) - LEVEL_BAND_M), min_area_px)
 
 
 def _level_axis(g: DishGeometry, axis: BowlAxis) -> tuple[BowlAxis, np.ndarray, np.ndarray]:
