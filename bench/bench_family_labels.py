@@ -4,7 +4,7 @@
 whole split runs, as in the stage: the vessel floor is estimated from all its dishes, so a
 family run alone would stand on another floor.
 
-Usage: python bench/bench_family_labels.py [--split data/interim/split.csv] [--raw data/raw]
+Usage: python bench/bench_family_labels.py [--split data/interim/split.csv] [--raw data/raw] [--root DIR]
                                            [--families deep_bowl ...] [--csv per_dish.csv]
        python bench/bench_family_labels.py --seed 7 --n-dishes 240 [--families ...]
 (`--seed`: a fresh data set rendered by the ingest and split stages' own entries with params.yaml
@@ -31,19 +31,28 @@ from pipeline import io
 from pipeline.config import load_params
 
 
-def family_table(split_csv: Path, raw_dir: Path, families: list[str] | None, workers: int) -> pd.DataFrame:
+def family_table(split_csv: Path, raw_dir: Path, families: list[str] | None, workers: int,
+                 root: Path | None = None) -> pd.DataFrame:
     """Per-dish labels of the chosen families through the masks and labels stages, run on the
-    whole split (the vessel floor comes from all its dishes)."""
+    whole split (the vessel floor comes from all its dishes). `root`: the project the split's
+    relative paths are written from (default this repository)."""
     from stages import labels, masks
 
     p = load_params()
     df = io.read_index(split_csv, required=["dish_id", "split", "scene"])
+    roots = []
+    if root is not None and Path(root).resolve() != io.REPO_ROOT.resolve():
+        root = Path(root).resolve()
+        roots = [root]
+        for col in [c for c in df.columns if c.endswith("_path")]:
+            df[col] = [v if not isinstance(v, str) or not v or Path(v).is_absolute() else str(root / v)
+                       for v in df[col]]
     with tempfile.TemporaryDirectory(dir=io.REPO_ROOT) as tmp:
         tmp = Path(tmp)
         io.write_csv(tmp / "split.csv", df)
         p.data.workers = workers
-        masks.run(p, tmp / "split.csv", raw_dir, tmp / "masks", [tmp])
-        index, skipped, _ = labels.run(p, tmp / "split.csv", tmp / "masks" / "masks.csv", [tmp])
+        masks.run(p, tmp / "split.csv", raw_dir, tmp / "masks", [tmp] + roots)
+        index, skipped, _ = labels.run(p, tmp / "split.csv", tmp / "masks" / "masks.csv", [tmp] + roots)
     out = pd.concat([index, skipped], ignore_index=True)
     if families:
         out = out[out["scene"].isin(families)].reset_index(drop=True)
@@ -84,6 +93,8 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--split", type=Path, default=io.REPO_ROOT / "data/interim/split.csv")
     ap.add_argument("--raw", type=Path, default=io.REPO_ROOT / "data/raw")
+    ap.add_argument("--root", type=Path, default=None,
+                    help="the project the split's relative paths start from (default: this repository)")
     ap.add_argument("--families", nargs="*", default=["deep_bowl"])
     ap.add_argument("--workers", type=int, default=2)
     ap.add_argument("--csv", type=Path, default=None)
@@ -91,7 +102,7 @@ def main() -> None:
     ap.add_argument("--n-dishes", type=int, default=240, help="... of this many dishes (all families)")
     args = ap.parse_args()
     if args.seed is None:
-        df = family_table(args.split, args.raw, args.families, args.workers)
+        df = family_table(args.split, args.raw, args.families, args.workers, args.root)
     else:
         with tempfile.TemporaryDirectory(dir=io.REPO_ROOT) as work:
             split_csv, raw = fresh_split(args.seed, args.n_dishes, Path(work), args.workers)

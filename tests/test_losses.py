@@ -197,6 +197,27 @@ def test_implausible_labels_leave_the_volume_term(sc):
     assert float(only_second) == pytest.approx(float(second), rel=1e-5)
 
 
+def test_labels_above_a_bowl_surface_leave_the_volume_term(sc):
+    """A label measured above a bowl's inner surface (index `support` bowl_surface) is not what the
+    term's ring-plane geometry measures: that dish leaves the volume term, its depth terms stay."""
+    from pipeline.train.datamodule import on_bowl
+    from pipeline.train.losses import loss_terms
+    assert on_bowl({"support": "bowl_surface"}) and not on_bowl({"support": "plate_floor"})
+    assert not on_bowl({}) and not on_bowl({"support": float("nan")})
+    gt, mask, K = sc["depth"], sc["mask"], sc["K"]
+    pred = torch.where(mask, gt - 0.01, gt)
+    w = dict.fromkeys(WEIGHTS, 0.0) | {"w_volume": 1.0, "w_depth": 1.0}
+    batch = {"depth": gt, "mask": mask, "K": K, "volume_ml": sc["volume_ml"]}
+    both = loss_terms({"depth": pred}, batch, w, GEOM, False)
+    second = loss_terms({"depth": pred}, batch | {"bowl_label": torch.tensor([True, False])}, w, GEOM, False)
+    alone = loss_terms({"depth": pred[1:]}, {k: v[1:] for k, v in batch.items()}, w, GEOM, False)
+    assert float(second["volume"]) == pytest.approx(float(alone["volume"]), rel=1e-5)
+    assert float(second["volume"]) != pytest.approx(float(both["volume"]), rel=1e-3)
+    assert float(second["depth"]) == pytest.approx(float(both["depth"]))
+    none = loss_terms({"depth": pred}, batch | {"bowl_label": torch.tensor([True, True])}, w, GEOM, False)
+    assert float(none["volume"]) == 0.0
+
+
 def test_gradient_term_is_scale_invariant_and_sees_a_flattened_mound(sc):
     gt = sc["depth"]
     valid = valid_depth(gt)

@@ -43,6 +43,13 @@ def labelled(row: Mapping) -> bool:
     return not (v is False or str(v).strip().lower() in ("false", "0"))
 
 
+def on_bowl(row: Mapping) -> bool:
+    """Was the row's label measured above a bowl's inner surface (index `support`, from the masks
+    stage)? The volume term's ring-plane geometry cannot see that surface. Rows without the
+    column (stage 0's scenes, other indexes) stand on the ring plane."""
+    return str(row.get("support", "plane")).strip() == "bowl_surface"
+
+
 class DishDataset(Dataset):
     """One split, read lazily. `augment` None = deterministic resize (validation); training
     draws depend only on (seed, epoch, index), whichever worker reads the sample."""
@@ -88,6 +95,7 @@ class DishDataset(Dataset):
             "mask": cv2.resize(mask.astype(np.uint8), dsize, interpolation=cv2.INTER_NEAREST) > 0,
             "K": resize_K(K_from_row(row), (h0, w0), work_hw),
             "volume_ml": float(row["volume_ml"]),
+            "bowl_label": on_bowl(row),
         }
 
     def __len__(self) -> int:
@@ -104,6 +112,7 @@ class DishDataset(Dataset):
             "K": torch.from_numpy(s["K"]).float(),
             # a "depth"-mode zoom compresses the scene along the optical axis: label follows
             "volume_ml": torch.tensor(it["volume_ml"] * s["volume_scale"], dtype=torch.float32),
+            "bowl_label": it["bowl_label"],   # the volume term leaves it out (pipeline.train.losses)
             "dish_id": it["dish_id"],
             "index": idx,  # validation de-duplicates DistributedSampler's padding by it
             "labelled": labelled(self.rows[idx]),  # False: only a teacher's depth may train on it

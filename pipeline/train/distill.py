@@ -79,7 +79,7 @@ class DistillLitModule(DepthLitModule):
         terms: dict[str, torch.Tensor] = {}
         lab = torch.as_tensor(batch["labelled"], device=out["depth"].device).bool()
         if lab.any():   # unlabelled dishes never reach a labelled term, whatever their files hold
-            sub = {k: batch[k][lab] for k in ("depth", "mask", "K", "volume_ml")}
+            sub = {k: batch[k][lab] for k in ("depth", "mask", "K", "volume_ml", "bowl_label") if k in batch}
             out_lab = {k: v[lab] for k, v in out.items()}   # depth, K and any head's output (mask_logits)
             terms.update(loss_terms(out_lab, sub, self.weights, self.geom, self.predicts_K, self.settings) or {})
         if self.weights["w_teacher"] > 0:

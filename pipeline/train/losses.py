@@ -244,6 +244,9 @@ def loss_terms(out: dict[str, Tensor], batch: dict[str, Tensor], weights: dict[s
             terms["plane"] = plane_loss(pred, gt, mask, K, ring, seed, pred_plane=plane, gt_plane=gt_plane)
         if weights["w_volume"] > 0:
             keep = plausible_label(batch["volume_ml"], mask, gt, K, settings["label_height_mm"])
+            if "bowl_label" in batch:   # measured above a bowl's surface, which the ring plane does not
+                # see: the ring-plane volume of even the measured depth reads such a label far low
+                keep = keep & ~torch.as_tensor(batch["bowl_label"], device=keep.device).bool()
             terms["volume"] = volume_loss(pred, mask, K, batch["volume_ml"], geom, pred_plane=plane,
                                           floor_ml=settings["volume_floor_ml"], keep=keep)
         if weights["w_height"] > 0:
