@@ -34,7 +34,8 @@ def test_every_bowl_gets_a_bowl_surface_and_a_mask(tree) -> None:
 def test_bowl_labels_stay_within_the_measured_bound(tree) -> None:
     df, _ = tree
     bowls = df[(df["vessel"] == "bowl") & df["usable"]]
-    # bench_bowl_labels.py: bowls' p90 ~30 % (target 15 %, not met); footed bowls are high
+    # bench_bowl_labels.py, fresh trees: bowls' p90 21-23 % (target 15 %, not met), 4-5 % without the
+    # footed bowls, which read high by their foot (median +13 %)
     assert (bowls["err"].abs() <= 0.4).all(), bowls[["shape", "fill_share", "err", "uncertainty"]]
 
 
