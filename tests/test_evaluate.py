@@ -272,7 +272,8 @@ def test_ring_rescaled_diagnostic_recovers_the_scale(tiny_index, tmp_path):
     from pipeline.evaluate.compare import comparison_plan
     from pipeline.evaluate.names import BASELINE_NAMES, DIAG_KIND, DIAG_SUFFIX, SETTINGS, STAGE0_SUFFIX
     df, root = tiny_index
-    dishes = select_split(df.assign(scene=["table"] * 4 + ["table", "platform", "deep_bowl"]), "test")
+    dishes = select_split(df.assign(scene=["table"] * 4 + ["table", "platform", "deep_bowl"],
+                                    support=["plane"] * 6 + ["bowl_surface"]), "test")
     ecfg = as_params({"eval": {"n_worst": 1, "volume_bins": [50, 150]}}).eval
     metrics, plots = tmp_path / "metrics", tmp_path / "plots"
     s = evaluate_model("m", _lookup_predictor(dishes, root, 1.3), dishes, VCFG, ecfg, metrics, plots, [root],
@@ -295,6 +296,12 @@ def test_ring_rescaled_diagnostic_recovers_the_scale(tiny_index, tmp_path):
         assert {g: v["n"] for g, v in js["by_family"].items()} == {"rig": 2, "table": 1}
         assert sum(b["n"] for b in js["height_bins"]["all"].values()) == 3
     assert s["by_family"]["rig"]["ring_scale_ratio_median"] == pytest.approx(1.3, rel=1e-4)
+    # per support kind (what the label's food stands on), carried per dish from the index
+    assert list(model["support"]) == ["plane", "plane", "bowl_surface"]
+    assert {k: v["n"] for k, v in s["by_support"].items()} == {"bowl_surface": 1, "plane": 2}
+    from pipeline.evaluate.report import support_section
+    text = "\n".join(support_section({"m": s, f"m{DIAG_SUFFIX}": d}))
+    assert "`bowl_surface`" in text and f"`m{DIAG_SUFFIX}`" in text
     # every box is 2 cm high: the 15-30 mm bin; the scale error shows as height error, gone when rescaled
     assert model["food_height_mm"].to_numpy() == pytest.approx(20.0, abs=0.5)
     assert s["height_bins"]["table"]["15_30"]["n"] == 1 and s["height_bins"]["rig"]["lt15"]["n"] == 0
@@ -309,6 +316,7 @@ def test_ring_rescaled_diagnostic_recovers_the_scale(tiny_index, tmp_path):
         evaluate_tables(None, dishes, VCFG, allowed_roots=[root], setting=END_TO_END, diagnostic=True)
     plain = summarise(evaluate_predictor(None, select_split(df, "test"), VCFG, allowed_roots=[root]))
     assert "by_family" not in plain and plain["height_bins"]["all"]["15_30"]["n"] == 3
+    assert "by_support" not in plain   # an index without `support`: no group
 
 
 def test_area_height_baseline_is_scored_on_its_flat_height(tiny_index):

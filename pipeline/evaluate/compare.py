@@ -126,7 +126,7 @@ def compare_by_family(a: pd.DataFrame, b: pd.DataFrame, n_bootstrap: int = 2000,
 
 def read_table(path: Path) -> pd.DataFrame:
     """A per-dish metrics/eval CSV with `dish_id` and `scene` as text (ids stay ids; no scene -> NaN)."""
-    return pd.read_csv(path, dtype={"dish_id": str, "scene": str})
+    return pd.read_csv(path, dtype={"dish_id": str, "scene": str, "support": str})
 
 
 def compare_models(plan: Sequence[tuple[str, str, str, str]], read: Callable[[str], pd.DataFrame],

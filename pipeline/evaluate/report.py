@@ -61,6 +61,8 @@ FAMILY_COLUMNS: list[tuple[str, str, str]] = [
     ("depth_ring_abs_rel", "AbsRel ring", "f3"), ("ring_scale_ratio_median", "ring scale", "f3"),
     ("height_mae_mm", "height err mm", "f1"),
 ]
+SUPPORT_COLUMNS = [c for c in FAMILY_COLUMNS if c[0] in ("n", "volume_mape", "volume_median_ape", "volume_bias_pct",
+                                                        "height_mae_mm")]
 FAMILY_LABEL = {RIG: "rig families (every scene family but `table`, pooled: the copy of the real experiment)",
                 TABLE: "table family", "all": "whole test split"}
 # How the synthetic generator draws the table family's camera (pipeline/data/views.py, table_camera): per dish.
@@ -418,7 +420,28 @@ def family_section(results: dict[str, dict], kinds: dict[str, str], compare: dic
                     f"{_other_label(r, kinds)}: {_verdict_text(r['verdicts'])}." for r in crow]
             out.append("")
     out += height_bins_section(results)
+    out += support_section(results)
     return out
+
+
+def support_section(results: dict[str, dict]) -> list[str]:
+    """Given-mask rows per what the label's food stands on (eval JSON `by_support`): the volume
+    geometry measures the food above a plane fitted on a ring round the mask, so the oracle row says
+    how far that geometry itself reaches on each kind (a bowl's wall is not a plane)."""
+    rows = []
+    for n, r in results.items():
+        if n.endswith((SETTINGS[END_TO_END], HEAD_SUFFIX)):
+            continue
+        for kind, g in (r.get("by_support") or {}).items():
+            rows.append([f"`{n}`", f"`{kind}`"] + [_fmt(g.get(k), f) for k, _, f in SUPPORT_COLUMNS])
+    if not rows:
+        return []
+    return ["### Per support (given masks)", "",
+            "What the label's food stands on (the masks stage's `support`). Every row measures the food above "
+            "the plane fitted on a ring round its mask (as `predict` does); the label of food in a bowl is "
+            "measured above the bowl's fitted inner surface, which that ring (the bowl's wall) does not "
+            "give, so the oracle row is the geometry's own reach on each kind.", "",
+            _md_table(["row", "support"] + [h for _, h, _ in SUPPORT_COLUMNS], rows), ""]
 
 
 REAL_DISHES_SUFFIX = "_mask_head_real"   # metrics/eval/<model>_mask_head_real.json (bench/bench_mask_head_real.py)

@@ -84,15 +84,19 @@ CSV_COLUMNS = ["dish_id", "volume_ml_gt", "volume_ml_pred", "abs_err_ml", "ape",
                "depth_abs_rel", "depth_rmse_m", "depth_delta1",
                "depth_ring_abs_rel", "depth_ring_rmse_m", "depth_ring_delta1", "ring_scale_ratio",
                "height_mae_mm", "height_bias_mm", "food_height_mm", "focal_rel_err",
-               "scene", "fx_px", "camera_distance_m", "mask_iou"]
+               "scene", "support", "fx_px", "camera_distance_m", "mask_iou"]
 # each dish's inference seconds: kept in the in-memory table, never in the tracked CSV (a log, logs/eval)
 TIMING_COLUMN = "infer_s"
 DEPTH_COLUMNS = ["depth_abs_rel", "depth_rmse_m", "depth_delta1", "depth_ring_abs_rel",
                  "depth_ring_rmse_m", "depth_ring_delta1", "ring_scale_ratio", "height_mae_mm",
                  "height_bias_mm", "food_height_mm"]
 # What a dish is, copied from the index into every per-dish table: its scene family (synthetic; '' on
-# Nutrition5k) and its camera (the table family draws both per dish: what a model without K cannot know).
-DISH_COLUMNS = {"scene": "scene", "fx_px": "fx", "camera_distance_m": "distance_m"}   # table <- index
+# Nutrition5k), what its label's food stands on (the masks stage's support: plane, plate_floor,
+# bowl_surface, platform) and its camera (the table family draws it per dish: what a model without K
+# cannot know).
+DISH_COLUMNS = {"scene": "scene", "support": "support", "fx_px": "fx",
+                "camera_distance_m": "distance_m"}   # table <- index
+TEXT_COLUMNS = ("scene", "support")
 GIVEN_MASK_COLUMN = "given_mask_path"      # masks stage: the depth-free mask of the given setting
 GIVEN_SOURCE_COLUMN = "given_mask_source"  # ... and where it came from (gt_mask, rgb_rule, sam2_rgb)
 GT_MASK_COLUMN = "gt_mask_path"            # synthetic ground truth (ingest): the fallback
@@ -310,7 +314,7 @@ def dish_record(row: pd.Series) -> dict:
     rec: dict = {"dish_id": row["dish_id"], "volume_ml_gt": float(row["volume_ml_gt"])}
     for col, src in DISH_COLUMNS.items():
         v = row.get(src)
-        if col == "scene":
+        if col in TEXT_COLUMNS:
             rec[col] = "" if v is None or (isinstance(v, float) and v != v) else str(v)
         else:
             rec[col] = float(v) if v is not None and v == v else float("nan")
@@ -378,8 +382,9 @@ def finish_table(df: pd.DataFrame, bin_edges: Sequence[float] = DEFAULT_BIN_EDGE
         df["failed"] = False
     if "error" not in df.columns:
         df["error"] = ""
-    if "scene" not in df.columns:
-        df["scene"] = ""
+    for c in TEXT_COLUMNS:
+        if c not in df.columns:
+            df[c] = ""
     for c in CSV_COLUMNS:
         if c not in df.columns:
             df[c] = np.nan
@@ -440,9 +445,14 @@ def group_metrics(table: pd.DataFrame) -> dict:
 def group_summaries(table: pd.DataFrame,
                     height_edges: Sequence[float] = FOOD_HEIGHT_BIN_EDGES_MM) -> dict:
     """`by_family.<rig|table>` (only when the dishes have a scene: on Nutrition5k everything is one
-    group and the key is absent) and `height_bins.<all|rig|table>.<lt15|15_30|ge30>` by the true mean
-    food height (only where it is known: rows that read no measured depth have none)."""
+    group and the key is absent), `by_support.<kind>` (what the label's food stands on, where the index
+    says: the volume geometry measures the food above a plane fitted round the mask, which a bowl's
+    wall is not) and `height_bins.<all|rig|table>.<lt15|15_30|ge30>` by the true mean food height (only
+    where it is known: rows that read no measured depth have none)."""
     out: dict = {}
+    sup = table["support"].fillna("").astype(str).to_numpy() if "support" in table.columns else np.array([])
+    if (sup != "").any():
+        out["by_support"] = {k: group_metrics(table[sup == k]) for k in sorted(set(sup) - {""})}
     fam = family_labels(table["scene"].tolist()) if len(table) and "scene" in table.columns else None
     groups: dict[str, np.ndarray] = {"all": np.ones(len(table), bool)}
     if fam is not None:
