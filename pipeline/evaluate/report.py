@@ -424,14 +424,17 @@ def family_section(results: dict[str, dict], kinds: dict[str, str], compare: dic
     return out
 
 
+def given_mask_rows(results: dict[str, dict]) -> dict[str, dict]:
+    """The rows scored on given masks: every row but the end-to-end ones (`_e2e`, `_e2e_head`)."""
+    return {n: r for n, r in results.items() if not n.endswith((SETTINGS[END_TO_END], HEAD_SUFFIX))}
+
+
 def support_section(results: dict[str, dict]) -> list[str]:
     """Given-mask rows per what the label's food stands on (eval JSON `by_support`): the volume
     geometry measures the food above a plane fitted on a ring round the mask, so the oracle row says
     how far that geometry itself reaches on each kind (a bowl's wall is not a plane)."""
     rows = []
-    for n, r in results.items():
-        if n.endswith((SETTINGS[END_TO_END], HEAD_SUFFIX)):
-            continue
+    for n, r in given_mask_rows(results).items():
         for kind, g in (r.get("by_support") or {}).items():
             rows.append([f"`{n}`", f"`{kind}`"] + [_fmt(g.get(k), f) for k, _, f in SUPPORT_COLUMNS])
     if not rows:
@@ -492,9 +495,7 @@ def height_bins_section(results: dict[str, dict]) -> list[str]:
     """Height error (mm) per true mean food height bin and family group, for the given-mask rows that
     predict a food height (models, their diagnostics, area × height, the oracle)."""
     rows, bins = [], []
-    for n, r in results.items():
-        if n.endswith((SETTINGS[END_TO_END], HEAD_SUFFIX)):
-            continue
+    for n, r in given_mask_rows(results).items():
         for g, by_bin in (r.get("height_bins") or {}).items():
             if not any((v or {}).get("height_mae_mm") is not None for v in by_bin.values()):
                 continue
