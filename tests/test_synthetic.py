@@ -192,6 +192,16 @@ def test_family_deterministic_and_exact(family, rig):
         assert (n_in > 0).sum() * g ** 3 * 1e6 == pytest.approx(shapes_ml, rel=0.02)
 
 
+def test_one_rig_one_platform(rig):
+    """A data set is one rig: every rig dish of a seed stands on the same platform height (the
+    real release's dishes do), and another seed draws another rig."""
+    from pipeline.data.scene import rig_platform_z
+
+    heights = {d.meta["platform_z_m"] for f in RIG for d in rig[f]}
+    assert heights == {rig_platform_z(4)} and 0.045 <= rig_platform_z(4) <= 0.055
+    assert len({rig_platform_z(s) for s in range(5)}) == 5
+
+
 def test_platform_step_and_edge(rig):
     for d in rig["platform"] + rig["rails"] + rig["metal"]:
         surf, plat = d.parts == PART["surface"], d.parts == PART["platform"]

@@ -30,7 +30,7 @@ from pipeline.data.appearance import (
 from pipeline.data.density import dish_mass
 from pipeline.data.food_items import item_extent
 from pipeline.data.rooms import ROOM_MAX_DEPTH_M, build_room, room_camera
-from pipeline.data.scene import PART, Scene, build_scene, family_of
+from pipeline.data.scene import PART, Scene, build_scene, family_of, rig_platform_z
 from pipeline.data.sensor import metal_holes, sensor_noise, stereo_shadow
 from pipeline.data.shapes import Camera, Plane, Shape, render_full
 from pipeline.data.textures import noise_texture
@@ -56,7 +56,7 @@ def dish_scene(seed: int, index: int, families: dict[str, float] | None = None,
                family: str | None = None) -> Scene:
     """The geometry `generate_dish(seed, index, ...)` renders (drawn first from the same rng)."""
     fam = family or family_of(seed, index, families)
-    return build_scene(np.random.default_rng([int(seed), int(index)]), fam)
+    return build_scene(np.random.default_rng([int(seed), int(index)]), fam, rig_platform_z(seed))
 
 
 def generate_dish(seed: int, index: int, width: int = 640, height: int = 480,
@@ -72,7 +72,7 @@ def generate_dish(seed: int, index: int, width: int = 640, height: int = 480,
     fam = family or family_of(seed, index, families)
     rng = np.random.default_rng([int(seed), int(index)])
     W, H = int(width), int(height)
-    sc = build_scene(rng, fam)
+    sc = build_scene(rng, fam, rig_platform_z(seed))
     lay = _layout(sc)
     cam, cam_meta, target = _view(rng, sc, W, H, ring_px)
     hits = _cast(lay, cam)

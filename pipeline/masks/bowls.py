@@ -18,7 +18,7 @@ from pipeline.geometry import plane_basis
 from pipeline.geometry.plane import LEVEL_BAND_M
 from pipeline.masks.cleanup import clean_mask, hysteresis
 from pipeline.masks.colour import colour_like, colour_match
-from pipeline.masks.levelled import FLOOR_UNC_M, MIN_WALL_PX, cavity_ml, levelled_bowl, radius_at
+from pipeline.masks.levelled import MIN_WALL_PX, cavity_ml, levelled_bowl, radius_at
 from pipeline.masks.support import WALL_RISE_M, Support, fit_bowl, surface_height
 
 if TYPE_CHECKING:
@@ -168,15 +168,13 @@ def wall_pixels(r: np.ndarray, h: np.ndarray, region: np.ndarray, r_max: float) 
 
 
 def food_filling_bowl(g: DishGeometry, axis: BowlAxis, floor: float, thr: float,
-                      min_area_px: int, rgb: np.ndarray | None, floor_slack_m: float = 0.0
-                      ) -> tuple[np.ndarray, Support] | None:
+                      min_area_px: int, rgb: np.ndarray | None) -> tuple[np.ndarray, Support] | None:
     """Food hiding the bowl's floor (its lowest level g.level lies far above `floor`, the vessel
     floor height on this rig): the wall seen above the food, fitted with the bowl shapes and
     anchored at `floor` (pipeline.masks.levelled), is the surface under the food. The mask is
     the level surface from wall to wall when the food is levelled, else what rises above that
     surface. None when too little wall is seen to fit. Colour does not decide here (a white
-    food in a white bowl): the height does. `floor_slack_m`: how far this dish's floor may lie
-    from `floor` when that is the release's (a glass platform), if more than FLOOR_UNC_M."""
+    food in a white bowl): the height does."""
     X, inside, h, level = g.X, g.inside, g.heights, float(g.level)
     axis, r, on_level = _level_axis(g, axis)
     wall = wall_pixels(r, h, inside, axis.radius)
@@ -185,7 +183,7 @@ def food_filling_bowl(g: DishGeometry, axis: BowlAxis, floor: float, thr: float,
     contact = _level_contact(g, axis, r, on_level) \
         if seen.sum() < 4 * MIN_WALL_PX or axis.rim_h - level < 0.012 else None
     sup = levelled_bowl(r[wall], h[wall], level, axis.rim_h, g.normal, float(g.d), axis.centre, floor,
-                        contact_r=contact, floor_unc_m=max(FLOOR_UNC_M, floor_slack_m))
+                        contact_r=contact)
     if sup is None:
         return None
     sup.plane_source = g.plane_source

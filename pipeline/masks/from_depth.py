@@ -30,8 +30,6 @@ _MAX_FIT_POINTS = 20000
 _MAX_FLOOR_HEIGHT_M = 0.08  # a plate top / bowl floor sits at most this high above the table
                             # (a scale platform like Nutrition5k's raises it ~5 cm)
 _DEEP_BOWL_M = 0.03         # a bowl surface rising more than this is a deep vessel
-_SYNTHETIC_FLOOR_SLACK_M = 0.006  # synthetic rigs: platforms 45-55 mm high, vessel floors 4-15 mm
-                            # above them: a dish's floor lies this much off the release's
 
 
 def _plane_on(points: np.ndarray, region: np.ndarray, seed: int) -> tuple[np.ndarray, float]:
@@ -113,7 +111,7 @@ def food_mask(depth: np.ndarray, K: np.ndarray, min_height_mm: float | None = No
         return geometry_mask(depth, K, min_height_mm, min_area_px, seed), Support("plane", uncertainty=1.0)
     if plane is not None:
         food, support = rig_mask(depth, K, plane, min_height_mm, min_area_px, seed, rgb, rig_floor_m,
-                                 floor_slack_m=_SYNTHETIC_FLOOR_SLACK_M, plane_is_dish=True)
+                                 plane_is_dish=True)
         # a deep bowl, or food filling a bowl (kept so that it is flagged bowl_floor)
         if support.kind == "bowl_surface" and (_bowl_depth(support) > _DEEP_BOWL_M
                                                or suspect.floor_hidden(support.floor_wall_colour, suspect_cfg)):

@@ -44,15 +44,13 @@ Radius = Callable[[np.ndarray], np.ndarray]
 
 
 def levelled_bowl(r: np.ndarray, z: np.ndarray, level: float, rim_h: float, normal, d: float,
-                  centre, floor_m: float | None = None, contact_r: float | None = None,
-                  floor_unc_m: float = FLOOR_UNC_M) -> Support | None:
+                  centre, floor_m: float | None = None, contact_r: float | None = None) -> Support | None:
     """The bowl surface under food levelled at height `level` (m above the base plane
     normal.X + d = 0), from the visible wall pixels' radii `r` and heights `z`; None when
     too little wall is seen. `floor_m`: the floor's height above the base when known otherwise
     (the release's vessel floor), else FLOOR_M. `contact_r`: the radius where the food meets
     the wall (a point of the wall at `level`, weighted as CONTACT_WEIGHT of the wall pixels: a
-    bowl filled near its rim shows little wall). `floor_unc_m`: how far the floor may lie from
-    `floor_m` (more than FLOOR_UNC_M where the floor is the release's, not this dish's own).
+    bowl filled near its rim shows little wall). The floor may lie FLOOR_UNC_M off `floor_m`.
     `uncertainty`: relative half-width of the cavity volume (module docstring)."""
     z_floor = FLOOR_M if floor_m is None else float(floor_m)
     if level - z_floor < 0.004:
@@ -75,7 +73,7 @@ def levelled_bowl(r: np.ndarray, z: np.ndarray, level: float, rim_h: float, norm
             rr, zz = np.r_[rr, np.full(n_contact, contact_r)], np.r_[zz, np.full(n_contact, level)]
         return cavity_estimate(rr, zz, floors, level, rim_h, tie)
 
-    floors = (z_floor - floor_unc_m, z_floor, z_floor + floor_unc_m)
+    floors = (z_floor - FLOOR_UNC_M, z_floor, z_floor + FLOOR_UNC_M)
     vol, tied, pick = fit(None, floors)
     vol = max(vol, 1e-6)
     bands = np.array_split(np.arange(len(r)), JACKKNIFE) if len(r) >= JACKKNIFE * MIN_WALL_PX else []

@@ -246,17 +246,16 @@ def platform_beside(g: DishGeometry) -> float | None:
     return lv[0] if lv else None
 
 
-def floor_hidden(g: DishGeometry, floor: float | None, rgb: np.ndarray | None = None,
-                 slack_m: float = 0.0) -> bool:
+def floor_hidden(g: DishGeometry, floor: float | None, rgb: np.ndarray | None = None) -> bool:
     """Step 3, geometry first: the dish's lowest level lies higher above its base than any
-    vessel floor can (`floor` + FLOOR_TOL_M + `slack_m`, how much the floor varies between
-    dishes): food fills the vessel and hides its floor. Inside
+    vessel floor can (`floor` + FLOOR_TOL_M, how much the floor varies between dishes): food
+    fills the vessel and hides its floor. Inside
     a wall (a bowl) a level only BOWL_TOL_M above the floor is food too when its colours are
     unlike the rim's (a bare floor is the bowl's material): a thin layer of food lies as low as
     a thick plate's floor, so here colour decides."""
     if floor is None or g.level is None:
         return False
-    if g.level > floor + FLOOR_TOL_M + slack_m:
+    if g.level > floor + FLOOR_TOL_M:
         return True
     if not (g.walled and g.level > floor + BOWL_TOL_M):
         return False
@@ -322,13 +321,11 @@ def _hull(region: np.ndarray) -> np.ndarray:
 def rig_mask(depth: np.ndarray, K: np.ndarray, rig_plane: tuple[np.ndarray, float],
              min_height_mm: float | None = None, min_area_px: int | None = None, seed: int = 0,
              rgb: np.ndarray | None = None, rig_floor_m: float | None = None,
-             rig_fits: bool = True, floor_slack_m: float = 0.0,
-             plane_is_dish: bool = False) -> tuple[np.ndarray, Support]:
+             rig_fits: bool = True, plane_is_dish: bool = False) -> tuple[np.ndarray, Support]:
     """Food mask and its support on the fixed rig (the steps in the module docstring).
     `rig_floor_m`: the release's vessel floor above the rig plane (pipeline.masks.vessel_floor;
     a vessel stands there when the platform under it is not seen in depth). `rig_fits` False:
-    the release's dishes share no plane, this dish gets its own. `floor_slack_m`: how much a
-    glass-platform dish's floor may lie off the release's (0 on a fixed rig). min_height_mm, min_area_px:
+    the release's dishes share no plane, this dish gets its own. min_height_mm, min_area_px:
     params `masks:` (None: its default)."""
     min_height_mm, min_area_px = or_default(MasksConfig, min_height_mm=min_height_mm, min_area_px=min_area_px)
     thr = min_height_mm * 1e-3
@@ -336,23 +333,23 @@ def rig_mask(depth: np.ndarray, K: np.ndarray, rig_plane: tuple[np.ndarray, floa
     if g.dish.sum() < _MIN_DISH_PX:
         return food_on_platform(g, thr, min_area_px)
     floor = vessel_floor(g, rig_floor_m)
-    # the release's floor under a glass platform, not this dish's own base: it may be off by the slack
+    # the release's floor under a glass platform, not this dish's own base
     glass = rig_floor_m is not None and floor is not None and floor > _MAX_FLOOR_M
-    food, support = food_in_vessel(g, K, floor, thr, min_area_px, rgb, floor_slack_m if glass else 0.0, glass)
+    food, support = food_in_vessel(g, K, floor, thr, min_area_px, rgb, glass)
     if glass and food.sum() < min_area_px:
         # standing on a glass platform, the dish would hold no food: it stands on the base seen
         # (a platform filling the frame, taken for the surround), its floor FLOOR_M above it
-        food, support = food_in_vessel(g, K, FLOOR_M, thr, min_area_px, rgb, 0.0, False)
+        food, support = food_in_vessel(g, K, FLOOR_M, thr, min_area_px, rgb, False)
     return food, support
 
 
 def food_in_vessel(g: DishGeometry, K: np.ndarray, floor: float | None, thr: float, min_area_px: int,
-                   rgb: np.ndarray | None, slack: float, glass: bool) -> tuple[np.ndarray, Support]:
+                   rgb: np.ndarray | None, glass: bool) -> tuple[np.ndarray, Support]:
     """Steps 3-4 for a dish whose vessel floor lies `floor` above its base (`glass`: the
-    release's floor under a glass platform, off by up to `slack`)."""
-    if floor_hidden(g, floor, rgb, slack):
+    release's floor under a glass platform)."""
+    if floor_hidden(g, floor, rgb):
         axis = bowl_axis(g, K, rim_height(g))
-        out = food_filling_bowl(g, axis, floor, thr, min_area_px, rgb, slack) or \
+        out = food_filling_bowl(g, axis, floor, thr, min_area_px, rgb) or \
             food_to_the_wall(g, axis, min_area_px)
         if out is not None:
             return out
