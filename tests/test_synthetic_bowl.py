@@ -116,21 +116,18 @@ def test_synthetic_platform_dish_is_floor_evidence():
 
 
 
-_FLOOR_PICK = ("known miss: the wall fit stands the bowl on the lowest of its three floor heights "
-               "(-3 mm), 4 mm under the true floor, and an 8 mm food layer reads +21 % against a "
-               "stated 15 % (docs/results/labels.md, the floor pick)")
-
-
 @pytest.mark.slow
-@pytest.mark.parametrize("index", [110, pytest.param(331, marks=pytest.mark.xfail(reason=_FLOOR_PICK, strict=True)),
-                                   575])
+@pytest.mark.parametrize("index", [110, 331, 575])
 def test_deep_bowl_filling_the_frame_is_flagged_or_within_its_uncertainty(index):
     """The default data set's deep bowls that fill the frame (syn_00331, syn_00575: the farthest
     level surface is the food itself, enclosed by the wall; syn_00110: food levelled in the bowl,
     whose largest level once replaced the dish's own surround plane) were labelled -74 to -85 %
-    with no flag (issue 27). Now the label lies within its stated uncertainty or is flagged
-    (syn_00331 not yet, see _FLOOR_PICK); syn_00575 (on the data set's one platform, 54.6 mm)
-    shows almost none of the surround (about 100 valid pixels): flagged."""
+    with no flag (issue 27). Now the label lies within its stated uncertainty or is flagged.
+    syn_00331: the wall fit stands the bowl on the lowest of its floor heights, 4 mm under the
+    true floor, and its 8 mm food layer reads +21 %; the uncertainty, measured from that pick to
+    the far end of the floor's range, flags it (it once took half the range: 15 %, unflagged).
+    syn_00575 (on the data set's one platform, 54.6 mm) shows almost none of the surround
+    (about 100 valid pixels): flagged."""
     from pipeline.data.scene import rig_platform_z
     from pipeline.masks.levelled import FLOOR_M
     from pipeline.masks.support import volume_above_support

@@ -10,8 +10,9 @@ they close or cut flat at the floor), each standing on the floor height +- its r
 food under the level is the cavity below it. Its uncertainty adds, in quadrature, the cavity's
 change over the families whose best fits tie with the best (within TIE of its RMS, loosened the
 further below the wall seen the shape must be followed), the largest change when the wall is
-refitted without each quarter of its pixels, the half-range over the floor's range, and MODEL_UNC
-for what no refit shows. A bowl on a foot is not seen from above: its label is high by the foot's
+refitted without each quarter of its pixels, the largest change from the estimate when the floor
+lies anywhere in its range (the fit's pick may be at one end of it, the floor at the other), and
+MODEL_UNC for what no refit shows. A bowl on a foot is not seen from above: its label is high by the foot's
 slab (docs/contracts.md).
 The result is a bowl_surface support (the one volume implementation,
 pipeline.masks.support.volume_above_support, integrates it).
@@ -36,7 +37,7 @@ TRIM = 3.0               # a wall pixel this many robust sigmas off the best sha
 TIE = 0.005              # shapes fitting within this share of the best RMS: the wall cannot tell
 JACKKNIFE = 4            # refits, each without one of this many bands of wall pixels (image rows)
 SHAPE_SPREAD = 2.0       # uncertainty: the tied shapes' largest change, this times the refits'
-FLOOR_SPREAD = 1.0       # largest change, this times the half-range over the floor heights
+FLOOR_SPREAD = 1.0       # largest change, this times the largest change over the floor heights
 MODEL_UNC = 0.05         # and this (rendered and real walls are not the fitted curves), added
                          # in quadrature (chosen on bowl trees of seeds 41-48, not the bench's)
 
@@ -80,7 +81,7 @@ def levelled_bowl(r: np.ndarray, z: np.ndarray, level: float, rim_h: float, norm
     shape_dev = max([abs(fit(np.setdiff1d(np.arange(len(r)), b), floors)[0] - vol) for b in bands], default=0.0)
     at_floor = [fit(None, (f,))[0] for f in floors]
     unc = float(np.sqrt((tied / vol) ** 2 + (SHAPE_SPREAD * shape_dev / vol) ** 2
-                        + (FLOOR_SPREAD * (max(at_floor) - min(at_floor)) / 2 / vol) ** 2 + MODEL_UNC ** 2))
+                        + (FLOOR_SPREAD * max(abs(v - vol) for v in at_floor) / vol) ** 2 + MODEL_UNC ** 2))
     zs = np.linspace(pick.z_bottom, rim_h, 40)
     radii = np.maximum.accumulate(np.maximum(pick.radius(zs), 1e-4) + np.arange(len(zs)) * 1e-7)
     return Support("bowl_surface", [float(x) for x in normal], float(d),
