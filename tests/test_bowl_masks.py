@@ -78,7 +78,8 @@ def test_food_levelled_to_the_rim_is_masked_and_flagged() -> None:
     iou = (mask & dish.mask).sum() / (mask | dish.mask).sum()
     assert iou > 0.85, iou
     assert sup.uncertainty == 1.0
-    assert mask_reasons(mask, 0.8 * dish.volume_ml, sup.kind, sup.inlier_fraction, uncertainty=sup.uncertainty) == ["bowl_floor"]
+    reasons = mask_reasons(mask, 0.8 * dish.volume_ml, sup.kind, sup.inlier_fraction, uncertainty=sup.uncertainty)
+    assert reasons == ["bowl_floor"]
 
 
 @pytest.mark.parametrize("index, family", [(5, "bowl_footed"), (15, "bowl_round")])
