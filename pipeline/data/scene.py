@@ -75,17 +75,16 @@ def rig_platform_z(seed: int) -> float:
     return float(np.random.default_rng([int(seed), 0, 5]).uniform(0.045, 0.055))
 
 
-def build_scene(rng: np.random.Generator, family: str = "table",
-                platform_z: float | None = None) -> Scene:
+def build_scene(rng: np.random.Generator, family: str, platform_z: float) -> Scene:
     """Vessel + food (+ the rig around it for the rig families), drawn from `rng`.
-    `platform_z`: the data set's platform height (`rig_platform_z`; None: one drawn for this
-    dish, as a lone scene). Redraws (from the same rng, so still deterministic) the rare scene
-    whose caps on item size left less than MIN_TOTAL_ML of food."""
+    `platform_z`: the data set's platform height (`rig_platform_z`; unused by `table`). Redraws
+    (from the same rng, so still deterministic) the rare scene whose caps on item size left less
+    than MIN_TOTAL_ML of food."""
     if family not in FAMILIES:
         raise ValueError(f"family: unknown scene family {family!r} (expected one of {FAMILIES})")
-    # drawn even when the data set's height is given, so the rest of the dish is the same draw
-    base_z = 0.0 if family == "table" else float(rng.uniform(0.045, 0.055))
-    if family != "table" and platform_z is not None:
+    base_z = 0.0
+    if family != "table":
+        rng.uniform()   # the per-dish platform height once drawn here: kept, so every later draw stays
         base_z = float(platform_z)
     for _ in range(20):
         if family == "deep_bowl":
