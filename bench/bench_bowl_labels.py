@@ -2,9 +2,10 @@
 release trees of round, conical and footed bowls (tests/fixtures/bowl_release.py) run through
 the stages' own entries (bench/stage_path.py: ingest -> split -> masks -> labels, params.yaml).
 
-Trees (`--trees`, each `seed:pose:support:plates`): the rig's fixed pose with its platform and two
-plates per bowl, only bowls on the platform, only bowls on a flat surface, and a varying camera
-pose. Prints per tree and over all trees: the label error per bowl shape and per fill level
+Trees (`--trees`, each `seed:pose:support:plates[:glass]`): the rig's fixed pose with its platform
+and two plates per bowl, only bowls on the platform, only bowls on a flat surface, and a varying
+camera pose; glass 1 (0): every dish's platform top is glass (opaque), as one rig's, else drawn
+per dish. Prints per tree and over all trees: the label error per bowl shape and per fill level
 (35-90 % of the bowl's depth), the plates, and whether unflagged bowls lie within their stated
 uncertainty.
 Targets: bowls >= 90 % usable, median <= 5 %, p90 <= 15 %; plates p90 <= 10 %.
@@ -35,12 +36,16 @@ FILL_BINS = [0.35, 0.5, 0.65, 0.8, 0.9]
 
 
 def run_bowl_tree(spec: str, n: int, base: Path, p: Params, workers: int) -> pd.DataFrame:
-    """Write the tree `seed:pose:support:plates` under `base` and run the stages on it."""
-    seed, pose, support, plates = spec.split(":")
+    """Write the tree `seed:pose:support:plates[:glass]` under `base` and run the stages on it."""
+    seed, pose, support, plates, *glass = spec.split(":")
     root = base / spec.replace(":", "_")
-    write_bowl_release(root / "release", n, int(seed), pose, support, plates == "1")
-    df, _ = run_tree(root / "release", root / "work", p, workers)
+    write_bowl_release(root / "release", n, int(seed), pose, support, plates == "1",
+                       glass=glass[0] == "1" if glass else None)
+    df, report = run_tree(root / "release", root / "work", p, workers)
     df["tree"] = spec
+    masks = report.get("masks", {})
+    df.attrs["vessel_floor"] = (f"vessel floor {masks.get('vessel_floor_m')} m above the surround, from "
+                                f"{masks.get('vessel_floor_from')}")
     return df
 
 
@@ -86,7 +91,8 @@ def main() -> None:
         for spec in args.trees:
             df = run_bowl_tree(spec, args.n, Path(tmp), p, args.workers)
             out.append(df)
-            print(f"\n== tree {spec} ({args.n} dishes; seed:pose:support:plates)")
+            print(f"\n== tree {spec} ({args.n} dishes; seed:pose:support:plates[:glass])")
+            print(df.attrs["vessel_floor"])
             print(tables(df).to_string(index=False))
     df = pd.concat(out, ignore_index=True)
     if args.csv:

@@ -52,3 +52,13 @@ def test_a_band_too_short_to_tell_the_shapes_apart_states_it() -> None:
     r = _cap(z) + rng.normal(0, 0.0005, len(z))
     sup = levelled_bowl(r, z, level, level + 0.0105, [0, 0, 1], 0.0, [0, 0], FLOOR)
     assert sup.uncertainty > 0.3, sup.uncertainty
+
+
+def test_a_floor_deeper_than_a_bowl_can_be_is_not_its_floor() -> None:
+    """The surround's floor under a bowl standing on a glass platform 5 cm up: the cavity would
+    be deeper than the bowl is wide (MAX_DEPTH_RATIO), so the floor cannot be placed: the
+    uncertainty is 1 (flagged bowl_floor), not a label 5 cm of cavity too deep."""
+    level = FLOOR + 0.5 * DEPTH
+    r, z = _wall(_cap, level)
+    sup = levelled_bowl(r, z, level, FLOOR + DEPTH, [0, 0, 1], 0.0, [0, 0], FLOOR - 0.05)
+    assert sup.uncertainty == 1.0

@@ -87,7 +87,8 @@ def test_levels_taken_for_the_platform_above_it_do_not_drag_the_floor(monkeypatc
     evidence = iter([0.056, 0.055, 0.057, 0.056, 0.058, 0.070, 0.071, 0.077, 0.099, 0.106])
     monkeypatch.setattr(io, "read_dish_depth", lambda row, roots: np.zeros((2, 2)))
     monkeypatch.setattr(io, "K_from_row", lambda row: np.eye(3))
-    monkeypatch.setattr(vessel_floor, "dish_floor_evidence", lambda *a, **k: ("platform", next(evidence)))
+    monkeypatch.setattr(vessel_floor, "dish_view",
+                        lambda *a, **k: vessel_floor.DishView("platform", next(evidence)))
     p = load_params()
     cfg = MaskSettings(p.masks, p.suspect, [], (np.array([0.0, 0.0, 1.0]), -0.4))   # a fixed rig
     df = pd.DataFrame({"dish_id": [f"d{i}" for i in range(10)]})
@@ -100,3 +101,88 @@ def test_densest_half_is_the_cluster_not_the_stragglers() -> None:
 
     assert densest_half([0.05]) == 0.05
     assert abs(densest_half([0.026, 0.052, 0.053, 0.054, 0.055, 0.056, 0.063, 0.070, 0.099, 0.106]) - 0.054) < 1e-9
+
+
+def _views_release(monkeypatch, views):
+    """A fixed-rig release of len(views) dishes whose dishes show `views`."""
+    from pipeline import io
+    from pipeline.config import load_params
+    from pipeline.masks import vessel_floor
+    from pipeline.masks.make import MaskSettings
+
+    it = iter(views)
+    monkeypatch.setattr(io, "read_dish_depth", lambda row, roots: np.zeros((2, 2)))
+    monkeypatch.setattr(io, "K_from_row", lambda row: np.eye(3))
+    monkeypatch.setattr(vessel_floor, "dish_view", lambda *a, **k: next(it))
+    p = load_params()
+    cfg = MaskSettings(p.masks, p.suspect, [], (np.array([0.0, 0.0, 1.0]), -0.4))
+    return vessel_floor.release_floor(pd.DataFrame({"dish_id": [f"d{i}" for i in range(len(views))]}),
+                                      cfg, 64, no_evidence_m=FLOOR_M)
+
+
+def test_one_dish_showing_the_platform_sets_the_floor(monkeypatch) -> None:
+    """A platform seen in depth is evidence no bowl can fake: one dish of ten suffices (a
+    release of bowls with a camera pose per dish shows it rarely; the surround's floor put
+    bowls on a glass platform 5 cm too deep, +35 to +190 %)."""
+    from pipeline.masks.vessel_floor import DishView
+
+    views = [DishView("platform", 0.056, 0.07, 0.12, 0.09)] + [DishView(None, None, 0.08, 0.12, 0.09)] * 9
+    found = _views_release(monkeypatch, views)
+    assert found.source == "platform" and found.floor_m == 0.056
+
+
+def test_a_floor_the_dishes_rule_out_is_not_used(monkeypatch) -> None:
+    """Heaped bowls filled to the rim pass for plates with food: four of them put a release's
+    floor 9.8 cm up while the food of six others lies 1-2 cm lower (a bowls-only release on a
+    glass platform, bowl tree 162); the surround's floor then makes every rim stand more than a
+    bowl's depth above it. Neither is used: the floor is unknown (None)."""
+    from pipeline.masks.vessel_floor import DishView
+
+    fake_plates = [DishView("plate", 0.098, 0.098, 0.11, 0.09)] * 4
+    bowls = [DishView(None, None, 0.082, 0.12, 0.09)] * 6 + [DishView(None, None, 0.10, 0.115, 0.09)] * 6
+    found = _views_release(monkeypatch, fake_plates + bowls)
+    assert found.source == "contradicted" and found.floor_m is None, found
+
+
+def test_plates_and_bowls_on_a_flat_surface_keep_their_floors(monkeypatch) -> None:
+    """What the cross-check must not veto: a release of plates (their floors the lowest levels,
+    bowls' food above them) and a release of bowls standing on the surround (rims at most a
+    bowl's depth above it)."""
+    from pipeline.masks.vessel_floor import DishView
+
+    plates = [DishView("plate", 0.059, 0.059, 0.065, 0.11)] * 10 + [DishView(None, None, 0.09, 0.11, 0.08)] * 5
+    found = _views_release(monkeypatch, plates)
+    assert found.source == "plate" and found.floor_m == 0.059
+    flat = [DishView(None, None, 0.04, 0.07, 0.09)] * 12 + [DishView(None, None, 0.06, 0.10, 0.08)] * 2
+    found = _views_release(monkeypatch, flat)
+    assert found.source == "none" and found.floor_m == FLOOR_M
+
+
+@pytest.mark.parametrize("support, plates, source", [("platform", False, "contradicted"),
+                                                     ("platform", True, "plate"), ("flat", False, "none")])
+def test_a_release_on_a_glass_platform_or_a_flat_surface(tmp_path, support, plates, source) -> None:
+    """Rendered releases (tests/fixtures/bowl_release.py) of one rig: bowls only on a glass
+    platform the depth never sees (no floor: nothing seen places it), plates and bowls on it (the
+    plates' floor, as on the real sample release) and bowls only on a flat surface (the surround)."""
+    from pipeline.config import load_params
+    from pipeline.data.ingest import ingest_nutrition5k
+    from pipeline.data.rig import read_rig_plane
+    from pipeline.masks.make import MaskSettings
+    from pipeline.masks.vessel_floor import release_floor
+    from tests.fixtures.bowl_release import write_bowl_release
+    from tests.fixtures.rig_release import PLATFORM_Z
+
+    p = load_params()
+    tree = tmp_path / "release"
+    write_bowl_release(tree, 9 if plates else 8, seed=31, support=support, plates=plates,
+                       glass=support == "platform")
+    manifest, _ = ingest_nutrition5k(tmp_path / "raw", tree, p.nutrition5k, 1, p.suspect.max_rig_tilt_deg)
+    cfg = MaskSettings(p.masks, p.suspect, [tree], read_rig_plane(tmp_path / "raw"))
+    found = release_floor(pd.DataFrame(manifest), cfg, 64, no_evidence_m=FLOOR_M)
+    assert found.source == source, found
+    if source == "plate":       # a plate's floor: the platform + its base (4-15 mm)
+        assert PLATFORM_Z + 0.002 < found.floor_m < PLATFORM_Z + 0.017, found
+    elif source == "none":
+        assert found.floor_m == FLOOR_M
+    else:
+        assert found.floor_m is None

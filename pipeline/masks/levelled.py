@@ -12,8 +12,10 @@ change over the families whose best fits tie with the best (within TIE of its RM
 further below the wall seen the shape must be followed), the largest change when the wall is
 refitted without each quarter of its pixels, the largest change from the estimate when the floor
 lies anywhere in its range (the fit's pick may be at one end of it, the floor at the other), and
-MODEL_UNC for what no refit shows. A bowl on a foot is not seen from above: its label is high by the foot's
-slab (docs/contracts.md).
+MODEL_UNC for what no refit shows. A floor that would make the bowl deeper than MAX_DEPTH_RATIO
+times its rim radius is not the bowl's (a platform the depth does not see stands under it): the
+uncertainty is then 1 (nothing seen places the floor). A bowl on a foot is not seen from above:
+its label is high by the foot's slab (docs/contracts.md).
 The result is a bowl_surface support (the one volume implementation,
 pipeline.masks.support.volume_above_support, integrates it).
 """
@@ -40,6 +42,8 @@ SHAPE_SPREAD = 2.0       # uncertainty: the tied shapes' largest change, this ti
 FLOOR_SPREAD = 1.0       # largest change, this times the largest change over the floor heights
 MODEL_UNC = 0.05         # and this (rendered and real walls are not the fitted curves), added
                          # in quadrature (chosen on bowl trees of seeds 41-48, not the bench's)
+MAX_DEPTH_RATIO = 1.15   # a bowl is at most about a hemisphere deep (cavity depth / rim radius 1),
+                         # give or take a lip or a foot: a floor deeper than this is not its floor
 
 Radius = Callable[[np.ndarray], np.ndarray]
 
@@ -82,6 +86,8 @@ def levelled_bowl(r: np.ndarray, z: np.ndarray, level: float, rim_h: float, norm
     at_floor = [fit(None, (f,))[0] for f in floors]
     unc = float(np.sqrt((tied / vol) ** 2 + (SHAPE_SPREAD * shape_dev / vol) ** 2
                         + (FLOOR_SPREAD * max(abs(v - vol) for v in at_floor) / vol) ** 2 + MODEL_UNC ** 2))
+    if rim_h - z_floor > MAX_DEPTH_RATIO * float(pick.radius(np.array([rim_h]))[0]):
+        unc = 1.0
     zs = np.linspace(pick.z_bottom, rim_h, 40)
     radii = np.maximum.accumulate(np.maximum(pick.radius(zs), 1e-4) + np.arange(len(zs)) * 1e-7)
     return Support("bowl_surface", [float(x) for x in normal], float(d),

@@ -25,8 +25,14 @@ from pipeline.config import MasksConfig, or_default
 from pipeline.geometry import backproject, fit_plane
 from pipeline.geometry.plane import LEVEL_BAND_M as _LEVEL_BAND_M
 from pipeline.geometry.plane import levels
-from pipeline.masks.bowls import (bowl_axis, food_filling_bowl, food_in_open_bowl, food_to_the_wall, level_like_vessel,
-                                  rim_height)
+from pipeline.masks.bowls import (
+    bowl_axis,
+    food_filling_bowl,
+    food_in_open_bowl,
+    food_to_the_wall,
+    level_like_vessel,
+    rim_height,
+)
 from pipeline.masks.cleanup import clean_mask, fill_holes, hysteresis, image_border, largest_component, noise_floor
 from pipeline.masks.colour import colour_like
 from pipeline.masks.levelled import FLOOR_M

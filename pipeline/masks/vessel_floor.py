@@ -5,13 +5,17 @@ Ingest's estimate (`floor_m` in rig_plane.json) is the median of every dish's lo
 release with many bowls of levelled food drags it up to the food. Here only evidence that bowls
 cannot fake is used, per support kind:
 - dishes whose platform is seen in depth: the platform's height above the surround, plus a
-  bowl's typical floor (pipeline.masks.levelled.FLOOR_M);
+  bowl's typical floor (pipeline.masks.levelled.FLOOR_M); one such dish suffices (a release of
+  bowls with a camera pose per dish shows its platform rarely);
 - plates: a level floor with no wall around it and food standing on it, inside its hull,
   in at least a fifth of the dishes.
 Food levelled in a bowl has neither. Without such evidence the caller says where the vessels
 stand: a fixed rig's on the surround itself (FLOOR_M above it), which is right for a release shot
-on a flat surface and wrong for a release of only bowls on a glass platform (nothing in the depth
-tells those apart); a synthetic rig family's nowhere (None: its bowls keep their bowl_floor flag).
+on a flat surface; a synthetic rig family's nowhere (None: its bowls keep their bowl_floor flag).
+Bowls cannot set the floor, but they can rule one out (`contradicted`): food lying below a
+plates' floor (heaped bowls filled to the rim pass for plates with food), or rims standing
+higher above the surround than any bowl is deep (a release of only bowls on a glass platform the
+depth never sees, the real rig's). The floor is then unknown (None), not a guess 5 cm off.
 A release whose plane does not fit its dishes (a camera pose per dish) is read like a synthetic
 family, on each dish's own surround plane: the floor's height above the surround holds in any pose.
 """
@@ -33,17 +37,30 @@ if TYPE_CHECKING:
 MIN_DISHES = 1            # dishes of evidence needed (a two-dish sample release has one plate) ...
 MIN_SHARE = 0.2          # ... and this share of the dishes sampled (a heap in a low-walled bowl
                          # can pass for food on a plate; real plates are most of a release)
-PLATE_FOOD_M = 0.008      # food on a plate stands at least this high above its floor ...
-PLATE_FOOD_SHARE = 0.02   # ... over at least this share of the dish
+VETO_LOW = 0.25           # a floor with food below it in this share of the dishes is not the floor
+VETO_DEEP = 0.5           # ... nor one with rims too high above it for a bowl in this share
 
 
-def dish_floor_evidence(depth: np.ndarray, K: np.ndarray, rig_plane: tuple[np.ndarray, float] | None,
-                        seed: int = 0, max_tilt_deg: float | None = None,
-                        surround_plane: tuple[np.ndarray, float] | None = None) -> tuple[str, float] | None:
-    """('platform', vessel floor above the surround) when the platform is seen, ('plate', its
-    floor above the surround) for a plate with food on it, else None (a bowl, or nothing seen).
-    `rig_plane` None (synthetic rig families): the dish's own surround plane (`surround_plane`
-    when the caller has fitted it, else fitted here)."""
+@dataclass
+class DishView:
+    """What one dish says about where its vessel stands, in m above the surround: `kind`
+    'platform' (the platform is seen: `floor` is its height + a bowl's floor) or 'plate' (a
+    plate with food on it: `floor` is its floor), else None; its lowest level surface
+    (`level`) and its rim (`rim`, of radius `rim_r`), when seen."""
+    kind: str | None = None
+    floor: float | None = None
+    level: float | None = None
+    rim: float | None = None
+    rim_r: float | None = None
+
+
+def dish_view(depth: np.ndarray, K: np.ndarray, rig_plane: tuple[np.ndarray, float] | None,
+              seed: int = 0, max_tilt_deg: float | None = None,
+              surround_plane: tuple[np.ndarray, float] | None = None) -> DishView | None:
+    """The DishView of one dish (None: no surround to measure from). `rig_plane` None
+    (synthetic rig families): the dish's own surround plane (`surround_plane` when the caller
+    has fitted it, else fitted here)."""
+    from pipeline.masks.bowls import bowl_axis, rim_height
     from pipeline.masks.from_depth import inside_vessel
     from pipeline.masks.rig import dish_geometry, plate_like
 
@@ -56,11 +73,40 @@ def dish_floor_evidence(depth: np.ndarray, K: np.ndarray, rig_plane: tuple[np.nd
     g = dish_geometry(depth, K, rig_plane, seed, plane_is_dish=own)
     if g is None or g.plane_source != "release":
         return None
+    view = DishView(level=None if g.level is None else g.base + g.level)
+    if g.edge is not None:   # a dish stands on the base
+        rim = rim_height(g)
+        view.rim, view.rim_r = g.base + rim, bowl_axis(g, K, rim).radius
     if g.platform_seen:
-        return "platform", g.base + FLOOR_M
-    if g.level is None or not g.on_surround:
-        return None
-    return ("plate", g.base + g.level) if plate_like(g) else None
+        view.kind, view.floor = "platform", g.base + FLOOR_M
+    elif g.level is not None and g.on_surround and plate_like(g):
+        view.kind, view.floor = "plate", g.base + g.level
+    return view
+
+
+def dish_floor_evidence(depth: np.ndarray, K: np.ndarray, rig_plane: tuple[np.ndarray, float] | None,
+                        seed: int = 0, max_tilt_deg: float | None = None,
+                        surround_plane: tuple[np.ndarray, float] | None = None) -> tuple[str, float] | None:
+    """('platform', vessel floor above the surround) when the platform is seen, ('plate', its
+    floor above the surround) for a plate with food on it, else None (a bowl, or nothing seen)."""
+    view = dish_view(depth, K, rig_plane, seed, max_tilt_deg, surround_plane)
+    return None if view is None or view.kind is None else (view.kind, view.floor)
+
+
+def contradicted(floor: float, views: list[DishView]) -> bool:
+    """A vessel floor the release's own dishes rule out: a level surface more than FLOOR_TOL_M
+    below it in VETO_LOW of them (food lies above its vessel's floor; heaped bowls filled to the
+    rim pass for plates with food, their level far above the real floor), or a rim more than
+    MAX_DEPTH_RATIO rim radii above it in VETO_DEEP of them (no bowl is that deep: the vessels
+    stand on a platform the depth does not see)."""
+    from pipeline.masks.levelled import MAX_DEPTH_RATIO
+    from pipeline.masks.rig import FLOOR_TOL_M
+
+    levels = [v.level for v in views if v.level is not None]
+    rims = [(v.rim, v.rim_r) for v in views if v.rim is not None and v.rim_r]
+    low = sum(lv < floor - FLOOR_TOL_M for lv in levels)
+    deep = sum(rim - floor > MAX_DEPTH_RATIO * r for rim, r in rims)
+    return (bool(levels) and low >= VETO_LOW * len(levels)) or (bool(rims) and deep >= VETO_DEEP * len(rims))
 
 
 def densest_half(values: list[float]) -> float:
@@ -81,7 +127,8 @@ class ReleaseFloor:
     default), the evidence it came from, and the surround planes fitted on the way (synthetic:
     dish id -> its own plane or None), so the masks reuse them instead of fitting them again."""
     floor_m: float | None
-    source: str = "none"      # 'platform' | 'plate': the evidence used; 'none': the caller's default
+    source: str = "none"      # 'platform' | 'plate': the evidence used; 'none': the caller's default;
+                              # 'contradicted': the dishes ruled out both (floor_m None)
     evidence: dict[str, int] = field(default_factory=dict)   # dishes showing each kind
     surround_planes: dict[str, tuple[np.ndarray, float] | None] = field(default_factory=dict)
 
@@ -90,8 +137,9 @@ def release_floor(df: pd.DataFrame, cfg: MaskSettings, max_dishes: int,
                   no_evidence_m: float | None) -> ReleaseFloor:
     """The vessel floor (m above the rig plane) from up to `max_dishes` dishes spread over the
     release (the same sample ingest fits the plane on): the densest half of the platform evidence
-    when enough dishes show their platform, else of the plates' floors; without either,
-    `no_evidence_m`, which the caller states: a fixed rig whose plane fits its dishes stands its
+    when a dish shows its platform, else of the plates' floors unless the dishes rule it out
+    (`contradicted`); without either, `no_evidence_m` unless the dishes rule it out (then None),
+    which the caller states: a fixed rig whose plane fits its dishes stands its
     vessels on the surround (FLOOR_M); a synthetic rig family states None (a glass platform may
     hide under the vessel). Ingest's `floor_m`, the median of every dish's lowest level, is
     reported beside it, not used. With no release plane (synthetic rig families) each dish's
@@ -100,6 +148,7 @@ def release_floor(df: pd.DataFrame, cfg: MaskSettings, max_dishes: int,
     rows = df.to_dict("records")
     idx = np.unique(np.linspace(0, len(rows) - 1, min(max_dishes, len(rows))).astype(int)) if rows else []
     found: dict[str, list[float]] = {"platform": [], "plate": []}
+    views: list[DishView] = []
     planes: dict[str, tuple[np.ndarray, float] | None] = {}
     for i in idx:
         try:
@@ -112,12 +161,19 @@ def release_floor(df: pd.DataFrame, cfg: MaskSettings, max_dishes: int,
             surround = planes[rows[i]["dish_id"]] = dish_surround_plane(depth, K, 0, cfg.suspect.max_rig_tilt_deg)
             if surround is None:
                 continue
-        ev = dish_floor_evidence(depth, K, cfg.rig_plane, max_tilt_deg=cfg.suspect.max_rig_tilt_deg,
-                                 surround_plane=surround)
-        if ev is not None:
-            found[ev[0]].append(ev[1])
+        view = dish_view(depth, K, cfg.rig_plane, max_tilt_deg=cfg.suspect.max_rig_tilt_deg,
+                         surround_plane=surround)
+        if view is not None:
+            views.append(view)
+            if view.kind is not None:
+                found[view.kind].append(view.floor)
     counts = {k: len(v) for k, v in found.items()}
-    for kind in ("platform", "plate"):
-        if len(found[kind]) >= max(MIN_DISHES, MIN_SHARE * len(idx)):
-            return ReleaseFloor(round(densest_half(found[kind]), 5), kind, counts, planes)
+    if len(found["platform"]) >= MIN_DISHES:   # a platform seen is evidence no bowl can fake
+        return ReleaseFloor(round(densest_half(found["platform"]), 5), "platform", counts, planes)
+    if len(found["plate"]) >= max(MIN_DISHES, MIN_SHARE * len(idx)):
+        floor = round(densest_half(found["plate"]), 5)
+        if not contradicted(floor, views):
+            return ReleaseFloor(floor, "plate", counts, planes)
+    if no_evidence_m is not None and contradicted(no_evidence_m, views):
+        return ReleaseFloor(None, "contradicted", counts, planes)
     return ReleaseFloor(no_evidence_m, "none", counts, planes)
