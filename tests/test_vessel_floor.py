@@ -186,3 +186,17 @@ def test_a_release_on_a_glass_platform_or_a_flat_surface(tmp_path, support, plat
         assert found.floor_m == FLOOR_M
     else:
         assert found.floor_m is None
+
+
+def test_bowls_of_a_release_whose_floor_is_ruled_out_are_not_labelled(tmp_path) -> None:
+    """A release of only bowls on a glass platform (the real rig's, bowls only): its floor is
+    contradicted, and no bowl gets a usable label from a floor nothing places (they read +2 to
+    +257 % from the surround's floor, and a level coloured like its bowl passed for a bare floor)."""
+    from bench.bench_release_labels import run_tree
+    from pipeline.config import load_params
+    from tests.fixtures.bowl_release import write_bowl_release
+
+    write_bowl_release(tmp_path / "release", 6, seed=33, plates=False, glass=True)
+    df, report = run_tree(tmp_path / "release", tmp_path / "work", load_params(), workers=1)
+    assert report["masks"]["vessel_floor_from"]["used"] == "contradicted"
+    assert not df["usable"].any(), df[["dish_id", "support", "suspect", "err"]]
