@@ -106,13 +106,13 @@ def test_synthetic_platform_dish_is_floor_evidence():
     """With no release plane a dish's own surround plane is used: an opaque platform seen in
     depth gives its height + a vessel's floor (pipeline.masks.vessel_floor)."""
     from pipeline.masks.levelled import FLOOR_M
-    from pipeline.masks.vessel_floor import dish_floor_evidence
+    from pipeline.masks.vessel_floor import dish_view
 
     d = next(d for i in range(40) for d in [generate_dish(seed=0, index=i, families=_families())]
              if d.meta["scene"] == "platform" and not d.meta["platform_glass"])
-    ev = dish_floor_evidence(d.depth, d.K, None, max_tilt_deg=15.0)
-    assert ev is not None and ev[0] == "platform"
-    assert abs(ev[1] - (d.meta["platform_z_m"] + FLOOR_M)) < 0.004, (ev, d.meta["platform_z_m"])
+    view = dish_view(d.depth, d.K, None, max_tilt_deg=15.0)
+    assert view is not None and view.kind == "platform"
+    assert abs(view.floor - (d.meta["platform_z_m"] + FLOOR_M)) < 0.004, (view, d.meta["platform_z_m"])
 
 
 

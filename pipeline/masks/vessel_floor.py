@@ -84,15 +84,6 @@ def dish_view(depth: np.ndarray, K: np.ndarray, rig_plane: tuple[np.ndarray, flo
     return view
 
 
-def dish_floor_evidence(depth: np.ndarray, K: np.ndarray, rig_plane: tuple[np.ndarray, float] | None,
-                        seed: int = 0, max_tilt_deg: float | None = None,
-                        surround_plane: tuple[np.ndarray, float] | None = None) -> tuple[str, float] | None:
-    """('platform', vessel floor above the surround) when the platform is seen, ('plate', its
-    floor above the surround) for a plate with food on it, else None (a bowl, or nothing seen)."""
-    view = dish_view(depth, K, rig_plane, seed, max_tilt_deg, surround_plane)
-    return None if view is None or view.kind is None else (view.kind, view.floor)
-
-
 def contradicted(floor: float, views: list[DishView]) -> bool:
     """A vessel floor the release's own dishes rule out: a level surface more than FLOOR_TOL_M
     below it in VETO_LOW of them (food lies above its vessel's floor; heaped bowls filled to the
