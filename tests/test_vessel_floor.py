@@ -74,35 +74,6 @@ def test_release_with_no_floor_evidence_gets_what_the_caller_states() -> None:
     assert release_floor(empty, cfg, 64, no_evidence_m=None).floor_m is None
 
 
-def test_levels_taken_for_the_platform_above_it_do_not_drag_the_floor(monkeypatch) -> None:
-    """A level running out of the frame above the surround is the platform or something
-    standing on it (a plate's floor, a bowl's rim filling the frame's edge: the default
-    synthetic set's median platform evidence was 0.0628 m where its platforms lie at
-    0.045-0.055 m + FLOOR_M): the release floor is the median of the evidence's densest half."""
-    from pipeline import io
-    from pipeline.config import load_params
-    from pipeline.masks import vessel_floor
-    from pipeline.masks.make import MaskSettings
-
-    evidence = iter([0.056, 0.055, 0.057, 0.056, 0.058, 0.070, 0.071, 0.077, 0.099, 0.106])
-    monkeypatch.setattr(io, "read_dish_depth", lambda row, roots: np.zeros((2, 2)))
-    monkeypatch.setattr(io, "K_from_row", lambda row: np.eye(3))
-    monkeypatch.setattr(vessel_floor, "dish_view",
-                        lambda *a, **k: vessel_floor.DishView("platform", next(evidence)))
-    p = load_params()
-    cfg = MaskSettings(p.masks, p.suspect, [], (np.array([0.0, 0.0, 1.0]), -0.4))   # a fixed rig
-    df = pd.DataFrame({"dish_id": [f"d{i}" for i in range(10)]})
-    floor = vessel_floor.release_floor(df, cfg, 64, no_evidence_m=FLOOR_M).floor_m
-    assert 0.055 <= floor <= 0.0575, floor    # the median (0.064) was a plate's floor
-
-
-def test_densest_half_is_the_cluster_not_the_stragglers() -> None:
-    from pipeline.masks.vessel_floor import densest_half
-
-    assert densest_half([0.05]) == 0.05
-    assert abs(densest_half([0.026, 0.052, 0.053, 0.054, 0.055, 0.056, 0.063, 0.070, 0.099, 0.106]) - 0.054) < 1e-9
-
-
 def _views_release(monkeypatch, views):
     """A fixed-rig release of len(views) dishes whose dishes show `views`."""
     from pipeline import io
@@ -118,6 +89,25 @@ def _views_release(monkeypatch, views):
     cfg = MaskSettings(p.masks, p.suspect, [], (np.array([0.0, 0.0, 1.0]), -0.4))
     return vessel_floor.release_floor(pd.DataFrame({"dish_id": [f"d{i}" for i in range(len(views))]}),
                                       cfg, 64, no_evidence_m=FLOOR_M)
+
+
+def test_levels_taken_for_the_platform_above_it_do_not_drag_the_floor(monkeypatch) -> None:
+    """A level running out of the frame above the surround is the platform or something
+    standing on it (a plate's floor, a bowl's rim filling the frame's edge: the default
+    synthetic set's median platform evidence was 0.0628 m where its platforms lie at
+    0.045-0.055 m + FLOOR_M): the release floor is the median of the evidence's densest half."""
+    from pipeline.masks.vessel_floor import DishView
+
+    evidence = [0.056, 0.055, 0.057, 0.056, 0.058, 0.070, 0.071, 0.077, 0.099, 0.106]
+    floor = _views_release(monkeypatch, [DishView("platform", v) for v in evidence]).floor_m
+    assert 0.055 <= floor <= 0.0575, floor    # the median (0.064) was a plate's floor
+
+
+def test_densest_half_is_the_cluster_not_the_stragglers() -> None:
+    from pipeline.masks.vessel_floor import densest_half
+
+    assert densest_half([0.05]) == 0.05
+    assert abs(densest_half([0.026, 0.052, 0.053, 0.054, 0.055, 0.056, 0.063, 0.070, 0.099, 0.106]) - 0.054) < 1e-9
 
 
 def test_one_dish_showing_the_platform_sets_the_floor(monkeypatch) -> None:

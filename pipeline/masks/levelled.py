@@ -86,7 +86,7 @@ def levelled_bowl(r: np.ndarray, z: np.ndarray, level: float, rim_h: float, norm
     at_floor = [fit(None, (f,))[0] for f in floors]
     unc = float(np.sqrt((tied / vol) ** 2 + (SHAPE_SPREAD * shape_dev / vol) ** 2
                         + (FLOOR_SPREAD * max(abs(v - vol) for v in at_floor) / vol) ** 2 + MODEL_UNC ** 2))
-    if rim_h - z_floor > MAX_DEPTH_RATIO * float(pick.radius(np.array([rim_h]))[0]):
+    if deeper_than_a_bowl(rim_h, z_floor, float(pick.radius(np.array([rim_h]))[0])):
         unc = 1.0
     zs = np.linspace(pick.z_bottom, rim_h, 40)
     radii = np.maximum.accumulate(np.maximum(pick.radius(zs), 1e-4) + np.arange(len(zs)) * 1e-7)
@@ -95,6 +95,12 @@ def levelled_bowl(r: np.ndarray, z: np.ndarray, level: float, rim_h: float, norm
                    [round(pick.z_bottom, 5)] + [round(float(x), 5) for x in zs],
                    round(float(np.mean(np.abs(r - pick.radius(z)) < 0.004)), 4),
                    uncertainty=round(unc, 4), wall_exponent=round(float(pick.exponent), 3))
+
+
+def deeper_than_a_bowl(rim_h: float, floor: float, rim_r: float) -> bool:
+    """A floor lying further below a rim of radius `rim_r` (at `rim_h`) than any bowl is deep
+    (MAX_DEPTH_RATIO rim radii): not the bowl's floor."""
+    return rim_h - floor > MAX_DEPTH_RATIO * rim_r
 
 
 def cavity_estimate(r: np.ndarray, z: np.ndarray, floors: tuple[float, ...], level: float,

@@ -347,7 +347,8 @@ def rig_mask(depth: np.ndarray, K: np.ndarray, rig_plane: tuple[np.ndarray, floa
         # (a platform filling the frame, taken for the surround), its floor FLOOR_M above it
         food, support = food_in_vessel(g, K, FLOOR_M, thr, min_area_px, rgb, False)
     elif floor is None and g.on_surround and g.level is not None and g.level > FLOOR_TOL_M:
-        # the release's floor is unknown (its dishes ruled it out, pipeline.masks.vessel_floor) and
+        # the vessels' floor is unknown (the release's dishes ruled it out, or a synthetic family
+        # shows none: pipeline.masks.vessel_floor) and
         # this dish's lowest level stands high above the surround: the vessel's floor or food hiding
         # it, which geometry cannot tell (colour would have to): the floor may lie that far lower
         support.floor_guess_m = max(support.floor_guess_m or 0.0, round(g.level - FLOOR_M, 5))

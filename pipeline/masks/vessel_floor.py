@@ -87,16 +87,16 @@ def dish_view(depth: np.ndarray, K: np.ndarray, rig_plane: tuple[np.ndarray, flo
 def contradicted(floor: float, views: list[DishView]) -> bool:
     """A vessel floor the release's own dishes rule out: a level surface more than FLOOR_TOL_M
     below it in VETO_LOW of them (food lies above its vessel's floor; heaped bowls filled to the
-    rim pass for plates with food, their level far above the real floor), or a rim more than
-    MAX_DEPTH_RATIO rim radii above it in VETO_DEEP of them (no bowl is that deep: the vessels
-    stand on a platform the depth does not see)."""
-    from pipeline.masks.levelled import MAX_DEPTH_RATIO
+    rim pass for plates with food, their level far above the real floor), or a rim further above
+    it than any bowl is deep in VETO_DEEP of them (pipeline.masks.levelled.deeper_than_a_bowl:
+    the vessels stand on a platform the depth does not see)."""
+    from pipeline.masks.levelled import deeper_than_a_bowl
     from pipeline.masks.rig import FLOOR_TOL_M
 
     levels = [v.level for v in views if v.level is not None]
     rims = [(v.rim, v.rim_r) for v in views if v.rim is not None and v.rim_r]
     low = sum(lv < floor - FLOOR_TOL_M for lv in levels)
-    deep = sum(rim - floor > MAX_DEPTH_RATIO * r for rim, r in rims)
+    deep = sum(deeper_than_a_bowl(rim, floor, r) for rim, r in rims)
     return (bool(levels) and low >= VETO_LOW * len(levels)) or (bool(rims) and deep >= VETO_DEEP * len(rims))
 
 
