@@ -36,6 +36,23 @@ def test_heap_on_a_level_fill_keeps_the_fill_round_it() -> None:
     assert abs(v / dish.volume_ml - 1) <= max(0.1, sup.uncertainty), (v, dish.volume_ml, sup.uncertainty)
 
 
+@pytest.mark.parametrize("family, index", [("bowl_round", 33), ("bowl_round", 54), ("bowl_conical", 13)])
+def test_food_filled_near_the_rim_meets_the_wall_where_the_wall_foot_says(family: str, index: int) -> None:
+    """Bowls filled to 87 %: under 1 cm of wall shows, and where the food meets it fixes the
+    bowl's shape. Read from the level's own edge it lay 1-2 mm inside, and these came out
+    -20 %, -29 % and -8 %; the line through the wall's foot puts it within 0.2 mm."""
+    from pipeline.masks.rig import rig_mask
+    from pipeline.masks.support import volume_above_support
+    from tests.fixtures.bowl_release import render_bowl_dish
+
+    dish = render_bowl_dish(48, index, family)
+    assert dish.info["fill_share"] > 0.85 and not dish.info["heaped"]
+    mask, sup = rig_mask(dish.depth, dish.K, PLANE, rgb=dish.rgb)
+    assert sup.kind == "bowl_surface"
+    v = volume_above_support(dish.depth, mask, dish.K, sup).volume_ml
+    assert abs(v / dish.volume_ml - 1) <= 0.06, (v, dish.volume_ml, sup.uncertainty)
+
+
 def test_platform_filling_the_frame_is_the_base_not_the_surround() -> None:
     """A dish's own plane (another camera pose) takes a platform filling the frame for the
     surround; the release's vessel floor (the platform's height + FLOOR_M above the surround)

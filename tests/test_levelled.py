@@ -62,3 +62,18 @@ def test_a_floor_deeper_than_a_bowl_can_be_is_not_its_floor() -> None:
     r, z = _wall(_cap, level)
     sup = levelled_bowl(r, z, level, FLOOR + DEPTH, [0, 0, 1], 0.0, [0, 0], FLOOR - 0.05)
     assert sup.uncertainty == 1.0
+
+
+def test_a_band_near_the_rim_with_the_food_s_contact_reads_a_round_bowl_as_round() -> None:
+    """A round bowl filled to 87 %: 5 mm of wall and the ring where the food meets it fit a
+    cone, a power law and a cap alike (the uncertainty says so); the cap is taken, not the
+    cone that read it 36 % high."""
+    level = FLOOR + 0.87 * DEPTH
+    rng = np.random.default_rng(1)
+    z = rng.uniform(level + 0.0045, FLOOR + DEPTH - 0.002, 3000)
+    r = _cap(z) + rng.normal(0, 0.0005, len(z))
+    sup = levelled_bowl(r, z, level, FLOOR + DEPTH, [0, 0, 1], 0.0, [0, 0], FLOOR,
+                        contact_r=float(_cap(np.array([level]))[0]))
+    err = cavity_ml(sup, level) / _true_ml(_cap, level) - 1
+    assert abs(err) <= 0.02 and sup.wall_exponent == 0.5, (err, sup.wall_exponent)
+    assert sup.uncertainty > 0.3, sup.uncertainty

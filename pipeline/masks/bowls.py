@@ -33,6 +33,7 @@ BARE_FLOOR_M = 0.012     # a bowl's bare floor lies this close to what it stands
 BARE_FLOOR_MATCH = 0.65  # ... and matches the wall's colours at least this well (Bhattacharyya)
 ENVELOPE_BIN_M = 0.005   # radial bins of the wall's lower envelope
 WALL_BAND_M = 0.006      # a wall pixel lies this close to the lower envelope (food stands above it)
+CONTACT_FOOT_M = (0.0015, 0.006)  # the wall's foot: this far above the food's level (m)
 
 
 class BowlAxis:
@@ -230,11 +231,33 @@ def _level_axis(g: DishGeometry, axis: BowlAxis) -> tuple[BowlAxis, np.ndarray, 
 
 
 def _level_contact(g: DishGeometry, axis: BowlAxis, r: np.ndarray, on_level: np.ndarray) -> float | None:
-    """Radius where the food's level meets the wall: the 95th percentile radius of the level's
-    flattest pixels (the level's band of heights also takes in the wall's foot, so its edge
-    lies a few mm out); None when fewer than 50 such pixels."""
+    """Radius where the food's level meets the wall: the line r(h) through the wall's foot
+    (pixels CONTACT_FOOT_M above the level, within 10 mm of its edge; refitted without those
+    3 robust sigmas off) at h = level. The level's own edge (the 95th percentile radius of its
+    flattest pixels) only finds that foot: a disc's 95th percentile radius lies 2.5 % inside
+    its edge, and the wall's foot in the level's band of heights pulls it out by the wall's
+    slope (-1.3 mm on round bowls, 0 on cones; the foot's line: 0.1 +- 0.1 mm, a levelled bowl's
+    cavity follows it ~20 % per mm). That edge is the answer when the foot is not seen (fewer
+    than 50 pixels, or a line meeting the level 5 mm off it); None when fewer than 50 flat pixels."""
     flat = on_level & (r < axis.radius) & (np.abs(g.heights - float(g.level)) < 0.001)
-    return float(np.percentile(r[flat], 95)) if flat.sum() >= 50 else None
+    if flat.sum() < 50:
+        return None
+    edge = float(np.percentile(r[flat], 95))
+    lo, hi = CONTACT_FOOT_M
+    dh = g.heights - float(g.level)
+    hi = min(hi, axis.rim_h - float(g.level) - 0.002)
+    foot = g.inside & (r > edge - 0.01) & (r < axis.radius) & (dh > lo) & (dh < hi)
+    if foot.sum() < 50:
+        return edge
+    rr, hh = r[foot], dh[foot]
+    keep = np.ones(len(rr), dtype=bool)
+    for _ in range(3):
+        if keep.sum() < 20:
+            return edge
+        slope, contact = np.polyfit(hh[keep], rr[keep], 1)
+        res = rr - (contact + slope * hh)
+        keep = np.abs(res) < 3 * max(1.4826 * float(np.median(np.abs(res[keep]))), 3e-4)
+    return float(contact) if abs(contact - edge) < 0.005 else edge
 
 
 def _centred_on(axis: BowlAxis, X: np.ndarray, on_level: np.ndarray) -> BowlAxis:

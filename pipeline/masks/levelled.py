@@ -6,7 +6,8 @@ FLOOR_M above it; its rim and the inner wall between the rim and the food are se
 below the food is the best fit to the visible wall among three families of bowls: power-law
 walls r(z) = r_f + (r_t - r_f) ((z - z_f) / (z_t - z_f))^p on a flat floor (p < 1 round, p = 1 a
 cone; a grid of p and floor widths), spherical caps and cones (least squares, closing where
-they close or cut flat at the floor), each standing on the floor height +- its range. The
+they close or cut flat at the floor), each standing on the floor height +- its range (among
+the shapes the wall cannot tell apart, the spherical cap: cavity_estimate). The
 food under the level is the cavity below it. Its uncertainty adds, in quadrature, the cavity's
 change over the families whose best fits tie with the best (within TIE of its RMS, loosened the
 further below the wall seen the shape must be followed), the largest change when the wall is
@@ -109,7 +110,9 @@ def cavity_estimate(r: np.ndarray, z: np.ndarray, floors: tuple[float, ...], lev
     shapes the wall cannot tell apart, that shape). The shapes are fitted on the wall pixels
     twice, the second time without those TRIM robust sigmas off the best one (food heaped
     against the wall, a rim's shadow); the families' best shapes within `tie` of the best RMS
-    are tied."""
+    are tied, and among them a spherical cap is taken when one is tied: a band of wall near
+    the rim fits a cone, a power law and a cap alike, and the cap (one radius) is the simplest
+    bowl through it (the others read round bowls 10-40 % high; cones untie by their RMS)."""
     keep = np.ones(len(r), dtype=bool)
     for _ in range(2):
         shapes = wall_shapes(r[keep], z[keep], floors, level, rim_h)
@@ -120,6 +123,9 @@ def cavity_estimate(r: np.ndarray, z: np.ndarray, floors: tuple[float, ...], lev
         if new.sum() < MIN_WALL_PX // 2 or (new == keep).all():
             break
         keep = new
+    # shapes the wall cannot tell apart: a spherical cap, the bowl of one radius, when one is among them
+    caps = [s for s in shapes if s.family == "sphere" and s.rms <= (1 + tie) * best.rms]
+    best = min(caps, key=lambda s: s.rms) if caps else best
     vol = best.cavity_ml(level)
     fam_best = {}
     for s in shapes:
