@@ -45,13 +45,14 @@ def test_a_wall_seen_above_half_the_bowl_gives_its_cavity(radius, exponent) -> N
 
 
 def test_a_band_too_short_to_tell_the_shapes_apart_states_it() -> None:
-    """4 mm of wall over a 52 mm fill: every family fits it; the uncertainty says so."""
+    """4 mm of wall over a 52 mm fill: a cap and flat floors up to half the rim radius fit it
+    alike; the uncertainty says so."""
     level = FLOOR + 0.052
     rng = np.random.default_rng(1)
     z = rng.uniform(level + 0.0045, level + 0.0085, 3000)
     r = _cap(z) + rng.normal(0, 0.0005, len(z))
     sup = levelled_bowl(r, z, level, level + 0.0105, [0, 0, 1], 0.0, [0, 0], FLOOR)
-    assert sup.uncertainty > 0.3, sup.uncertainty
+    assert sup.uncertainty > 0.2, sup.uncertainty
 
 
 def test_a_floor_deeper_than_a_bowl_can_be_is_not_its_floor() -> None:
@@ -66,8 +67,9 @@ def test_a_floor_deeper_than_a_bowl_can_be_is_not_its_floor() -> None:
 
 def test_a_band_near_the_rim_with_the_food_s_contact_reads_a_round_bowl_as_round() -> None:
     """A round bowl filled to 87 %: 5 mm of wall and the ring where the food meets it fit a
-    cone, a power law and a cap alike (the uncertainty says so); the cap is taken, not the
-    cone that read it 36 % high."""
+    cap and power laws alike (the uncertainty says so); the cap is taken, not the cone that
+    read it 36 % high, and the cones cut flat wider than half the rim (pots) that flagged it
+    are not bowls."""
     level = FLOOR + 0.87 * DEPTH
     rng = np.random.default_rng(1)
     z = rng.uniform(level + 0.0045, FLOOR + DEPTH - 0.002, 3000)
@@ -76,4 +78,23 @@ def test_a_band_near_the_rim_with_the_food_s_contact_reads_a_round_bowl_as_round
                         contact_r=float(_cap(np.array([level]))[0]))
     err = cavity_ml(sup, level) / _true_ml(_cap, level) - 1
     assert abs(err) <= 0.02 and sup.wall_exponent == 0.5, (err, sup.wall_exponent)
-    assert sup.uncertainty > 0.3, sup.uncertainty
+    assert 0.1 < sup.uncertainty <= 0.3, sup.uncertainty
+
+
+@pytest.mark.parametrize("radius", [_cap, _cone, _flat_floored])
+@pytest.mark.parametrize("fill, contact, rim_gap", [(0.75, False, None), (0.8, True, None), (0.87, True, None),
+                                                    (0.52 / 0.6, False, 0.0105)])
+def test_a_narrow_band_of_wall_states_an_uncertainty_that_covers_the_error(
+        radius, fill: float, contact: bool, rim_gap: float | None) -> None:
+    """Food filled high shows a band of wall near the rim: whichever of the three bowls it is
+    drawn from (a wide flat floor reads as a cap ~20 % low), the stated uncertainty covers the
+    error (the last case: 4 mm of wall under a rim 10.5 mm above the food)."""
+    level = FLOOR + fill * DEPTH
+    rim = FLOOR + DEPTH if rim_gap is None else level + rim_gap
+    rng = np.random.default_rng(1)
+    z = rng.uniform(level + 0.0045, rim - 0.002, 3000)
+    r = radius(z) + rng.normal(0, 0.0005, len(z))
+    sup = levelled_bowl(r, z, level, rim, [0, 0, 1], 0.0, [0, 0], FLOOR,
+                        contact_r=float(radius(np.array([level]))[0]) if contact else None)
+    err = cavity_ml(sup, level) / _true_ml(radius, level) - 1
+    assert abs(err) <= sup.uncertainty, (err, sup.uncertainty)

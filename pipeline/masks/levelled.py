@@ -31,7 +31,8 @@ from pipeline.masks.support import Support
 FLOOR_M = 0.006          # a bowl's inner floor above what it stands on (bottom and foot) ...
 FLOOR_UNC_M = 0.003      # ... give or take this
 P_GRID = np.linspace(0.45, 1.0, 12)   # wall exponents of round to conical bowls ...
-SHARE_GRID = np.linspace(0.0, 0.5, 6)  # ... and flat floors spanning this share of the rim radius
+MAX_FLOOR_SHARE = 0.5    # a bowl's flat floor spans at most this share of its rim radius (wider: a cup, a pot)
+SHARE_GRID = np.linspace(0.0, MAX_FLOOR_SHARE, 6)  # ... the flat floors of the power-law walls
 MAX_LIFT_M = 0.010       # a cap or cone closes at most this far above the floor
 MIN_WALL_PX = 200        # fewer visible wall pixels: no estimate
 CONTACT_WEIGHT = 0.25    # the food's contact ring with the wall, as a share of the wall pixels
@@ -143,6 +144,11 @@ class WallShape:
         self.family, self.radius, self.z_bottom, self.rms, self.exponent = family, radius, z_bottom, rms, exponent
         self.plausible = plausible
 
+    def floor_share(self, rim_h: float) -> float:
+        """The flat floor's radius (where the shape is cut at its bottom) over its rim radius."""
+        r_floor, r_rim = self.radius(np.array([self.z_bottom, rim_h]))
+        return float(r_floor / max(float(r_rim), 1e-9))
+
     def cavity_ml(self, level: float) -> float:
         zs = np.linspace(self.z_bottom, max(level, self.z_bottom), 200)
         return float(np.trapezoid(np.pi * self.radius(zs) ** 2, zs) * 1e6)
@@ -150,10 +156,13 @@ class WallShape:
 
 def wall_shapes(r: np.ndarray, z: np.ndarray, floors: tuple[float, ...], level: float,
                 rim_h: float) -> list[WallShape]:
-    """The plausible bowl shapes of every family (module docstring) fitted to the wall pixels."""
+    """The plausible bowl shapes of every family (module docstring) fitted to the wall pixels: a
+    cone or cap cut flat at the floor wider than MAX_FLOOR_SHARE of its rim radius (the power
+    laws' own limit) is a cup or a pot, not a bowl; a band of wall near the rim would otherwise
+    tie it with a round bowl's cap and flag most round bowls filled high."""
     shapes = _power_shapes(r, z, floors, rim_h) + _sphere_shapes(r, z, floors, level) \
         + _cone_shapes(r, z, floors, level)
-    return [s for s in shapes if s.plausible]
+    return [s for s in shapes if s.plausible and s.floor_share(rim_h) <= MAX_FLOOR_SHARE + 1e-9]
 
 
 def _rms(radius: Radius, r: np.ndarray, z: np.ndarray) -> float:
