@@ -239,13 +239,13 @@ def _level_contact(g: DishGeometry, axis: BowlAxis, r: np.ndarray, on_level: np.
     slope (-1.3 mm on round bowls, 0 on cones; the foot's line: 0.1 +- 0.1 mm, a levelled bowl's
     cavity follows it ~20 % per mm). That edge is the answer when the foot is not seen (fewer
     than 50 pixels, or a line meeting the level 5 mm off it); None when fewer than 50 flat pixels."""
-    flat = on_level & (r < axis.radius) & (np.abs(g.heights - float(g.level)) < 0.001)
+    level = float(g.level)
+    dh = g.heights - level
+    flat = on_level & (r < axis.radius) & (np.abs(dh) < 0.001)
     if flat.sum() < 50:
         return None
     edge = float(np.percentile(r[flat], 95))
-    lo, hi = CONTACT_FOOT_M
-    dh = g.heights - float(g.level)
-    hi = min(hi, axis.rim_h - float(g.level) - 0.002)
+    lo, hi = CONTACT_FOOT_M[0], min(CONTACT_FOOT_M[1], axis.rim_h - level - 0.002)
     foot = g.inside & (r > edge - 0.01) & (r < axis.radius) & (dh > lo) & (dh < hi)
     if foot.sum() < 50:
         return edge
