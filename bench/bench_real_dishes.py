@@ -145,7 +145,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--root", default=None, help="Nutrition5k release root (default: data.root)")
     ap.add_argument("--synthetic-seed", type=int, default=11, help="held-out synthetic seed (tuned on 7)")
-    ap.add_argument("--synthetic-n", type=int, default=40, help="synthetic rig-family dishes")
+    ap.add_argument("--synthetic-n", type=int, default=40, help="synthetic rig-family dishes (0: none)")
     ap.add_argument("--overlay", type=Path, default=None, help="write mask overlays here")
     args = ap.parse_args()
     root = Path(args.root or io.REPO_ROOT / load_params().data.root).resolve()
@@ -162,6 +162,8 @@ def main() -> None:
     print(f"\ngiven masks (depth-free, RGB only) vs annotation\n{'dish':17} {'source':>9} {'IoU':>5} {'mask px':>8}")
     for r in given_mask_table(root):
         print(f"{r['dish_id']:17} {r['mask_source']:>9} {r['iou']:5.3f} {r['mask_px']:8d}")
+    if args.synthetic_n <= 0:   # the real dishes only
+        return
     syn = synthetic_given_ious(args.synthetic_seed, args.synthetic_n)
     print(f"\ngiven masks vs ground truth, synthetic rig families (seed {args.synthetic_seed})\n"
           f"{'family':10} {'n':>3} {'IoU mean':>9} {'median':>7} {'p10':>6}")

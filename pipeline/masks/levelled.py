@@ -6,17 +6,18 @@ FLOOR_M above it; its rim and the inner wall between the rim and the food are se
 below the food is the best fit to the visible wall among three families of bowls: power-law
 walls r(z) = r_f + (r_t - r_f) ((z - z_f) / (z_t - z_f))^p on a flat floor (p < 1 round, p = 1 a
 cone; a grid of p and floor widths), spherical caps and cones (least squares, closing where
-they close or cut flat at the floor), each standing on the floor height +- its range (among
-the shapes the wall cannot tell apart, the spherical cap: cavity_estimate). The
+they close or cut flat at the floor), each standing on the expected floor (among the shapes the
+wall cannot tell apart, the spherical cap: cavity_estimate). The wall does not place the floor:
+the best shape's RMS is flat within a few % over floors from 6 mm below to 24 mm above the
+expected one (150 rendered bowls), so a fit picking among floor heights picks noise. The
 food under the level is the cavity below it. Its uncertainty adds, in quadrature, the cavity's
 change over the families whose best fits tie with the best (within TIE of its RMS, loosened the
 further below the wall seen the shape must be followed), the largest change when the wall is
-refitted without each quarter of its pixels, the largest change from the estimate when the floor
-lies anywhere in its range (the fit's pick may be at one end of it, the floor at the other), and
-MODEL_UNC for what no refit shows. A floor that would make the bowl deeper than MAX_DEPTH_RATIO
-times its rim radius is not the bowl's (a platform the depth does not see stands under it): the
-uncertainty is then 1 (nothing seen places the floor). A bowl on a foot is not seen from above:
-its label is high by the foot's slab (docs/contracts.md).
+refitted without each quarter of its pixels, the largest change when the floor lies at either
+end of its range (FLOOR_UNC_M), and MODEL_UNC for what no refit shows. A floor that would make
+the bowl deeper than MAX_DEPTH_RATIO times its rim radius is not the bowl's (a platform the depth
+does not see stands under it): the uncertainty is then 1 (nothing seen places the floor). A bowl
+on a foot is not seen from above: its label is high by the foot's slab (docs/contracts.md).
 The result is a bowl_surface support (the one volume implementation,
 pipeline.masks.support.volume_above_support, integrates it).
 """
@@ -74,20 +75,19 @@ def levelled_bowl(r: np.ndarray, z: np.ndarray, level: float, rim_h: float, norm
     # the further below the wall seen it must be followed, the less an RMS difference tells
     tie = TIE * max(1.0, (level - z_floor) / max(float(z.max() - z.min()), 1e-3))
 
-    def fit(keep: np.ndarray | None, floors: tuple[float, ...]) -> tuple[float, float, WallShape]:
+    def fit(keep: np.ndarray | None, floor: float) -> tuple[float, float, WallShape]:
         rr, zz = (r, z) if keep is None else (r[keep], z[keep])
         if n_contact:
             rr, zz = np.r_[rr, np.full(n_contact, contact_r)], np.r_[zz, np.full(n_contact, level)]
-        return cavity_estimate(rr, zz, floors, level, rim_h, tie)
+        return cavity_estimate(rr, zz, floor, level, rim_h, tie)
 
-    floors = (z_floor - FLOOR_UNC_M, z_floor, z_floor + FLOOR_UNC_M)
-    vol, tied, pick = fit(None, floors)
+    vol, tied, pick = fit(None, z_floor)
     vol = max(vol, 1e-6)
     bands = np.array_split(np.arange(len(r)), JACKKNIFE) if len(r) >= JACKKNIFE * MIN_WALL_PX else []
-    shape_dev = max([abs(fit(np.setdiff1d(np.arange(len(r)), b), floors)[0] - vol) for b in bands], default=0.0)
-    at_floor = [fit(None, (f,))[0] for f in floors]
+    shape_dev = max([abs(fit(np.setdiff1d(np.arange(len(r)), b), z_floor)[0] - vol) for b in bands], default=0.0)
+    floor_dev = max(abs(fit(None, z_floor + dz)[0] - vol) for dz in (-FLOOR_UNC_M, FLOOR_UNC_M))
     unc = float(np.sqrt((tied / vol) ** 2 + (SHAPE_SPREAD * shape_dev / vol) ** 2
-                        + (FLOOR_SPREAD * max(abs(v - vol) for v in at_floor) / vol) ** 2 + MODEL_UNC ** 2))
+                        + (FLOOR_SPREAD * floor_dev / vol) ** 2 + MODEL_UNC ** 2))
     if deeper_than_a_bowl(rim_h, z_floor, float(pick.radius(np.array([rim_h]))[0])):
         unc = 1.0
     zs = np.linspace(pick.z_bottom, rim_h, 40)
@@ -105,7 +105,7 @@ def deeper_than_a_bowl(rim_h: float, floor: float, rim_r: float) -> bool:
     return rim_h - floor > MAX_DEPTH_RATIO * rim_r
 
 
-def cavity_estimate(r: np.ndarray, z: np.ndarray, floors: tuple[float, ...], level: float,
+def cavity_estimate(r: np.ndarray, z: np.ndarray, z_f: float, level: float,
                     rim_h: float, tie: float = TIE) -> tuple[float, float, WallShape]:
     """(cavity mL under `level` of the best-fitting shape, the largest change to it among the
     shapes the wall cannot tell apart, that shape). The shapes are fitted on the wall pixels
@@ -116,7 +116,7 @@ def cavity_estimate(r: np.ndarray, z: np.ndarray, floors: tuple[float, ...], lev
     bowl through it (the others read round bowls 10-40 % high; cones untie by their RMS)."""
     keep = np.ones(len(r), dtype=bool)
     for _ in range(2):
-        shapes = wall_shapes(r[keep], z[keep], floors, level, rim_h)
+        shapes = wall_shapes(r[keep], z[keep], z_f, level, rim_h)
         best = min(shapes, key=lambda s: s.rms)
         res = r - best.radius(z)
         sigma = max(1.4826 * float(np.median(np.abs(res[keep]))), 0.001)
@@ -154,14 +154,15 @@ class WallShape:
         return float(np.trapezoid(np.pi * self.radius(zs) ** 2, zs) * 1e6)
 
 
-def wall_shapes(r: np.ndarray, z: np.ndarray, floors: tuple[float, ...], level: float,
+def wall_shapes(r: np.ndarray, z: np.ndarray, z_f: float, level: float,
                 rim_h: float) -> list[WallShape]:
-    """The plausible bowl shapes of every family (module docstring) fitted to the wall pixels: a
+    """The plausible bowl shapes of every family (module docstring) standing on the floor height
+    `z_f`, fitted to the wall pixels: a
     cone or cap cut flat at the floor wider than MAX_FLOOR_SHARE of its rim radius (the power
     laws' own limit) is a cup or a pot, not a bowl; a band of wall near the rim would otherwise
     tie it with a round bowl's cap and flag most round bowls filled high."""
-    shapes = _power_shapes(r, z, floors, rim_h) + _sphere_shapes(r, z, floors, level) \
-        + _cone_shapes(r, z, floors, level)
+    shapes = _power_shapes(r, z, z_f, rim_h) + _sphere_shapes(r, z, z_f, level) \
+        + _cone_shapes(r, z, z_f, level)
     return [s for s in shapes if s.plausible and s.floor_share(rim_h) <= MAX_FLOOR_SHARE + 1e-9]
 
 
@@ -169,28 +170,27 @@ def _rms(radius: Radius, r: np.ndarray, z: np.ndarray) -> float:
     return float(np.sqrt(np.mean((radius(z) - r) ** 2)))
 
 
-def _power_shapes(r: np.ndarray, z: np.ndarray, floors: tuple[float, ...], rim_h: float) -> list[WallShape]:
-    """Power-law walls standing on each floor height, for every exponent in P_GRID and flat
+def _power_shapes(r: np.ndarray, z: np.ndarray, z_f: float, rim_h: float) -> list[WallShape]:
+    """Power-law walls standing on the floor height, for every exponent in P_GRID and flat
     floor share in SHARE_GRID (a grid, not a free fit: a band of wall near the rim cannot
     tell the floor's width); only the rim radius is fitted."""
     out = []
     for p in P_GRID:
         for share in SHARE_GRID:
-            for z_f in floors:
-                u = share + (1 - share) * np.clip((z - z_f) / (rim_h - z_f), 0, 1) ** p
-                rt = float(np.sum(r * u) / max(float(np.sum(u * u)), 1e-12))
-                rms = float(np.sqrt(np.mean((rt * u - r) ** 2)))
+            u = share + (1 - share) * np.clip((z - z_f) / (rim_h - z_f), 0, 1) ** p
+            rt = float(np.sum(r * u) / max(float(np.sum(u * u)), 1e-12))
+            rms = float(np.sqrt(np.mean((rt * u - r) ** 2)))
 
-                def radius(zz, rt=rt, share=share, p=p, z_f=z_f):
-                    return rt * (share + (1 - share) * np.clip((zz - z_f) / (rim_h - z_f), 0, 1) ** p)
-                out.append(WallShape("power", radius, z_f, rms, p))
+            def radius(zz, rt=rt, share=share, p=p):
+                return rt * (share + (1 - share) * np.clip((zz - z_f) / (rim_h - z_f), 0, 1) ** p)
+            out.append(WallShape("power", radius, z_f, rms, p))
     return out
 
 
-def _sphere_shapes(r: np.ndarray, z: np.ndarray, floors: tuple[float, ...], level: float) -> list[WallShape]:
+def _sphere_shapes(r: np.ndarray, z: np.ndarray, z_f: float, level: float) -> list[WallShape]:
     """Spherical caps centred on the axis (a round bowl): the least-squares sphere through the
-    wall (r^2 + z^2 = 2 zc z + c), closing where it closes or cut flat at each floor height,
-    and the sphere closing exactly on each floor. Implausible when the free sphere's centre lies
+    wall (r^2 + z^2 = 2 zc z + c), closing where it closes or cut flat at the floor height,
+    and the sphere closing exactly on the floor. Implausible when the free sphere's centre lies
     below the wall seen (it would narrow upwards) or it closes above the food's level."""
     out = []
     (zc, c), *_ = np.linalg.lstsq(np.c_[2 * z, np.ones_like(z)], r ** 2 + z ** 2, rcond=None)
@@ -200,32 +200,28 @@ def _sphere_shapes(r: np.ndarray, z: np.ndarray, floors: tuple[float, ...], leve
 
         def free(zz, R=R, zc=float(zc)):
             return np.sqrt(np.maximum(R * R - (zz - zc) ** 2, 0.0))
-        rms = _rms(free, r, z)
-        for z_f in floors:
-            bottom = max(float(zc) - R, z_f)
-            out.append(WallShape("sphere", free, bottom, rms, 0.5, _closes_low(bottom, z_f, level)))
-    for z_f in floors:
-        dz = z - z_f
-        R = float(np.sum((r ** 2 + dz ** 2) * dz) / max(float(np.sum(2 * dz ** 2)), 1e-12))
+        bottom = max(float(zc) - R, z_f)
+        out.append(WallShape("sphere", free, bottom, _rms(free, r, z), 0.5, _closes_low(bottom, z_f, level)))
+    dz = z - z_f
+    R = float(np.sum((r ** 2 + dz ** 2) * dz) / max(float(np.sum(2 * dz ** 2)), 1e-12))
 
-        def anchored(zz, R=R, z_f=z_f):
-            return np.sqrt(np.maximum(2 * R * (zz - z_f) - (zz - z_f) ** 2, 0.0))
-        out.append(WallShape("sphere", anchored, z_f, _rms(anchored, r, z), 0.5, R > 0))
+    def anchored(zz, R=R):
+        return np.sqrt(np.maximum(2 * R * (zz - z_f) - (zz - z_f) ** 2, 0.0))
+    out.append(WallShape("sphere", anchored, z_f, _rms(anchored, r, z), 0.5, R > 0))
     return out
 
 
-def _cone_shapes(r: np.ndarray, z: np.ndarray, floors: tuple[float, ...], level: float) -> list[WallShape]:
+def _cone_shapes(r: np.ndarray, z: np.ndarray, z_f: float, level: float) -> list[WallShape]:
     """The least-squares cone through the wall (r = a + b z), closing at its tip or cut flat
-    at each floor height; none when it does not widen upwards."""
+    at the floor height; none when it does not widen upwards."""
     b, a = np.polyfit(z, r, 1)
     if b <= 0:
         return []
 
     def cone(zz, a=float(a), b=float(b)):
         return np.maximum(a + b * zz, 0.0)
-    rms = _rms(cone, r, z)
-    return [WallShape("cone", cone, max(-a / b, z_f), rms, 1.0, _closes_low(max(-a / b, z_f), z_f, level))
-            for z_f in floors]
+    bottom = max(-a / b, z_f)
+    return [WallShape("cone", cone, bottom, _rms(cone, r, z), 1.0, _closes_low(bottom, z_f, level))]
 
 
 def _closes_low(bottom: float, z_f: float, level: float) -> bool:
