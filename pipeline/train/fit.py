@@ -285,7 +285,8 @@ def run_stage(name: str, stage: int, params: Params | Mapping, index_path: Path,
                "skipped_batches": lit.skipped,
                "world_size": int(trainer.world_size),
                "n_train": len(dm.train_set), "n_val": len(dm.val_set),
-               "val_label": "GT depth through the same geometry at the training size (val/volume_ape)",
+               "val_label": "GT depth through the same geometry at the training size (val/volume_ape; "
+                            "dishes labelled above a bowl's surface are left out)",
                "val_reference_vs_fullres_label": lit.val_reference,
                "loss_terms": loss_term_summary(lit.history, lit.weights), "curve": curve}
     if extra:
