@@ -23,9 +23,11 @@ def _flat_floored(z):
     return 0.04 + (RIM_R - 0.04) * np.clip((z - FLOOR) / DEPTH, 0, 1) ** 0.6
 
 
-def _wall(radius, level: float, n: int = 20000, seed: int = 0):
+def _wall(radius, level: float, n: int = 20000, seed: int = 0, above: float = 0.005, top: float | None = None):
+    """Wall pixels (r, z) drawn from `above` over the food's level up to `top` (default 3 mm under
+    the rim), with 0.5 mm of noise."""
     rng = np.random.default_rng(seed)
-    z = rng.uniform(level + 0.005, FLOOR + DEPTH - 0.003, n)
+    z = rng.uniform(level + above, FLOOR + DEPTH - 0.003 if top is None else top, n)
     return radius(z) + rng.normal(0, 0.0005, n), z
 
 
@@ -48,9 +50,7 @@ def test_a_band_too_short_to_tell_the_shapes_apart_states_it() -> None:
     """4 mm of wall over a 52 mm fill: a cap and flat floors up to half the rim radius fit it
     alike; the uncertainty says so."""
     level = FLOOR + 0.052
-    rng = np.random.default_rng(1)
-    z = rng.uniform(level + 0.0045, level + 0.0085, 3000)
-    r = _cap(z) + rng.normal(0, 0.0005, len(z))
+    r, z = _wall(_cap, level, 3000, 1, 0.0045, level + 0.0085)
     sup = levelled_bowl(r, z, level, level + 0.0105, [0, 0, 1], 0.0, [0, 0], FLOOR)
     assert sup.uncertainty > 0.2, sup.uncertainty
 
@@ -71,9 +71,7 @@ def test_a_band_near_the_rim_with_the_food_s_contact_reads_a_round_bowl_as_round
     read it 36 % high, and the cones cut flat wider than half the rim (pots) that flagged it
     are not bowls."""
     level = FLOOR + 0.87 * DEPTH
-    rng = np.random.default_rng(1)
-    z = rng.uniform(level + 0.0045, FLOOR + DEPTH - 0.002, 3000)
-    r = _cap(z) + rng.normal(0, 0.0005, len(z))
+    r, z = _wall(_cap, level, 3000, 1, 0.0045, FLOOR + DEPTH - 0.002)
     sup = levelled_bowl(r, z, level, FLOOR + DEPTH, [0, 0, 1], 0.0, [0, 0], FLOOR,
                         contact_r=float(_cap(np.array([level]))[0]))
     err = cavity_ml(sup, level) / _true_ml(_cap, level) - 1
@@ -91,9 +89,7 @@ def test_a_narrow_band_of_wall_states_an_uncertainty_that_covers_the_error(
     error (the last case: 4 mm of wall under a rim 10.5 mm above the food)."""
     level = FLOOR + fill * DEPTH
     rim = FLOOR + DEPTH if rim_gap is None else level + rim_gap
-    rng = np.random.default_rng(1)
-    z = rng.uniform(level + 0.0045, rim - 0.002, 3000)
-    r = radius(z) + rng.normal(0, 0.0005, len(z))
+    r, z = _wall(radius, level, 3000, 1, 0.0045, rim - 0.002)
     sup = levelled_bowl(r, z, level, rim, [0, 0, 1], 0.0, [0, 0], FLOOR,
                         contact_r=float(radius(np.array([level]))[0]) if contact else None)
     err = cavity_ml(sup, level) / _true_ml(radius, level) - 1

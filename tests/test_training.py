@@ -154,10 +154,8 @@ def test_checkpoint_dir_hash(tmp_path: Path):
     assert (ck / "last.ckpt").exists() and live.exists()
 
 
-@pytest.mark.slow
-def test_validation_reference_scores_zero(index_path: Path):
-    """GT depth as the prediction scores exactly 0 against the same-resolution reference,
-    while the full-resolution label differs from it (the resampling alone)."""
+def _val_batch_and_module(index_path: Path) -> tuple[dict, DepthLitModule]:
+    """The first validation batch (2 dishes) of the tiny index and a small random module to score it."""
     from pipeline.models import build_model
     from pipeline.train.datamodule import DishDataModule
     p = small_params()
@@ -167,7 +165,14 @@ def test_validation_reference_scores_zero(index_path: Path):
     batch = next(iter(dm.val_dataloader()))
     geom = tr.geometry_params(p, tuple(cfg["size"]), dm.original_width())
     recipe = load_params().train.recipe_random
-    lit = DepthLitModule(build_model("depth_anything_v2", cfg), 1, p["loss"], geom, recipe)
+    return batch, DepthLitModule(build_model("depth_anything_v2", cfg), 1, p["loss"], geom, recipe)
+
+
+@pytest.mark.slow
+def test_validation_reference_scores_zero(index_path: Path):
+    """GT depth as the prediction scores exactly 0 against the same-resolution reference,
+    while the full-resolution label differs from it (the resampling alone)."""
+    batch, lit = _val_batch_and_module(index_path)
     lit.forward = lambda images, K: {"depth": batch["depth"].clone(), "K": K}
     lit.validation_step(batch, 0)
     rows = lit._val[0]  # [index, ape, ape_full, ref_ape, abs_rel]
@@ -180,16 +185,8 @@ def test_a_bowl_label_is_scored_on_its_depth_not_its_volume(index_path: Path):
     """A dish labelled above a bowl's surface leaves the validation volume scores, as it leaves
     the volume term: the ring plane's reference is a sliver of its food (one such dish took the
     default's mean val APE from 0.83 to 5.65); its depth error still counts."""
-    from pipeline.models import build_model
-    from pipeline.train.datamodule import DishDataModule
-    p = small_params()
-    cfg = p["model_cfg"]["depth_anything_v2"]
-    dm = DishDataModule(index_path, tuple(cfg["size"]), 2, None, allowed_roots=[index_path.parent])
-    dm.setup()
-    batch = next(iter(dm.val_dataloader()))
+    batch, lit = _val_batch_and_module(index_path)
     batch["bowl_label"] = torch.tensor([True, False])
-    geom = tr.geometry_params(p, tuple(cfg["size"]), dm.original_width())
-    lit = DepthLitModule(build_model("depth_anything_v2", cfg), 1, p["loss"], geom, load_params().train.recipe_random)
     lit.forward = lambda images, K: {"depth": batch["depth"].clone() * 1.1, "K": K}
     lit.on_validation_epoch_start()
     lit.validation_step(batch, 0)
