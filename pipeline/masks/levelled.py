@@ -159,10 +159,10 @@ class WallShape:
 def wall_shapes(r: np.ndarray, z: np.ndarray, z_f: float, level: float,
                 rim_h: float) -> list[WallShape]:
     """The plausible bowl shapes of every family (module docstring) standing on the floor height
-    `z_f`, fitted to the wall pixels: a
-    cone or cap cut flat at the floor wider than MAX_FLOOR_SHARE of its rim radius (the power
-    laws' own limit) is a cup or a pot, not a bowl; a band of wall near the rim would otherwise
-    tie it with a round bowl's cap and flag most round bowls filled high."""
+    `z_f`, fitted to the wall pixels: a cone or cap cut flat at the floor wider than
+    MAX_FLOOR_SHARE of its rim radius (the power laws' own limit) is a cup or a pot, not a bowl;
+    a band of wall near the rim would otherwise tie it with a round bowl's cap and flag most
+    round bowls filled high."""
     shapes = _power_shapes(r, z, z_f, rim_h) + _sphere_shapes(r, z, z_f, level) \
         + _cone_shapes(r, z, z_f, level)
     return [s for s in shapes if s.plausible and s.floor_share(rim_h) <= MAX_FLOOR_SHARE + 1e-9]
