@@ -75,7 +75,8 @@ def real_dish_table(root: Path, focals=None, params: Params | None = None,
                 ann = annotation(r["dish_id"])
                 if ann is None:
                     continue
-                mask = io.read_mask(io.resolve(r["mask_path"], [Path(tmp)])) if r.get("mask_path") else \
+                path = r.get("mask_path")   # none: the dish was skipped (its reason in the table)
+                mask = io.read_mask(io.resolve(path, [Path(tmp)])) if isinstance(path, str) and path else \
                     np.zeros_like(ann)
                 mass, vol = float(r["mass_g"]), float(r["volume_ml"])
                 if overlay_dir is not None:

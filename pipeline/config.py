@@ -86,6 +86,7 @@ class Nutrition5kConfig:
     max_depth_m: PosFloat = 0.42
     min_valid_fraction: Fraction = 0.5
     rig_plane_dishes: PosInt = 64
+    vessel_floor_m: NonNegFloat | None = 0.050
 
     def check(self, where: str) -> None:
         if self.min_depth_m >= self.max_depth_m:

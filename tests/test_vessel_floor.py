@@ -74,7 +74,7 @@ def test_release_with_no_floor_evidence_gets_what_the_caller_states() -> None:
     assert release_floor(empty, cfg, 64, no_evidence_m=None).floor_m is None
 
 
-def _views_release(monkeypatch, views):
+def _views_release(monkeypatch, views, stated_m=None):
     """A fixed-rig release of len(views) dishes whose dishes show `views`."""
     from pipeline import io
     from pipeline.config import load_params
@@ -88,7 +88,7 @@ def _views_release(monkeypatch, views):
     p = load_params()
     cfg = MaskSettings(p.masks, p.suspect, [], (np.array([0.0, 0.0, 1.0]), -0.4))
     return vessel_floor.release_floor(pd.DataFrame({"dish_id": [f"d{i}" for i in range(len(views))]}),
-                                      cfg, 64, no_evidence_m=FLOOR_M)
+                                      cfg, 64, no_evidence_m=FLOOR_M, stated_m=stated_m)
 
 
 def test_levels_taken_for_the_platform_above_it_do_not_drag_the_floor(monkeypatch) -> None:
@@ -148,12 +148,14 @@ def test_plates_and_bowls_on_a_flat_surface_keep_their_floors(monkeypatch) -> No
     assert found.source == "none" and found.floor_m == FLOOR_M
 
 
-@pytest.mark.parametrize("support, plates, source", [("platform", False, "contradicted"),
-                                                     ("platform", True, "plate"), ("flat", False, "none")])
-def test_a_release_on_a_glass_platform_or_a_flat_surface(tmp_path, support, plates, source) -> None:
+@pytest.mark.parametrize("support, plates, stated, source", [
+    ("platform", False, 0.05, "stated"), ("platform", False, None, "contradicted"),
+    ("platform", True, 0.05, "plate"), ("flat", False, 0.05, "none")])
+def test_a_release_on_a_glass_platform_or_a_flat_surface(tmp_path, support, plates, stated, source) -> None:
     """Rendered releases (tests/fixtures/bowl_release.py) of one rig: bowls only on a glass
-    platform the depth never sees (no floor: nothing seen places it), plates and bowls on it (the
-    plates' floor, as on the real sample release) and bowls only on a flat surface (the surround)."""
+    platform the depth never sees (the rig's stated floor; without one, no floor: nothing seen
+    places it), plates and bowls on it (the plates' floor, as on the real sample release) and
+    bowls only on a flat surface (the surround: their food lies below the rig's floor)."""
     from pipeline.config import load_params
     from pipeline.data.ingest import ingest_nutrition5k
     from pipeline.data.rig import read_rig_plane
@@ -168,25 +170,54 @@ def test_a_release_on_a_glass_platform_or_a_flat_surface(tmp_path, support, plat
                        glass=support == "platform")
     manifest, _ = ingest_nutrition5k(tmp_path / "raw", tree, p.nutrition5k, 1, p.suspect.max_rig_tilt_deg)
     cfg = MaskSettings(p.masks, p.suspect, [tree], read_rig_plane(tmp_path / "raw"))
-    found = release_floor(pd.DataFrame(manifest), cfg, 64, no_evidence_m=FLOOR_M)
+    found = release_floor(pd.DataFrame(manifest), cfg, 64, no_evidence_m=FLOOR_M, stated_m=stated)
     assert found.source == source, found
     if source == "plate":       # a plate's floor: the platform + its base (4-15 mm)
         assert PLATFORM_Z + 0.002 < found.floor_m < PLATFORM_Z + 0.017, found
     elif source == "none":
         assert found.floor_m == FLOOR_M
+    elif source == "stated":
+        assert found.floor_m == stated
     else:
         assert found.floor_m is None
 
 
-def test_bowls_of_a_release_whose_floor_is_ruled_out_are_not_labelled(tmp_path) -> None:
-    """A release of only bowls on a glass platform (the real rig's, bowls only): its floor is
-    contradicted, and no bowl gets a usable label from a floor nothing places (they read +2 to
-    +257 % from the surround's floor, and a level coloured like its bowl passed for a bare floor)."""
+def test_the_rig_floor_or_the_surround_whichever_fewer_dishes_speak_against(monkeypatch) -> None:
+    """No platform or plate seen: the rig's stated floor (5 cm up) against the surround. Bowls on
+    a platform the depth never sees have rims too high above the surround for a bowl; bowls on a
+    flat surface have food below the rig's floor; one bowl that says nothing stands on the rig."""
+    from pipeline.masks.vessel_floor import DishView
+
+    def release(views):
+        return _views_release(monkeypatch, views, stated_m=0.05)
+
+    on_glass = [DishView(None, None, 0.08, 0.125, 0.08)] * 6 + [DishView(None, None, 0.09, 0.11, 0.10)] * 2
+    assert release(on_glass).source == "stated"
+    on_flat = [DishView(None, None, 0.035, 0.07, 0.09)] * 3 + [DishView(None, None, 0.06, 0.08, 0.09)] * 5
+    assert release(on_flat).source == "none"
+    assert release([DishView(None, None, 0.08, 0.11, 0.12)]).source == "stated"
+
+
+def test_bowls_only_on_a_glass_platform_stand_on_the_rig_floor(tmp_path) -> None:
+    """A release of only bowls on a glass platform (the real rig's, bowls only), through the
+    stages: they stand on the rig's stated floor (params nutrition5k.vessel_floor_m) and the
+    round and conical ones are labelled within 5 %. Without a stated floor it is contradicted
+    and no bowl gets a usable label from a floor nothing places (they read +2 to +257 % from
+    the surround's floor, and a level coloured like its bowl passed for a bare floor)."""
+    import dataclasses
+
     from bench.bench_release_labels import run_tree
     from pipeline.config import load_params
     from tests.fixtures.bowl_release import write_bowl_release
 
+    p = load_params()
     write_bowl_release(tmp_path / "release", 6, seed=33, plates=False, glass=True)
-    df, report = run_tree(tmp_path / "release", tmp_path / "work", load_params(), workers=1)
+    df, report = run_tree(tmp_path / "release", tmp_path / "work", p, workers=1)
+    assert report["masks"]["vessel_floor_from"]["used"] == "stated"
+    shown = df[["dish_id", "shape", "support", "suspect", "err"]]
+    plain = df[df["shape"].isin(["round", "conical"]) & df["usable"]]
+    assert len(plain) >= 3 and (plain["err"].abs() < 0.05).all(), shown
+    no_rig = dataclasses.replace(p, nutrition5k=dataclasses.replace(p.nutrition5k, vessel_floor_m=None))
+    df, report = run_tree(tmp_path / "release", tmp_path / "work2", no_rig, workers=1)
     assert report["masks"]["vessel_floor_from"]["used"] == "contradicted"
     assert not df["usable"].any(), df[["dish_id", "support", "suspect", "err"]]

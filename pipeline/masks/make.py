@@ -168,10 +168,11 @@ def masks_from_files(split_csv: Path, raw_dir: Path, out_dir: Path, p: Params,
         # show; with none seen nothing says where the vessels stand (a glass platform may hide)
         found = release_floor(df, cfg, p.nutrition5k.rig_plane_dishes, no_evidence_m=None)
         cfg.surround_planes = found.surround_planes
-    else:   # the rig (no platform, no plate seen: the vessels stand on the surround); a camera
-        # pose per dish: each dish's own surround plane (the floor's height above it holds in any pose)
+    else:   # the rig (no platform, no plate seen: the vessels stand on its stated floor or on the
+        # surround); a camera pose per dish: each dish's own surround plane (the floor's height
+        # above it holds in any pose)
         found = release_floor(df, cfg if fits else replace(cfg, rig_plane=None), p.nutrition5k.rig_plane_dishes,
-                              no_evidence_m=FLOOR_M)
+                              no_evidence_m=FLOOR_M, stated_m=p.nutrition5k.vessel_floor_m)
     cfg.rig_floor_m = found.floor_m
     table, report = make_masks(df, out_dir, cfg, workers=p.data.workers)
     report["vessel_floor_m"] = cfg.rig_floor_m   # what the masks stood on, and ingest's beside it

@@ -84,20 +84,27 @@ def dish_view(depth: np.ndarray, K: np.ndarray, rig_plane: tuple[np.ndarray, flo
     return view
 
 
-def contradicted(floor: float, views: list[DishView]) -> bool:
-    """A vessel floor the release's own dishes rule out: a level surface more than FLOOR_TOL_M
-    below it in VETO_LOW of them (food lies above its vessel's floor; heaped bowls filled to the
-    rim pass for plates with food, their level far above the real floor), or a rim further above
-    it than any bowl is deep in VETO_DEEP of them (pipeline.masks.levelled.deeper_than_a_bowl:
-    the vessels stand on a platform the depth does not see)."""
+def against(floor: float, views: list[DishView]) -> tuple[int, int, int, int]:
+    """(dishes with a level surface more than FLOOR_TOL_M below `floor`, dishes with a level,
+    dishes whose rim stands further above it than any bowl is deep, dishes with a rim): what the
+    release's own dishes say against a vessel floor (food lies above its vessel's floor; no
+    bowl is deeper than about a hemisphere, pipeline.masks.levelled.deeper_than_a_bowl)."""
     from pipeline.masks.levelled import deeper_than_a_bowl
     from pipeline.masks.rig import FLOOR_TOL_M
 
     levels = [v.level for v in views if v.level is not None]
     rims = [(v.rim, v.rim_r) for v in views if v.rim is not None and v.rim_r]
-    low = sum(lv < floor - FLOOR_TOL_M for lv in levels)
-    deep = sum(deeper_than_a_bowl(rim, floor, r) for rim, r in rims)
-    return (bool(levels) and low >= VETO_LOW * len(levels)) or (bool(rims) and deep >= VETO_DEEP * len(rims))
+    return (sum(lv < floor - FLOOR_TOL_M for lv in levels), len(levels),
+            sum(deeper_than_a_bowl(rim, floor, r) for rim, r in rims), len(rims))
+
+
+def contradicted(floor: float, views: list[DishView]) -> bool:
+    """A vessel floor the release's own dishes rule out (`against`): a level surface below it in
+    VETO_LOW of them (heaped bowls filled to the rim pass for plates with food, their level far
+    above the real floor), or a rim too high above it for a bowl in VETO_DEEP of them (the
+    vessels stand on a platform the depth does not see)."""
+    low, n_levels, deep, n_rims = against(floor, views)
+    return (n_levels > 0 and low >= VETO_LOW * n_levels) or (n_rims > 0 and deep >= VETO_DEEP * n_rims)
 
 
 def densest_half(values: list[float]) -> float:
@@ -119,20 +126,23 @@ class ReleaseFloor:
     dish id -> its own plane or None), so the masks reuse them instead of fitting them again."""
     floor_m: float | None
     source: str = "none"      # 'platform' | 'plate': the evidence used; 'none': the caller's default;
-                              # 'contradicted': the dishes ruled out both (floor_m None)
+                              # 'stated': the rig's stated floor (params nutrition5k.vessel_floor_m);
+                              # 'contradicted': the dishes ruled out all (floor_m None)
     evidence: dict[str, int] = field(default_factory=dict)   # dishes showing each kind
     surround_planes: dict[str, tuple[np.ndarray, float] | None] = field(default_factory=dict)
 
 
 def release_floor(df: pd.DataFrame, cfg: MaskSettings, max_dishes: int,
-                  no_evidence_m: float | None) -> ReleaseFloor:
+                  no_evidence_m: float | None, stated_m: float | None = None) -> ReleaseFloor:
     """The vessel floor (m above the rig plane) from up to `max_dishes` dishes spread over the
     release (the same sample ingest fits the plane on): the densest half of the platform evidence
     when a dish shows its platform, else of the plates' floors unless the dishes rule it out
-    (`contradicted`); without either, `no_evidence_m` unless the dishes rule it out (then None),
-    which the caller states: a fixed rig whose plane fits its dishes stands its
-    vessels on the surround (FLOOR_M); a synthetic rig family states None (a glass platform may
-    hide under the vessel). Ingest's `floor_m`, the median of every dish's lowest level, is
+    (`contradicted`); without either, of the rig's known floor `stated_m` (params
+    `nutrition5k.vessel_floor_m`: its vessels stand on its platform, which the depth may never
+    see, as in a release of only bowls) and `no_evidence_m` (a fixed rig's surround, FLOOR_M: a
+    release shot on a flat surface) the one the fewest dishes speak against (`against`; the
+    rig's on a tie), unless the dishes rule out both (then None). A synthetic rig family states
+    None (a glass platform may hide under the vessel). Ingest's `floor_m`, the median of every dish's lowest level, is
     reported beside it, not used. With no release plane (synthetic rig families) each dish's
     own surround plane is used: a bowl on a glass platform then gets the platform height the
     other dishes show."""
@@ -165,6 +175,12 @@ def release_floor(df: pd.DataFrame, cfg: MaskSettings, max_dishes: int,
         floor = round(densest_half(found["plate"]), 5)
         if not contradicted(floor, views):
             return ReleaseFloor(floor, "plate", counts, planes)
-    if no_evidence_m is not None and contradicted(no_evidence_m, views):
+    if no_evidence_m is None:
+        return ReleaseFloor(None, "none", counts, planes)
+    # the rig's floor or the surround: the one fewer dishes speak against (the rig's on a tie)
+    left = [(f, src) for f, src in ((stated_m, "stated"), (no_evidence_m, "none"))
+            if f is not None and not contradicted(f, views)]
+    if not left:
         return ReleaseFloor(None, "contradicted", counts, planes)
-    return ReleaseFloor(no_evidence_m, "none", counts, planes)
+    floor, source = min(left, key=lambda c: sum(against(c[0], views)[::2]))
+    return ReleaseFloor(floor, source, counts, planes)
