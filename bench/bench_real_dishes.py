@@ -1,7 +1,8 @@
 """Real Nutrition5k dishes: offline rig-aware masks and volume labels against hand annotations
 and the scale, at both candidate focal lengths (the release publishes no intrinsics).
 
-    python bench/bench_real_dishes.py [--root RELEASE_ROOT] [--overlay DIR] [--synthetic-seed 11] [--synthetic-n 40]
+    python bench/bench_real_dishes.py [--root RELEASE_ROOT] [--overlay DIR] [--alone]
+                                      [--synthetic-seed 11] [--synthetic-n 40]
 
 RELEASE_ROOT: a Nutrition5k release (or a subset in its layout); default params.yaml data.root.
 Annotations: tests/data/n5k_annotations/<dish_id>.json (a polygon traced by hand, rasterised
@@ -9,7 +10,8 @@ here) or .png (food = 255). Prints, per dish and focal length: mask IoU, support
 density (mass / volume), the stated uncertainty and suspect flags, all from the stages' own
 entries (bench/stage_path.py: ingest's rig plane, the masks stage's vessel floor, the labels
 stage), i.e. what `dvc repro labels` gives with data.root=RELEASE_ROOT. `--overlay DIR` writes
-each dish's mask overlay there (look at it before trusting a number).
+each dish's mask overlay there (look at it before trusting a number). `--alone` adds each dish
+run as a release of its own (a copy holding only it): no other dish shows the platform or a plate.
 
 A second table: the depth-free given masks of the evaluation (pipeline.masks.rgb, RGB only)
 against the same annotations, and, so the rule is not judged on two dishes alone, against the
@@ -22,6 +24,7 @@ import argparse
 import dataclasses
 import json
 import os
+import shutil
 import sys
 import tempfile
 from pathlib import Path
@@ -126,6 +129,23 @@ def given_mask_table(root: Path, params: Params | None = None) -> list[dict]:
     return rows
 
 
+def release_of(root: Path, dest: Path, dish_ids: set[str]) -> Path:
+    """A copy at `dest` of the release at `root` holding only `dish_ids`, in its layout (metadata
+    and split lines filtered): what a user who points data.root at a subset of Nutrition5k has."""
+    for f in root.rglob("*"):
+        rel = f.relative_to(root)
+        if f.is_dir() or (rel.parts[0] == "imagery" and len(rel.parts) > 2 and rel.parts[2] not in dish_ids):
+            continue
+        out = dest / rel
+        out.parent.mkdir(parents=True, exist_ok=True)
+        if f.suffix in (".csv", ".txt"):
+            out.write_text("".join(line for line in f.read_text().splitlines(keepends=True)
+                                   if line.split(",")[0].strip() in dish_ids))
+        else:
+            shutil.copyfile(f, out)
+    return dest
+
+
 def synthetic_given_ious(seed: int, n: int, params: Params | None = None) -> dict[str, list[float]]:
     """IoU of the depth-free given mask with the ground truth, per synthetic rig family."""
     from pipeline.data.scene import FAMILIES
@@ -148,17 +168,27 @@ def main() -> None:
     ap.add_argument("--synthetic-seed", type=int, default=11, help="held-out synthetic seed (tuned on 7)")
     ap.add_argument("--synthetic-n", type=int, default=40, help="synthetic rig-family dishes (0: none)")
     ap.add_argument("--overlay", type=Path, default=None, help="write mask overlays here")
+    ap.add_argument("--alone", action="store_true",
+                    help="also each annotated dish as a release of its own (at params' focal length)")
     args = ap.parse_args()
     root = Path(args.root or io.REPO_ROOT / load_params().data.root).resolve()
     rows = real_dish_table(root, overlay_dir=args.overlay)
     if not rows:
         raise SystemExit(f"{root}: no dish there has an annotation in {ANNOTATIONS}")
+    if args.alone:   # a release of one dish: no other dish shows the platform or a plate
+        for dish in sorted({r["dish_id"] for r in rows}):
+            with tempfile.TemporaryDirectory() as tmp:
+                alone = real_dish_table(release_of(root, Path(tmp), {dish}), focals=(load_params().nutrition5k.fx,),
+                                        overlay_dir=args.overlay and args.overlay / "alone")
+            rows += [dict(r, dish_id=f"{r['dish_id']}*") for r in alone]
     print(f"{'dish':17} {'f px':>6} {'IoU':>5} {'mask px':>8} {'support':>12} {'mass g':>7} "
           f"{'volume mL':>10} {'g/mL':>6} {'unc':>5}  suspect")
     for r in rows:
         unc = f"{r['uncertainty']:5.2f}" if r["uncertainty"] is not None else "    -"
         print(f"{r['dish_id']:17} {r['f_px']:6.1f} {r['iou']:5.3f} {r['mask_px']:8d} {r['support']:>12} "
               f"{r['mass_g']:7.0f} {r['volume_ml']:10.1f} {r['density_g_ml']:6.2f} {unc}  {r['suspect']}")
+    if args.alone:
+        print("* the dish alone: a release holding only it")
 
     print(f"\ngiven masks (depth-free, RGB only) vs annotation\n{'dish':17} {'source':>9} {'IoU':>5} {'mask px':>8}")
     for r in given_mask_table(root):

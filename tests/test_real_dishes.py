@@ -40,30 +40,13 @@ def test_steel_bowl_mask_covers_the_heap_not_only_its_top() -> None:
     assert r["mask_px"] > 0.8 * ann.sum() and r["iou"] >= 0.7, r
 
 
-def _release_of(dest, dish_ids: set[str]):
-    """A copy of the sample release holding only `dish_ids`, in its layout (metadata and split
-    lines filtered): what a user pointing data.root at a subset of Nutrition5k has."""
-    for f in ROOT.rglob("*"):
-        rel = f.relative_to(ROOT)
-        if f.is_dir() or (rel.parts[0] == "imagery" and rel.parts[2] not in dish_ids):
-            continue
-        out = dest / rel
-        out.parent.mkdir(parents=True, exist_ok=True)
-        if f.suffix in (".csv", ".txt"):
-            out.write_text("".join(line for line in f.read_text().splitlines(keepends=True)
-                                   if line.split(",")[0].strip() in dish_ids))
-        else:
-            shutil.copyfile(f, out)
-    return dest
-
-
 def test_a_release_of_only_the_steel_bowl_stands_it_on_the_rig_floor(tmp_path) -> None:
     """Issue 27 item 4: with no plate beside it, the bowl used to stand on the surround, 5 cm
     below the platform (1295 mL, 0.33 g/mL, unflagged); it stands on the rig's stated vessel
     floor (params nutrition5k.vessel_floor_m), as the plate of the two-dish release shows it."""
-    from bench.bench_real_dishes import real_dish_table
+    from bench.bench_real_dishes import real_dish_table, release_of
 
-    root = _release_of(tmp_path / "release", {"dish_1568056217"})
+    root = release_of(ROOT, tmp_path / "release", {"dish_1568056217"})
     rows = real_dish_table(root, focals=(616.6,))
     assert [r["dish_id"] for r in rows] == ["dish_1568056217"]
     r = rows[0]
