@@ -22,7 +22,7 @@ family, on each dish's own surround plane: the floor's height above the surround
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, NamedTuple
 
 import numpy as np
 import pandas as pd
@@ -84,18 +84,28 @@ def dish_view(depth: np.ndarray, K: np.ndarray, rig_plane: tuple[np.ndarray, flo
     return view
 
 
-def against(floor: float, views: list[DishView]) -> tuple[int, int, int, int]:
-    """(dishes with a level surface more than FLOOR_TOL_M below `floor`, dishes with a level,
-    dishes whose rim stands further above it than any bowl is deep, dishes with a rim): what the
-    release's own dishes say against a vessel floor (food lies above its vessel's floor; no
-    bowl is deeper than about a hemisphere, pipeline.masks.levelled.deeper_than_a_bowl)."""
+class Against(NamedTuple):
+    """What a release's own dishes say against a vessel floor (food lies above its vessel's
+    floor; no bowl is deeper than about a hemisphere, pipeline.masks.levelled.deeper_than_a_bowl)."""
+    low: int         # dishes with a level surface more than FLOOR_TOL_M below the floor ...
+    n_levels: int    # ... of the dishes with a level
+    deep: int        # dishes whose rim stands further above the floor than any bowl is deep ...
+    n_rims: int      # ... of the dishes with a rim
+
+    @property
+    def n_against(self) -> int:
+        return self.low + self.deep
+
+
+def against(floor: float, views: list[DishView]) -> Against:
+    """What the release's dishes (`views`) say against the vessel floor `floor`."""
     from pipeline.masks.levelled import deeper_than_a_bowl
     from pipeline.masks.rig import FLOOR_TOL_M
 
     levels = [v.level for v in views if v.level is not None]
     rims = [(v.rim, v.rim_r) for v in views if v.rim is not None and v.rim_r]
-    return (sum(lv < floor - FLOOR_TOL_M for lv in levels), len(levels),
-            sum(deeper_than_a_bowl(rim, floor, r) for rim, r in rims), len(rims))
+    return Against(sum(lv < floor - FLOOR_TOL_M for lv in levels), len(levels),
+                   sum(deeper_than_a_bowl(rim, floor, r) for rim, r in rims), len(rims))
 
 
 def contradicted(floor: float, views: list[DishView]) -> bool:
@@ -103,8 +113,8 @@ def contradicted(floor: float, views: list[DishView]) -> bool:
     VETO_LOW of them (heaped bowls filled to the rim pass for plates with food, their level far
     above the real floor), or a rim too high above it for a bowl in VETO_DEEP of them (the
     vessels stand on a platform the depth does not see)."""
-    low, n_levels, deep, n_rims = against(floor, views)
-    return (n_levels > 0 and low >= VETO_LOW * n_levels) or (n_rims > 0 and deep >= VETO_DEEP * n_rims)
+    a = against(floor, views)
+    return (a.n_levels > 0 and a.low >= VETO_LOW * a.n_levels) or (a.n_rims > 0 and a.deep >= VETO_DEEP * a.n_rims)
 
 
 def densest_half(values: list[float]) -> float:
@@ -182,5 +192,5 @@ def release_floor(df: pd.DataFrame, cfg: MaskSettings, max_dishes: int,
             if f is not None and not contradicted(f, views)]
     if not left:
         return ReleaseFloor(None, "contradicted", counts, planes)
-    floor, source = min(left, key=lambda c: sum(against(c[0], views)[::2]))
+    floor, source = min(left, key=lambda c: against(c[0], views).n_against)
     return ReleaseFloor(floor, source, counts, planes)
