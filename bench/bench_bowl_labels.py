@@ -3,11 +3,12 @@ release trees of round, conical and footed bowls (tests/fixtures/bowl_release.py
 the stages' own entries (bench/stage_path.py: ingest -> split -> masks -> labels, params.yaml).
 
 Trees (`--trees`, each `seed:pose:support:plates[:glass]`): the rig's fixed pose with its platform
-and two plates per bowl, only bowls on the platform, only bowls on a flat surface, and a varying
-camera pose; glass 1 (0): every dish's platform top is glass (opaque), as one rig's, else drawn
-per dish. Prints per tree and over all trees: the label error per bowl shape and per fill level
-(35-90 % of the bowl's depth), the plates, and whether unflagged bowls lie within their stated
-uncertainty.
+and two plates per bowl, only bowls on the platform, only bowls on a flat surface, a varying
+camera pose, and only bowls on a glass platform the depth never sees (they stand on the rig's
+stated floor, params nutrition5k.vessel_floor_m); glass 1 (0): every dish's platform top is
+glass (opaque), as one rig's, else drawn per dish. Prints per tree and over all trees: the label
+error per bowl shape and per fill level (35-90 % of the bowl's depth), the plates, and whether
+unflagged bowls lie within their stated uncertainty.
 Targets: bowls >= 90 % usable, median <= 5 %, p90 <= 15 %; plates p90 <= 10 %.
 
 Usage: python bench/bench_bowl_labels.py [--n 24] [--trees 3:fixed:platform:1 ...] [--csv out.csv]
@@ -31,7 +32,8 @@ from pipeline import io
 from pipeline.config import Params, load_params
 from tests.fixtures.bowl_release import write_bowl_release
 
-TREES = ("3:fixed:platform:1", "4:fixed:platform:0", "5:fixed:flat:0", "6:varying:platform:1")
+TREES = ("3:fixed:platform:1", "4:fixed:platform:0", "5:fixed:flat:0", "6:varying:platform:1",
+         "7:fixed:platform:0:1")
 FILL_BINS = [0.35, 0.5, 0.65, 0.8, 0.9]
 
 
