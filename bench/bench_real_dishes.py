@@ -171,15 +171,16 @@ def main() -> None:
     ap.add_argument("--alone", action="store_true",
                     help="also each annotated dish as a release of its own (at params' focal length)")
     args = ap.parse_args()
-    root = Path(args.root or io.REPO_ROOT / load_params().data.root).resolve()
-    rows = real_dish_table(root, overlay_dir=args.overlay)
+    params = load_params()
+    root = Path(args.root or io.REPO_ROOT / params.data.root).resolve()
+    rows = real_dish_table(root, params=params, overlay_dir=args.overlay)
     if not rows:
         raise SystemExit(f"{root}: no dish there has an annotation in {ANNOTATIONS}")
     if args.alone:   # a release of one dish: no other dish shows the platform or a plate
         for dish in sorted({r["dish_id"] for r in rows}):
             with tempfile.TemporaryDirectory() as tmp:
-                alone = real_dish_table(release_of(root, Path(tmp), {dish}), focals=(load_params().nutrition5k.fx,),
-                                        overlay_dir=args.overlay and args.overlay / "alone")
+                alone = real_dish_table(release_of(root, Path(tmp), {dish}), focals=(params.nutrition5k.fx,),
+                                        params=params, overlay_dir=args.overlay and args.overlay / "alone")
             rows += [dict(r, dish_id=f"{r['dish_id']}*") for r in alone]
     print(f"{'dish':17} {'f px':>6} {'IoU':>5} {'mask px':>8} {'support':>12} {'mass g':>7} "
           f"{'volume mL':>10} {'g/mL':>6} {'unc':>5}  suspect")
